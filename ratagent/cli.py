@@ -1,0 +1,79 @@
+"""The ``ratagent`` command line.
+
+Sub-commands are thin: each parses arguments and calls the library. Heavy imports
+(torch, the model, Bluesky) happen inside the sub-command that needs them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+
+__all__ = ["main"]
+
+
+def _eg_info(eg: int) -> dict:
+    from ratagent.crystallography import extinction_group, neighbours
+
+    g = extinction_group(eg)
+    return {
+        "eg": g.number,
+        "symbol": g.symbol,
+        "crystal_system": g.crystal_system,
+        "centring": g.centring,
+        "space_groups": list(g.space_groups),
+        "equivalent_settings": list(g.equivalent_symbols),
+        "dag_neighbours": neighbours(g.number),
+    }
+
+
+def _cmd_eg(args: argparse.Namespace) -> int:
+    from ratagent.crystallography import sg_to_eg
+
+    egs = [sg_to_eg(n) for n in args.number] if args.sg else list(args.number)
+    infos = [_eg_info(eg) for eg in egs]
+    if args.json:
+        print(json.dumps(infos, indent=2))
+        return 0
+    for info, n in zip(infos, args.number, strict=True):
+        head = f"SG {n} → " if args.sg else ""
+        print(f"{head}EG {info['eg']}: {info['symbol']}  ({info['crystal_system']}, {info['centring']})")
+        print(f"  space groups:   {', '.join(map(str, info['space_groups']))}")
+        if info["equivalent_settings"]:
+            print(f"  other settings: {', '.join(info['equivalent_settings'])}")
+        print(f"  DAG neighbours: {', '.join(map(str, info['dag_neighbours']))}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from ratagent import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="ratagent", description="Extinction-group classification of powder diffraction patterns."
+    )
+    parser.add_argument("--version", action="version", version=f"ratagent {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("eg", help="show extinction groups: symbol, space groups, DAG neighbours")
+    p.add_argument("number", type=int, nargs="+", help="EG number 1–99 (or SG 1–230 with --sg)")
+    p.add_argument("--sg", action="store_true", help="the numbers are space groups")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=_cmd_eg)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``ratagent`` command; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except (ValueError, FileNotFoundError, TypeError) as exc:
+        print(f"ratagent {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""The simulated beamline: ophyd devices driven by :mod:`ratagent.simulation`."""
