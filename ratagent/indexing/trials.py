@@ -1,0 +1,321 @@
+"""Trial cells from low-index lines (TREOR-like), screened in one vectorised pass.
+
+For each lattice system the quadratic form :math:`q = 1/d^2 = r(hkl) \\cdot p` is linear
+in ``m`` unknown parameters ``p`` (cubic 1, tetragonal and hexagonal 2, orthorhombic 3,
+monoclinic 4; see :data:`SYSTEMS`). Following Werner's trial-and-error method (TREOR:
+Werner, Eriksson & Westdahl, J. Appl. Cryst. 18, 367 (1985)), ``m`` of the first
+observed lines are given ``m`` distinct low-index rows r(hkl), the ``m × m`` system
+``R p = q`` is solved, and each solution is kept when it indexes nearly all of the first
+lines. Here every (line set × index set) trial is solved and screened at once in numpy;
+sets of rows that differ only by a relabelling of axes (orthorhombic permutations,
+monoclinic a↔c and β ↔ 180°−β) are solved once.
+
+The screen (:func:`screen`) counts, for each trial, the lines whose q lies within a
+tolerance of some q(hkl), by running over (h, k) and solving the quadratic in l, and
+ranks trials by a de Wolff-like merit with an analytic estimate of the number of
+calculated lines (the volume of the sphere of radius √q_max divided by the Laue
+multiplicity).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass
+from functools import cache
+
+import numpy as np
+
+__all__ = ["SYSTEMS", "LatticeSystem", "forms_of", "screen", "solve_trials"]
+
+# Columns of the full form: q = h²A + k²B + l²C + hkD + hlE + klF.
+_MONOMIALS = ("h2", "k2", "l2", "hk", "hl", "kl")
+
+
+@dataclass(frozen=True)
+class LatticeSystem:
+    """How one lattice system constrains the quadratic form.
+
+    ``transform`` (6 × m) maps the system's parameters p onto (A, B, C, D, E, F).
+    """
+
+    name: str
+    transform: tuple[tuple[float, ...], ...]  # (6, m): full form = transform @ p
+    base_hkl_max: tuple[int, int, int]  # index ranges for base lines: |h|, k, l ≤ these
+    base_sum_max: int  # |h| + k + l ≤ this for base lines
+    negative_h: bool  # whether h < 0 gives new rows (oblique a*, c*, or hexagonal hk term)
+    laue_multiplicity: int  # general-position multiplicity of the lattice's holohedry
+    n_base_lines: int  # base lines drawn from the first this many observed lines
+    centrings: tuple[str, ...]  # lattice centrings tested after indexing
+
+    @property
+    def m(self) -> int:
+        return len(self.transform[0])
+
+    @property
+    def matrix(self) -> np.ndarray:
+        return np.asarray(self.transform, dtype=float)
+
+
+SYSTEMS: dict[str, LatticeSystem] = {
+    "cubic": LatticeSystem(
+        "cubic", ((1,), (1,), (1,), (0,), (0,), (0,)), (4, 4, 4), 6, False, 48, 4, ("P", "I", "F")
+    ),
+    "tetragonal": LatticeSystem(
+        "tetragonal", ((1, 0), (1, 0), (0, 1), (0, 0), (0, 0), (0, 0)), (3, 3, 4), 6, False, 16, 7, ("P", "I")
+    ),
+    "hexagonal": LatticeSystem(
+        "hexagonal", ((1, 0), (1, 0), (0, 1), (1, 0), (0, 0), (0, 0)), (3, 3, 6), 8, False, 24, 7, ("P", "R")
+    ),
+    "orthorhombic": LatticeSystem(
+        "orthorhombic",
+        ((1, 0, 0), (0, 1, 0), (0, 0, 1), (0, 0, 0), (0, 0, 0), (0, 0, 0)),
+        (2, 2, 2),
+        6,
+        False,
+        8,
+        7,
+        ("P", "C", "A", "B", "I", "F"),
+    ),
+    "monoclinic": LatticeSystem(
+        "monoclinic",
+        ((1, 0, 0, 0), (0, 1, 0, 0), (0, 0, 1, 0), (0, 0, 0, 0), (0, 0, 0, 1), (0, 0, 0, 0)),
+        (2, 2, 2),
+        3,
+        True,
+        4,
+        6,
+        ("P", "C", "A", "I"),
+    ),
+}
+
+
+def monomials(hkl: np.ndarray) -> np.ndarray:
+    """(h², k², l², hk, hl, kl) of each row of ``hkl`` (n, 3) → (n, 6) float."""
+    h, k, l = (np.asarray(hkl, dtype=float)[:, i] for i in range(3))
+    return np.stack([h * h, k * k, l * l, h * k, h * l, k * l], axis=1)
+
+
+@cache
+def forms_of(name: str) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct design rows r(hkl) of the low-index base lines of a system, and one hkl each.
+
+    Returns ``(rows, hkl)`` with shapes (n_rows, m) and (n_rows, 3).
+    """
+    sys_ = SYSTEMS[name]
+    hmax, kmax, lmax = sys_.base_hkl_max
+    hs = range(-hmax if sys_.negative_h else 0, hmax + 1)
+    hkl = np.array(
+        [
+            (h, k, l)
+            for h in hs
+            for k in range(kmax + 1)
+            for l in range(lmax + 1)
+            if (h, k, l) != (0, 0, 0) and abs(h) + k + l <= sys_.base_sum_max
+        ]
+    )
+    rows = monomials(hkl) @ sys_.matrix
+    _, first = np.unique(np.round(rows, 6), axis=0, return_index=True)
+    first = np.sort(first)
+    return rows[first], hkl[first]
+
+
+def _column_symmetries(name: str) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(permutation, signs) of the parameter columns that relabel axes without changing the lattice."""
+    if name == "orthorhombic":
+        return [(np.array(p), np.ones(3)) for p in itertools.permutations(range(3))]
+    if name == "monoclinic":
+        swaps = (np.array([0, 1, 2, 3]), np.array([2, 1, 0, 3]))
+        signs = (np.ones(4), np.array([1.0, 1.0, 1.0, -1.0]))
+        return [(p, s) for p in swaps for s in signs]
+    m = SYSTEMS[name].m
+    return [(np.arange(m), np.ones(m))]
+
+
+@cache
+def _tuples(name: str) -> tuple[np.ndarray, np.ndarray]:
+    """Ordered m-tuples of distinct base rows, one per axis relabelling, with R⁻¹ of each.
+
+    Returns ``(index_tuples (t, m), inverse matrices (t, m, m))``.
+    """
+    rows, _ = forms_of(name)
+    m = rows.shape[1]
+    key = {tuple(np.round(r, 6)): i for i, r in enumerate(rows)}
+    tuples = np.array(list(itertools.permutations(range(len(rows)), m)), dtype=np.int64)
+    keep = np.ones(len(tuples), dtype=bool)
+    for perm, signs in _column_symmetries(name)[1:]:
+        mapped_rows = rows[:, perm] * signs
+        image = np.array([key.get(tuple(np.round(r, 6)), -1) for r in mapped_rows])
+        mapped = image[tuples]
+        ok = (mapped >= 0).all(axis=1)
+        # keep the lexicographically smallest labelling of each orbit
+        smaller = np.zeros(len(tuples), dtype=bool)
+        undecided = np.ones(len(tuples), dtype=bool)
+        for j in range(m):
+            smaller |= undecided & (mapped[:, j] < tuples[:, j])
+            undecided &= mapped[:, j] == tuples[:, j]
+        keep &= ~(ok & smaller)
+    tuples = tuples[keep]
+    mats = rows[tuples]  # (t, m, m): row j of the system is r(hkl_j)
+    det = np.linalg.det(mats)
+    good = np.abs(det) > 1e-9
+    return tuples[good], np.linalg.inv(mats[good])
+
+
+def solve_trials(name: str, q_obs: np.ndarray, n_lines: int | None = None) -> np.ndarray:
+    """All trial parameter vectors p of a system from its base lines and base rows.
+
+    Parameters
+    ----------
+    name : a key of :data:`SYSTEMS`
+    q_obs : observed q = 1/d² (Å⁻²), ascending
+    n_lines : base lines are drawn from the first this many lines (system default)
+
+    Returns
+    -------
+    ndarray, shape (n_trials, m): parameters with a positive-definite form only.
+    """
+    sys_ = SYSTEMS[name]
+    m = sys_.m
+    n_lines = min(n_lines or sys_.n_base_lines, len(q_obs))
+    if n_lines < m:
+        return np.empty((0, m))
+    _, inv = _tuples(name)
+    combos = np.array(list(itertools.combinations(range(n_lines), m)))
+    qb = q_obs[combos]  # (c, m)
+    p = np.einsum("tij,cj->cti", inv, qb).reshape(-1, m)
+    full = p @ sys_.matrix.T
+    A, B, C, E = full[:, 0], full[:, 1], full[:, 2], full[:, 4]
+    pos = (A > 0) & (B > 0) & (C > 0) & (E * E < 4 * A * C * 0.999)
+    return p[pos]
+
+
+def form_volume(full: np.ndarray) -> np.ndarray:
+    """Cell volume 1/√det G* (Å³) of forms (n, 6) with F = 0."""
+    A, B, C, D, E = (full[:, i] for i in range(5))
+    det = A * B * C - A * 0 - B * E * E / 4 - C * D * D / 4 + D * E * 0
+    return 1.0 / np.sqrt(np.maximum(det, 1e-30))
+
+
+@cache
+def _plane(name: str, hmax: int = 12) -> np.ndarray:
+    """Distinct (h, k) terms of a system: rows (r(h, k, 0) in parameter space…, h), shape (n, m + 1).
+
+    With them q(hkl) = r(h,k,0)·p + l² C + h l E, a quadratic in l for each row.
+    """
+    sys_ = SYSTEMS[name]
+    h_neg = sys_.negative_h or name == "hexagonal"
+    hh, kk = np.meshgrid(np.arange(-hmax if h_neg else 0, hmax + 1), np.arange(hmax + 1), indexing="ij")
+    hk0 = np.stack([hh.ravel(), kk.ravel(), np.zeros(hh.size, int)], axis=1)
+    rows = monomials(hk0) @ sys_.matrix
+    key = np.column_stack([rows, hk0[:, 0] if sys_.negative_h else np.zeros(len(rows))])
+    return np.unique(key, axis=0)
+
+
+def _count(name: str, p: np.ndarray, q_obs: np.ndarray, tol_q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Lines indexed by each trial (within ``tol_q``) and the sum of |Δq|/tol over them."""
+    sys_ = SYSTEMS[name]
+    m = sys_.m
+    full = p @ sys_.matrix.T
+    plane = _plane(name)
+    n_l = len(q_obs)
+    n_idx = np.empty(len(p), dtype=np.int64)
+    err = np.empty(len(p))
+    qo = q_obs.astype(np.float32)[None, :, None]
+    tq = tol_q.astype(np.float32)[None, :]
+    q_max = float(q_obs[-1] + tol_q[-1])
+    chunk = 2048
+    for s in range(0, len(p), chunk):
+        e = min(len(p), s + chunk)
+        f, pc = full[s:e], p[s:e]
+        # lower bound of q over l for each (h, k) term: r·p − h² E² / 4C
+        lower = plane[:, :m] @ pc.T - (plane[:, m:] ** 2) @ (f[:, 4] ** 2 / (4 * f[:, 2]))[None, :]
+        rows = plane[lower.min(axis=1) <= q_max]
+        if len(rows) * (e - s) * n_l > 4e6:
+            sub = max(1, int(4e6 // (len(rows) * n_l)))
+            ni, er = zip(
+                *(_count(name, pc[i : i + sub], q_obs, tol_q) for i in range(0, e - s, sub)), strict=True
+            )
+            n_idx[s:e], err[s:e] = np.concatenate(ni), np.concatenate(er)
+            continue
+        base = (pc @ rows[:, :m].T).astype(np.float32)[:, None, :]  # (c, 1, n_hk)
+        hh = rows[:, m].astype(np.float32)
+        C = f[:, 2].astype(np.float32)[:, None, None]
+        E = f[:, 4].astype(np.float32)[:, None, None]
+        c1 = hh * E
+        c0 = base - qo  # (c, lines, n_hk)
+        disc = np.sqrt(np.maximum(c1 * c1 - 4 * C * c0, 0))
+        best = np.full(c0.shape[:2], np.inf, dtype=np.float32)
+        for sign in (1.0, -1.0):
+            l = np.rint((-c1 + sign * disc) / (2 * C))
+            qc = base + l * l * C + hh * l * E
+            qc = np.where(qc > 0, qc, np.inf)
+            best = np.minimum(best, np.abs(qc - qo).min(axis=2))
+        hit = best <= tq
+        n_idx[s:e] = hit.sum(axis=1)
+        err[s:e] = np.where(hit, best / tq, 0).sum(axis=1)
+    return n_idx, err
+
+
+def screen(
+    name: str,
+    p: np.ndarray,
+    q_obs: np.ndarray,
+    tol_q: np.ndarray,
+    max_missing: int,
+    keep: int,
+    max_calc_per_line: float = 8.0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Rank trial parameters by how well they index the observed lines.
+
+    Parameters
+    ----------
+    name : lattice system
+    p : (n, m) trial parameters
+    q_obs, tol_q : (n_l,) observed q and tolerance, Å⁻²
+    max_missing : trials leaving more lines unindexed are dropped
+    keep : how many of the best trials to return
+    max_calc_per_line : trials whose estimated number of calculated lines up to q_max
+        exceeds this many per observed line (too large cells, which index anything) are
+        dropped
+
+    Returns
+    -------
+    (p_best (k, m), n_indexed (k,)), best first.
+    """
+    sys_ = SYSTEMS[name]
+    if len(p) == 0:
+        return p, np.zeros(0, dtype=int)
+    n_l = len(q_obs)
+    full = p @ sys_.matrix.T
+    q_max = float(q_obs[-1] + tol_q[-1])
+    n_est = (4.0 / 3.0) * math.pi * q_max**1.5 * form_volume(full) / sys_.laue_multiplicity
+    ok = n_est <= max_calc_per_line * n_l
+    p, full, n_est = p[ok], full[ok], n_est[ok]
+    if len(p) == 0:
+        return p, np.zeros(0, dtype=int)
+    # Too small a*, b*, c* predict lines far below the first observed one: not a solution.
+    a_eff = full[:, 0] - full[:, 4] ** 2 / (4 * full[:, 2])
+    small = np.minimum(np.minimum(a_eff, full[:, 1]), full[:, 2])
+    ok = small >= q_obs[0] / 20.0
+    p, full, n_est, a_eff = p[ok], full[ok], n_est[ok], a_eff[ok]
+    order = np.argsort(-np.minimum(a_eff, full[:, 1]))
+    p, full, n_est, a_eff = p[order], full[order], n_est[order], a_eff[order]
+    # Pass 1 on the first lines only: most trials fail there, cheaply.
+    n1 = min(n_l, 7)
+    n_idx, _ = _count(name, p, q_obs[:n1], tol_q[:n1])
+    ok = n_idx >= n1 - min(max_missing, 1)
+    p, full, n_est = p[ok], full[ok], n_est[ok]
+    n_idx, err = _count(name, p, q_obs, tol_q)
+    good = n_idx >= n_l - max_missing
+    if not good.any():
+        return p[:0], n_idx[:0]
+    p, n_idx, err, n_est = p[good], n_idx[good], err[good], n_est[good]
+    mean_err = (err + 0.05) / n_idx  # in units of the tolerance; small offset: no infinite merit
+    merit = n_idx / (mean_err * np.maximum(n_est, n_idx))
+    order = np.argsort(-merit)
+    # merge trials that give the same form (same cell from different base lines)
+    p_sorted = p[order]
+    _, first = np.unique(np.round(np.log(np.abs(p_sorted) + 1e-12), 3), axis=0, return_index=True)
+    first = np.sort(first)[:keep]
+    return p_sorted[first], n_idx[order][first]

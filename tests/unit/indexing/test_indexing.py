@@ -1,0 +1,115 @@
+"""Indexing of line lists computed from published cells (gemmi absences) and of noisy ones.
+
+Cells: NaCl (Walker et al. 2004), Si (NIST SRM 640), rutile (Baur & Khan 1971), corundum
+(Lewis et al. 1982), calcite (Maslen et al. 1993), α-quartz (Le Page & Donnay 1976),
+aragonite (de Villiers 1971), gypsum (Boeyens & Ichharam 2002, C2/c setting).
+"""
+
+import time
+
+import gemmi
+import numpy as np
+import pytest
+
+from ratagent.indexing import index, lines_from_cell, perturb_lines, same_lattice
+from ratagent.indexing.merit import de_wolff_m, smith_snyder_f
+from ratagent.indexing.reduction import cell_from_form, form_from_cell, niggli_cell
+from ratagent.patterns import CU_KA1_ANGSTROM
+
+MINERALS = {
+    "NaCl": ((5.6402, 5.6402, 5.6402, 90, 90, 90), "F m -3 m", "cubic"),
+    "Si": ((5.4309, 5.4309, 5.4309, 90, 90, 90), "F d -3 m:1", "cubic"),
+    "rutile": ((4.5937, 4.5937, 2.9587, 90, 90, 90), "P 42/m n m", "tetragonal"),
+    "corundum": ((4.7589, 4.7589, 12.991, 90, 90, 120), "R -3 c:H", "trigonal"),
+    "calcite": ((4.9896, 4.9896, 17.0610, 90, 90, 120), "R -3 c:H", "trigonal"),
+    "quartz": ((4.9134, 4.9134, 5.4052, 90, 90, 120), "P 32 2 1", "hexagonal"),
+    "aragonite": ((4.9614, 7.9671, 5.7404, 90, 90, 90), "P m c n", "orthorhombic"),
+    "gypsum": ((6.2845, 15.2079, 5.6776, 90, 114.09, 90), "C 1 2/c 1", "monoclinic"),
+}
+
+
+def _found(result, cell, sg, k=3):
+    centring = gemmi.SpaceGroup(sg).centring_type()
+    return [same_lattice(c.cell, cell, 1e-3, c.centring, centring) for c in result.candidates[:k]]
+
+
+@pytest.mark.parametrize(
+    "name", [pytest.param(n, marks=pytest.mark.slow) if n == "gypsum" else n for n in MINERALS]
+)
+def test_exact_lines_of_known_minerals_give_their_cell_first(name):
+    cell, sg, system = MINERALS[name]
+    result = index(lines_from_cell(cell, sg, CU_KA1_ANGSTROM), wavelength=CU_KA1_ANGSTROM)
+    assert result.convincing
+    assert _found(result, cell, sg, k=1) == [True]
+    assert result.best.crystal_system == system
+    assert abs(result.best.zero_shift_deg) < 1e-3
+
+
+@pytest.mark.parametrize("name", [n for n in MINERALS if n != "gypsum"])
+def test_noise_zero_shift_and_an_impurity_line(name):
+    cell, sg, _ = MINERALS[name]
+    rng = np.random.default_rng(sum(map(ord, name)))
+    tth = perturb_lines(
+        lines_from_cell(cell, sg, CU_KA1_ANGSTROM), rng, sigma_deg=0.005, zero_shift_deg=0.03, n_impurity=1
+    )
+    result = index(tth, wavelength=CU_KA1_ANGSTROM)
+    assert result.convincing
+    assert any(_found(result, cell, sg))
+    assert result.best.zero_shift_deg == pytest.approx(0.03, abs=0.01)
+
+
+@pytest.mark.slow
+def test_random_lines_give_no_convincing_cell():
+    rng = np.random.default_rng(5)
+    result = index(np.sort(rng.uniform(10, 60, 20)), wavelength=CU_KA1_ANGSTROM)
+    assert not result.convincing
+    assert result.best is None
+    assert result.message.startswith("no convincing cell")
+
+
+def test_too_few_lines_decline():
+    result = index([20.0, 30.0, 40.0], wavelength=CU_KA1_ANGSTROM)
+    assert not result.convincing and "only 3 lines" in result.message
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "word"),
+    [
+        ({"wavelength": None}, "wavelength"),
+        ({"wavelength": -1.0}, "wavelength"),
+        ({"wavelength": 1.54, "systems": ("triclinic",)}, "triclinic"),
+        ({"wavelength": 1.54, "tolerance_deg": 0.0}, "tolerance_deg"),
+        ({"wavelength": 1.54, "n_lines": 3}, "n_lines"),
+    ],
+)
+def test_bad_input_raises_naming_the_value(kwargs, word):
+    with pytest.raises(ValueError, match=word):
+        index(np.linspace(10, 60, 20), **kwargs)
+
+
+def test_bad_positions_raise():
+    with pytest.raises(ValueError, match="2θ"):
+        index([10.0, np.nan, 30.0, 40.0, 50.0, 60.0], wavelength=1.54)
+
+
+def test_quadratic_form_round_trip_and_niggli_equivalence():
+    cell = np.array([6.2845, 15.2079, 5.6776, 90, 114.09, 90])
+    assert np.allclose(cell_from_form(form_from_cell(cell)), cell)
+    # the I-centred description of the same C-centred monoclinic lattice is the same lattice
+    assert same_lattice(cell, niggli_cell(cell, "C"), centring1="C")
+    assert not same_lattice(
+        cell, cell * np.array([1.002, 1, 1, 1, 1, 1]), rtol=1e-3, centring1="C", centring2="C"
+    )
+
+
+def test_figures_of_merit_follow_their_definitions():
+    # M20 = Q20 / (2 ε̄ N20); F_N = N / (mean |Δ2θ| · N_poss)
+    assert de_wolff_m(0.2, np.full(20, 1e-4), 40) == pytest.approx(0.2 / (2e-4 * 40))
+    assert smith_snyder_f(np.full(30, 0.01), 30, 60) == pytest.approx(30 / (0.01 * 60))
+
+
+def test_orthorhombic_is_fast():
+    cell, sg, _ = MINERALS["aragonite"]
+    t0 = time.perf_counter()
+    index(lines_from_cell(cell, sg, CU_KA1_ANGSTROM), wavelength=CU_KA1_ANGSTROM)
+    assert time.perf_counter() - t0 < 10.0
