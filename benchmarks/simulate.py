@@ -1,0 +1,167 @@
+"""Benchmark: the batched renderer against pymatgen's XRDCalculator, in one run.
+
+Both sides produce full patterns on the model grid (2θ 5–90°, step 0.01°, 8501 points)
+for the same mixed set of random bank structures:
+
+* ours: reflection lists from the bank (|F|² precomputed, as in training), rendered in
+  batches with Kα1 + Kα2, TCH pseudo-Voigt, LP; also the whole forward model
+  (:func:`simulate_batch`: strain, texture, background, noise).
+* pymatgen: ``XRDCalculator(1.5406).get_pattern`` (stick pattern from the structure) plus
+  a plain per-peak pseudo-Voigt on every grid point (one line, fixed TCH width per peak).
+
+It prints patterns/s both ways and their ratio (goal ≥ 100 on equal CPU cores), and the
+structure-bank generation rate (structures/s, serial and with parallel workers).
+
+Usage: ``python benchmarks/simulate.py [--structures 256] [--pymatgen 24] [--threads 2]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+import warnings
+
+import numpy as np
+import torch
+
+from ratagent.instrument import Instrument
+from ratagent.simulation import AugmentationConfig, collate, reflection_list, render, simulate_batch
+from ratagent.simulation.bank import sample_space_group, write_bank
+from ratagent.simulation.physics import caglioti_tch
+from ratagent.simulation.structures import random_crystal
+
+
+def best_of(fn, repeats: int) -> tuple[float, float]:
+    """Shortest wall time and shortest process CPU time of ``repeats`` calls, seconds.
+
+    On a shared machine the minimum is the cost; CPU time is what a free core would need.
+    """
+    wall, cpu = [], []
+    for _ in range(repeats):
+        t0, c0 = time.perf_counter(), time.process_time()
+        fn()
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        wall.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
+    return min(wall), min(cpu)
+
+
+def pymatgen_patterns(crystals, inst: Instrument) -> tuple[float, float]:
+    """Wall and CPU seconds per pattern: XRDCalculator + per-peak pseudo-Voigt on the full grid."""
+    from pymatgen.analysis.diffraction.xrd import XRDCalculator
+    from pymatgen.core import Lattice, Structure
+
+    calc = XRDCalculator(wavelength=inst.wavelength)
+    grid = inst.two_theta
+    t0, c0 = time.perf_counter(), time.process_time()
+    for c in crystals:
+        st = Structure(Lattice.from_parameters(*c.cell), list(c.elements), c.frac)
+        pat = calc.get_pattern(
+            st, scaled=False, two_theta_range=(inst.two_theta_min_deg, inst.two_theta_max_deg)
+        )
+        x, y = np.asarray(pat.x), np.asarray(pat.y)
+        fw, eta = (
+            a.numpy()
+            for a in caglioti_tch(
+                torch.as_tensor(x), inst.u_deg2, inst.v_deg2, inst.w_deg2, inst.x_deg, inst.y_deg
+            )
+        )
+        z2 = ((grid[None, :] - x[:, None]) / fw[:, None]) ** 2
+        lor = (2 / np.pi) / (1 + 4 * z2)
+        gau = 2 * np.sqrt(np.log(2) / np.pi) * np.exp(-4 * np.log(2) * z2)
+        _ = (y / fw) @ (eta[:, None] * lor + (1 - eta[:, None]) * gau)
+    n = len(crystals)
+    return (time.perf_counter() - t0) / n, (time.process_time() - c0) / n
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--structures", type=int, default=256, help="bank structures rendered per batch")
+    ap.add_argument("--pymatgen", type=int, default=24, help="structures for the pymatgen timing")
+    ap.add_argument("--threads", type=int, default=2, help="torch CPU threads (cores) for ours")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--bank-workers", type=int, default=2)
+    ap.add_argument("--d-min", type=float, default=1.0, help="bank d-spacing limit, Å")
+    args = ap.parse_args()
+    warnings.simplefilter("ignore")  # pymatgen's deprecation chatter is not ours to time
+    inst = Instrument()  # Cu Kα1/Kα2, 2θ 5–90°, 0.01°: 8501 points
+    rng = np.random.default_rng(0)
+
+    # -- structure bank rate (serial, this process) ----------------------------------
+    t0 = time.perf_counter()
+    crystals = [random_crystal(sample_space_group(rng), rng) for _ in range(args.structures)]
+    records = [reflection_list(c, args.d_min, "random") for c in crystals]
+    serial_rate = args.structures / (time.perf_counter() - t0)
+    n_refl = np.array([len(r) for r in records])
+    print(f"machine: {torch.get_num_threads()} torch threads available, cuda={torch.cuda.is_available()}")
+    print(
+        f"bank: {args.structures} structures, reflections/structure mean {n_refl.mean():.0f}, "
+        f"max {n_refl.max()}, d_min {args.d_min} Å"
+    )
+    print(f"bank generation, 1 process: {serial_rate:.0f} structures/s")
+    with tempfile.TemporaryDirectory() as tmp:
+        n_par = 200 * args.bank_workers
+        t0 = time.perf_counter()
+        write_bank(
+            tmp, n_par, shard_size=200, seed=1, d_min=args.d_min, workers=args.bank_workers, progress=False
+        )
+        par_rate = n_par / (time.perf_counter() - t0)
+    print(
+        f"bank generation, {args.bank_workers} worker processes (npz shards, with start-up): "
+        f"{par_rate:.0f} structures/s"
+    )
+
+    # -- pymatgen on the same structures (1 core) -------------------------------------
+    wall_pm, cpu_pm = pymatgen_patterns(crystals[: args.pymatgen], inst)
+    print(
+        f"pymatgen XRDCalculator + per-peak pV (1 core, {args.pymatgen} patterns): "
+        f"{1 / wall_pm:.1f} patterns/s wall, {1 / cpu_pm:.1f} per CPU-second"
+    )
+
+    # -- ours, CPU ---------------------------------------------------------------------
+    rate = {}
+    for threads in sorted({1, args.threads}):
+        torch.set_num_threads(threads)
+        wall, cpu = best_of(lambda: render(collate(records), inst), args.repeats)
+        rate[threads] = args.structures / wall
+        print(
+            f"ours render, CPU {threads} thread(s), batch {args.structures}: {rate[threads]:.0f} patterns/s "
+            f"wall, {args.structures / cpu:.0f} per CPU-second"
+        )
+        if threads == 1:
+            cpu_rate_1 = args.structures / cpu
+    aug = AugmentationConfig(impurity_probability=0.2)
+
+    def full() -> None:
+        cond = aug.sample(rng, args.structures)
+        simulate_batch(records, inst, cond, rng, impurities=records[:16])
+
+    wall, cpu = best_of(full, args.repeats)
+    print(
+        f"ours full forward model (strain, texture, impurity, background, Poisson), "
+        f"CPU {args.threads} threads: {args.structures / wall:.0f} patterns/s wall, "
+        f"{args.structures / cpu:.0f} per CPU-second"
+    )
+    print(f"RATIO render vs pymatgen, 1 core each, wall: {rate[1] * wall_pm:.0f}x")
+    print(f"RATIO render vs pymatgen, per CPU-second: {cpu_rate_1 * cpu_pm:.0f}x")
+    print(
+        f"RATIO ours on {args.threads} threads vs pymatgen on {args.threads} cores (perfectly parallel), "
+        f"wall: {rate[args.threads] * wall_pm / args.threads:.0f}x"
+    )
+
+    # -- ours, GPU -----------------------------------------------------------------------
+    if torch.cuda.is_available():
+        batch = collate(records, device="cuda")
+        render(batch, inst)  # warm-up: kernels and allocator
+        wall, _ = best_of(lambda: render(collate(records, device="cuda"), inst), args.repeats)
+        wall_only, _ = best_of(lambda: render(batch, inst), args.repeats)
+        print(
+            f"ours render, GPU {torch.cuda.get_device_name()}: {args.structures / wall:.0f} patterns/s "
+            f"with collate, {args.structures / wall_only:.0f} patterns/s render only"
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,265 @@
+"""Crystal structures: the :class:`Crystal` type, builders from sites, random structures.
+
+A :class:`Crystal` holds every atom of the unit cell (the orbits already expanded),
+so a structure factor is a plain sum over atoms.
+
+Random structures (:func:`random_crystal`)
+------------------------------------------
+1. Draw the cell shape within the crystal system (:func:`~.lattice.random_cell`).
+2. Draw 1–``max_sites`` sites of 2–4 element types. Each site is, with equal odds,
+   a general position (uniform x), or a special position: x is projected onto the
+   fixed set of one (sometimes two) random operations g = (R, t) whose intrinsic
+   translation w = (1/n) Σₖ Rᵏ t is a lattice vector (rotation axes, mirrors,
+   inversion centres; screws and glides have no fixed points) by averaging
+   p = (1/n) Σₖ g'ᵏ(x) with g' = (R, t − w).
+3. Expand each site's orbit with gemmi's operations, modulo lattice translations.
+4. Scale the cell to ``volume_per_atom`` × number of atoms and reject sites that
+   bring two atoms closer than ``min_distance`` Å; no cell edge is shorter than that.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from ratagent.simulation import lattice, symmetry
+
+__all__ = ["ELEMENT_POOL", "Crystal", "crystal_from_sites", "random_crystal"]
+
+#: Elements random structures draw from: common rock-forming and light elements, so that
+#: the scattering powers span Li–Pb. Scattering factors come from gemmi's IT92 tables.
+ELEMENT_POOL = (
+    "O", "O", "O", "F", "Na", "Mg", "Al", "Si", "P", "S", "Cl", "K", "Ca", "Ti",
+    "Mn", "Fe", "Ni", "Cu", "Zn", "Sr", "Zr", "Ba", "La", "Pb", "C", "N", "Li",
+)  # fmt: skip
+_MAX_ATOMS = 256  # atoms per cell; keeps reflection lists and F sums bounded
+
+
+@dataclass(frozen=True, eq=False)
+class Crystal:
+    """All atoms of one unit cell.
+
+    Parameters
+    ----------
+    sg_number : int
+        Space-group number 1–230.
+    hall : str
+        Hall symbol of the setting the coordinates refer to.
+    cell : ndarray, shape (6,)
+        a, b, c (Å), α, β, γ (degrees).
+    frac : ndarray, shape (n, 3)
+        Fractional coordinates of every atom in the cell.
+    elements : tuple of str, length n
+        Element symbols.
+    b_iso : ndarray, shape (n,)
+        Isotropic displacement B = 8π²U, Å².
+    occupancy : ndarray, shape (n,)
+    """
+
+    sg_number: int
+    hall: str
+    cell: np.ndarray
+    frac: np.ndarray
+    elements: tuple[str, ...]
+    b_iso: np.ndarray
+    occupancy: np.ndarray
+
+    def __post_init__(self) -> None:
+        n = len(self.elements)
+        frac = np.asarray(self.frac, float).reshape(-1, 3)
+        b = np.broadcast_to(np.asarray(self.b_iso, float), (n,)).copy()
+        occ = np.broadcast_to(np.asarray(self.occupancy, float), (n,)).copy()
+        if frac.shape[0] != n:
+            raise ValueError(f"frac has {frac.shape[0]} rows but there are {n} elements")
+        if n == 0:
+            raise ValueError("a crystal needs at least one atom")
+        if np.any(b < 0) or not np.all(np.isfinite(b)):
+            raise ValueError(f"b_iso must be finite and non-negative Å², got {b.tolist()}")
+        object.__setattr__(self, "cell", lattice.check_cell(self.cell))
+        object.__setattr__(self, "frac", frac % 1.0)
+        object.__setattr__(self, "b_iso", b)
+        object.__setattr__(self, "occupancy", occ)
+        object.__setattr__(self, "elements", tuple(self.elements))
+
+    def __len__(self) -> int:
+        return len(self.elements)
+
+
+def crystal_from_sites(
+    sg_number: int,
+    cell: Sequence[float],
+    sites: Sequence[tuple[str, Sequence[float]]],
+    *,
+    b_iso: float | Sequence[float] = 0.0,
+    occupancy: float | Sequence[float] = 1.0,
+    hall: str | None = None,
+) -> Crystal:
+    """Build a :class:`Crystal` from the asymmetric unit, expanding orbits with gemmi.
+
+    Parameters
+    ----------
+    sg_number : int
+        Space-group number; its gemmi reference setting is used unless ``hall`` is given.
+    cell : (a, b, c, α, β, γ)
+    sites : sequence of (element, (x, y, z))
+        One entry per Wyckoff site of the asymmetric unit.
+    b_iso, occupancy : float or sequence (one per site)
+    hall : str, optional
+        Hall symbol of a non-reference setting.
+    """
+    hall = hall or symmetry.hall_symbol(sg_number)
+    n_sites = len(sites)
+    bs = np.broadcast_to(np.asarray(b_iso, float), (n_sites,))
+    occs = np.broadcast_to(np.asarray(occupancy, float), (n_sites,))
+    frac, els, b_all, occ_all = [], [], [], []
+    for (el, xyz), b, occ in zip(sites, bs, occs, strict=True):
+        pts = symmetry.orbit(np.asarray(xyz, float), hall)
+        frac.append(pts)
+        els += [el] * len(pts)
+        b_all += [b] * len(pts)
+        occ_all += [occ] * len(pts)
+    return Crystal(
+        sg_number,
+        hall,
+        np.asarray(cell, float),
+        np.concatenate(frac),
+        tuple(els),
+        np.asarray(b_all),
+        np.asarray(occ_all),
+    )
+
+
+def _fixed_point_projector(rot: np.ndarray, tran: np.ndarray):
+    """For g = (R, t) with a fixed point, a function x ↦ (1/n) Σₖ g'ᵏ(x); else None."""
+    n, power = 1, rot.copy()
+    while not np.allclose(power, np.eye(3)):
+        power = power @ rot
+        n += 1
+        if n > 6:
+            return None
+    if n == 1:
+        return None
+    w = sum(np.linalg.matrix_power(rot, k) @ tran for k in range(n)) / n
+    if not np.allclose(w, np.round(w), atol=1e-6):
+        return None  # screw axis or glide plane: no fixed point
+    t = tran - np.round(w)
+
+    def project(x: np.ndarray) -> np.ndarray:
+        acc, y = np.zeros(3), x.copy()
+        for _ in range(n):
+            acc += y
+            y = rot @ y + t
+        return acc / n
+
+    return project
+
+
+def _special_position(hall: str, rng: np.random.Generator) -> np.ndarray:
+    rot, tran = symmetry.space_group_ops(hall)
+    x = rng.random(3)
+    order = rng.permutation(len(rot))
+    projectors = []
+    for i in order:
+        proj = _fixed_point_projector(rot[i], tran[i])
+        if proj is not None:
+            projectors.append(proj)
+            if len(projectors) == (2 if rng.random() < 0.4 else 1):
+                break
+    if not projectors:
+        return x
+    y = x
+    for _ in range(12):  # alternating projections onto the fixed sets
+        for proj in projectors:
+            y = proj(y)
+    if len(projectors) > 1 and not np.allclose(projectors[0](y), y, atol=1e-6):
+        y = projectors[0](x)  # the two fixed sets do not meet here; keep one
+    return y % 1.0
+
+
+def _min_distance(frac: np.ndarray, new: np.ndarray, cell: np.ndarray) -> float:
+    """Smallest distance (Å) between ``new`` atoms and all atoms (``frac`` and ``new``)."""
+    pts = np.concatenate([frac, new]) if len(frac) else new
+    diff = new[:, None, :] - pts[None, :, :]
+    diff -= np.round(diff)  # minimum image in fractional coordinates (cells are not too skew)
+    basis = np.linalg.cholesky(lattice.metric_tensor(cell)).T
+    dist = np.linalg.norm(diff @ basis, axis=2)
+    k = len(frac)
+    for i in range(len(new)):
+        dist[i, k + i] = np.inf
+    return float(dist.min()) if dist.size else np.inf
+
+
+def random_crystal(
+    sg_number: int,
+    rng: np.random.Generator,
+    *,
+    max_sites: int = 5,
+    volume_per_atom: tuple[float, float] = (10.0, 22.0),
+    b_iso: tuple[float, float] = (0.3, 1.5),
+    min_distance: float = 1.6,
+    max_atoms: int = _MAX_ATOMS,
+) -> Crystal:
+    """A random crystal structure in space group ``sg_number`` (algorithm: module docstring).
+
+    Parameters
+    ----------
+    sg_number : int
+        1–230; gemmi's reference setting (rhombohedral groups hexagonal).
+    rng : numpy.random.Generator
+    max_sites : int
+        Most Wyckoff sites in the asymmetric unit (at least one is placed).
+    volume_per_atom : (low, high)
+        Range of V / n_atoms, Å³ (inorganic solids: about 10–25 Å³).
+    b_iso : (low, high)
+        Range of isotropic B per element, Å².
+    min_distance : float
+        Closest allowed approach of two atoms, Å.
+    max_atoms : int
+        Most atoms in the unit cell.
+    """
+    hall = symmetry.hall_symbol(sg_number)
+    if max_sites < 1:
+        raise ValueError(f"max_sites must be at least 1, got {max_sites}")
+    if not 0 < volume_per_atom[0] <= volume_per_atom[1]:
+        raise ValueError(f"volume_per_atom must be an increasing positive range, got {volume_per_atom}")
+    system = symmetry.crystal_system(sg_number)
+    shape = lattice.random_cell(system, 1.0, rng)
+    v_atom = float(rng.uniform(*volume_per_atom))
+    n_types = int(rng.integers(2, 5))
+    palette = list(dict.fromkeys(rng.choice(ELEMENT_POOL, size=n_types)))
+    b_of = {el: float(rng.uniform(*b_iso)) for el in palette}
+    n_wanted = int(rng.integers(1, max_sites + 1))
+
+    frac = np.zeros((0, 3))
+    els: list[str] = []
+    for _ in range(n_wanted):
+        for _attempt in range(8):
+            x = rng.random(3) if rng.random() < 0.5 else _special_position(hall, rng)
+            pts = symmetry.orbit(x, hall)
+            n_total = len(frac) + len(pts)
+            if n_total > max_atoms:
+                continue
+            # Checking at the volume of the atoms placed so far is conservative: later
+            # atoms only enlarge the cell.
+            cell = shape.copy()
+            cell[:3] *= (v_atom * n_total) ** (1.0 / 3.0)
+            if _min_distance(frac, pts, cell) < min_distance:
+                continue
+            frac = np.concatenate([frac, pts])
+            els += [str(rng.choice(palette))] * len(pts)
+            break
+    if not els:  # nothing fitted: one atom at the most special site gemmi's ops give
+        pts = symmetry.orbit(np.zeros(3), hall)
+        frac, els = pts, [palette[0]] * len(pts)
+    cell = shape.copy()
+    cell[:3] *= (v_atom * len(els)) ** (1.0 / 3.0)
+    # An atom's own lattice translations are atoms too: no axis shorter than min_distance.
+    cell[:3] *= max(1.0, min_distance / float(cell[:3].min()))
+    if not math.isfinite(cell[0]):
+        raise ValueError(f"could not build a cell for space group {sg_number}")
+    return Crystal(
+        sg_number, hall, cell, frac, tuple(els), np.array([b_of[e] for e in els]), np.ones(len(els))
+    )

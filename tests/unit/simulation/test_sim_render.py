@@ -1,0 +1,234 @@
+"""Batched renderer and the full forward model: consistency, wavelengths, devices, errors."""
+
+from __future__ import annotations
+
+import math
+
+import gemmi
+import numpy as np
+import pytest
+import torch
+
+from ratagent.instrument import CU_KA2_ANGSTROM, Instrument
+from ratagent.patterns import Pattern
+from ratagent.simulation import (
+    AugmentationConfig,
+    PatternParams,
+    collate,
+    crystal_from_sites,
+    peak_table,
+    random_record,
+    reflection_list,
+    render,
+    simulate_batch,
+    simulate_pattern,
+)
+
+
+@pytest.fixture(scope="module")
+def records():
+    rng = np.random.default_rng(11)
+    return [random_record(rng, d_min=1.0) for _ in range(12)]
+
+
+@pytest.fixture(scope="module")
+def nacl():
+    c = crystal_from_sites(
+        225, [5.6402] * 3 + [90] * 3, [("Na", (0, 0, 0)), ("Cl", (0.5, 0.5, 0.5))], b_iso=0.8
+    )
+    return reflection_list(c, d_min=1.0, name="NaCl")
+
+
+def test_batch_equals_one_by_one(records):
+    inst = Instrument()
+    together = render(collate(records), inst)
+    for i, r in enumerate(records[:4]):
+        alone = render(collate([r]), inst)[0]
+        torch.testing.assert_close(together[i], alone, rtol=1e-5, atol=1e-6 * float(alone.max()))
+    assert together.dtype == torch.float32 and together.shape == (12, 8501)
+
+
+def test_float32_matches_float64(records):
+    inst = Instrument()
+    y32 = render(collate(records[:4]), inst)
+    y64 = render(collate(records[:4], dtype=torch.float64), inst)
+    assert float((y32.double() - y64).abs().sum() / y64.abs().sum()) < 1e-4
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no GPU on this machine")
+def test_cpu_and_gpu_agree(records):
+    inst = Instrument()
+    cpu = render(collate(records), inst)
+    gpu = render(collate(records, device="cuda"), inst)
+    assert gpu.device.type == "cuda"
+    torch.testing.assert_close(gpu.cpu(), cpu, rtol=1e-4, atol=1e-5 * float(cpu.max()))
+
+
+def test_kalpha2_doublet_position_and_ratio(nacl):
+    inst = Instrument(x_deg=0.0, y_deg=0.0, u_deg2=0.0, v_deg2=0.0, w_deg2=0.0004)
+    y = render(collate([nacl], dtype=torch.float64), inst)[0].numpy()
+    grid = inst.two_theta
+    d200 = 5.6402 / 2
+    for lam, ratio in ((1.5406, 1.0), (CU_KA2_ANGSTROM, 0.5)):
+        pos = 2 * math.degrees(math.asin(lam / (2 * d200)))
+        win = np.abs(grid - pos) < 0.03
+        centroid = (grid[win] * y[win]).sum() / y[win].sum()
+        assert centroid == pytest.approx(pos, abs=2e-3)
+        if ratio == 1.0:
+            area1 = y[win].sum()
+        else:
+            assert y[win].sum() / area1 == pytest.approx(0.5, rel=0.01)
+
+
+@pytest.mark.parametrize("wavelength", [0.4959, 0.7093, 1.5406])
+def test_single_line_any_wavelength(nacl, wavelength):
+    inst = Instrument.synchrotron(wavelength, two_theta_min_deg=2.0, two_theta_max_deg=60.0)
+    table = peak_table(
+        collate([nacl], dtype=torch.float64),
+        inst,
+        PatternParams.from_instrument(inst, 1, dtype=torch.float64),
+    )
+    assert table["two_theta"].shape[-1] == 1
+    d = gemmi.UnitCell(*nacl.cell).calculate_d_array(nacl.hkl)
+    expected = 2 * np.degrees(np.arcsin(np.clip(wavelength / (2 * d), -1, 1)))
+    got = table["two_theta"][0, :, 0].numpy()
+    ok = table["valid"][0, :, 0].numpy()
+    np.testing.assert_allclose(got[ok], expected[ok], atol=1e-9)
+
+
+def test_zero_shift_moves_every_peak(nacl):
+    inst = Instrument.synchrotron(1.5406, x_deg=0.0, y_deg=0.0)
+    shifted = inst.with_(zero_shift_deg=0.1)
+    p0 = peak_table(collate([nacl]), inst, PatternParams.from_instrument(inst, 1))["two_theta"]
+    p1 = peak_table(collate([nacl]), shifted, PatternParams.from_instrument(shifted, 1))["two_theta"]
+    torch.testing.assert_close(p1 - p0, torch.full_like(p0, 0.1), atol=1e-4, rtol=0)
+
+
+def test_strained_cell_moves_peaks_keeps_f2(nacl):
+    batch = collate([nacl], dtype=torch.float64)
+    strained = batch.with_cell(batch.cell * torch.tensor([1.01, 1.01, 1.01, 1, 1, 1], dtype=torch.float64))
+    inst = Instrument.synchrotron(1.5406)
+    params = PatternParams.from_instrument(inst, 1, dtype=torch.float64)
+    t0 = peak_table(batch, inst, params)["two_theta_bragg"][0, :5, 0].numpy()
+    t1 = peak_table(strained, inst, params)["two_theta_bragg"][0, :5, 0].numpy()
+    sin_ratio = np.sin(np.radians(t0 / 2)) / np.sin(np.radians(t1 / 2))
+    np.testing.assert_allclose(sin_ratio, 1.01, rtol=1e-10)  # Bragg: sinθ ∝ 1/d ∝ 1/a
+    assert torch.equal(strained.f2, batch.f2)
+
+
+def test_preferred_orientation_march_dollase_by_hand(nacl):
+    """Axis [001], r = 0.7: (200) averages 2 equivalents with cosα = 1 and 4 with cosα = 0;
+    every (111) equivalent has cos²α = 1/3."""
+    r = 0.7
+    inst = Instrument.synchrotron(1.5406)
+    batch = collate([nacl, nacl], laue=True, dtype=torch.float64)
+    params = PatternParams.from_instrument(inst, 2, dtype=torch.float64)
+    params = PatternParams(**{**params.__dict__, "po_ratio": torch.tensor([1.0, r], dtype=torch.float64)})
+    table = peak_table(batch, inst, params)
+    ratio = (table["intensity"][1, :, 0] / table["intensity"][0, :, 0]).numpy()
+    index = {tuple(sorted(np.abs(h))): i for i, h in enumerate(nacl.hkl)}
+    assert ratio[index[(0, 0, 2)]] == pytest.approx((2 * r**-3 + 4 * r**1.5) / 6, rel=1e-9)
+    assert ratio[index[(1, 1, 1)]] == pytest.approx((r * r / 3 + 2 / (3 * r)) ** -1.5, rel=1e-9)
+
+
+def test_simulate_batch_reproducible_and_noisy(records):
+    inst = Instrument()
+    cfg = AugmentationConfig(impurity_probability=0.5, po_probability=0.5)
+    runs = []
+    for _ in range(2):
+        rng = np.random.default_rng(5)
+        cond = cfg.sample(rng, len(records))
+        runs.append(simulate_batch(records, inst, cond, rng, impurities=records[:3]))
+    torch.testing.assert_close(runs[0].counts, runs[1].counts, rtol=0, atol=0)
+    out = runs[0]
+    assert out.counts.shape == (len(records), 8501)
+    assert torch.all(out.counts == torch.round(out.counts)) and torch.all(out.counts >= 0)
+    # the strongest expected point is the drawn count level (plus background there)
+    counts = torch.as_tensor(out.conditions.counts, dtype=torch.float32)
+    assert torch.all(out.expected.amax(1) >= counts * 0.999)
+    resid = (out.counts - out.expected) / out.expected.clamp(min=1).sqrt()
+    assert float(resid.std()) == pytest.approx(1.0, abs=0.1)
+
+
+def test_impurity_fraction_splits_integrated_intensity(nacl, records):
+    inst = Instrument()
+    cfg = AugmentationConfig(
+        background=(0, 0),
+        hump_height=(0, 0),
+        po_probability=0.0,
+        max_strain=0.0,
+        impurity_probability=1.0,
+        impurity_fraction=(0.25, 0.25),
+    )
+    rng = np.random.default_rng(0)
+    cond = cfg.sample(rng, 1)
+    cond = type(cond)(**{**cond.__dict__, "counts": np.array([np.inf])})
+    alone = type(cond)(**{**cond.__dict__, "impurity_fraction": np.array([0.0])})
+    mixed = simulate_batch([nacl], inst, cond, rng, impurities=[records[0]]).expected[0]
+    main = simulate_batch([nacl], inst, alone, rng).expected[0]
+    imp = simulate_batch([records[0]], inst, alone, rng).expected[0]
+    # a quarter of the integrated intensity is the impurity's
+    expected = 0.75 * main / main.sum() + 0.25 * imp / imp.sum()
+    torch.testing.assert_close(mixed / mixed.sum(), expected, rtol=1e-4, atol=1e-7)
+
+
+def test_simulate_pattern_returns_pattern(nacl):
+    inst = Instrument()
+    p = simulate_pattern(
+        nacl,
+        inst,
+        np.random.default_rng(0),
+        counts=5000,
+        background=(0.05, 0.01),
+        hump_height=0.02,
+        po_ratio=0.9,
+        strain=0.002,
+    )
+    assert isinstance(p, Pattern)
+    assert p.wavelength == inst.wavelength and len(p) == 8501
+    assert p.sigma is not None and p.meta["sg_number"] == 225
+    clean = simulate_pattern(nacl, inst, np.random.default_rng(0))
+    assert clean.intensity.max() == pytest.approx(1.0) and clean.sigma is None
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"counts": -5.0}, "-5.0"),
+        ({"impurity_fraction": 0.2}, "0.2"),
+        ({"po_ratio": 0.0}, "po_ratio"),
+        ({"po_axis": (1, 0)}, "po_axis"),
+        ({"strain": 0.5}, "0.5"),
+    ],
+)
+def test_simulate_pattern_bad_input(nacl, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        simulate_pattern(nacl, Instrument(), np.random.default_rng(0), **kwargs)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"zero_shift_deg": (0.1, -0.1)}, "zero_shift_deg"),
+        ({"po_probability": 1.5}, "po_probability"),
+        ({"impurity_fraction": (0.5, 1.5)}, "impurity_fraction"),
+        ({"max_strain": 0.3}, "0.3"),
+        ({"n_chebyshev": 0}, "n_chebyshev"),
+    ],
+)
+def test_augmentation_config_bad_ranges(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        AugmentationConfig(**kwargs)
+
+
+def test_render_bad_input(records):
+    with pytest.raises(ValueError, match="at least one record"):
+        collate([])
+    with pytest.raises(ValueError, match="cells"):
+        collate(records[:2], cells=np.ones((3, 6)))
+    batch = collate(records[:2])
+    with pytest.raises(ValueError, match="rows"):
+        render(batch, Instrument(), PatternParams.from_instrument(Instrument(), 3))
+    with pytest.raises(ValueError, match="impurities"):
+        cond = AugmentationConfig(impurity_probability=1.0).sample(np.random.default_rng(0), 2)
+        simulate_batch(records[:2], Instrument(), cond, np.random.default_rng(0))
