@@ -47,6 +47,24 @@ def _cmd_eg(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_classify(args: argparse.Namespace) -> int:
+    from ratagent.model.inference import load
+    from ratagent.model.report import classify_files
+
+    classifier = load(args.checkpoint)
+    print(
+        classify_files(
+            args.files,
+            wavelength=args.wavelength,
+            top=args.top,
+            as_json=args.json,
+            plot_path=args.plot,
+            classifier=classifier,
+        )
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from ratagent import __version__
 
@@ -61,6 +79,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sg", action="store_true", help="the numbers are space groups")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=_cmd_eg)
+
+    p = sub.add_parser("classify", help="rank extinction groups for pattern files")
+    p.add_argument("files", nargs="+", help=".xy/.xye/.csv/.npy/.npz pattern files")
+    p.add_argument(
+        "--wavelength", type=float, default=None, help="λ in Å (required unless each file states it)"
+    )
+    p.add_argument("--top", type=int, default=5, help="number of ranked EGs (default 5)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("--plot", default=None, help="write a plot of pattern and posterior (PNG/PDF/SVG)")
+    p.add_argument("--checkpoint", default=None, help="checkpoint directory (default: the shipped one)")
+    p.set_defaults(func=_cmd_classify)
     return parser
 
 

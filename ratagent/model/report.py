@@ -1,0 +1,193 @@
+"""What ``ratagent classify`` prints and plots: ranked EGs for pattern files.
+
+:func:`classify_files` is the whole command behind the CLI's argument parsing; it returns
+the text (a table or JSON) and writes the plots. :func:`plot_classification` draws one
+pattern next to its posterior (matplotlib, Agg canvas, no pyplot state).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ratagent.model.calibration import EGPosterior
+from ratagent.patterns import Pattern, read_pattern
+
+if TYPE_CHECKING:
+    from ratagent.model.inference import Classifier
+
+__all__ = ["classify_files", "plot_classification", "summarise"]
+
+logger = logging.getLogger(__name__)
+
+
+def summarise(pattern: Pattern, posterior: EGPosterior, top: int = 5) -> dict[str, Any]:
+    """JSON-ready account of one classification.
+
+    Keys: ``source``, ``wavelength_angstrom``, ``model_id``, ``coverage`` (fraction of the
+    model's Q grid measured), ``entropy_nats``, ``top`` (rank, eg, symbol, crystal_system,
+    probability) and ``neighbours_of_top`` (the DAG neighbours of the most probable EG, i.e.
+    one extinction condition more or fewer, with their probabilities).
+    """
+    from ratagent.crystallography import dag, extinction_group
+
+    if top < 1:
+        raise ValueError(f"top must be >= 1, got {top}")
+    ranked = []
+    for rank, (eg, p) in enumerate(posterior.top(top), start=1):
+        group = extinction_group(eg)
+        ranked.append(
+            {
+                "rank": rank,
+                "eg": eg,
+                "symbol": group.symbol,
+                "crystal_system": group.crystal_system,
+                "probability": p,
+            }
+        )
+    best = posterior.argmax
+    neighbours = [
+        {"eg": n, "symbol": extinction_group(n).symbol, "probability": posterior.prob(n)}
+        for n in dag.neighbours(best)
+    ]
+    return {
+        "source": pattern.meta.get("source"),
+        "wavelength_angstrom": pattern.wavelength,
+        "model_id": posterior.model_id,
+        "coverage": posterior.meta.get("coverage"),
+        "entropy_nats": posterior.entropy,
+        "top": ranked,
+        "neighbours_of_top": neighbours,
+    }
+
+
+def _format_text(summary: dict[str, Any]) -> str:
+    coverage = summary["coverage"]
+    head = (
+        f"{summary['source'] or '<pattern>'}  (λ = {summary['wavelength_angstrom']:g} Å"
+        + (f", {coverage:.0%} of the model's Q range measured" if coverage is not None else "")
+        + f"; model {summary['model_id']})"
+    )
+    lines = [head, f"  {'rank':>4}  {'EG':>3}  {'symbol':<24} {'crystal system':<14} {'p':>7}"]
+    for row in summary["top"]:
+        lines.append(
+            f"  {row['rank']:>4}  {row['eg']:>3}  {row['symbol']:<24} "
+            f"{row['crystal_system']:<14} {row['probability']:>7.3f}"
+        )
+    best = summary["top"][0]["eg"]
+    near = ", ".join(
+        f"{n['eg']} ({n['symbol']}, {n['probability']:.3f})" for n in summary["neighbours_of_top"]
+    )
+    lines.append(f"  DAG neighbours of EG {best}: {near or 'none'}")
+    lines.append(f"  posterior entropy {summary['entropy_nats']:.2f} nats (uniform: 4.60)")
+    return "\n".join(lines)
+
+
+def plot_classification(pattern: Pattern, posterior: EGPosterior, path: str | Path, top: int = 10) -> Path:
+    """Save a figure of the pattern (left) and the top EG probabilities (right).
+
+    Parameters
+    ----------
+    pattern : Pattern
+    posterior : EGPosterior
+    path : str or Path
+        Output image; the format follows the suffix (``.png``, ``.pdf``, ``.svg``).
+    top : int
+        Number of EGs in the bar chart.
+
+    Returns
+    -------
+    Path
+        The file written.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from ratagent.crystallography import extinction_group
+
+    path = Path(path)
+    fig = Figure(figsize=(11, 4), layout="constrained")
+    FigureCanvasAgg(fig)
+    ax_pat, ax_post = fig.subplots(1, 2, width_ratios=(3, 2))
+    ax_pat.plot(pattern.two_theta, pattern.intensity, lw=0.7, color="k")
+    ax_pat.set_xlabel(f"2θ (°) at λ = {pattern.wavelength:g} Å")
+    ax_pat.set_ylabel("intensity")
+    ax_pat.set_title(Path(str(pattern.meta.get("source", "pattern"))).name)
+    ranked = posterior.top(top)
+    labels = [f"{eg}: {extinction_group(eg).symbol}" for eg, _ in ranked]
+    ax_post.barh(range(len(ranked)), [p for _, p in ranked], color="tab:blue")
+    ax_post.set_yticks(range(len(ranked)), labels, fontsize=8)
+    ax_post.invert_yaxis()
+    ax_post.set_xlim(0, 1)
+    ax_post.set_xlabel("posterior probability")
+    ax_post.set_title(f"model {posterior.model_id}, entropy {posterior.entropy:.2f} nats")
+    fig.savefig(path, dpi=120)
+    logger.info("wrote %s", path)
+    return path
+
+
+def _plot_target(plot_path: Path, source: Path, n_files: int) -> Path:
+    if n_files == 1:
+        return plot_path
+    return plot_path.with_name(f"{plot_path.stem}_{source.stem}{plot_path.suffix or '.png'}")
+
+
+def classify_files(
+    paths: Sequence[str | Path],
+    wavelength: float | None = None,
+    top: int = 5,
+    as_json: bool = False,
+    plot_path: str | Path | None = None,
+    *,
+    classifier: Classifier | None = None,
+) -> str:
+    """Classify pattern files; return the report as text (a table, or JSON).
+
+    Parameters
+    ----------
+    paths : sequence of str or Path
+        Pattern files (see :func:`ratagent.patterns.read_pattern`).
+    wavelength : float, optional
+        λ in Å for every file; required unless each file states its own.
+    top : int
+        Number of ranked EGs to report.
+    as_json : bool
+        Return a JSON list (one object per file, see :func:`summarise`) instead of a table.
+    plot_path : str or Path, optional
+        Write a plot of pattern and posterior here; with several files, one plot each,
+        named ``<stem>_<file stem><suffix>``.
+    classifier : Classifier, optional
+        Default: the shipped checkpoint (:func:`ratagent.model.load`).
+
+    Raises
+    ------
+    ValueError
+        A file without a wavelength when none is given, an unreadable file, too little Q
+        overlap, or ``top`` < 1.
+    FileNotFoundError
+        A missing file, or no shipped checkpoint when ``classifier`` is None.
+    """
+    if top < 1:
+        raise ValueError(f"top must be >= 1, got {top}")
+    if not paths:
+        raise ValueError("no pattern files given")
+    patterns = [read_pattern(p, wavelength=wavelength) for p in paths]
+    if classifier is None:
+        from ratagent.model.inference import load
+
+        classifier = load()
+    posteriors = classifier.predict(patterns)
+    summaries = []
+    for src, pattern, post in zip(paths, patterns, posteriors, strict=True):
+        summary = summarise(pattern, post, top)
+        if plot_path is not None:
+            target = _plot_target(Path(plot_path), Path(src), len(paths))
+            summary["plot"] = str(plot_classification(pattern, post, target, top=max(top, 10)))
+        summaries.append(summary)
+    if as_json:
+        return json.dumps(summaries, indent=1)
+    blocks = [_format_text(s) + (f"\n  plot: {s['plot']}" if "plot" in s else "") for s in summaries]
+    return "\n\n".join(blocks)

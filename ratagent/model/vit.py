@@ -1,0 +1,471 @@
+"""The physics-informed vision transformer for powder patterns, in one file (nanoGPT-style).
+
+The network of the talk (``shared/reference/talk_…md``): a 1-D ViT over the model's fixed Q
+grid with
+
+1. a point-wise input of three channels: normalised intensity, the sin²θ coordinate channel
+   ("where am I?") and the measured/unmeasured mask;
+2. a patch embedding (Conv1d with stride = patch size);
+3. a physics-aware positional encoding: a small MLP of each patch's centre sin²θ, added to
+   a learned absolute PE (``physics_pe=False`` keeps only the learned PE, for ablation);
+4. pre-LN transformer blocks (causal-free self-attention with ``scaled_dot_product_attention``);
+5. pooling (mean over measured patches, or a CLS token);
+6. two heads: the 37-bit *split* head (crystal system, centring, glide/screw bits) and the
+   99-way *auxiliary* head, fused into one EG distribution
+
+       p = α · p_split + (1 − α) · p_aux,
+
+   where p_split is the EG distribution the bit probabilities induce through the code matrix
+   C (99 × 37): log p_split(e) = log_softmax_e Σ_b [C_eb log σ(z_b) + (1 − C_eb) log σ(−z_b)],
+   and α = sigmoid(a) with ``a`` a learned scalar (initialised to 0, i.e. α = ½). Training
+   learns α with the rest of the network; post-hoc calibration then acts on log p.
+
+Unmeasured points (outside the measured Q range, see
+:func:`ratagent.patterns.resample_to_q_grid`) are zeroed, flagged in the mask channel, and
+patches with no measured point are removed from attention and pooling, so that whatever
+the unmeasured region holds cannot change the output.
+
+Shapes: B batch, N grid points, Np = N padded to a multiple of the patch size, T = Np / patch
+tokens, D width, E = 99 EGs, K = 37 bits.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any, NamedTuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ratagent.patterns import MODEL_GRID, QGrid
+
+__all__ = [
+    "ViT",
+    "ViTConfig",
+    "ViTOutput",
+    "config_summary",
+    "normalise_intensity",
+    "split_log_probs",
+]
+
+#: Smallest intensity scale; a pattern whose measured maximum is below this is all zeros.
+_EPS = 1e-12
+
+
+@dataclass(frozen=True)
+class ViTConfig:
+    """Hyper-parameters of :class:`ViT`; everything needed to rebuild the network."""
+
+    grid: QGrid = MODEL_GRID  # input Q grid; n_points = grid.n_points (8501 for the shipped grid)
+    patch_size: int = 50  # grid points per token; input is zero-padded (masked) to a multiple
+    width: int = 128  # token embedding dimension D (128 × depth 6 keeps batch-1 CPU < 10 ms)
+    depth: int = 6  # number of transformer blocks
+    heads: int = 4  # attention heads; width must be divisible by heads
+    mlp_ratio: float = 4.0  # hidden size of each block's MLP = mlp_ratio * width
+    dropout: float = 0.0  # dropout on attention weights, residual branches and PE (training)
+    physics_pe: bool = True  # add MLP(patch-centre sin²θ) to the learned PE; False = learned PE only
+    pe_hidden: int = 64  # hidden units of the sin²θ positional-encoding MLP
+    pool: str = "mean"  # "mean": mean over measured tokens; "cls": a learned CLS token
+    background_quantile: float = 0.1  # background = this quantile of the measured intensities
+    intensity_transform: str = "sqrt"  # on (I − bg)/(max − bg): "sqrt", "log" or "none"
+    n_eg: int = 99  # extinction groups E (output index i is EG i + 1)
+    n_bits: int = 37  # bits K of the split head's structured label code
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.grid, QGrid):
+            raise TypeError(f"grid must be a QGrid, got {type(self.grid).__name__}")
+        for name in ("patch_size", "width", "depth", "heads", "pe_hidden", "n_eg", "n_bits"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"ViTConfig.{name} must be a positive integer, got {value!r}")
+        if self.width % self.heads:
+            raise ValueError(f"ViTConfig.width={self.width} is not divisible by heads={self.heads}")
+        if not self.mlp_ratio > 0:
+            raise ValueError(f"ViTConfig.mlp_ratio must be > 0, got {self.mlp_ratio!r}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"ViTConfig.dropout must be in [0, 1), got {self.dropout!r}")
+        if self.pool not in ("mean", "cls"):
+            raise ValueError(f"ViTConfig.pool must be 'mean' or 'cls', got {self.pool!r}")
+        if not 0.0 <= self.background_quantile < 1.0:
+            raise ValueError(
+                f"ViTConfig.background_quantile must be in [0, 1), got {self.background_quantile!r}"
+            )
+        if self.intensity_transform not in ("sqrt", "log", "none"):
+            raise ValueError(
+                "ViTConfig.intensity_transform must be 'sqrt', 'log' or 'none', "
+                f"got {self.intensity_transform!r}"
+            )
+
+    @property
+    def n_points(self) -> int:
+        """Grid points N of one input pattern."""
+        return self.grid.n_points
+
+    @property
+    def n_tokens(self) -> int:
+        """Patch tokens T = ceil(N / patch_size) (without a CLS token)."""
+        return math.ceil(self.n_points / self.patch_size)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-JSON form (the grid as a nested dict)."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ViTConfig:
+        """Inverse of :meth:`to_dict`; unknown keys are a ``ValueError``."""
+        d = dict(d)
+        known = set(cls.__dataclass_fields__)
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown ViTConfig field(s) {sorted(unknown)}; known: {sorted(known)}")
+        if isinstance(d.get("grid"), dict):
+            d["grid"] = QGrid(**d["grid"])
+        return cls(**d)
+
+
+class ViTOutput(NamedTuple):
+    """What :meth:`ViT.forward` returns (all float32)."""
+
+    bit_logits: torch.Tensor  # (B, K) split-head logits, one per label bit
+    aux_logits: torch.Tensor  # (B, E) auxiliary-head logits
+    log_p_split: torch.Tensor  # (B, E) log of the EG distribution induced by the bits
+    log_p: torch.Tensor  # (B, E) log of the fused distribution α·p_split + (1−α)·p_aux
+
+
+def normalise_intensity(
+    intensity: torch.Tensor,
+    mask: torch.Tensor,
+    transform: str = "sqrt",
+    background_quantile: float = 0.1,
+) -> torch.Tensor:
+    """Remove a flat background, scale to [0, 1] and compress the range, per pattern.
+
+    With b the ``background_quantile`` quantile and M the maximum of the measured
+    intensities, x = clip((I − b) / (M − b), 0, 1), then √x (``"sqrt"``),
+    log(1 + 100x) / log 101 (``"log"``) or x (``"none"``); unmeasured points are 0.
+
+    Why: dividing by the maximum makes the input independent of count time and detector
+    gain; subtracting a low quantile takes away the flat background, so a token's input is
+    its peaks (with the background left in, a tiny ViT trained on cubic P/I/F patterns stays
+    at chance for 300 steps; without it, it learns); the square root keeps weak
+    reflections, where systematic absences are decided, visible next to strong ones, as
+    counting statistics scale. Only measured points enter b and M, so the unmeasured
+    region cannot change the result.
+
+    Parameters
+    ----------
+    intensity : Tensor, shape (B, N)
+    mask : Tensor of bool, shape (B, N)
+        True where measured; every row needs at least one measured point.
+    transform : {"sqrt", "log", "none"}
+    background_quantile : float in [0, 1)
+        0 subtracts the minimum.
+    """
+    # quantile of the measured points (linear interpolation, as numpy's default): unmeasured
+    # points sort last as +inf; torch.nanquantile is ~100x slower on CPU
+    ordered = torch.where(mask, intensity, torch.full_like(intensity, torch.inf)).sort(dim=1).values
+    pos = (mask.sum(dim=1, keepdim=True) - 1).to(intensity.dtype) * background_quantile  # (B, 1)
+    lo = pos.floor().long()
+    frac = pos - lo
+    lo_val = ordered.gather(1, lo)
+    hi_val = ordered.gather(1, (lo + 1).clamp_max(ordered.shape[1] - 1))
+    bg = torch.where(frac > 0, lo_val + frac * (hi_val - lo_val), lo_val)  # (B, 1)
+    top = ordered.gather(1, mask.sum(dim=1, keepdim=True) - 1)  # (B, 1) measured maximum
+    x = (intensity - bg) / (top - bg).clamp_min(_EPS)
+    x = torch.where(mask, x.clamp(0.0, 1.0), torch.zeros_like(x))  # (B, N) in [0, 1]
+    if transform == "sqrt":
+        return x.sqrt()
+    if transform == "log":
+        return torch.log1p(100.0 * x) / math.log(101.0)
+    if transform == "none":
+        return x
+    raise ValueError(f"transform must be 'sqrt', 'log' or 'none', got {transform!r}")
+
+
+def split_log_probs(bit_logits: torch.Tensor, code_matrix: torch.Tensor) -> torch.Tensor:
+    """EG log-probabilities induced by independent bit probabilities through the code matrix.
+
+    log p_split(e) = log_softmax_e Σ_b [C_eb log σ(z_b) + (1 − C_eb) log σ(−z_b)]
+
+    (the softmax of ``labels.decode``'s log-likelihoods, i.e. a uniform prior over EGs).
+
+    Parameters
+    ----------
+    bit_logits : Tensor, shape (B, K)
+    code_matrix : Tensor, shape (E, K) of 0/1
+    """
+    log_on = F.logsigmoid(bit_logits)  # (B, K) log p(bit = 1)
+    log_off = F.logsigmoid(-bit_logits)  # (B, K) log p(bit = 0)
+    loglik = log_on @ code_matrix.T + log_off @ (1.0 - code_matrix).T  # (B, E)
+    return F.log_softmax(loglik, dim=-1)
+
+
+class SelfAttention(nn.Module):
+    """Multi-head self-attention over tokens; masked keys are never attended to."""
+
+    def __init__(self, config: ViTConfig) -> None:
+        super().__init__()
+        self.heads = config.heads
+        self.qkv = nn.Linear(config.width, 3 * config.width)
+        self.proj = nn.Linear(config.width, config.width)
+        self.attn_dropout = config.dropout
+        self.resid_dropout = nn.Dropout(config.dropout)
+
+    def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None) -> torch.Tensor:
+        B, T, D = x.shape
+        q, k, v = self.qkv(x).split(D, dim=2)  # each (B, T, D)
+        q = q.view(B, T, self.heads, D // self.heads).transpose(1, 2)  # (B, H, T, D/H)
+        k = k.view(B, T, self.heads, D // self.heads).transpose(1, 2)
+        v = v.view(B, T, self.heads, D // self.heads).transpose(1, 2)
+        y = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=attn_mask, dropout_p=self.attn_dropout if self.training else 0.0
+        )  # (B, H, T, D/H)
+        y = y.transpose(1, 2).contiguous().view(B, T, D)
+        return self.resid_dropout(self.proj(y))
+
+
+class MLP(nn.Module):
+    """Position-wise feed-forward: Linear → GELU → Linear."""
+
+    def __init__(self, config: ViTConfig) -> None:
+        super().__init__()
+        hidden = int(config.mlp_ratio * config.width)
+        self.fc = nn.Linear(config.width, hidden)
+        self.proj = nn.Linear(hidden, config.width)
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.dropout(self.proj(F.gelu(self.fc(x))))
+
+
+class Block(nn.Module):
+    """Pre-LN transformer block: x + attn(LN(x)), then x + mlp(LN(x))."""
+
+    def __init__(self, config: ViTConfig) -> None:
+        super().__init__()
+        self.ln_1 = nn.LayerNorm(config.width)
+        self.attn = SelfAttention(config)
+        self.ln_2 = nn.LayerNorm(config.width)
+        self.mlp = MLP(config)
+
+    def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None) -> torch.Tensor:
+        x = x + self.attn(self.ln_1(x), attn_mask)
+        return x + self.mlp(self.ln_2(x))
+
+
+class ViT(nn.Module):
+    """Physics-informed ViT over a powder pattern on the model's Q grid.
+
+    Parameters
+    ----------
+    config : ViTConfig
+    code_matrix : array or Tensor, shape (n_eg, n_bits) of 0/1, optional
+        Row i is the label code of EG i + 1. Default:
+        ``ratagent.crystallography.labels.code_matrix()``. Stored as a buffer, so a
+        checkpoint carries the code it was trained with.
+    generator : torch.Generator, optional
+        Source of the initial weights (truncated normal, std 0.02; biases 0); with a seeded
+        generator the initial network is reproducible.
+    """
+
+    def __init__(
+        self,
+        config: ViTConfig,
+        code_matrix: np.ndarray | torch.Tensor | None = None,
+        *,
+        generator: torch.Generator | None = None,
+    ) -> None:
+        super().__init__()
+        self.config = config
+        if code_matrix is None:
+            from ratagent.crystallography import labels  # lazy: not needed to import this file
+
+            code_matrix = labels.code_matrix()
+        if isinstance(code_matrix, torch.Tensor):
+            code = code_matrix.detach().to(torch.float32).clone()
+        else:  # a copy: the crystallography layer hands out read-only arrays
+            code = torch.from_numpy(np.array(code_matrix, dtype=np.float32))
+        if code.shape != (config.n_eg, config.n_bits):
+            raise ValueError(
+                f"code_matrix has shape {tuple(code.shape)}, expected "
+                f"(n_eg, n_bits) = ({config.n_eg}, {config.n_bits})"
+            )
+        if not torch.all((code == 0) | (code == 1)):
+            raise ValueError("code_matrix must hold only 0 and 1")
+        P, N, T, D = config.patch_size, config.n_points, config.n_tokens, config.width
+        s2 = torch.as_tensor(config.grid.sin2theta, dtype=torch.float32)  # (N,)
+        s2_padded = torch.cat([s2, s2[-1] + (s2[-1] - s2[-2]) * torch.arange(1, T * P - N + 1)])
+        self.register_buffer("code_matrix", code)  # (E, K)
+        # the coordinate channel, scaled to (0, 1] over the grid; (1, 1, Np)
+        self.register_buffer("sin2theta", (s2_padded / s2[-1]).view(1, 1, T * P))
+        # each patch's centre sin²θ on the same scale; (T, 1)
+        self.register_buffer("patch_sin2theta", (s2_padded / s2[-1]).view(T, P).mean(1, keepdim=True))
+
+        self.patch_embed = nn.Conv1d(3, D, kernel_size=P, stride=P)  # (B, 3, Np) -> (B, D, T)
+        self.pos_embed = nn.Parameter(torch.zeros(1, T, D))  # learned absolute PE
+        self.phys_pe = (
+            nn.Sequential(nn.Linear(1, config.pe_hidden), nn.GELU(), nn.Linear(config.pe_hidden, D))
+            if config.physics_pe
+            else None
+        )
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, D)) if config.pool == "cls" else None
+        self.pe_dropout = nn.Dropout(config.dropout)
+        self.blocks = nn.ModuleList([Block(config) for _ in range(config.depth)])
+        self.ln_f = nn.LayerNorm(D)
+        self.split_head = nn.Linear(D, config.n_bits)
+        self.aux_head = nn.Linear(D, config.n_eg)
+        self.alpha_logit = nn.Parameter(torch.zeros(()))  # α = sigmoid(alpha_logit), starts at ½
+        self._init_weights(generator)
+
+    def _init_weights(self, generator: torch.Generator | None) -> None:
+        for module in self.modules():
+            if isinstance(module, nn.Linear | nn.Conv1d):
+                nn.init.trunc_normal_(module.weight, std=0.02, generator=generator)
+                nn.init.zeros_(module.bias)
+        nn.init.trunc_normal_(self.pos_embed, std=0.02, generator=generator)
+        if self.cls_token is not None:
+            nn.init.trunc_normal_(self.cls_token, std=0.02, generator=generator)
+
+    @property
+    def alpha(self) -> torch.Tensor:
+        """Fusion weight α of the split head, a scalar in (0, 1)."""
+        return torch.sigmoid(self.alpha_logit)
+
+    def num_parameters(self) -> int:
+        """Trainable parameter count."""
+        return sum(p.numel() for p in self.parameters() if p.requires_grad)
+
+    def prepare_input(
+        self, intensity: torch.Tensor, mask: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Build the padded 3-channel input and the per-token validity.
+
+        Parameters
+        ----------
+        intensity : Tensor, shape (B, N)
+            Raw intensity on the grid (any scale).
+        mask : Tensor of bool, shape (B, N), optional
+            True where measured; default all measured.
+
+        Returns
+        -------
+        x : Tensor, shape (B, 3, Np)
+            Channels: normalised intensity, sin²θ / sin²θ_max, mask (1.0 measured).
+        valid : Tensor of bool, shape (B, T)
+            True for tokens with at least one measured point.
+        """
+        N, P, T = self.config.n_points, self.config.patch_size, self.config.n_tokens
+        if intensity.ndim != 2 or intensity.shape[1] != N:
+            raise ValueError(f"intensity must have shape (B, {N}), got {tuple(intensity.shape)}")
+        if mask is None:
+            mask = torch.ones_like(intensity, dtype=torch.bool)
+        elif mask.shape != intensity.shape or mask.dtype != torch.bool:
+            raise ValueError(
+                f"mask must be bool of shape {tuple(intensity.shape)}, got {mask.dtype} {tuple(mask.shape)}"
+            )
+        if not bool(mask.any(dim=1).all()):
+            raise ValueError("a pattern in the batch has no measured point on the model's grid")
+        B = intensity.shape[0]
+        inten = normalise_intensity(
+            intensity.float(),
+            mask,
+            self.config.intensity_transform,
+            self.config.background_quantile,
+        )
+        pad = T * P - N
+        inten = F.pad(inten, (0, pad))  # (B, Np)
+        m = F.pad(mask, (0, pad), value=False)  # (B, Np)
+        s2 = self.sin2theta.expand(B, 1, T * P) * m.unsqueeze(1)  # unmeasured: 0 in every channel
+        x = torch.cat([inten.unsqueeze(1), s2, m.unsqueeze(1).float()], dim=1)  # (B, 3, Np)
+        valid = m.view(B, T, P).any(dim=2)  # (B, T)
+        return x, valid
+
+    def forward_features(
+        self, intensity: torch.Tensor, mask: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Token features after the last block and final LayerNorm.
+
+        Returns
+        -------
+        tokens : Tensor, shape (B, T', D)
+            T' = T, or T + 1 with the CLS token first.
+        valid : Tensor of bool, shape (B, T')
+        """
+        x, valid = self.prepare_input(intensity, mask)
+        tok = self.patch_embed(x).transpose(1, 2)  # (B, T, D)
+        pe = self.pos_embed  # (1, T, D)
+        if self.phys_pe is not None:
+            pe = pe + self.phys_pe(self.patch_sin2theta).unsqueeze(0)  # (1, T, D)
+        tok = tok + pe
+        if self.cls_token is not None:
+            tok = torch.cat([self.cls_token.expand(tok.shape[0], -1, -1), tok], dim=1)
+            valid = F.pad(valid, (1, 0), value=True)
+        tok = self.pe_dropout(tok)
+        # key mask (B, 1, 1, T'); None when all tokens are measured (the fast path at inference)
+        attn_mask = None if bool(valid.all()) else valid[:, None, None, :]
+        for block in self.blocks:
+            tok = block(tok, attn_mask)
+        return self.ln_f(tok), valid
+
+    def forward_head(self, tokens: torch.Tensor, valid: torch.Tensor | None = None) -> ViTOutput:
+        """Pool tokens, apply both heads and fuse them.
+
+        Parameters
+        ----------
+        tokens : Tensor, shape (B, T', D)
+        valid : Tensor of bool, shape (B, T'), optional
+        """
+        if self.cls_token is not None:
+            pooled = tokens[:, 0]  # (B, D)
+        elif valid is None:
+            pooled = tokens.mean(dim=1)
+        else:
+            w = valid.unsqueeze(2).to(tokens.dtype)  # (B, T, 1)
+            pooled = (tokens * w).sum(dim=1) / w.sum(dim=1)  # (B, D)
+        bit_logits = self.split_head(pooled)  # (B, K)
+        aux_logits = self.aux_head(pooled)  # (B, E)
+        log_p_split = split_log_probs(bit_logits, self.code_matrix)  # (B, E)
+        log_p = torch.logaddexp(
+            F.logsigmoid(self.alpha_logit) + log_p_split,
+            F.logsigmoid(-self.alpha_logit) + F.log_softmax(aux_logits, dim=-1),
+        )  # (B, E): log(α p_split + (1 − α) p_aux)
+        return ViTOutput(bit_logits, aux_logits, log_p_split, log_p)
+
+    def forward(self, intensity: torch.Tensor, mask: torch.Tensor | None = None) -> ViTOutput:
+        """Intensity (B, N) and mask (B, N) → :class:`ViTOutput`."""
+        return self.forward_head(*self.forward_features(intensity, mask))
+
+    def loss(
+        self,
+        out: ViTOutput,
+        target: torch.Tensor,
+        weights: tuple[float, float, float] = (1.0, 1.0, 1.0),
+    ) -> torch.Tensor:
+        """Training loss: w₀·BCE(bits) + w₁·CE(aux) + w₂·NLL(fused).
+
+        Parameters
+        ----------
+        out : ViTOutput
+        target : Tensor of int64, shape (B,)
+            0-based EG index (EG number − 1).
+        weights : three floats
+            Weights of the bit, auxiliary and fused terms. The fused term is what trains α.
+        """
+        bits = self.code_matrix[target]  # (B, K)
+        w_bits, w_aux, w_fused = weights
+        return (
+            w_bits * F.binary_cross_entropy_with_logits(out.bit_logits, bits)
+            + w_aux * F.cross_entropy(out.aux_logits, target)
+            + w_fused * F.nll_loss(out.log_p, target)
+        )
+
+
+def config_summary(config: ViTConfig) -> dict[str, Any]:
+    """Short description used in logs and model cards (no grid detail)."""
+    return {k: v for k, v in config.to_dict().items() if k != "grid"} | {
+        "n_points": config.n_points,
+        "n_tokens": config.n_tokens,
+    }

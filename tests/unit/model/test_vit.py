@@ -1,0 +1,187 @@
+"""The network: shapes, masking, fusion and the split head's code matrix."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from ratagent.crystallography import labels
+from ratagent.model.vit import ViT, ViTConfig, normalise_intensity, split_log_probs
+from ratagent.patterns import MODEL_GRID
+
+B = 3
+N = 851  # points of the tiny grid (conftest)
+
+
+def _batch(seed: int = 1) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(B, N, generator=g) * 1000.0
+
+
+def test_default_config_is_the_shipped_grid():
+    cfg = ViTConfig()
+    assert cfg.grid == MODEL_GRID
+    assert cfg.n_points == 8501
+    assert cfg.n_tokens == 171  # ceil(8501 / 50): the last patch is padded and masked
+    assert (cfg.n_eg, cfg.n_bits) == (99, 37)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "match"),
+    [
+        ("width", 33, "divisible"),
+        ("depth", 0, "depth"),
+        ("patch_size", 2.5, "patch_size"),
+        ("pool", "max", "pool"),
+        ("dropout", 1.0, "dropout"),
+        ("intensity_transform", "cbrt", "intensity_transform"),
+    ],
+)
+def test_config_rejects_bad_values(field, value, match, tiny_config):
+    with pytest.raises(ValueError, match=match):
+        tiny_config(**{field: value})
+
+
+def test_config_round_trips_through_dict(tiny_config):
+    cfg = tiny_config(pool="cls", physics_pe=False)
+    assert ViTConfig.from_dict(cfg.to_dict()) == cfg
+    with pytest.raises(ValueError, match="unknown ViTConfig field"):
+        ViTConfig.from_dict({**cfg.to_dict(), "colour": "red"})
+
+
+@pytest.mark.parametrize("pool", ["mean", "cls"])
+@pytest.mark.parametrize("physics_pe", [True, False])
+def test_output_shapes_and_fusion_sums_to_one(pool, physics_pe, tiny_model):
+    model = tiny_model(pool=pool, physics_pe=physics_pe)
+    with torch.no_grad():
+        out = model(_batch())
+    assert out.bit_logits.shape == (B, 37)
+    assert out.aux_logits.shape == (B, 99)
+    assert out.log_p_split.shape == (B, 99)
+    assert out.log_p.shape == (B, 99)
+    torch.testing.assert_close(out.log_p.exp().sum(1), torch.ones(B), rtol=0, atol=1e-5)
+    torch.testing.assert_close(out.log_p_split.exp().sum(1), torch.ones(B), rtol=0, atol=1e-5)
+    tokens, valid = model.forward_features(_batch())
+    assert tokens.shape == (B, 86 + (pool == "cls"), 32)
+    assert valid.shape == tokens.shape[:2]
+
+
+def test_fusion_is_the_alpha_mixture_of_both_heads(tiny_model):
+    model = tiny_model()
+    with torch.no_grad():
+        model.alpha_logit.fill_(0.7)
+        out = model(_batch())
+    alpha = 1.0 / (1.0 + np.exp(-0.7))
+    expected = alpha * out.log_p_split.exp() + (1 - alpha) * out.aux_logits.softmax(1)
+    torch.testing.assert_close(out.log_p.exp(), expected, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("pool", ["mean", "cls"])
+def test_unmeasured_region_does_not_change_the_output(pool, tiny_model):
+    model = tiny_model(pool=pool)
+    x = _batch()
+    mask = torch.ones_like(x, dtype=torch.bool)
+    mask[:, 600:] = False  # e.g. a short-wavelength pattern measured only to low Q
+    mask[1, :45] = False  # a partially measured first patch, and a whole masked one
+    y = x.clone()
+    y[~mask] = torch.rand(int((~mask).sum())) * 1e6  # anything at all where unmeasured
+    with torch.no_grad():
+        a, b = model(x, mask), model(y, mask)
+    torch.testing.assert_close(a.log_p, b.log_p, rtol=0, atol=1e-6)
+    torch.testing.assert_close(a.bit_logits, b.bit_logits, rtol=0, atol=1e-6)
+    # ... while the measured region does matter
+    z = x.clone()
+    z[:, 100:110] += 5000.0
+    with torch.no_grad():
+        assert not torch.allclose(model(z, mask).log_p, a.log_p, atol=1e-6)
+
+
+def test_output_is_invariant_to_intensity_scale_and_flat_background(tiny_model):
+    model = tiny_model()
+    x = _batch()
+    with torch.no_grad():
+        torch.testing.assert_close(model(x).log_p, model(37.0 * x).log_p, rtol=0, atol=1e-5)
+        torch.testing.assert_close(model(x).log_p, model(x + 250.0).log_p, rtol=0, atol=1e-5)
+
+
+def test_input_checks(tiny_model):
+    model = tiny_model()
+    with pytest.raises(ValueError, match="shape"):
+        model(torch.zeros(2, 100))
+    with pytest.raises(ValueError, match="mask"):
+        model(_batch(), torch.ones(B, N))  # float, not bool
+    with pytest.raises(ValueError, match="no measured point"):
+        model(_batch(), torch.zeros(B, N, dtype=torch.bool))
+
+
+def test_normalise_intensity_removes_background_and_scales_to_unit_max():
+    x = torch.tensor([[1.0, 2.0, 5.0, 17.0, 100.0]])
+    m = torch.tensor([[True, True, True, True, False]])
+    out = normalise_intensity(x, m, "sqrt", background_quantile=0.0)  # bg = min = 1, max = 17
+    torch.testing.assert_close(out, torch.tensor([[0.0, 0.25, 0.5, 1.0, 0.0]]))
+    # the 10 % quantile of 1, 2, 5, 17 (linear interpolation) is 1.3
+    out = normalise_intensity(x, m, "none", background_quantile=0.1)
+    torch.testing.assert_close(out, torch.tensor([[0.0, 0.7, 3.7, 15.7, 0.0]]) / 15.7)
+
+
+def test_padding_points_are_masked_tokens(tiny_model):
+    model = tiny_model(patch_size=40)  # 851 points -> 22 tokens, the last with 11 real points
+    x, valid = model.prepare_input(_batch())
+    assert x.shape == (B, 3, 880)
+    assert valid.all()
+    assert (x[:, :, 851:] == 0).all()
+
+
+def test_seeded_initialisation_is_reproducible(tiny_model):
+    a, b = tiny_model(seed=5), tiny_model(seed=5)
+    for (name, pa), pb in zip(a.state_dict().items(), b.state_dict().values(), strict=True):
+        assert torch.equal(pa, pb), name
+    assert not torch.equal(a.pos_embed, tiny_model(seed=6).pos_embed)
+
+
+# --------------------------------------------------------------------------- split head codes
+
+
+def test_code_matrix_rows_are_distinct_and_well_formed():
+    c = labels.code_matrix()
+    assert c.shape == (99, 37)
+    assert len({row.tobytes() for row in c}) == 99
+    assert (c[:, :7].sum(1) == 1).all()  # one crystal system
+    assert (c[:, 7:12].sum(1) == 1).all()  # one centring
+
+
+def test_split_decoding_of_each_code_returns_its_eg():
+    c = torch.tensor(labels.code_matrix(), dtype=torch.float32)
+    bit_logits = 8.0 * (2.0 * c - 1.0)  # confident bits equal to each EG's code
+    log_p = split_log_probs(bit_logits, c)
+    assert torch.equal(log_p.argmax(1), torch.arange(99))
+    assert (log_p.exp().diagonal() > 0.99).all()
+
+
+def test_split_log_probs_equal_softmax_of_labels_decode():
+    rng = np.random.default_rng(3)
+    probs = rng.uniform(0.05, 0.95, size=(4, 37))
+    ll = labels.decode(probs)
+    expected = (
+        ll - np.log(np.exp(ll - ll.max(1, keepdims=True)).sum(1, keepdims=True)) - ll.max(1, keepdims=True)
+    )
+    logits = torch.as_tensor(np.log(probs / (1 - probs)), dtype=torch.float64)
+    got = split_log_probs(logits, torch.tensor(labels.code_matrix(), dtype=torch.float64))
+    np.testing.assert_allclose(got.numpy(), expected, atol=1e-9)
+
+
+def test_model_rejects_a_wrong_code_matrix(tiny_config):
+    with pytest.raises(ValueError, match="code_matrix has shape"):
+        ViT(tiny_config(), code_matrix=np.zeros((98, 37)))
+    with pytest.raises(ValueError, match="only 0 and 1"):
+        ViT(tiny_config(), code_matrix=np.full((99, 37), 0.5))
+
+
+def test_loss_is_finite_and_backpropagates_to_alpha(tiny_model):
+    model = tiny_model().train()
+    out = model(_batch())
+    loss = model.loss(out, torch.tensor([3, 80, 93]))
+    loss.backward()
+    assert torch.isfinite(loss)
+    assert model.alpha_logit.grad is not None and model.alpha_logit.grad != 0

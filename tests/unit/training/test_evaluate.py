@@ -1,0 +1,50 @@
+"""Evaluation metrics on hand-made posteriors, and the frequency-prior baseline on the dev set."""
+
+import numpy as np
+import pytest
+
+from training.evaluate import evaluate_probs, load_dev_set, plot_report, prior_probs, write_report
+
+
+def _one_hot_like(eg, p=0.9):
+    row = np.full(99, (1 - p) / 98)
+    row[eg - 1] = p
+    return row
+
+
+def test_metrics_on_hand_made_posteriors(tmp_path):
+    # true EGs: 4 (P21/c), 2 (P21), 94 (F cubic), 10 (P212121)
+    true = np.array([4, 2, 94, 10])
+    probs = np.stack([_one_hot_like(4), _one_hot_like(4), _one_hot_like(94), _one_hot_like(7)])
+    r = evaluate_probs(probs, true)
+    assert r["n"] == 4
+    assert r["top1"] == pytest.approx(0.5)
+    # flat remainder: ties rank by EG number, so EG 2 is 2nd for row 2, EG 10 is 6th for row 4
+    assert r["top5"] == pytest.approx(0.75)
+    # crystal systems: mono/mono ok, mono/mono ok (4 vs 2), cubic ok, ortho/ortho ok
+    assert r["crystal_system"] == pytest.approx(1.0)
+    assert r["nll"] == pytest.approx(-(2 * np.log(0.9) + 2 * np.log(0.1 / 98)) / 4)
+    # errors: 2 predicted as 4 (paper DAG: 4 -> 2 is an edge), 10 predicted as 7 (distance >= 1)
+    assert r["dag"]["n_errors"] == 2
+    assert r["dag"]["within_1"] >= 0.5
+    assert r["per_eg_recall"][4] == [1.0, 1] and r["per_eg_recall"][2] == [0.0, 1]
+    # confidence 0.9 everywhere, accuracy 0.5: ECE = 0.4
+    assert r["ece"] == pytest.approx(0.4)
+    assert write_report({"model": r}, tmp_path).is_file()
+    assert all(p.is_file() for p in plot_report(probs, true, tmp_path))
+
+
+def test_bad_shapes():
+    with pytest.raises(ValueError, match="shape"):
+        evaluate_probs(np.ones((2, 98)), np.array([1, 2]))
+    with pytest.raises(ValueError, match="EG numbers"):
+        evaluate_probs(np.ones((1, 99)) / 99, np.array([0]))
+
+
+def test_paper_prior_baseline_on_dev_set(shared_dir):
+    patterns, eg = load_dev_set(shared_dir / "data" / "rruff_dev.npz")
+    assert len(patterns) == 454 == eg.size
+    r = evaluate_probs(prior_probs(eg.size), eg)
+    # measured once: the paper's prior ranks EG 4 first -> 51/454 = 11.2 % top-1; top-5 = 50.9 %
+    assert r["top1"] == pytest.approx(51 / 454)
+    assert r["top5"] == pytest.approx(0.5088, abs=1e-3)

@@ -1,0 +1,113 @@
+"""Training loop: exact resume, curriculum bookkeeping, config parsing."""
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from ratagent.model.vit import ViTConfig
+from ratagent.patterns import QGrid
+from ratagent.simulation import write_bank
+from training.config import PRESETS, FitConfig, Phase
+from training.fit import STATE_FILE, fit
+
+TINY = ViTConfig(grid=QGrid(two_theta_min_deg=10, two_theta_max_deg=60, step_deg=0.05), patch_size=40,
+                 width=16, depth=1, heads=2, pe_hidden=8)
+
+
+@pytest.fixture(scope="module")
+def bank(tmp_path_factory):
+    d = tmp_path_factory.mktemp("bank")
+    write_bank(d, 16, shard_size=8, seed=3, d_min=1.2, workers=1, progress=False)
+    return d
+
+
+def _config(bank, out):
+    phases = (Phase("clean", 3, PRESETS["clean"], 1e-3),
+              Phase("hard", 3, replace(PRESETS["hard"], impurity_probability=0.5), 1e-3))
+    return FitConfig(bank_dir=str(bank), out_dir=str(out), phases=phases, model=TINY, batch_size=4,
+                     checkpoint_every=2, warmup_steps=1, impurity_pool=2, seed=7)
+
+
+@pytest.mark.slow
+def test_resume_equals_uninterrupted(bank, tmp_path):
+    full = fit(_config(bank, tmp_path / "a"), progress=False)
+    assert full["step"] == 6
+    fit(_config(bank, tmp_path / "b"), max_steps=3, progress=False)  # "killed" after step 3
+    state = torch.load(tmp_path / "b" / STATE_FILE, weights_only=False)
+    assert state["step"] == 3
+    fit(_config(bank, tmp_path / "b"), progress=False)
+    a = torch.load(tmp_path / "a" / STATE_FILE, weights_only=False)["model"]
+    b = torch.load(tmp_path / "b" / STATE_FILE, weights_only=False)["model"]
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    assert (tmp_path / "a" / "model" / "model.safetensors").is_file()
+
+
+def test_phase_bookkeeping(tmp_path):
+    cfg = _config(tmp_path, tmp_path)
+    assert cfg.total_steps == 6
+    assert cfg.phase_at(0)[1].name == "clean" and cfg.phase_at(3)[:1] == (1,) and cfg.phase_at(5)[2] == 2
+    with pytest.raises(ValueError, match="step 6"):
+        cfg.phase_at(6)
+
+
+def test_config_from_toml(tmp_path):
+    f = tmp_path / "run.toml"
+    f.write_text(
+        'bank_dir = "b"\nout_dir = "o"\nbatch_size = 8\n[model]\nwidth = 32\nheads = 2\n'
+        '[[phases]]\nname = "clean"\nsteps = 10\n[[phases]]\nname = "hard"\nsteps = 5\n'
+        'po_probability = 0.9\nlog10_counts = [2.0, 3.0]\n'
+    )
+    cfg = FitConfig.from_toml(f)
+    assert cfg.model.width == 32 and cfg.batch_size == 8
+    assert [p.name for p in cfg.phases] == ["clean", "hard"]
+    assert cfg.phases[1].augmentation.po_probability == 0.9
+    assert cfg.phases[1].augmentation.log10_counts == (2.0, 3.0)
+    f.write_text('bank_dir = "b"\nout_dir = "o"\n[[phases]]\nname = "x"\nsteps = 1\npreset = "nope"\n')
+    with pytest.raises(ValueError, match="nope"):
+        FitConfig.from_toml(f)
+
+
+def test_missing_bank_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="structure bank not found"):
+        fit(_config(tmp_path / "none", tmp_path / "o"), progress=False)
+    assert np.isfinite(1.0)
+
+
+@pytest.mark.slow
+def test_ddp_two_cpu_processes(bank, tmp_path):
+    """torchrun with 2 CPU processes (gloo) trains and checkpoints one shared model."""
+    import subprocess
+    import sys
+    import textwrap
+
+    toml = tmp_path / "ddp.toml"
+    toml.write_text(textwrap.dedent(f"""
+        bank_dir = "{bank}"
+        out_dir = "{tmp_path / 'run'}"
+        batch_size = 2
+        checkpoint_every = 2
+        warmup_steps = 1
+        impurity_pool = 0
+        device = "cpu"
+        [model]
+        grid = {{ two_theta_min_deg = 10.0, two_theta_max_deg = 60.0, step_deg = 0.05 }}
+        patch_size = 40
+        width = 16
+        depth = 1
+        heads = 2
+        pe_hidden = 8
+        [[phases]]
+        name = "clean"
+        steps = 4
+    """))
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29533",
+           "-m", "training", "fit", str(toml)]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False)
+    assert out.returncode == 0, out.stderr[-3000:]
+    state = torch.load(tmp_path / "run" / STATE_FILE, weights_only=False)
+    assert state["step"] == 4 and len(state["rng"]) == 2
+    assert (tmp_path / "run" / "model" / "model.safetensors").is_file()

@@ -1,0 +1,221 @@
+"""The training loop: patterns rendered on the fly from the bank, a curriculum of phases,
+exact checkpoint/resume, and DDP under ``torchrun``.
+
+1. Read the bank into memory (reflection lists are small); set aside an impurity pool.
+2. For each step: pick the phase, draw B records and B sets of conditions with the run's
+   numpy generator, render them with :func:`ratagent.simulation.simulate_batch` on the
+   training device, and take one AdamW step on the ViT's loss.
+3. Every ``checkpoint_every`` steps write ``state.pt`` (model, optimiser, scheduler, numpy
+   and torch generator states, step) atomically; a new call resumes from it exactly.
+4. At the end, write the model as a ratagent checkpoint (``model/``), uncalibrated.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from ratagent.crystallography import sg_to_eg
+from ratagent.instrument import Instrument
+from ratagent.model.calibration import Calibration
+from ratagent.model.checkpoint import save
+from ratagent.model.vit import ViT
+from ratagent.simulation import ReflectionList, iter_bank, simulate_batch
+from training.config import FitConfig
+
+__all__ = ["fit", "load_records", "make_batch"]
+
+logger = logging.getLogger(__name__)
+
+STATE_FILE = "state.pt"
+
+
+def load_records(bank_dir: str | Path, max_records: int = 0) -> list[ReflectionList]:
+    """All records of a bank (at most ``max_records`` if > 0), in bank order."""
+    path = Path(bank_dir)
+    if not path.is_dir():
+        raise FileNotFoundError(f"structure bank not found: {path} (build it with `python -m training bank`)")
+    records = []
+    for rec in iter_bank(path):
+        if len(rec) > 0:
+            records.append(rec)
+        if max_records and len(records) >= max_records:
+            break
+    if not records:
+        raise ValueError(f"structure bank {path} holds no records with reflections")
+    return records
+
+
+def make_batch(
+    records: list[ReflectionList],
+    impurities: list[ReflectionList],
+    instrument: Instrument,
+    augmentation,
+    batch_size: int,
+    rng: np.random.Generator,
+    device: torch.device,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One training batch: intensity (B, N) float32, mask (B, N) bool, target (B,) EG index 0–98."""
+    pick = rng.integers(0, len(records), size=batch_size)
+    batch = [records[i] for i in pick]
+    conditions = augmentation.sample(rng, batch_size)
+    out = simulate_batch(batch, instrument, conditions, rng, impurities=impurities, device=device)
+    target = torch.tensor([sg_to_eg(r.sg_number) - 1 for r in batch], dtype=torch.long, device=device)
+    mask = torch.ones_like(out.counts, dtype=torch.bool)
+    return out.counts.float(), mask, target
+
+
+def _lr_lambda(config: FitConfig):
+    def factor(step: int) -> float:
+        _, phase, k = config.phase_at(min(step, config.total_steps - 1))
+        warm = min(1.0, (k + 1) / config.warmup_steps) if config.warmup_steps else 1.0
+        cosine = 0.5 * (1 + math.cos(math.pi * k / phase.steps))
+        return phase.lr * warm * (0.1 + 0.9 * cosine)
+
+    return factor
+
+
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def _save_state(path: Path, state: dict[str, Any]) -> None:
+    tmp = path.with_suffix(".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def fit(config: FitConfig, *, max_steps: int | None = None, progress: bool = True) -> dict[str, Any]:
+    """Train (or resume training) a ViT as configured; returns a summary dict.
+
+    Parameters
+    ----------
+    config : FitConfig
+    max_steps : int, optional
+        Stop after this global step (for time-boxed sessions); a later call resumes.
+    progress : bool
+        Show a tqdm bar.
+    """
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    distributed = world > 1
+    device = _device(config.device)
+    if distributed:
+        backend = "nccl" if device.type == "cuda" else "gloo"
+        torch.distributed.init_process_group(backend)
+        if device.type == "cuda":
+            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    out = Path(config.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    records = load_records(config.bank_dir, config.max_records)
+    n_imp = min(config.impurity_pool, len(records) // 4)
+    impurities, records = records[:n_imp], records[n_imp:] if n_imp else records
+
+    torch.manual_seed(config.seed)
+    model = ViT(config.model, generator=torch.Generator().manual_seed(config.seed)).to(device)
+    optimiser = torch.optim.AdamW(model.parameters(), lr=1.0, weight_decay=config.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimiser, _lr_lambda(config))
+    rng = np.random.default_rng([config.seed, rank])
+    step = 0
+    state_path = out / STATE_FILE
+    if state_path.is_file():
+        state = torch.load(state_path, map_location=device, weights_only=False)
+        model.load_state_dict(state["model"])
+        optimiser.load_state_dict(state["optimiser"])
+        scheduler.load_state_dict(state["scheduler"])
+        rng.bit_generator.state = state["rng"][rank]
+        torch.set_rng_state(state["torch_rng"])
+        step = int(state["step"])
+        logger.info("resumed %s at step %d", out, step)
+    net = torch.nn.parallel.DistributedDataParallel(model) if distributed else model
+    instrument = Instrument.from_grid(config.model.grid)
+    stop = min(config.total_steps, max_steps if max_steps is not None else config.total_steps)
+    started = time.perf_counter()
+    with (out / "train_log.jsonl").open("a") as log_file:
+        log = log_file if rank == 0 else None
+        bar = tqdm(total=stop, initial=step, disable=not progress or rank != 0, desc="fit")
+        net.train()
+        while step < stop:
+            _, phase, _ = config.phase_at(step)
+            x, mask, target = make_batch(
+                records, impurities, instrument, phase.augmentation, config.batch_size, rng, device
+            )
+            output = net(x, mask)
+            loss = model.loss(output, target, config.loss_weights)
+            loss_value = float(loss.detach())
+            optimiser.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimiser.step()
+            scheduler.step()
+            step += 1
+            bar.update(1)
+            if log is not None and (step % 10 == 0 or step == stop):
+                acc = float((output.log_p.argmax(1) == target).float().mean())
+                log.write(
+                    json.dumps(
+                        {
+                            "step": step,
+                            "phase": phase.name,
+                            "loss": loss_value,
+                            "acc": acc,
+                            "lr": scheduler.get_last_lr()[0],
+                        }
+                    )
+                    + "\n"
+                )
+                log.flush()
+                bar.set_postfix(phase=phase.name, loss=f"{loss_value:.3f}", acc=f"{acc:.2f}")
+            if step % config.checkpoint_every == 0 or step == stop:
+                rngs = [rng.bit_generator.state]
+                if distributed:
+                    gathered: list[Any] = [None] * world
+                    torch.distributed.all_gather_object(gathered, rng.bit_generator.state)
+                    rngs = gathered
+                if rank == 0:
+                    _save_state(
+                        state_path,
+                        {
+                            "model": model.state_dict(),
+                            "optimiser": optimiser.state_dict(),
+                            "scheduler": scheduler.state_dict(),
+                            "rng": rngs,
+                            "torch_rng": torch.get_rng_state(),
+                            "step": step,
+                            "config": config.to_dict(),
+                        },
+                    )
+        bar.close()
+    elapsed = time.perf_counter() - started
+    summary = {
+        "step": step,
+        "total_steps": config.total_steps,
+        "wall_s_this_call": elapsed,
+        "device": str(device),
+        "world_size": world,
+        "n_records": len(records),
+        "n_impurities": len(impurities),
+    }
+    if rank == 0 and step >= config.total_steps:
+        model_id = save(
+            model.cpu(),
+            Calibration(),
+            out / "model",
+            overwrite=True,
+            training={"fit": config.to_dict(), "summary": summary},
+        )
+        summary["model_id"] = model_id
+    if distributed:
+        torch.distributed.destroy_process_group()
+    return summary
