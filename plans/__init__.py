@@ -1,1 +1,5 @@
-"""Bluesky plans of ratagent (``symmetry_scan``). They may import ratagent; ratagent never imports them."""
+"""Bluesky plans of ratagent (they may import ratagent; ratagent never imports them)."""
+
+from plans.symmetry import ASSESSMENT_FIELDS, symmetry_scan
+
+__all__ = ["ASSESSMENT_FIELDS", "symmetry_scan"]

@@ -65,7 +65,7 @@ def _cmd_classify(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(plugins: dict | None = None) -> argparse.ArgumentParser:
     from ratagent import __version__
 
     parser = argparse.ArgumentParser(
@@ -90,12 +90,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plot", default=None, help="write a plot of pattern and posterior (PNG/PDF/SVG)")
     p.add_argument("--checkpoint", default=None, help="checkpoint directory (default: the shipped one)")
     p.set_defaults(func=_cmd_classify)
+
+    for name, ep in sorted((plugins or {}).items()):
+        sub.add_parser(name, help=f"(from {ep.value.split(':')[0]}; see `ratagent {name} --help`)")
     return parser
+
+
+def _plugins() -> dict:
+    """Sub-commands other packages register in the ``ratagent.commands`` entry-point group.
+
+    Each entry point names a ``main(argv) -> int``; it is imported only when its command
+    runs (e.g. ``demo`` from ``sim_beamline``, which ratagent itself never imports).
+    """
+    from importlib.metadata import entry_points
+
+    return {ep.name: ep for ep in entry_points(group="ratagent.commands")}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``ratagent`` command; returns the exit status."""
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    plugins = _plugins()
+    if argv and argv[0] in plugins:
+        return int(plugins[argv[0]].load()(argv[1:]))
+    parser = build_parser(plugins)
     args = parser.parse_args(argv)
     try:
         return int(args.func(args))

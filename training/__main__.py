@@ -43,6 +43,13 @@ def _fit(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export(args: argparse.Namespace) -> int:
+    from training.fit import export
+
+    print(f"exported model {export(args.run, args.out)}")
+    return 0
+
+
 def _table(rows: dict[str, dict]) -> str:
     head = (
         f"{'':14s} {'n':>5s} {'top-1':>7s} {'top-5':>7s} {'system':>7s} {'NLL':>6s} {'ECE':>6s} {'DAG≤2':>6s}"
@@ -146,6 +153,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-steps", type=int, default=None)
     p.add_argument("--device", default=None, help="override the config's device")
     p.set_defaults(func=_fit)
+    p = sub.add_parser("export", help="write a run's latest state as a checkpoint (uncalibrated)")
+    p.add_argument("run", help="run directory (holds state.pt)")
+    p.add_argument("--out", default=None, help="checkpoint directory (default RUN/model)")
+    p.set_defaults(func=_export)
     p = sub.add_parser("calibrate", help="fit temperature and prior weight on the measured dev set")
     p.add_argument("checkpoint", help="checkpoint directory (written back unless --out)")
     p.add_argument("--dev", default=str(DEFAULT_DEV))

@@ -32,7 +32,7 @@ from ratagent.model.vit import ViT
 from ratagent.simulation import ReflectionList, iter_bank, simulate_batch
 from training.config import FitConfig
 
-__all__ = ["fit", "load_records", "make_batch"]
+__all__ = ["export", "fit", "load_records", "make_batch"]
 
 logger = logging.getLogger(__name__)
 
@@ -219,3 +219,30 @@ def fit(config: FitConfig, *, max_steps: int | None = None, progress: bool = Tru
     if distributed:
         torch.distributed.destroy_process_group()
     return summary
+
+
+def export(run_dir: str | Path, out: str | Path | None = None) -> str:
+    """Write the model of a run's latest state checkpoint as a ratagent checkpoint.
+
+    For a run stopped before its last step (time-boxed sessions): the card records the
+    step reached. Returns the model id.
+    """
+    from ratagent.model.vit import ViTConfig
+
+    run = Path(run_dir)
+    state_path = run / STATE_FILE
+    if not state_path.is_file():
+        raise FileNotFoundError(f"no {STATE_FILE} in {run}: nothing to export")
+    state = torch.load(state_path, map_location="cpu", weights_only=False)
+    config = state["config"]
+    model = ViT(ViTConfig.from_dict(config["model"]))
+    model.load_state_dict(state["model"])
+    total = sum(p["steps"] for p in config["phases"])
+    summary = {"step": int(state["step"]), "total_steps": total, "exported_from": str(state_path)}
+    return save(
+        model,
+        Calibration(),
+        Path(out) if out else run / "model",
+        overwrite=True,
+        training={"fit": config, "summary": summary},
+    )

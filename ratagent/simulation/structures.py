@@ -184,8 +184,8 @@ def _min_distance(frac: np.ndarray, new: np.ndarray, cell: np.ndarray) -> float:
     pts = np.concatenate([frac, new]) if len(frac) else new
     diff = new[:, None, :] - pts[None, :, :]
     diff -= np.round(diff)  # minimum image in fractional coordinates (cells are not too skew)
-    basis = np.linalg.cholesky(lattice.metric_tensor(cell)).T
-    dist = np.linalg.norm(diff @ basis, axis=2)
+    # |x|² = xᵀ G x = |Lᵀ x|² with G = L Lᵀ, i.e. the row vector x L for rows of fractions
+    dist = np.linalg.norm(diff @ np.linalg.cholesky(lattice.metric_tensor(cell)), axis=2)
     k = len(frac)
     for i in range(len(new)):
         dist[i, k + i] = np.inf

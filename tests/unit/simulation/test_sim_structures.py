@@ -231,3 +231,16 @@ def test_crystal_system_from_gemmi():
 def test_bad_input_raises_value_error_naming_it(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+def test_min_distance_in_a_hexagonal_cell_matches_cartesian_geometry():
+    """Graphite-like layer: C at (1/3, 2/3, 0) and (2/3, 1/3, 0), a = 2.46 Å → C–C = a/√3 = 1.420 Å."""
+    from ratagent.simulation.structures import _min_distance
+
+    cell = np.array([2.46, 2.46, 6.7, 90.0, 90.0, 120.0])
+    frac = np.array([[1 / 3, 2 / 3, 0.0]])
+    new = np.array([[2 / 3, 1 / 3, 0.0]])
+    uc = gemmi.UnitCell(*cell)
+    expected = uc.orthogonalize(gemmi.Fractional(*frac[0])).dist(uc.orthogonalize(gemmi.Fractional(*new[0])))
+    assert expected == pytest.approx(2.46 / np.sqrt(3), abs=1e-3)
+    assert _min_distance(frac, new, cell) == pytest.approx(expected, abs=1e-6)

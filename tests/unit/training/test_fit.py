@@ -10,7 +10,7 @@ from ratagent.model.vit import ViTConfig
 from ratagent.patterns import QGrid
 from ratagent.simulation import write_bank
 from training.config import PRESETS, FitConfig, Phase
-from training.fit import STATE_FILE, fit
+from training.fit import STATE_FILE, export, fit
 
 TINY = ViTConfig(grid=QGrid(two_theta_min_deg=10, two_theta_max_deg=60, step_deg=0.05), patch_size=40,
                  width=16, depth=1, heads=2, pe_hidden=8)
@@ -44,6 +44,8 @@ def test_resume_equals_uninterrupted(bank, tmp_path):
     for k in a:
         assert torch.equal(a[k], b[k]), k
     assert (tmp_path / "a" / "model" / "model.safetensors").is_file()
+    # export of the final state reproduces the model fit() wrote
+    assert export(tmp_path / "a", tmp_path / "exported") == full["model_id"]
 
 
 def test_phase_bookkeeping(tmp_path):

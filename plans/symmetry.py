@@ -1,0 +1,252 @@
+"""``symmetry_scan``: measure, let the agent decide, record the decision, count longer if asked.
+
+The plan is the *suggest* side of the loop and the only thing that moves hardware; the
+:class:`~ratagent.callbacks.AssessmentCallback` (subscribed for the run) ingests each frame
+and runs the agent on a worker thread.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+import bluesky.plan_stubs as bps
+import bluesky.preprocessors as bpp
+import numpy as np
+
+from ratagent.agent import Agent, Assessment
+from ratagent.callbacks import AssessmentCallback, Result
+
+__all__ = ["ASSESSMENT_FIELDS", "N_TOP", "symmetry_scan"]
+
+N_TOP = 5  # candidates recorded per assessment
+POLL_S = 0.05  # seconds between looks at the queue (each look is also a checkpoint)
+_PACKAGES = ("ratagent", "bluesky", "ophyd", "event-model", "numpy", "torch", "gemmi",
+             "tiled", "bluesky-tiled-plugins")
+
+
+class _AssessmentReading:
+    """A bluesky Readable that holds the last Assessment, read into the ``symmetry`` stream."""
+
+    parent = None
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._values: dict[str, Any] = {}
+
+    def update(self, a: Assessment, *, sample: str, frame: int, attempt: int) -> None:
+        def pad(values, fill):
+            values = list(values)[:N_TOP]
+            return values + [fill] * (N_TOP - len(values))
+
+        cands = a.candidates
+        v: dict[str, Any] = {
+            "verdict": a.verdict,
+            "reasons": " | ".join(a.reasons),
+            "sample": sample,
+            "frame_seq_num": int(frame),
+            "attempt": int(attempt),
+            "count_time": _num(a.count_time_s),
+            "suggested_count_time": _num(a.suggested_count_time_s),
+            "refined": int(a.refined),
+            "indistinguishable": " ".join(map(str, a.indistinguishable)),
+            "model_id": a.model_id or "",
+            "peak_snr": _num(a.peak_snr),
+            "elapsed": float(a.elapsed_s),
+        }
+        for i, (c, p, rwp) in enumerate(zip(pad([c.eg for c in cands], 0),
+                                            pad([c.probability for c in cands], math.nan),
+                                            pad([c.rwp for c in cands], None), strict=True), start=1):
+            v[f"eg_{i}"] = int(c)
+            v[f"probability_{i}"] = float(p)
+            v[f"rwp_{i}"] = _num(rwp)
+        self._values = v
+
+    def read(self) -> dict[str, dict[str, Any]]:
+        t = time.time()
+        return {f"{self.name}_{k}": {"value": v, "timestamp": t} for k, v in self._values.items()}
+
+    def describe(self) -> dict[str, dict[str, Any]]:
+        out = {}
+        for k, v in self._values.items():
+            if isinstance(v, str):
+                dk = {"dtype": "string", "shape": []}
+            elif isinstance(v, int):
+                dk = {"dtype": "integer", "shape": [], "dtype_numpy": "<i8"}
+            else:
+                dk = {"dtype": "number", "shape": [], "dtype_numpy": "<f8"}
+            out[f"{self.name}_{k}"] = {"source": "ratagent.agent", **dk}
+        return out
+
+
+#: The fields of each ``symmetry`` event (prefixed with ``assessment_``).
+ASSESSMENT_FIELDS = (
+    "verdict", "reasons", "sample", "frame_seq_num", "attempt", "count_time", "suggested_count_time",
+    "refined", "indistinguishable", "model_id", "peak_snr", "elapsed",
+    *(f"{f}_{i}" for i in range(1, N_TOP + 1) for f in ("eg", "probability", "rwp")),
+)  # fmt: skip
+
+
+def _cause(exc: BaseException) -> BaseException:
+    """The device's own error behind a bluesky ``FailedStatus`` (else ``exc``)."""
+    status = exc.args[0] if exc.args else None
+    inner = status.exception() if hasattr(status, "exception") else None
+    return inner if isinstance(inner, BaseException) else exc
+
+
+def _num(x: float | None) -> float:
+    return math.nan if x is None else float(x)
+
+
+def _versions() -> dict[str, str]:
+    out = {}
+    for pkg in _PACKAGES:
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            out[pkg] = "not installed"
+    return out
+
+
+def _wait_for(callback: AssessmentCallback, seq: int, early: dict[int, Result], poll_s: float):
+    """Poll the callback's queue for the assessment of frame ``seq``; yield sleeps and checkpoints."""
+    while seq not in early:
+        while not callback.results.empty():
+            r = callback.results.get_nowait()
+            early[r.seq_num] = r
+        if seq in early:
+            break
+        yield from bps.checkpoint()
+        yield from bps.sleep(poll_s)
+    return early.pop(seq).assessment
+
+
+def symmetry_scan(
+    detector,
+    *,
+    samples: Sequence[str] | None = None,
+    changer=None,
+    count_time: float = 1.0,
+    max_count_time: float = 60.0,
+    max_remeasure: int = 3,
+    cell: Sequence[float] | None = None,
+    agent: Agent | None = None,
+    md: dict | None = None,
+):
+    """Measure samples and decide each one's extinction group live, counting longer when asked.
+
+    For each sample: mount it (through ``changer``), expose ``detector`` for ``count_time``,
+    read the frame (``primary`` stream), wait for the agent's assessment while the
+    RunEngine stays responsive (pause, resume and Ctrl-C work during a fit), record it as
+    an event of the ``symmetry`` stream, and re-measure with the suggested count time
+    while the verdict is ``remeasure`` (at most ``max_remeasure`` times).
+
+    Parameters
+    ----------
+    detector : Device
+        A powder detector with ``count_time``, ``two_theta`` and ``wavelength``
+        configuration signals and a one-dimensional intensity field (e.g.
+        :class:`sim_beamline.devices.PowderDetector`).
+    samples : list of str, optional
+        Sample names to mount through ``changer``, in order. None: measure what is mounted.
+    changer : Device, optional
+        Sample changer (``set(name)`` mounts; its ``cell`` field, NaN for unknown, gives
+        the agent each sample's cell). Required when ``samples`` is given.
+    count_time : float
+        First count time of every sample, s.
+    max_count_time : float
+        Longest count time the agent may ask for, s.
+    max_remeasure : int
+        Most re-measurements per sample.
+    cell : list of 6 floats, optional
+        (a, b, c, α, β, γ) in Å and degrees for every sample (overrides the changer's).
+        Without a cell the agent gives the posterior only and says it did not refine.
+    agent : ratagent.agent.Agent, optional
+        Default: an agent on the shipped checkpoint (``ratagent.model.load()``).
+    md : dict, optional
+        Metadata merged into the start document.
+
+    Yields
+    ------
+    msg : Msg
+        Messages for the RunEngine.
+
+    Notes
+    -----
+    The start document records the plan arguments, the model id of the checkpoint, the
+    agent's thresholds and the versions of the packages involved. Each ``symmetry``
+    event holds ``assessment_verdict``, ``assessment_eg_1..5``,
+    ``assessment_probability_1..5``, ``assessment_rwp_1..5``, ``assessment_reasons``,
+    ``assessment_count_time`` and ``assessment_suggested_count_time``
+    (see :data:`ASSESSMENT_FIELDS`); its ``assessment_frame_seq_num`` is the ``seq_num``
+    of the ``primary`` event assessed (−1 when the detector failed and there is no frame).
+    """
+    if not (math.isfinite(count_time) and count_time > 0):
+        raise ValueError(f"count_time must be a positive number of seconds, got {count_time!r}")
+    if not (math.isfinite(max_count_time) and max_count_time >= count_time):
+        raise ValueError(f"max_count_time must be >= count_time={count_time}, got {max_count_time!r}")
+    if not isinstance(max_remeasure, int) or max_remeasure < 0:
+        raise ValueError(f"max_remeasure must be an integer >= 0, got {max_remeasure!r}")
+    if samples is not None and changer is None:
+        raise ValueError(f"samples={list(samples)} need a changer to mount them")
+    if cell is not None:
+        cell = [float(v) for v in cell]
+        if len(cell) != 6:
+            raise ValueError(f"cell must be six numbers (a, b, c, α, β, γ), got {cell}")
+    if agent is None:
+        from ratagent.model import load
+
+        agent = Agent(load())
+    if agent.config.max_count_time_s != max_count_time:
+        from dataclasses import replace
+
+        agent = Agent(agent.classifier, replace(agent.config, max_count_time_s=float(max_count_time)),
+                      agent.instrument)
+
+    callback = AssessmentCallback(agent, detector.name, cell=cell,
+                                  cell_field=None if changer is None else changer.cell.name)
+    recorder = _AssessmentReading("assessment")
+    readables = [detector] if changer is None else [detector, changer]
+    from dataclasses import asdict
+
+    _md = {
+        "plan_name": "symmetry_scan",
+        "detectors": [detector.name],
+        "plan_args": {"detector": repr(detector), "samples": None if samples is None else list(samples),
+                      "changer": None if changer is None else repr(changer), "count_time": count_time,
+                      "max_count_time": max_count_time, "max_remeasure": max_remeasure, "cell": cell},
+        "ratagent": {"model_id": agent.model_id, "agent_config": asdict(agent.config),
+                     "versions": _versions()},
+        "num_samples": 1 if samples is None else len(samples),
+    }
+    _md.update(md or {})
+
+    @bpp.subs_decorator(callback)
+    @bpp.run_decorator(md=_md)
+    def inner():
+        early: dict[int, Result] = {}
+        for name in samples if samples is not None else [None]:
+            if name is not None:
+                yield from bps.mv(changer, name)
+            label = name if name is not None else (changer.sample_name.get() if changer else "")
+            t = float(count_time)
+            for attempt in range(max_remeasure + 1):
+                yield from bps.mv(detector.count_time, t)
+                yield from bps.checkpoint()
+                try:
+                    yield from bps.trigger_and_read(readables)
+                except Exception as exc:  # a failed readout is this frame's flag, not the run's end
+                    a, seq = Assessment.failure(_cause(exc), count_time_s=t, model_id=agent.model_id), -1
+                else:
+                    seq = callback.last_seq
+                    a = yield from _wait_for(callback, seq, early, POLL_S)
+                recorder.update(a, sample=label or "", frame=seq, attempt=attempt)
+                yield from bps.trigger_and_read([recorder], name="symmetry")
+                if a.verdict != "remeasure" or a.suggested_count_time_s is None:
+                    break
+                t = float(np.clip(a.suggested_count_time_s, t, max_count_time))
+
+    return (yield from inner())

@@ -1,0 +1,409 @@
+"""The decision logic of the live loop: one :class:`~ratagent.patterns.Pattern` in, one
+:class:`Assessment` out. Pure Python; no Bluesky, no threads, testable on its own.
+
+Algorithm (:meth:`Agent.assess`, DESIGN.md "The loop, per frame")
+------------------------------------------------------------------
+1. **Frame quality.** Background B = the 20th percentile of the intensity; the strongest
+   point I_max gives the peak signal-to-noise S = (I_max − B) / √I_max (Poisson counts).
+   S grows as √t, so when S < ``min_peak_snr`` the frame is re-measured for
+   t · (``target_peak_snr`` / S)², capped at ``max_count_time_s``: no structure question
+   can be answered from a frame whose strongest reflection is barely above the noise.
+2. **Prior.** The classifier's calibrated posterior over the 99 EGs (it validates the
+   pattern and maps it onto the model's Q grid).
+3. **Candidates.** With a cell, the posterior is first restricted to the EGs whose
+   lattice the cell has (:func:`ratagent.refinement.reflections.settings_for_cell`).
+   Top ``top_k`` by posterior plus their EG-DAG neighbours within
+   ``dag_radius``, at most ``max_candidates``
+   (:func:`ratagent.crystallography.candidates`). When the posterior is not confident
+   (top probability < ``sweep_below``) and a cell is given, every EG of the cell's
+   highest-symmetry lattice family that the cell admits is added: the Pawley ranking
+   refines the cell once per frame, so testing the whole family costs little more than
+   the DAG-local set (``benchmarks/pawley.py``), and a network that has not proposed the
+   right family can no longer keep it from being tested.
+4. **Pawley** (only with a cell): :func:`ratagent.refinement.rank` fits every candidate
+   and returns the ranking, the indistinguishable set and, for each unresolved pair, the
+   count time after which the separating reflections reach its S threshold (S ∝ √t).
+5. **Decide.**
+
+   * with a cell: ``flag`` when the best fit has χ²_ν > ``max_chi2_reduced`` (no candidate
+     fits: wrong phase, a second phase or a wrong cell); ``remeasure`` when a candidate is
+     indistinguishable only because its separating reflections are below the noise and
+     the predicted time is within the cap; otherwise ``accept`` the leader together with
+     the set the data cannot tell apart.
+   * without a cell: ``accept`` when the top posterior ≥ ``accept_probability`` (posterior
+     only, not refined); otherwise ``flag`` (the model cannot decide and counting longer
+     does not change a well-counted frame's posterior). Both say "did not refine".
+
+Any exception raised while assessing becomes a ``flag`` whose reason is the error text
+(:meth:`Agent.assess_safely`); the live loop never dies on one bad frame.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+
+from ratagent.crystallography import N_EG, extinction_group
+from ratagent.crystallography import candidates as dag_candidates
+from ratagent.crystallography.spacegroups import LATTICE_FAMILIES
+from ratagent.patterns import Pattern
+
+if TYPE_CHECKING:
+    from ratagent.instrument import Instrument
+    from ratagent.model.calibration import EGPosterior
+    from ratagent.model.inference import Classifier
+
+__all__ = ["Agent", "AgentConfig", "Assessment", "Candidate", "Verdict", "frame_snr"]
+
+logger = logging.getLogger(__name__)
+
+Verdict = Literal["accept", "remeasure", "flag"]
+VERDICTS: tuple[str, ...] = ("accept", "remeasure", "flag")
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    """Thresholds of the decision (module docstring, steps 1–5)."""
+
+    top_k: int = 3  # EGs taken from the top of the posterior
+    dag_radius: int = 1  # DAG steps around each of them (one extinction condition more/fewer)
+    max_candidates: int = 8  # most EGs from the DAG walk (each costs one linear fit)
+    sweep_below: float = 0.5  # top posterior below which the cell's whole lattice family is also ranked
+    min_peak_snr: float = 10.0  # S of the strongest point below which the frame is re-measured
+    target_peak_snr: float = 20.0  # S aimed at when re-measuring a weak frame
+    accept_probability: float = 0.5  # top posterior needed to accept without refinement
+    max_chi2_reduced: float = 4.0  # best Pawley χ²_ν above which no candidate fits (GoF 2)
+    separation_snr: float = 5.0  # S of separating reflections needed to tell two EGs apart
+    min_delta_bic: float = 10.0  # BIC difference needed to tell two EGs apart
+    min_count_time_factor: float = 1.5  # a re-measurement counts at least this × longer
+    max_count_time_s: float = 60.0  # cap of any suggested count time, s
+
+    def __post_init__(self) -> None:
+        for name in ("top_k", "max_candidates"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"AgentConfig.{name} must be a positive integer, got {value!r}")
+        if not isinstance(self.dag_radius, int) or self.dag_radius < 0:
+            raise ValueError(f"AgentConfig.dag_radius must be an integer >= 0, got {self.dag_radius!r}")
+        for name in ("min_peak_snr", "target_peak_snr", "max_chi2_reduced", "separation_snr",
+                     "max_count_time_s"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value > 0):
+                raise ValueError(f"AgentConfig.{name} must be a positive number, got {value!r}")
+        if self.target_peak_snr < self.min_peak_snr:
+            raise ValueError(
+                f"AgentConfig.target_peak_snr={self.target_peak_snr} is below "
+                f"min_peak_snr={self.min_peak_snr}"
+            )
+        if not 0.0 <= self.sweep_below <= 1.0:
+            raise ValueError(f"AgentConfig.sweep_below must be in [0, 1], got {self.sweep_below}")
+        if not 0.0 < self.accept_probability <= 1.0:
+            raise ValueError(
+                f"AgentConfig.accept_probability must be in (0, 1], got {self.accept_probability}")
+        if self.min_count_time_factor <= 1.0:
+            raise ValueError(
+                f"AgentConfig.min_count_time_factor must be > 1, got {self.min_count_time_factor}"
+            )
+        if self.min_delta_bic < 0:
+            raise ValueError(f"AgentConfig.min_delta_bic must be >= 0, got {self.min_delta_bic}")
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One candidate EG with what the model and the data say about it."""
+
+    eg: int  # extinction group 1–99
+    symbol: str  # its symbol (e.g. "P 1 21/c 1")
+    probability: float  # calibrated posterior of the model
+    pawley_weight: float | None = None  # exp(−ΔB/2), normalised over the fitted candidates
+    delta_bic: float | None = None  # B − B_min of the Pawley ranking
+    rwp: float | None = None  # weighted-profile R factor of its Pawley fit
+    chi2_reduced: float | None = None  # χ²_ν of its Pawley fit
+
+
+@dataclass(frozen=True)
+class Assessment:
+    """The agent's decision about one frame.
+
+    ``candidates`` are best first: by Pawley evidence when refined, else by posterior.
+    """
+
+    verdict: Verdict
+    candidates: tuple[Candidate, ...]
+    indistinguishable: tuple[int, ...]  # EGs these data cannot tell apart (leader first)
+    reasons: tuple[str, ...]  # the decision in words, one sentence each
+    count_time_s: float | None  # count time of the frame assessed
+    suggested_count_time_s: float | None  # for ``remeasure``: how long to count next
+    model_id: str | None  # checkpoint that produced the posterior (None: no posterior)
+    refined: bool  # whether Pawley ranking was done
+    peak_snr: float | None = None  # S of the strongest point (step 1)
+    elapsed_s: float = 0.0  # wall time of the assessment
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.verdict not in VERDICTS:
+            raise ValueError(f"verdict must be one of {VERDICTS}, got {self.verdict!r}")
+
+    @property
+    def best(self) -> Candidate | None:
+        """The leading candidate (None when there is none, e.g. a flagged bad frame)."""
+        return self.candidates[0] if self.candidates else None
+
+    def top(self, k: int = 5) -> list[tuple[int, float]]:
+        """Up to k leading candidates as (EG, posterior probability)."""
+        return [(c.eg, c.probability) for c in self.candidates[:k]]
+
+    @classmethod
+    def failure(cls, error: BaseException | str, *, count_time_s: float | None = None,
+                model_id: str | None = None) -> Assessment:
+        """A ``flag`` whose only reason is the error text."""
+        text = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
+        return cls("flag", (), (), (f"assessment failed: {text}",), count_time_s, None, model_id, False)
+
+    def summary(self) -> str:
+        """One line for logs and tables."""
+        top = ", ".join(f"EG {eg} ({p:.2f})" for eg, p in self.top(3)) or "—"
+        extra = f" → count {self.suggested_count_time_s:.3g} s" if self.suggested_count_time_s else ""
+        return f"{self.verdict}{extra}: {top}; {' '.join(self.reasons)}"
+
+
+def frame_snr(pattern: Pattern, background_percentile: float = 20.0) -> float:
+    """S = (I_max − B) / √max(I_max, 1), B the given percentile of the intensity (step 1).
+
+    For Poisson counts S grows as √t with the count time t.
+    """
+    y = np.asarray(pattern.intensity, float)
+    b = float(np.percentile(y, background_percentile))
+    i_max = float(y.max())
+    return (i_max - b) / math.sqrt(max(i_max, 1.0))
+
+
+class Agent:
+    """Decides accept / remeasure / flag for each frame (module docstring).
+
+    Parameters
+    ----------
+    classifier : ratagent.model.Classifier
+        Gives the calibrated posterior (``predict(pattern) -> EGPosterior``).
+    config : AgentConfig, optional
+    instrument : Instrument, optional
+        Handed to the Pawley ranking (lines, starting profile). Default: a single line at
+        the pattern's wavelength.
+    """
+
+    def __init__(self, classifier: Classifier, config: AgentConfig | None = None,
+                 instrument: Instrument | None = None) -> None:
+        if not hasattr(classifier, "predict"):
+            raise TypeError(f"classifier must have predict(pattern), got {type(classifier).__name__}")
+        self.classifier = classifier
+        self.config = config if config is not None else AgentConfig()
+        self.instrument = instrument
+
+    @property
+    def model_id(self) -> str | None:
+        """Id of the classifier's checkpoint."""
+        return getattr(self.classifier, "model_id", None)
+
+    def assess_safely(self, pattern: Any, *, cell: Sequence[float] | None = None,
+                      count_time: float | None = None) -> Assessment:
+        """:meth:`assess`, but any exception becomes a ``flag`` naming the error."""
+        t0 = time.perf_counter()
+        try:
+            return self.assess(pattern, cell=cell, count_time=count_time)
+        except Exception as exc:  # one bad frame must not stop the loop
+            logger.warning("assessment failed: %s: %s", type(exc).__name__, exc)
+            a = Assessment.failure(exc, count_time_s=count_time, model_id=self.model_id)
+            return _with_elapsed(a, time.perf_counter() - t0)
+
+    def assess(self, pattern: Pattern, *, cell: Sequence[float] | None = None,
+               count_time: float | None) -> Assessment:
+        """Assess one frame (module docstring).
+
+        Parameters
+        ----------
+        pattern : Pattern
+        cell : six floats, optional
+            Approximate (a, b, c, α, β, γ) in Å and degrees; without it, posterior only.
+        count_time : float or None
+            Count time of the frame in s (None: unknown; then no time can be suggested).
+
+        Raises
+        ------
+        TypeError
+            ``pattern`` is not a Pattern.
+        ValueError
+            A non-positive count time, or a pattern the classifier cannot map (too little
+            Q coverage), a bad cell.
+        """
+        t0 = time.perf_counter()
+        if not isinstance(pattern, Pattern):
+            raise TypeError(f"pattern must be a ratagent.patterns.Pattern, got {type(pattern).__name__}")
+        if count_time is not None and not (math.isfinite(count_time) and count_time > 0):
+            raise ValueError(f"count_time must be a positive number of seconds, got {count_time!r}")
+        cfg = self.config
+        snr = frame_snr(pattern)
+        posterior = self.classifier.predict(pattern)
+        probs = posterior.probs if cell is None else _restrict_to_cell(posterior.probs, cell)
+        cands = dag_candidates(probs, k=cfg.top_k, radius=cfg.dag_radius, cap=cfg.max_candidates)
+        if cell is not None and posterior.top(1)[0][1] < cfg.sweep_below:
+            cands += [eg for eg in _family_sweep(cell) if eg not in cands]
+        if snr < cfg.min_peak_snr:
+            out = self._weak_frame(posterior, cands, snr, count_time)
+        elif cell is None:
+            out = self._posterior_only(posterior, cands, snr, count_time)
+        else:
+            out = self._refined(pattern, cell, posterior, cands, snr, count_time)
+        return _with_elapsed(out, time.perf_counter() - t0)
+
+    # ------------------------------------------------------------------ decisions
+
+    def _time_for(self, count_time: float | None, predicted: float | None) -> float | None:
+        """The next count time: the prediction, at least ×min factor, capped; None if at the cap."""
+        if count_time is None:
+            return None
+        cfg = self.config
+        if count_time >= cfg.max_count_time_s * (1 - 1e-9):
+            return None
+        want = count_time * cfg.min_count_time_factor if predicted is None else predicted
+        return min(max(want, count_time * cfg.min_count_time_factor), cfg.max_count_time_s)
+
+    def _weak_frame(self, posterior: EGPosterior, cands: list[int], snr: float,
+                    count_time: float | None) -> Assessment:
+        cfg = self.config
+        ranked = _posterior_candidates(posterior, cands)
+        reasons = [f"frame too weak: strongest peak S = {snr:.1f} < {cfg.min_peak_snr:g} σ; "
+                   "did not refine"]
+        if count_time is None:
+            reasons.append("the count time is unknown, so no longer time can be predicted")
+            return Assessment("flag", ranked, (), tuple(reasons), None, None, posterior.model_id, False, snr)
+        predicted = count_time * (cfg.target_peak_snr / max(snr, 1e-3)) ** 2
+        t_next = self._time_for(count_time, predicted)
+        if t_next is None:
+            reasons.append(f"already at the maximum count time {cfg.max_count_time_s:g} s")
+            return Assessment("flag", ranked, (), tuple(reasons), count_time, None, posterior.model_id,
+                              False, snr)
+        reasons.append(f"S grows as √t: {count_time:.3g} s → {t_next:.3g} s "
+                       f"should reach S ≈ {snr * math.sqrt(t_next / count_time):.0f}")
+        return Assessment("remeasure", ranked, (), tuple(reasons), count_time, t_next,
+                          posterior.model_id, False, snr)
+
+    def _posterior_only(self, posterior: EGPosterior, cands: list[int], snr: float,
+                        count_time: float | None) -> Assessment:
+        cfg = self.config
+        ranked = _posterior_candidates(posterior, cands)
+        eg, p = posterior.top(1)[0]
+        reasons = ["no cell given: posterior only, did not refine"]
+        if p >= cfg.accept_probability:
+            reasons.append(f"top posterior EG {eg} p = {p:.2f} ≥ {cfg.accept_probability:g}")
+            verdict: Verdict = "accept"
+        else:
+            reasons.append(
+                f"posterior flat (top EG {eg} p = {p:.2f} < {cfg.accept_probability:g}) on a "
+                f"well-counted frame (S = {snr:.0f}): the model cannot decide; give a cell to refine")
+            verdict = "flag"
+        return Assessment(verdict, ranked, (), tuple(reasons), count_time, None, posterior.model_id,
+                          False, snr)
+
+    def _refined(self, pattern: Pattern, cell: Sequence[float], posterior: EGPosterior,
+                 cands: list[int], snr: float, count_time: float | None) -> Assessment:
+        from ratagent.refinement import rank
+
+        cfg = self.config
+        rr = rank(pattern, cell, cands, self.instrument, count_time_s=count_time,
+                  snr_threshold=cfg.separation_snr, min_delta_bic=cfg.min_delta_bic)
+        ranked = tuple(
+            Candidate(rc.eg, extinction_group(rc.eg).symbol, posterior.prob(rc.eg),
+                      rc.evidence.weight, rc.evidence.delta_bic, rc.result.rwp, rc.result.chi2_reduced)
+            for rc in rr.candidates
+        )
+        reasons = [f"Pawley-ranked {len(ranked)} candidate EGs"]
+        reasons += [f"EG {eg} not fitted: {why}" for eg, why in rr.skipped]
+        best = rr.best
+        indist = tuple(int(e) for e in rr.indistinguishable)
+        meta = {"skipped": [int(eg) for eg, _ in rr.skipped]}
+        if best.result.chi2_reduced > cfg.max_chi2_reduced:
+            reasons.append(
+                f"no candidate fits: best EG {best.eg} has χ²_ν = {best.result.chi2_reduced:.2f} > "
+                f"{cfg.max_chi2_reduced:g} (Rwp {best.result.rwp:.3f}); wrong phase, second phase "
+                "or wrong cell")
+            return Assessment("flag", ranked, indist, tuple(reasons), count_time, None,
+                              posterior.model_id, True, snr, meta=meta)
+        noisy = [s for s in rr.separations if not s.distinguishable and s.suggested_count_time_s is not None]
+        if noisy:
+            worst = max(noisy, key=lambda s: s.suggested_count_time_s)
+            t_next = self._time_for(count_time, rr.suggested_count_time_s)
+            if t_next is not None:
+                reasons.append(
+                    f"EG {best.eg} vs EG {worst.eg}: separating reflections at S = {worst.snr:.1f} "
+                    f"< {cfg.separation_snr:g}; S grows as √t, so count {t_next:.3g} s "
+                    f"(predicted {worst.suggested_count_time_s:.3g} s)")
+                return Assessment("remeasure", ranked, indist, tuple(reasons), count_time, t_next,
+                                  posterior.model_id, True, snr, meta=meta)
+            reasons.append(f"separating reflections below the noise even at the maximum count time "
+                           f"{cfg.max_count_time_s:g} s")
+        if len(indist) > 1:
+            reasons.append(f"accept EG {best.eg} with EGs {list(indist[1:])} that these data cannot "
+                           "tell apart: " + "; ".join(s.reason for s in rr.separations
+                                                     if not s.distinguishable))
+        else:
+            reasons.append(f"EG {best.eg} fits best (Rwp {best.result.rwp:.3f}) and every other "
+                           "candidate is excluded by the data")
+        return Assessment("accept", ranked, indist, tuple(reasons), count_time, None,
+                          posterior.model_id, True, snr, meta=meta)
+
+
+def _cell_mask(cell: Sequence[float]) -> np.ndarray:
+    """Which EGs (index i ↔ EG i + 1) have a lattice that the cell's metric admits.
+
+    Raises
+    ------
+    ValueError
+        No EG has the lattice of this cell.
+    """
+    from ratagent.refinement.reflections import settings_for_cell
+
+    arr = np.asarray([float(v) for v in cell])
+    mask = np.array([bool(settings_for_cell(eg, arr)) for eg in range(1, N_EG + 1)])
+    if not mask.any():
+        raise ValueError(f"no extinction group has the lattice of cell {arr.tolist()}")
+    return mask
+
+
+def _family_sweep(cell: Sequence[float]) -> list[int]:
+    """The EGs of the highest-symmetry lattice family the cell admits (step 3)."""
+    compatible = [eg for eg, ok in enumerate(_cell_mask(cell), start=1) if ok]
+    rank_of = {f: i for i, f in enumerate(dict.fromkeys(LATTICE_FAMILIES.values()))}
+    top = max(rank_of[extinction_group(eg).lattice_family] for eg in compatible)
+    return [eg for eg in compatible if rank_of[extinction_group(eg).lattice_family] == top]
+
+
+def _restrict_to_cell(probs: np.ndarray, cell: Sequence[float]) -> np.ndarray:
+    """The posterior restricted to the EGs whose lattice the cell has, renormalised.
+
+    Raises
+    ------
+    ValueError
+        No EG has the lattice of this cell, or the posterior gives all of them zero weight.
+    """
+    arr = np.asarray([float(v) for v in cell])
+    p = np.where(_cell_mask(cell), probs, 0.0)
+    if p.sum() <= 0:
+        raise ValueError(f"the posterior gives zero weight to every EG the cell {arr.tolist()} admits")
+    return p / p.sum()
+
+
+def _posterior_candidates(posterior: EGPosterior, cands: list[int]) -> tuple[Candidate, ...]:
+    order = sorted(cands, key=lambda eg: (-posterior.prob(eg), eg))
+    return tuple(Candidate(eg, extinction_group(eg).symbol, posterior.prob(eg)) for eg in order)
+
+
+def _with_elapsed(a: Assessment, seconds: float) -> Assessment:
+    from dataclasses import replace
+
+    return replace(a, elapsed_s=float(seconds))

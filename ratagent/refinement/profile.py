@@ -1,0 +1,164 @@
+"""Peak profiles and the design matrix of the Pawley fit (numpy, vectorised, windowed).
+
+The profile is the simulator's (:mod:`ratagent.simulation.render`), so that a fit of
+simulated data with the true model leaves only noise:
+
+* Thompson–Cox–Hastings pseudo-Voigt (J. Appl. Cryst. 20, 79 (1987)) with
+  Γ_G = √(U tan²θ + V tanθ + W), Γ_L = X / cosθ + Y tanθ (degrees 2θ, θ the Bragg angle
+  of the line), Γ⁵ = Γ_G⁵ + 2.69269 Γ_G⁴Γ_L + 2.42843 Γ_G³Γ_L² + 4.47163 Γ_G²Γ_L³
+  + 0.07842 Γ_GΓ_L⁴ + Γ_L⁵, η = 1.36603 q − 0.47719 q² + 0.11116 q³, q = Γ_L/Γ;
+* truncated to ± ``window_fwhm`` · Γ and divided by its analytic area inside the window;
+* times the Bérar–Baldinozzi asymmetry factor max(0, 1 − P · 2z e^(−z²) / tanθ), z = Δ/Γ.
+
+:func:`design_matrix` returns the profiles of all peak groups as one sparse matrix
+(n_points × n_groups), the matrix the linear part of the fit works on.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from scipy import sparse
+from scipy.special import erf
+
+__all__ = ["chebyshev_basis", "design_matrix", "tch_fwhm_eta"]
+
+_GAUSS_NORM = 2.0 * math.sqrt(math.log(2.0) / math.pi)  # Γ · G(0) of a unit-area Gaussian
+_GAUSS_K = 4.0 * math.log(2.0)
+_ERF_K = 2.0 * math.sqrt(math.log(2.0))
+# Window half-widths in grid points: each peak's is rounded up to the next of these, as the
+# simulator's renderer does (``ratagent.simulation.renderer._WINDOW_BUCKETS``), so that the
+# truncated profiles are the same function; one vectorised block serves each size.
+_WINDOW_BUCKETS = np.array(
+    (2, 3, 4, 6, 8, 11, 16, 22, 32, 45, 64, 90, 128, 181, 256, 362, 512, 724, 1024), dtype=np.int64
+)
+
+
+def tch_fwhm_eta(
+    two_theta_deg: np.ndarray, u: float, v: float, w: float, x: float, y: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """TCH total FWHM Γ (degrees) and Lorentzian fraction η at Bragg angles 2θ (module formulas).
+
+    Γ_G² is clamped at 1e-8 deg² and Γ_L at 0 so that no parameter value gives NaN.
+    """
+    theta = np.radians(np.asarray(two_theta_deg, float)) / 2.0
+    t = np.tan(theta)
+    gg = np.sqrt(np.maximum(u * t * t + v * t + w, 1e-8))
+    gl = np.maximum(x / np.cos(theta) + y * t, 0.0)
+    g5 = (
+        gg**5
+        + 2.69269 * gg**4 * gl
+        + 2.42843 * gg**3 * gl**2
+        + 4.47163 * gg**2 * gl**3
+        + 0.07842 * gg * gl**4
+        + gl**5
+    )
+    fwhm = g5**0.2
+    q = gl / fwhm
+    eta = np.clip(1.36603 * q - 0.47719 * q * q + 0.11116 * q**3, 0.0, 1.0)
+    return fwhm, eta
+
+
+def _window_area(lo: np.ndarray, hi: np.ndarray, fwhm: np.ndarray, eta: np.ndarray) -> np.ndarray:
+    """∫ pV over [lo, hi]: η [atan(2hi/Γ) − atan(2lo/Γ)]/π + (1 − η)[erf(2√ln2 hi/Γ) − erf(2√ln2 lo/Γ)]/2."""
+    lor = (np.arctan(2.0 * hi / fwhm) - np.arctan(2.0 * lo / fwhm)) / math.pi
+    gau = 0.5 * (erf(_ERF_K * hi / fwhm) - erf(_ERF_K * lo / fwhm))
+    return eta * lor + (1.0 - eta) * gau
+
+
+def design_matrix(
+    two_theta: np.ndarray,
+    centre: np.ndarray,
+    fwhm: np.ndarray,
+    eta: np.ndarray,
+    amplitude: np.ndarray,
+    column: np.ndarray,
+    n_columns: int,
+    *,
+    asymmetry: float = 0.0,
+    window_fwhm: float = 8.0,
+) -> sparse.csc_matrix:
+    """Profiles of peaks summed into columns: A[j, c] = Σ_{m: column_m = c} a_m pV_m(2θ_j).
+
+    Parameters
+    ----------
+    two_theta : (n,) grid, degrees, increasing (near-uniform: the window is counted in points
+        of the median step).
+    centre, fwhm, eta, amplitude : (m,) peak position (degrees), Γ (degrees), η and weight
+        a_m (e.g. the Kα2 ratio times the peak's share of its group's intensity).
+    column : (m,) int, the group (column) of each peak.
+    n_columns : number of columns.
+    asymmetry : Bérar–Baldinozzi P.
+    window_fwhm : half-width of each peak's window in units of its Γ.
+
+    Returns
+    -------
+    scipy.sparse.csc_matrix (n, n_columns); pV in units of 1/degree, so that a column
+    times an integrated intensity (counts · degree) gives counts.
+    """
+    x = np.asarray(two_theta, float)
+    n = x.size
+    step = float(np.median(np.diff(x)))
+    half = np.maximum(np.ceil(window_fwhm * fwhm / step - 1e-9), 1.0).astype(np.int64)  # 0.64/0.01 is 64
+    c0 = np.rint(np.interp(centre, x, np.arange(n), left=np.nan, right=np.nan))
+    # peaks centred off the grid: place them by extrapolating the step, keep if the window touches it
+    off = np.isnan(c0)
+    c0[off] = np.where(centre[off] < x[0], (centre[off] - x[0]) / step, n - 1 + (centre[off] - x[-1]) / step)
+    c0 = np.rint(c0).astype(np.int64)
+    keep = (c0 + half >= 0) & (c0 - half <= n - 1) & (amplitude != 0)
+    rows, cols, vals = [], [], []
+    idx_all = np.flatnonzero(keep)
+    if idx_all.size:
+        pick = np.searchsorted(_WINDOW_BUCKETS, half[idx_all])
+        sizes = np.where(
+            pick < _WINDOW_BUCKETS.size,
+            _WINDOW_BUCKETS[np.minimum(pick, _WINDOW_BUCKETS.size - 1)],
+            half[idx_all],
+        )
+        for k in np.unique(sizes):
+            sel = idx_all[sizes == k]
+            k = int(k)
+            offs = np.arange(-k, k + 1)
+            ci = c0[sel]
+            j = ci[:, None] + offs
+            inside = (j >= 0) & (j < n)
+            jc = np.clip(j, 0, n - 1)
+            # Δ from the grid where inside; outside, the nominal uniform step (only the area uses it)
+            delta = np.where(inside, x[jc], x[0] + j * step) - centre[sel, None]
+            g, e = fwhm[sel], eta[sel]
+            mid = delta[:, k]
+            area = _window_area(mid - (k + 0.5) * step, mid + (k + 0.5) * step, g, e)
+            z = delta / g[:, None]
+            z2 = z * z
+            scale = (amplitude[sel] / (g * area))[:, None]
+            val = scale * (
+                e[:, None] * (2.0 / math.pi) / (1.0 + 4.0 * z2)
+                + (1.0 - e[:, None]) * _GAUSS_NORM * np.exp(-_GAUSS_K * z2)
+            )
+            if asymmetry != 0.0:
+                tan_t = np.tan(np.radians(centre[sel]) / 2.0)[:, None]
+                val *= np.maximum(1.0 - asymmetry * 2.0 * z * np.exp(-z2) / tan_t, 0.0)
+            rows.append(j[inside])
+            cols.append(np.broadcast_to(column[sel, None], j.shape)[inside])
+            vals.append(val[inside])
+    if not rows:
+        return sparse.csc_matrix((n, n_columns))
+    return sparse.csc_matrix(
+        (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(n, n_columns)
+    )
+
+
+def chebyshev_basis(two_theta: np.ndarray, n_terms: int) -> np.ndarray:
+    """Chebyshev polynomials Tₖ(x), k < n_terms, x = 2(2θ − 2θ_min)/(2θ_max − 2θ_min) − 1; shape (n, n_terms).
+
+    Tₖ by the recurrence T₀ = 1, T₁ = x, Tₖ₊₁ = 2x Tₖ − Tₖ₋₁ (the simulator's background basis).
+    """
+    if n_terms < 1:
+        raise ValueError(f"n_terms must be ≥ 1, got {n_terms}")
+    t = np.asarray(two_theta, float)
+    x = 2.0 * (t - t[0]) / (t[-1] - t[0]) - 1.0
+    terms = [np.ones_like(x), x]
+    for _ in range(2, n_terms):
+        terms.append(2.0 * x * terms[-1] - terms[-2])
+    return np.stack(terms[:n_terms], axis=1)

@@ -1,0 +1,238 @@
+"""The non-linear stages of the Pawley fit: the problem of one reflection set, and its refinement.
+
+See :mod:`.pawley` for the algorithm; here live steps 2–4: peak groups, the design
+matrix at given non-linear parameters θ = (g, zero, U, V, W, X, Y, P), the variable-projection
+residual and the staged ``scipy.optimize.least_squares`` refinement.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from ratagent.instrument import Instrument
+from ratagent.patterns import Pattern
+from ratagent.refinement import linear
+from ratagent.refinement.profile import chebyshev_basis, design_matrix, tch_fwhm_eta
+from ratagent.refinement.reflections import Reflections
+
+if TYPE_CHECKING:
+    from ratagent.refinement.pawley import PawleyConfig
+
+__all__ = ["Problem", "bic", "parameter_bounds", "refine", "solve", "start_theta"]
+
+# scale of one unit of each scaled non-linear parameter (what least_squares sees)
+_ZERO_SCALE_DEG = 0.01
+_PROFILE_SCALE = (1e-3, 1e-3, 1e-3, 1e-2, 1e-2, 1e-2)
+_PROFILE_BOUNDS = ((0.0, 1.0), (-1.0, 1.0), (1e-6, 1.0), (0.0, 1.0), (0.0, 1.0), (-0.5, 0.5))
+
+
+class Problem:
+    """Pattern, reflections and parameterisation of one setting (internal)."""
+
+    def __init__(
+        self,
+        pattern: Pattern,
+        instrument: Instrument,
+        refl: Reflections,
+        config: PawleyConfig,
+        cell,
+        stride: int = 1,
+    ):
+        self.x = pattern.two_theta[::stride]
+        self.y = pattern.intensity[::stride]
+        self.weight = 1.0 / pattern.sigma_or_counting()[::stride]
+        self.stride = stride
+        self.instrument = instrument
+        self.refl = refl
+        self.config = config
+        self.lat = refl.lattice
+        g0 = self.lat.metric_params(cell)
+        self.g0 = g0
+        self.g_scale = np.maximum(np.abs(g0), 1e-3 * np.abs(g0).max()) * 1e-3
+        self.basis = chebyshev_basis(self.x, config.n_background)
+        self.radius = instrument.goniometer_radius_mm
+
+    def peaks(self, g: np.ndarray, zero: float, prof: np.ndarray, broadening: float = 1.0):
+        """Per (family, line): centre, FWHM, η, amplitude (line ratio), family index, line index."""
+        inv_d2 = np.maximum(self.refl.inv_d2(g), 1e-12)
+        out = []
+        for i, (lam, ratio) in enumerate(
+            zip(self.instrument.wavelengths_angstrom, self.instrument.line_ratios, strict=True)
+        ):
+            s = lam * np.sqrt(inv_d2) / 2.0
+            ok = s < 1.0
+            bragg = np.degrees(2.0 * np.arcsin(np.where(ok, s, 0.5)))
+            theta = np.radians(bragg) / 2.0
+            pos = (
+                bragg + zero - np.degrees(2.0 * self.instrument.displacement_mm * np.cos(theta) / self.radius)
+            )
+            fwhm, eta = tch_fwhm_eta(bragg, *prof[:5])
+            fam = np.flatnonzero(ok)
+            out.append(
+                (pos[ok], fwhm[ok] * broadening, eta[ok], np.full(fam.size, ratio), fam, np.full(fam.size, i))
+            )
+        return [np.concatenate(c) for c in zip(*out, strict=True)]
+
+    def groups(self, g, zero, prof, broadening=1.0) -> np.ndarray:
+        """Group index of each family (−1 when its Kα1 peak is out of range): step 2 of the module."""
+        pos, fwhm, _, _, fam, line = self.peaks(g, zero, prof, broadening)
+        pos1, fwhm1, fam1 = pos[line == 0], fwhm[line == 0], fam[line == 0]
+        group = np.full(len(self.refl), -1, np.int64)
+        margin = self.config.window_fwhm * fwhm1
+        inside = (pos1 + margin > self.x[0]) & (pos1 - margin < self.x[-1])
+        pos1, fwhm1, fam1 = pos1[inside], fwhm1[inside], fam1[inside]
+        if fam1.size == 0:
+            return group
+        order = np.argsort(pos1, kind="stable")
+        gap = np.diff(pos1[order])
+        tol = self.config.overlap_fwhm * np.minimum(fwhm1[order][1:], fwhm1[order][:-1])
+        gid = np.r_[0, np.cumsum(gap > tol)]
+        group[fam1[order]] = gid
+        return group
+
+    def design(self, g, zero, prof, group, broadening=1.0):
+        pos, fwhm, eta, amp, fam, _ = self.peaks(g, zero, prof, broadening)
+        keep = group[fam] >= 0
+        mult = self.refl.multiplicity.astype(float)
+        n_groups = int(group.max()) + 1 if group.size and group.max() >= 0 else 0
+        total = np.bincount(group[group >= 0], weights=mult[group >= 0], minlength=n_groups)
+        share = mult[fam[keep]] / total[group[fam[keep]]]
+        return design_matrix(
+            self.x,
+            pos[keep],
+            fwhm[keep],
+            eta[keep],
+            amp[keep] * share,
+            group[fam[keep]],
+            n_groups,
+            asymmetry=float(prof[5]),
+            window_fwhm=self.config.window_fwhm,
+        )
+
+    def normal(self, g, zero, prof, group, broadening=1.0) -> linear.NormalEquations:
+        return linear.NormalEquations(
+            self.design(g, zero, prof, group, broadening), self.basis, self.weight, self.y
+        )
+
+
+def _unpack(prob: Problem, p: np.ndarray, base: np.ndarray, free: np.ndarray, scales: np.ndarray):
+    full = base.copy()
+    full[free] = base[free] + p * scales[free]
+    n_g = prob.g0.size
+    return full[:n_g], float(full[n_g]), full[n_g + 1 :]
+
+
+def _stage(prob, base, free, scales, lower, upper, group, passive, broadening, config, coarse=False):
+    from scipy.optimize import least_squares  # lazily: ~0.5 s to import, and only fits need it
+
+    """One least-squares stage over the free parameters; returns new base vector and status."""
+
+    def residual(p):
+        g, zero, prof = _unpack(prob, p, base, free, scales)
+        ne = prob.normal(g, zero, prof, group, broadening)
+        x = linear.solve_passive(ne.matrix, ne.rhs, passive)
+        return ne.weighted_residual(x)
+
+    lo = (lower[free] - base[free]) / scales[free]
+    hi = (upper[free] - base[free]) / scales[free]
+    p0 = np.clip(np.zeros(free.sum()), lo + 1e-12, hi - 1e-12)
+    tol = max(config.tolerance, 1e-4) if coarse else config.tolerance
+    sol = least_squares(
+        residual,
+        p0,
+        bounds=(lo, hi),
+        method="trf",
+        x_scale=1.0,
+        max_nfev=config.max_nfev,
+        ftol=tol,
+        xtol=tol,
+        gtol=tol,
+    )
+    new = base.copy()
+    new[free] = base[free] + sol.x * scales[free]
+    return new, sol
+
+
+def solve(prob, theta, broadening=1.0, passive=None):
+    n_g = prob.g0.size
+    g, zero, prof = theta[:n_g], float(theta[n_g]), theta[n_g + 1 :]
+    group = prob.groups(g, zero, prof, broadening)
+    ne = prob.normal(g, zero, prof, group, broadening)
+    x, passive, ok = linear.solve_nonnegative(ne.matrix, ne.rhs, ne.n_free, passive)
+    return group, ne, x, passive, ok
+
+
+def bic(ne: linear.NormalEquations, x: np.ndarray, n_theta: int) -> float:
+    r = ne.weighted_residual(x)
+    return float(r @ r + (x.size + n_theta) * math.log(r.size))
+
+
+def parameter_bounds(
+    prob: Problem, theta0: np.ndarray, config: PawleyConfig
+) -> tuple[np.ndarray, np.ndarray]:
+    """Lower and upper bounds of θ = (g, zero, U, V, W, X, Y, P) around a start."""
+    n_g = prob.g0.size
+    tol = config.cell_tolerance
+    g0 = theta0[:n_g]
+    span = tol * np.abs(g0).max()
+    g_lo = np.where(g0 > 0, g0 * (1 + tol) ** -2, g0 - span)
+    g_hi = np.where(g0 > 0, g0 * (1 - tol) ** -2, g0 + span)
+    z0 = theta0[n_g]
+    lower = np.r_[g_lo, z0 - config.zero_bound_deg, [b[0] for b in _PROFILE_BOUNDS]]
+    upper = np.r_[g_hi, z0 + config.zero_bound_deg, [b[1] for b in _PROFILE_BOUNDS]]
+    return lower, upper
+
+
+def refine(
+    pattern: Pattern,
+    instrument: Instrument,
+    refl: Reflections,
+    cell: np.ndarray,
+    config: PawleyConfig,
+    start: np.ndarray | None = None,
+) -> tuple[np.ndarray, list[str], bool]:
+    """Stages (b) and (c) of the module for one reflection set; returns θ, notes and success.
+
+    With ``start`` (θ of an earlier fit) the coarse stages are skipped: only the last stage runs.
+    """
+    prob = Problem(pattern, instrument, refl, config, cell)
+    theta0 = start_theta(prob, instrument)
+    n_g = prob.g0.size
+    scales = np.r_[prob.g_scale, _ZERO_SCALE_DEG, _PROFILE_SCALE]
+    lower, upper = parameter_bounds(prob, theta0, config)
+    theta = np.clip(theta0 if start is None else start, lower, upper)
+    cell_free = np.zeros(theta.size, bool)
+    cell_free[: n_g + 1] = True
+    notes, ok = [], True
+    coarse = config.coarse_broadening if start is None else ()
+    plan = [(b, cell_free, f"cell+zero ×{b:g}") for b in coarse]
+    plan.append((1.0, np.ones(theta.size, bool) if config.refine_profile else cell_free, "cell+zero+profile"))
+    for broadening, free, name in plan:
+        stride = max(1, int(broadening // 2))
+        sub = prob if stride == 1 else Problem(pattern, instrument, refl, config, cell, stride)
+        group, _, _, passive, _ = solve(sub, theta, broadening)
+        if group.max(initial=-1) < 0:
+            return theta, [f"{name}: no reflection inside the pattern"], False
+        coarse = broadening > 1.0
+        theta, sol = _stage(
+            sub, theta, free, scales, lower, upper, group, passive, broadening, config, coarse
+        )
+        if sol.status <= 0 and not coarse:
+            ok = False
+            notes.append(f"{name}: {sol.message}")
+    edge = np.isclose(theta[: n_g + 1], lower[: n_g + 1], rtol=1e-6) | np.isclose(
+        theta[: n_g + 1], upper[: n_g + 1], rtol=1e-6
+    )
+    if edge.any():
+        ok = False
+        notes.append("cell or zero shift at the edge of its allowed range")
+    return theta, notes, ok
+
+
+def start_theta(prob: Problem, instrument: Instrument) -> np.ndarray:
+    """θ at the start: the cell's metric, the instrument's zero shift and profile."""
+    prof0 = [getattr(instrument, n) for n in ("u_deg2", "v_deg2", "w_deg2", "x_deg", "y_deg", "asymmetry")]
+    return np.r_[prob.g0, instrument.zero_shift_deg, prof0]

@@ -1,0 +1,139 @@
+"""``ratagent demo``: the whole loop on the simulated beamline, stored in an embedded catalog."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["DEMO_SAMPLES", "LiveAssessmentTable", "run_demo"]
+
+logger = logging.getLogger(__name__)
+
+#: Samples the demo measures, in order (the weak one needs a longer count time).
+DEMO_SAMPLES = ("quartz", "rutile", "baddeleyite (weak)", "calcite", "halite", "forsterite")
+
+
+class LiveAssessmentTable:
+    """A callback that shows each ``symmetry`` event as a row of a rich table, live."""
+
+    COLUMNS = ("frame", "sample", "count time / s", "top EGs (posterior)", "best Rwp", "verdict",
+               "next count / s", "assessment / s")
+
+    def __init__(self, console=None) -> None:
+        from rich.console import Console
+        from rich.table import Table
+
+        self.console = console or Console()
+        self.table = Table(title="symmetry_scan — live assessments")
+        for c in self.COLUMNS:
+            self.table.add_column(c)
+        self.rows: list[tuple[str, ...]] = []
+        self._live = None
+        self._streams: dict[str, str] = {}
+
+    def __call__(self, name: str, doc: dict) -> None:
+        if name == "start":
+            from rich.live import Live
+
+            self._live = Live(self.table, console=self.console, refresh_per_second=4)
+            self._live.start()
+        elif name == "descriptor":
+            self._streams[doc["uid"]] = doc["name"]
+        elif name == "event" and self._streams.get(doc["descriptor"]) == "symmetry":
+            d = doc["data"]
+            egs = [(d[f"assessment_eg_{i}"], d[f"assessment_probability_{i}"]) for i in range(1, 4)]
+            top = ", ".join(f"{eg} ({p:.2f})" for eg, p in egs if eg > 0) or "—"
+            rwp = d["assessment_rwp_1"]
+            nxt = d["assessment_suggested_count_time"]
+            row = (str(d["assessment_frame_seq_num"]), d["assessment_sample"],
+                   f"{d['assessment_count_time']:.3g}", top, "—" if np.isnan(rwp) else f"{rwp:.3f}",
+                   d["assessment_verdict"], "—" if np.isnan(nxt) else f"{nxt:.3g}",
+                   f"{d['assessment_elapsed']:.2f}")
+            self.rows.append(row)
+            self.table.add_row(*row)
+        elif name == "stop" and self._live is not None:
+            self._live.stop()
+            self._live = None
+
+
+def run_demo(directory: str | Path, n_samples: int = 4, *, checkpoint: str | Path | None = None,
+             time_scale: float = 0.05, seed: int = 0, console=None) -> str:
+    """Run ``symmetry_scan`` over ``n_samples`` simulated samples into an embedded catalog.
+
+    Parameters
+    ----------
+    directory : str or Path
+        Directory of the embedded catalog (created; reused if it exists).
+    n_samples : int
+        How many of :data:`DEMO_SAMPLES` to measure (1–6).
+    checkpoint : str or Path, optional
+        Model checkpoint directory. Default: the shipped one; when none is shipped, an
+        untrained tiny network is saved under ``directory/untrained-checkpoint`` and the
+        output says so.
+    time_scale : float
+        Real seconds per second of count time.
+    seed : int
+        Seed of the detector's counting noise.
+
+    Returns
+    -------
+    str
+        The uid of the run.
+    """
+    from bluesky import RunEngine
+    from rich.console import Console
+
+    from plans import symmetry_scan
+    from ratagent.agent import Agent
+    from ratagent.catalog import Catalog
+    from ratagent.instrument import Instrument
+    from ratagent.model import load
+    from sim_beamline.devices import PowderDetector, SampleChanger
+    from sim_beamline.samples import hard_sample
+
+    if not 1 <= n_samples <= len(DEMO_SAMPLES):
+        raise ValueError(f"n_samples must be 1–{len(DEMO_SAMPLES)}, got {n_samples}")
+    console = console or Console()
+    directory = Path(directory).resolve()
+    untrained = False
+    if checkpoint is None:
+        try:
+            classifier = load()
+        except FileNotFoundError:
+            from ratagent.testing import tiny_checkpoint
+
+            classifier = load(tiny_checkpoint(directory / "untrained-checkpoint", seed))
+            untrained = True
+    else:
+        classifier = load(checkpoint)
+    if untrained:
+        console.print("[bold yellow]No trained checkpoint is shipped: using an UNTRAINED tiny network; "
+                      "its posteriors are noise, only the Pawley ranking is informative.[/]")
+    agent = Agent(classifier)
+    changer = SampleChanger(name="changer", samples=[hard_sample()])
+    instrument = Instrument(two_theta_min_deg=10.0, two_theta_max_deg=80.0, step_deg=0.02)
+    detector = PowderDetector(name="detector", changer=changer, instrument=instrument,
+                              time_scale=time_scale, rng=np.random.default_rng(seed))
+    samples = list(DEMO_SAMPLES[:n_samples])
+    RE = RunEngine({})
+    t0 = time.perf_counter()
+    with Catalog(directory / "catalog") as cat:
+        RE.subscribe(cat.writer)
+        RE.subscribe(LiveAssessmentTable(console))
+        (uid,) = RE(symmetry_scan(detector, samples=samples, changer=changer, count_time=1.0,
+                                  max_count_time=30.0, agent=agent,
+                                  md={"demo": True, "model_untrained": untrained}))
+        n = len(cat[uid]["symmetry"].read()["time"])
+    console.print(f"run {uid}: {n} assessments in {time.perf_counter() - t0:.1f} s (model {agent.model_id}"
+                  f"{', untrained' if untrained else ''})")
+    console.print(f"data: embedded tiled catalog in {directory / 'catalog'}")
+    console.print("read it back:\n"
+                  "  from ratagent.catalog import Catalog\n"
+                  f"  with Catalog({str(directory / 'catalog')!r}) as cat:\n"
+                  f"      run = cat[{uid!r}]\n"
+                  "      run['primary'].read()    # frames\n"
+                  "      run['symmetry'].read()   # assessments")
+    return uid

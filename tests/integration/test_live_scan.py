@@ -1,0 +1,158 @@
+"""The live loop on a real RunEngine with the simulated beamline and the embedded catalog."""
+
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+import pytest
+from bluesky import RunEngine
+from bluesky.utils import RunEngineInterrupted
+
+from plans import symmetry_scan
+from ratagent.agent import Agent
+from ratagent.catalog import Catalog
+from ratagent.instrument import Instrument
+from ratagent.testing import tiny_agent
+from sim_beamline import PowderDetector, SampleChanger, hard_sample
+
+pytestmark = pytest.mark.slow
+
+INSTRUMENT = Instrument(two_theta_min_deg=10.0, two_theta_max_deg=80.0, step_deg=0.02)
+
+
+@pytest.fixture(scope="module")
+def agent(tmp_path_factory):
+    return tiny_agent(tmp_path_factory.mktemp("ckpt"), max_candidates=4)
+
+
+@pytest.fixture
+def beamline():
+    changer = SampleChanger(name="changer", samples=[hard_sample()])
+    det = PowderDetector(name="det", changer=changer, instrument=INSTRUMENT, time_scale=0.01,
+                         rng=np.random.default_rng(0))
+    return det, changer
+
+
+@pytest.fixture
+def catalog(tmp_path):
+    with Catalog(tmp_path / "catalog") as cat:
+        yield cat
+
+
+def _symmetry(run):
+    ds = run["symmetry"].read()
+    return {k.removeprefix("assessment_"): ds[k].values for k in ds.data_vars}
+
+
+def test_scan_stores_every_frame_and_assessment_and_reads_back_in_a_new_process(agent, beamline, catalog):
+    det, changer = beamline
+    RE = RunEngine({})
+    RE.subscribe(catalog.writer)
+    (uid,) = RE(symmetry_scan(det, samples=["quartz", "baddeleyite (weak)"], changer=changer, agent=agent,
+                              max_count_time=30))
+    run = catalog[uid]
+    n_frames = run["primary"].read()["det_intensity"].shape[0]
+    sym = _symmetry(run)
+    assert len(sym["verdict"]) == n_frames >= 3  # the weak sample is counted twice
+    assert sorted(sym["frame_seq_num"].tolist()) == list(range(1, n_frames + 1))
+    assert run.metadata["stop"]["exit_status"] == "success"
+    start = run.metadata["start"]
+    assert start["ratagent"]["model_id"] == agent.model_id and "bluesky" in start["ratagent"]["versions"]
+    assert start["plan_args"]["samples"] == ["quartz", "baddeleyite (weak)"]
+    catalog.close()
+    code = (f"from ratagent.catalog import Catalog\nwith Catalog({str(catalog.directory)!r}) as c:\n"
+            f"    r = c[{uid!r}]\n"
+            "    print(r['symmetry'].read()['time'].size, r['primary'].read()['time'].size)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                         check=True)
+    assert out.stdout.split()[-2:] == [str(n_frames), str(n_frames)]
+
+
+def test_weak_sample_is_remeasured_longer_and_then_resolved(agent, beamline, catalog):
+    det, changer = beamline
+    RE = RunEngine({})
+    RE.subscribe(catalog.writer)
+    (uid,) = RE(symmetry_scan(det, samples=["baddeleyite (weak)"], changer=changer, agent=agent,
+                              count_time=1.0, max_count_time=30))
+    sym = _symmetry(catalog[uid])
+    assert sym["verdict"][0] == "remeasure" and "frame too weak" in sym["reasons"][0]
+    assert sym["count_time"][1] == pytest.approx(sym["suggested_count_time"][0])
+    assert sym["count_time"][1] > 1.0
+    assert sym["verdict"][1] != "remeasure" and sym["refined"][1] == 1
+    assert sym["peak_snr"][1] >= agent.config.min_peak_snr
+
+
+@pytest.mark.parametrize("fault", ["nan", "short", "error"])
+def test_bad_frame_is_flagged_and_the_scan_goes_on(agent, beamline, catalog, fault):
+    det, changer = beamline
+    det.inject_fault(fault)
+    RE = RunEngine({})
+    RE.subscribe(catalog.writer)
+    (uid,) = RE(symmetry_scan(det, samples=["rutile", "rutile"], changer=changer, agent=agent, cell=None,
+                              max_remeasure=0))
+    sym = _symmetry(catalog[uid])
+    assert sym["verdict"][0] == "flag"
+    expected = {"nan": "non-finite", "short": "differ in length", "error": "readout failed"}[fault]
+    assert expected in sym["reasons"][0]
+    assert len(sym["verdict"]) == 2 and "assessment failed" not in sym["reasons"][1]
+    assert catalog[uid].metadata["stop"]["exit_status"] == "success"
+
+
+def test_missing_wavelength_is_flagged_not_defaulted(agent, beamline):
+    det, changer = beamline
+    det.wavelength.put(float("nan"))
+    docs = []
+    RE = RunEngine({})
+    RE.subscribe(lambda name, doc: docs.append((name, doc)))
+    RE(symmetry_scan(det, samples=["rutile"], changer=changer, agent=agent))
+    ev = [d for n, d in docs if n == "event" and "assessment_verdict" in d["data"]]
+    assert ev[0]["data"]["assessment_verdict"] == "flag"
+    assert "states no wavelength" in ev[0]["data"]["assessment_reasons"]
+
+
+class _SlowAgent(Agent):
+    """The real agent, made to take ``delay`` seconds longer: a timing test of the RunEngine only."""
+
+    delay = 2.0
+
+    def assess(self, pattern, **kwargs):
+        time.sleep(self.delay)
+        return super().assess(pattern, **kwargs)
+
+
+def test_runengine_stays_responsive_while_an_assessment_takes_seconds(agent, beamline):
+    det, changer = beamline
+    slow = _SlowAgent(agent.classifier, agent.config)
+    stamps = []
+    RE = RunEngine({})
+    RE.msg_hook = lambda msg: stamps.append(time.monotonic())
+    t0 = time.monotonic()
+    RE(symmetry_scan(det, samples=["rutile"], changer=changer, agent=slow, cell=None))
+    assert time.monotonic() - t0 >= slow.delay
+    gaps = np.diff(stamps)
+    assert gaps.max() < 0.5, f"longest gap between messages {gaps.max():.2f} s"
+
+
+def test_pause_resume_mid_assessment_then_abort_close_the_run(agent, beamline, catalog):
+    det, changer = beamline
+    slow = _SlowAgent(agent.classifier, agent.config)
+    RE = RunEngine({})
+    RE.subscribe(catalog.writer)
+    threading.Timer(0.8, RE.request_pause).start()  # deferred pause: honoured at the polling checkpoint
+    with pytest.raises(RunEngineInterrupted):
+        RE(symmetry_scan(det, samples=["rutile", "rutile"], changer=changer, agent=slow, cell=None))
+    assert RE.state == "paused"
+    RE.resume()  # the first assessment finishes; the scan goes on
+    assert RE.state == "idle"
+    uid = catalog.uids()[-1]
+    assert len(_symmetry(catalog[uid])["verdict"]) == 2
+
+    threading.Timer(0.8, RE.request_pause).start()
+    with pytest.raises(RunEngineInterrupted):
+        RE(symmetry_scan(det, samples=["rutile", "rutile"], changer=changer, agent=slow, cell=None))
+    assert RE.state == "paused"
+    RE.abort(reason="test abort")
+    run = catalog[catalog.uids()[-1]]
+    assert run.metadata["stop"]["exit_status"] == "abort"

@@ -1,0 +1,60 @@
+"""The mineral library against published bond lengths, and the detector's counting statistics."""
+
+import numpy as np
+import pytest
+
+from ratagent.crystallography import crystal_system
+from ratagent.instrument import Instrument
+from ratagent.simulation import lattice
+from sim_beamline import MINERALS, PowderDetector, mineral_sample
+from sim_beamline.minerals import mineral_crystal
+
+# Shortest interatomic distance, Å (cation–anion; S–S in pyrite, marcasite), from the structure papers.
+BONDS = {
+    "halite": 2.820, "periclase": 2.106, "fluorite": 2.366, "sphalerite": 2.342, "pyrite": 2.16,
+    "spinel": 1.92, "cuprite": 1.849, "rutile": 1.95, "anatase": 1.93, "zircon": 1.62,
+    "chalcopyrite": 2.26, "zincite": 1.98, "graphite": 1.42, "fluorapatite": 1.53, "quartz": 1.61,
+    "calcite": 1.28, "corundum": 1.86, "dolomite": 1.28, "forsterite": 1.61, "marcasite": 2.21,
+    "diopside": 1.59, "baddeleyite": 2.05, "kyanite": 1.62,
+}  # fmt: skip
+
+
+def _shortest(name):
+    c = mineral_crystal(name)
+    basis = np.linalg.cholesky(lattice.metric_tensor(c.cell))
+    shifts = np.array([[i, j, k] for i in (-1, 0, 1) for j in (-1, 0, 1) for k in (-1, 0, 1)])
+    d = c.frac[:, None, None, :] - c.frac[None, :, None, :] + shifts[None, None]
+    dist = np.linalg.norm(d @ basis, axis=-1)
+    n = len(c.frac)
+    dist[np.arange(n), np.arange(n), 13] = np.inf
+    return dist.min()
+
+
+def test_library_has_twenty_minerals_in_every_crystal_system():
+    assert len(MINERALS) >= 20
+    systems = {crystal_system(m.sg_number) for m in MINERALS.values()}
+    assert systems == {"triclinic", "monoclinic", "orthorhombic", "tetragonal", "trigonal", "hexagonal",
+                       "cubic"}
+    assert all(m.reference for m in MINERALS.values())
+
+
+@pytest.mark.parametrize("name", sorted(BONDS))
+def test_structures_have_their_published_bond_lengths(name):
+    assert _shortest(name) == pytest.approx(BONDS[name], abs=0.03)
+
+
+def test_counts_scale_with_count_time_and_noise_is_poisson():
+    det = PowderDetector(name="d", instrument=Instrument(two_theta_min_deg=20, two_theta_max_deg=40,
+                                                         step_deg=0.02), rng=np.random.default_rng(0))
+    det.sample = mineral_sample("halite")
+    f1 = np.mean([det.frame(1.0) for _ in range(30)], axis=0)
+    f4 = np.array([det.frame(4.0) for _ in range(30)])
+    assert f4.mean(axis=0).sum() / f1.sum() == pytest.approx(4.0, rel=0.01)
+    bright = f4.mean(axis=0) > 100
+    ratio = f4.var(axis=0)[bright] / f4.mean(axis=0)[bright]
+    assert np.median(ratio) == pytest.approx(1.0, abs=0.3)  # Poisson: variance = mean
+
+
+def test_unknown_mineral_names_the_library():
+    with pytest.raises(ValueError, match="halite"):
+        mineral_sample("unobtainium")

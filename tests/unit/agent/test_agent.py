@@ -1,0 +1,135 @@
+"""The agent without Bluesky: thresholds, the √t law of the frame check, posterior-only decisions."""
+
+import math
+
+import numpy as np
+import pytest
+
+from ratagent.agent import Agent, AgentConfig, Assessment, frame_snr
+from ratagent.patterns import Pattern
+from ratagent.testing import tiny_agent
+
+
+@pytest.fixture(scope="module")
+def agent(tmp_path_factory):
+    return tiny_agent(tmp_path_factory.mktemp("ckpt"))
+
+
+def _peak_pattern(counts: float, background: float, rng) -> Pattern:
+    tth = np.linspace(10, 80, 3501)
+    mean = background + counts * np.exp(-0.5 * ((tth - 30) / 0.05) ** 2)
+    return Pattern(tth, rng.poisson(mean).astype(float), 1.5406)
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("top_k", 0),
+        ("max_candidates", 0),
+        ("dag_radius", -1),
+        ("min_peak_snr", 0.0),
+        ("accept_probability", 1.5),
+        ("min_count_time_factor", 1.0),
+        ("max_count_time_s", math.nan),
+    ],
+)
+def test_config_rejects_bad_values_by_name(field, value):
+    with pytest.raises(ValueError, match=field):
+        AgentConfig(**{field: value})
+
+
+def test_target_below_minimum_snr_is_rejected():
+    with pytest.raises(ValueError, match="target_peak_snr"):
+        AgentConfig(min_peak_snr=20, target_peak_snr=10)
+
+
+def test_frame_snr_grows_as_the_square_root_of_counts():
+    rng = np.random.default_rng(1)
+    s1 = np.mean([frame_snr(_peak_pattern(400, 100, rng)) for _ in range(20)])
+    s4 = np.mean([frame_snr(_peak_pattern(1600, 400, rng)) for _ in range(20)])
+    assert s4 / s1 == pytest.approx(2.0, rel=0.05)  # 4× the count time: S × √4
+
+
+def test_weak_frame_is_remeasured_for_the_predicted_time(agent):
+    p = _peak_pattern(30, 20, np.random.default_rng(2))
+    a = agent.assess(p, count_time=1.0)
+    assert a.verdict == "remeasure"
+    s = a.peak_snr
+    assert s < agent.config.min_peak_snr
+    expected = (agent.config.target_peak_snr / s) ** 2
+    assert a.suggested_count_time_s == pytest.approx(min(expected, agent.config.max_count_time_s))
+    assert "did not refine" in a.reasons[0]
+
+
+def test_weak_frame_at_the_cap_is_flagged(agent):
+    p = _peak_pattern(30, 20, np.random.default_rng(2))
+    a = agent.assess(p, count_time=agent.config.max_count_time_s)
+    assert a.verdict == "flag" and a.suggested_count_time_s is None
+    assert any("maximum count time" in r for r in a.reasons)
+
+
+def test_without_cell_it_says_posterior_only(agent):
+    p = _peak_pattern(5000, 50, np.random.default_rng(3))
+    a = agent.assess(p, count_time=1.0)
+    assert a.refined is False and a.verdict in ("accept", "flag")
+    assert "posterior only, did not refine" in a.reasons[0]
+    probs = [c.probability for c in a.candidates]
+    assert probs == sorted(probs, reverse=True) and a.model_id == agent.model_id
+
+
+def test_a_failing_assessment_becomes_a_flag_with_the_error_text(agent):
+    a = agent.assess_safely("not a pattern", count_time=1.0)
+    assert a.verdict == "flag" and "TypeError" in a.reasons[0] and a.candidates == ()
+
+
+def test_bad_count_time_is_named(agent):
+    with pytest.raises(ValueError, match="count_time"):
+        agent.assess(_peak_pattern(100, 10, np.random.default_rng(0)), count_time=-1.0)
+
+
+def test_assessment_rejects_unknown_verdict():
+    with pytest.raises(ValueError, match="verdict"):
+        Assessment("maybe", (), (), (), None, None, None, False)
+
+
+def test_agent_needs_a_classifier():
+    with pytest.raises(TypeError, match="predict"):
+        Agent(object())
+
+
+def _halite(counts: float, seed: int = 0) -> Pattern:
+    """NaCl, Fm-3m (EG 94), a = 5.6402 Å (Walker et al., Am. Mineral. 89, 2004), Cu Kα1 only."""
+    from ratagent.instrument import Instrument
+    from ratagent.simulation import crystal_from_sites, reflection_list, simulate_pattern
+
+    crystal = crystal_from_sites(
+        225, (5.6402, 5.6402, 5.6402, 90, 90, 90), [("Na", (0, 0, 0)), ("Cl", (0.5, 0.5, 0.5))], b_iso=1.0
+    )
+    record = reflection_list(crystal, d_min=1.0)
+    return simulate_pattern(
+        record,
+        Instrument.synchrotron(1.5406, two_theta_min_deg=10, two_theta_max_deg=80),
+        np.random.default_rng(seed),
+        counts=counts,
+        background=(0.05,),
+    )
+
+
+@pytest.mark.slow
+def test_flat_posterior_with_a_cell_still_tests_the_cells_own_family(agent):
+    """The untrained network proposes noise; with the cell, every cubic EG is ranked and
+    Pawley finds F centring (EG 94, Fm-3m): the weak 111, 311 reflections exclude F--c."""
+    cell = (5.64, 5.64, 5.64, 90.0, 90.0, 90.0)
+    a = agent.assess(_halite(1e4), cell=cell, count_time=1.0)
+    assert a.refined
+    fitted = {c.eg for c in a.candidates}
+    assert set(range(81, 99)) <= fitted
+    assert a.best.eg == 94 and a.verdict == "accept", a.summary()
+
+
+def test_family_sweep_follows_the_cell_metric():
+    from ratagent.agent import _family_sweep
+
+    assert _family_sweep((5.64, 5.64, 5.64, 90, 90, 90)) == list(range(81, 99))  # cubic
+    assert _family_sweep((4.59, 4.59, 2.96, 90, 90, 90)) == list(range(40, 71))  # tetragonal
+    assert _family_sweep((5.1, 9.0, 7.2, 90, 101, 90)) == list(range(1, 7))  # monoclinic

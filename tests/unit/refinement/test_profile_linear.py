@@ -1,0 +1,65 @@
+"""Profile columns against the simulator's renderer; the non-negative solve against scipy."""
+
+import numpy as np
+import pytest
+import torch
+from scipy.optimize import lsq_linear, nnls
+
+from ratagent.refinement.linear import solve_nonnegative
+from ratagent.refinement.profile import chebyshev_basis, design_matrix, tch_fwhm_eta
+from ratagent.simulation import physics
+from ratagent.simulation.renderer import render_peaks
+
+
+def test_tch_matches_the_simulator():
+    tt = np.linspace(10, 120, 50)
+    args = (0.004, -0.002, 0.002, 0.02, 0.01)
+    f, e = tch_fwhm_eta(tt, *args)
+    ft, et = physics.caglioti_tch(torch.as_tensor(tt), *args)
+    np.testing.assert_allclose(f, ft.numpy(), rtol=1e-12)
+    np.testing.assert_allclose(e, et.numpy(), rtol=1e-12)
+
+
+@pytest.mark.parametrize("asym", [0.0, 0.05])
+def test_design_columns_equal_the_renderer_and_have_unit_area(asym):
+    x = np.arange(5.0, 90.0 + 1e-9, 0.01)
+    centre = np.array([20.0, 20.03, 55.5, 89.98])
+    fwhm = np.array([0.08, 0.08, 0.12, 0.2])
+    eta = np.array([0.3, 0.3, 0.5, 0.7])
+    a = design_matrix(x, centre, fwhm, eta, np.ones(4), np.arange(4), 4, asymmetry=asym)
+    ref = render_peaks(
+        *(torch.as_tensor(v)[None] for v in (centre, np.ones(4), fwhm, eta)),
+        5.0,
+        0.01,
+        x.size,
+        asymmetry=torch.tensor([asym], dtype=torch.float64) if asym else None,
+    )[0].numpy()
+    # the renderer drops the Gaussian and the asymmetry beyond ±3Γ (< 1e-4 of the peak)
+    np.testing.assert_allclose(np.asarray(a.sum(axis=1)).ravel(), ref, atol=1e-4 * ref.max())
+    area = np.asarray(a.sum(axis=0)).ravel() * 0.01
+    np.testing.assert_allclose(area[:3], 1.0, rtol=1e-3)  # the last peak's window leaves the grid
+
+
+def test_chebyshev_recurrence():
+    x = np.linspace(0, 1, 11)
+    b = chebyshev_basis(x, 4)
+    t = 2 * x - 1
+    np.testing.assert_allclose(
+        b, np.stack([np.ones_like(t), t, 2 * t**2 - 1, 4 * t**3 - 3 * t], 1), atol=1e-12
+    )
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_nonnegative_solve_matches_scipy(seed):
+    rng = np.random.default_rng(seed)
+    a = rng.normal(size=(80, 25))
+    y = rng.normal(size=80)
+    x, _, ok = solve_nonnegative(a.T @ a, a.T @ y, 0)
+    assert ok
+    np.testing.assert_allclose(x, nnls(a, y)[0], atol=1e-8)
+    # with three free leading variables
+    lb = np.r_[[-np.inf] * 3, np.zeros(22)]
+    x, _, ok = solve_nonnegative(a.T @ a, a.T @ y, 3)
+    want = lsq_linear(a, y, bounds=(lb, np.inf), tol=1e-12).x
+    assert ok
+    np.testing.assert_allclose(x, want, atol=1e-6)

@@ -1,0 +1,89 @@
+"""Ranking of EG candidates on simulated patterns: textbook pairs, low counts, a sample of cases."""
+
+import numpy as np
+import pytest
+
+from ratagent.crystallography import CRYSTAL_SYSTEMS, crystal_system, eg_to_sgs, extinction_groups, neighbours
+from ratagent.refinement import rank
+
+from .conftest import make_case
+
+# (true space group, the pair's other EG's space group): P2_1/c vs P2/c (0k0, k odd),
+# Fm-3m vs Pm-3m, Im-3m vs Pm-3m, I4/mmm vs P4/mmm, and the reverse directions
+PAIRS = [(14, 13), (13, 14), (225, 221), (221, 225), (229, 221), (139, 123)]
+
+
+def _eg(sg):
+    from ratagent.crystallography import sg_to_eg
+
+    return sg_to_eg(sg)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("sg", "other"), PAIRS)
+def test_textbook_pair_right_one_wins_at_good_statistics(sg, other, instrument):
+    case = make_case(sg, counts=1e5, seed=3)
+    res = rank(case.pattern, case.start_cell, [_eg(other), case.eg], instrument, count_time_s=10.0)
+    assert res.best.eg == case.eg
+    assert res.indistinguishable == (case.eg,), res.leading_pair
+    assert res.best.evidence.weight > 0.99
+    assert res.suggested_count_time_s is None
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("sg", "other", "counts"), [(14, 13, 3.0), (13, 14, 3.0), (225, 221, 0.05)])
+def test_textbook_pair_at_very_low_counts_is_indistinguishable_and_asks_for_time(
+    sg, other, counts, instrument
+):
+    case = make_case(sg, counts=counts, seed=3)
+    res = rank(case.pattern, case.start_cell, [case.eg, _eg(other)], instrument, count_time_s=10.0)
+    assert set(res.indistinguishable) == {case.eg, _eg(other)}
+    pair = res.leading_pair
+    assert pair.snr < res.snr_threshold
+    assert pair.suggested_count_time_s == pytest.approx(10.0 * (res.snr_threshold / pair.snr) ** 2)
+    assert pair.suggested_count_time_s > 10.0
+
+
+def test_same_absences_in_two_systems_are_reported_indistinguishable(instrument):
+    # Pm-3m (cubic, no conditions) and P4/mmm (tetragonal, no conditions) on a cubic cell
+    case = make_case(221, counts=1e4, seed=5)
+    res = rank(case.pattern, case.start_cell, [_eg(221), _eg(123)], instrument)
+    assert set(res.indistinguishable) == {_eg(221), _eg(123)}
+    assert res.leading_pair.n_resolved == 0
+    assert res.best.eg == _eg(221)  # one lattice parameter fewer
+
+
+def test_candidates_of_another_lattice_are_skipped_with_a_reason(instrument):
+    case = make_case(14, counts=1e4, seed=3)
+    res = rank(case.pattern, case.start_cell, [case.eg, _eg(225)], instrument)
+    assert [eg for eg, _ in res.skipped] == [_eg(225)]
+    assert len(res) == 1
+
+
+@pytest.mark.parametrize(("cands", "match"), [([], "empty"), ([0], "1–99"), ([4, 120], "1–99")])
+def test_bad_candidates(cands, match, instrument):
+    case = make_case(221, counts=1e3, seed=1, strain=0.0)
+    with pytest.raises(ValueError, match=match):
+        rank(case.pattern, case.true_cell, cands, instrument)
+
+
+def _draw(system, rng):
+    egs = [g.number for g in extinction_groups() if any(crystal_system(s) == system for s in g.space_groups)]
+    eg = int(rng.choice(egs))
+    return eg, int(rng.choice([s for s in eg_to_sgs(eg) if crystal_system(s) == system]))
+
+
+@pytest.mark.slow
+def test_true_eg_first_or_indistinguishable_on_a_sample(instrument):
+    """21 cases, three per crystal system (the ≥ 200-case run is benchmarks/pawley_accuracy.py)."""
+    rng = np.random.default_rng(2024)
+    failures = []
+    for i in range(21):
+        system = CRYSTAL_SYSTEMS[i % 7]
+        eg, sg = _draw(system, rng)
+        case = make_case(sg, counts=float(10 ** rng.uniform(2, 5)), seed=int(rng.integers(1 << 30)))
+        cands = [eg, *neighbours(eg)][:8]
+        res = rank(case.pattern, case.start_cell, cands, instrument)
+        if res.best.eg != eg and eg not in res.indistinguishable:
+            failures.append((system, eg, res.best.eg, res.indistinguishable))
+    assert len(failures) <= 1, failures

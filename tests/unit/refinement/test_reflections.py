@@ -1,0 +1,104 @@
+"""Allowed reflections against textbook absence rules and gemmi's d-spacings."""
+
+import gemmi
+import numpy as np
+import pytest
+
+from ratagent.crystallography import sg_to_eg
+from ratagent.refinement.reflections import (
+    LatticeModel,
+    allowed_reflections,
+    check_cell,
+    lattice_model,
+    settings_for_cell,
+)
+
+CELLS = {
+    "cubic": (5.43, 5.43, 5.43, 90, 90, 90),
+    "tetragonal": (4.2, 4.2, 7.9, 90, 90, 90),
+    "hexagonal": (3.1, 3.1, 5.2, 90, 90, 120),
+    "orthorhombic": (5.1, 6.3, 7.7, 90, 90, 90),
+    "monoclinic": (5.1, 6.3, 7.7, 90, 103.0, 90),
+    "triclinic": (5.1, 6.3, 7.7, 81.0, 103.0, 95.0),
+}
+
+
+def _refl(sg_name: str, cell, d_min=1.2):
+    sg = gemmi.find_spacegroup_by_name(sg_name)
+    eg = sg_to_eg(sg.number)
+    return allowed_reflections(lattice_model(eg, sg), sg, np.asarray(cell, float), d_min)
+
+
+@pytest.mark.parametrize(
+    ("sg", "cell", "rule"),
+    [
+        (
+            "P 1 21/c 1",
+            CELLS["monoclinic"],
+            lambda h, k, l: ~(((h == 0) & (l == 0) & (k % 2 != 0)) | ((k == 0) & (l % 2 != 0))),
+        ),
+        ("F m -3 m", CELLS["cubic"], lambda h, k, l: (h % 2 == k % 2) & (k % 2 == l % 2)),
+        ("I m -3 m", CELLS["cubic"], lambda h, k, l: (h + k + l) % 2 == 0),
+        ("P m -3 m", CELLS["cubic"], lambda h, k, l: np.ones_like(h, bool)),
+        ("I 4/m m m", CELLS["tetragonal"], lambda h, k, l: (h + k + l) % 2 == 0),
+        ("R -3 m:H", CELLS["hexagonal"], lambda h, k, l: (-h + k + l) % 3 == 0),
+    ],
+)
+def test_allowed_members_follow_the_textbook_rule(sg, cell, rule):
+    r = _refl(sg, cell)
+    h, k, l = r.members.T
+    assert rule(h, k, l).all()
+    # and nothing the rule allows is missing: every allowed hkl of the box within d_min is listed
+    uc = gemmi.UnitCell(*cell)
+    box = np.array(
+        [
+            (a, b, c)
+            for a in range(-6, 7)
+            for b in range(-6, 7)
+            for c in range(-6, 7)
+            if (a, b, c) != (0, 0, 0)
+        ]
+    )
+    d = np.array([uc.calculate_d(list(map(int, x))) for x in box])
+    want = box[(d >= 1.2) & rule(*box.T)]
+    got = {tuple(x) for x in r.members}
+    assert all(tuple(x) in got for x in want)
+
+
+@pytest.mark.parametrize("system", list(CELLS))
+def test_families_share_d_and_invariants_give_gemmi_d(system):
+    cell = np.asarray(CELLS[system], float)
+    axis = "b" if system == "monoclinic" else ""
+    lat = LatticeModel(system, axis)
+    p1 = gemmi.find_spacegroup_by_name("P 1")
+    r = allowed_reflections(lat, p1, cell, 1.3)
+    g = lat.metric_params(cell)
+    uc = gemmi.UnitCell(*cell)
+    d_gemmi = np.array([uc.calculate_d(list(map(int, x))) for x in r.members])
+    d_family = 1.0 / np.sqrt(r.inv_d2(g))[r.member_family]
+    np.testing.assert_allclose(d_family, d_gemmi, rtol=1e-10)
+    np.testing.assert_allclose(lat.cell(g), cell, rtol=1e-10)
+    assert r.multiplicity.sum() == len(r.members)
+
+
+def test_settings_follow_the_cell():
+    # EG of P2_1/c: with a unique-axis-b cell only the b settings qualify
+    eg = sg_to_eg(14)
+    names = {s.hm for s in settings_for_cell(eg, check_cell(CELLS["monoclinic"]))}
+    assert names == {"P 1 21/c 1", "P 1 21/n 1", "P 1 21/a 1"}
+    assert settings_for_cell(sg_to_eg(225), check_cell(CELLS["monoclinic"])) == ()
+
+
+@pytest.mark.parametrize(
+    ("cell", "word"),
+    [
+        ((5.0, 5.0, 5.0, 90, 90), "six numbers"),
+        ((5.0, -5.0, 5.0, 90, 90, 90), "positive"),
+        ((5.0, 5.0, 5.0, 90, 190, 90), "angles"),
+        ((5.0, 5.0, float("nan"), 90, 90, 90), "non-finite"),
+        ("abc", "six numbers"),
+    ],
+)
+def test_bad_cells_are_named(cell, word):
+    with pytest.raises(ValueError, match=word):
+        check_cell(cell)
