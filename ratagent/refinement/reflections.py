@@ -33,6 +33,7 @@ import gemmi
 import numpy as np
 
 from ratagent.crystallography import eg_settings, extinction_group, systematically_absent
+from ratagent.simulation.lattice import metric_tensor
 
 __all__ = [
     "LatticeModel",
@@ -81,14 +82,6 @@ def check_cell(cell: object) -> np.ndarray:
     return arr
 
 
-def _metric(cell: np.ndarray) -> np.ndarray:
-    a, b, c = cell[:3]
-    ca, cb, cg = np.cos(np.radians(cell[3:]))
-    return np.array(
-        [[a * a, a * b * cg, a * c * cb], [a * b * cg, b * b, b * c * ca], [a * c * cb, b * c * ca, c * c]]
-    )
-
-
 def _cell_from_metric(g: np.ndarray) -> np.ndarray:
     lengths = np.sqrt(np.diag(g))
     cos = [
@@ -134,7 +127,7 @@ class LatticeModel:
 
     def metric_params(self, cell: np.ndarray) -> np.ndarray:
         """Free reciprocal-metric coefficients g of the cell, symmetrised to this system."""
-        gs = np.linalg.inv(_metric(self.symmetrised(cell)))
+        gs = np.linalg.inv(metric_tensor(self.symmetrised(cell)))
         if self.system in ("cubic", "tetragonal", "hexagonal"):
             return np.array([gs[0, 0], gs[2, 2]][: self.n_params])
         if self.system == "orthorhombic":

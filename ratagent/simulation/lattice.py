@@ -11,6 +11,8 @@ import math
 
 import numpy as np
 
+from ratagent.crystallography.spacegroups import CRYSTAL_SYSTEMS
+
 __all__ = [
     "CRYSTAL_SYSTEMS",
     "cell_volume",
@@ -21,15 +23,6 @@ __all__ = [
     "strain_cell",
 ]
 
-CRYSTAL_SYSTEMS = (
-    "triclinic",
-    "monoclinic",
-    "orthorhombic",
-    "tetragonal",
-    "trigonal",
-    "hexagonal",
-    "cubic",
-)
 
 # Ranges for random cells: axis ratios b/a, c/a drawn log-uniformly in
 # [1/_MAX_AXIS_RATIO, _MAX_AXIS_RATIO]; free angles in degrees. Chosen to cover the

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ratagent.crystallography.spacegroups import crystal_system
 from ratagent.simulation import lattice, symmetry
 from ratagent.simulation.structures import Crystal
 
@@ -98,7 +99,7 @@ class ReflectionList:
     @property
     def crystal_system(self) -> str:
         """Crystal system of the space group (gemmi)."""
-        return symmetry.crystal_system(self.sg_number)
+        return crystal_system(self.sg_number)
 
     @property
     def d_min(self) -> float:

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ratagent.crystallography.spacegroups import crystal_system
 from ratagent.simulation import lattice, symmetry
 
 __all__ = ["ELEMENT_POOL", "Crystal", "crystal_from_sites", "random_crystal"]
@@ -225,7 +226,7 @@ def random_crystal(
         raise ValueError(f"max_sites must be at least 1, got {max_sites}")
     if not 0 < volume_per_atom[0] <= volume_per_atom[1]:
         raise ValueError(f"volume_per_atom must be an increasing positive range, got {volume_per_atom}")
-    system = symmetry.crystal_system(sg_number)
+    system = crystal_system(sg_number)
     shape = lattice.random_cell(system, 1.0, rng)
     v_atom = float(rng.uniform(*volume_per_atom))
     n_types = int(rng.integers(2, 5))

@@ -20,7 +20,6 @@ import functools
 import numpy as np
 
 __all__ = [
-    "crystal_system",
     "hall_symbol",
     "is_absent",
     "laue_rotations",
@@ -46,14 +45,6 @@ def hall_symbol(sg_number: int) -> str:
     import gemmi
 
     return gemmi.find_spacegroup_by_number(_check_sg_number(sg_number)).hall
-
-
-@functools.lru_cache(maxsize=512)
-def crystal_system(sg_number: int) -> str:
-    """Crystal system name ('triclinic' … 'cubic') of space group ``sg_number``, from gemmi."""
-    import gemmi
-
-    return gemmi.find_spacegroup_by_number(_check_sg_number(sg_number)).crystal_system_str()
 
 
 @functools.lru_cache(maxsize=1024)

@@ -8,6 +8,7 @@ import gemmi
 import numpy as np
 import pytest
 
+from ratagent.crystallography import crystal_system
 from ratagent.simulation import (
     check_absences,
     crystal_from_sites,
@@ -18,7 +19,7 @@ from ratagent.simulation import (
 )
 from ratagent.simulation.lattice import cell_volume, random_cell, strain_cell
 from ratagent.simulation.reflections import structure_factor_squared, unique_reflections
-from ratagent.simulation.symmetry import crystal_system, hall_symbol, is_absent
+from ratagent.simulation.symmetry import hall_symbol, is_absent
 
 
 def _same_sets(a: np.ndarray, b: np.ndarray) -> bool:
