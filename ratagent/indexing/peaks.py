@@ -6,9 +6,11 @@ Algorithm (:func:`find_peaks`)
    given (:mod:`ratagent.indexing.background`).
 2. Candidates are minima of the Savitzky–Golay smoothed second derivative (Savitzky &
    Golay, Anal. Chem. 36, 1627 (1964)) that lie ``min_snr`` standard deviations below
-   zero, the deviation propagated from Poisson counts through the filter
-   (σ²_{d2} = Σ c_j² σ²_{i+j}); the second derivative also finds shoulders that have no
-   maximum of their own (flagged ``shoulder``).
+   zero, the deviation propagated from Poisson counts (or the given σ) through the filter
+   (σ²_{d2} = Σ c_j² σ²_{i+j}), plus an additive term where the measured point-to-point
+   scatter is larger (scaled or processed data, :func:`_excess_variance`); the second
+   derivative also finds shoulders that have no maximum of their own (flagged
+   ``shoulder``).
 3. Neighbouring candidates (closer than 3 FWHM) are fitted together by least squares
    with area-normalised pseudo-Voigt profiles plus a constant,
 
@@ -112,6 +114,24 @@ def _fwhm_points(net: np.ndarray) -> float:
     return float(max(hi - lo, 3))
 
 
+def _excess_variance(y: np.ndarray, var: np.ndarray) -> float:
+    """Variance of the noise beyond ``var`` (≥ 0; ≈ 0 for Poisson counts), counts².
+
+    Residuals r of a 5-point quadratic Savitzky–Golay smoothing have variance
+    σ² (1 − 2c₀ + Σc_j²) for white noise. Their robust variance (1.4826 × MAD)², minus
+    the median of the assumed one, is taken as an additive noise term: scaled or
+    processed measured data (e.g. normalised to a maximum of 1000, detector noise) scatter
+    more than √counts in the background, while the tops of the peaks stay near Poisson.
+    """
+    c = savgol_coeffs(5, 2)
+    gain = 1.0 - 2.0 * c[2] + float(np.sum(c * c))
+    resid = (y - np.convolve(y, c[::-1], mode="same"))[5:-5]
+    if resid.size == 0:
+        return 0.0
+    robust = (1.4826 * float(np.median(np.abs(resid - np.median(resid))))) ** 2 / gain
+    return max(0.0, robust - float(np.median(var[5:-5])))
+
+
 def _alpha2(
     instrument: Instrument | None, alpha2: tuple[float, float] | None, wl: float
 ) -> tuple[float, float] | None:
@@ -170,6 +190,7 @@ def find_peaks(
     x = x0[0] + step * np.arange(int(round((x0[-1] - x0[0]) / step)) + 1)
     y = np.interp(x, x0, pattern.intensity)  # uniform grid for the filters
     var = np.interp(x, x0, pattern.sigma**2) if pattern.sigma is not None else np.maximum(y, 1.0)
+    var = var + _excess_variance(y, var)
     rough = y - snip_background(y, 50)
     w_pts = fwhm_deg / step if fwhm_deg is not None else _fwhm_points(rough)
     bg = snip_background(y, max(3, int(round(2.5 * w_pts))))
@@ -199,8 +220,9 @@ def find_peaks(
     arr = np.array(rows)
     order = np.argsort(arr[:, 0])
     arr, shoulder = arr[order], shoulder[order]
-    # two candidates that converged onto one peak: keep the larger
-    dup = np.flatnonzero(np.diff(arr[:, 0]) < 0.3 * np.minimum(arr[1:, 4], arr[:-1, 4]))
+    # two candidates that converged onto one peak (or split it; closer than 0.6 FWHM no two
+    # lines are resolved): keep the larger
+    dup = np.flatnonzero(np.diff(arr[:, 0]) < 0.6 * np.minimum(arr[1:, 4], arr[:-1, 4]))
     drop = np.where(arr[dup, 2] < arr[dup + 1, 2], dup, dup + 1)
     keep = np.setdiff1d(np.arange(len(arr)), drop)
     arr, shoulder = arr[keep], shoulder[keep]

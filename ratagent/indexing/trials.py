@@ -90,6 +90,16 @@ SYSTEMS: dict[str, LatticeSystem] = {
 }
 
 
+#: Lattice points per cell of the centrings each system may have (P, then C/I, F or R).
+_LATTICE_POINTS = {
+    "cubic": (1, 2, 4),
+    "tetragonal": (1, 2),
+    "hexagonal": (1, 3),
+    "orthorhombic": (1, 2, 4),
+    "monoclinic": (1, 2),
+}
+
+
 def monomials(hkl: np.ndarray) -> np.ndarray:
     """(h², k², l², hk, hl, kl) of each row of ``hkl`` (n, 3) → (n, 6) float."""
     h, k, l = (np.asarray(hkl, dtype=float)[:, i] for i in range(3))
@@ -274,7 +284,8 @@ def screen(
     p : (n, m) trial parameters
     q_obs, tol_q : (n_l,) observed q and tolerance, Å⁻²
     max_missing : trials leaving more lines unindexed are dropped
-    keep : how many of the best trials to return
+    keep : how many of the best trials to return, by a merit for a primitive lattice;
+        ``keep // 2`` more by the merit of each centred lattice of the system
     max_calc_per_line : trials whose estimated number of calculated lines up to q_max
         exceeds this many per observed line (too large cells, which index anything) are
         dropped
@@ -312,10 +323,19 @@ def screen(
         return p[:0], n_idx[:0]
     p, n_idx, err, n_est = p[good], n_idx[good], err[good], n_est[good]
     mean_err = (err + 0.05) / n_idx  # in units of the tolerance; small offset: no infinite merit
-    merit = n_idx / (mean_err * np.maximum(n_est, n_idx))
-    order = np.argsort(-merit)
     # merge trials that give the same form (same cell from different base lines)
-    p_sorted = p[order]
-    _, first = np.unique(np.round(np.log(np.abs(p_sorted) + 1e-12), 3), axis=0, return_index=True)
-    first = np.sort(first)[:keep]
-    return p_sorted[first], n_idx[order][first]
+    _, uniq = np.unique(np.round(np.log(np.abs(p) + 1e-12), 3), axis=0, return_index=True)
+    p, n_idx, mean_err, n_est = p[uniq], n_idx[uniq], mean_err[uniq], n_est[uniq]
+    # A centred lattice has 1/points of the lines the volume predicts: rank the trials once
+    # per possible number of lattice points, or centred cells drown among primitive ones.
+    chosen: list[np.ndarray] = []
+    # (indexed fraction)⁴ as in the final ranking: low errors on few lines must not beat
+    # a trial that indexes all of them
+    frac4 = (n_idx / n_l) ** 4
+    for points in _LATTICE_POINTS[name]:
+        merit = frac4 * n_idx / (mean_err * np.maximum(n_est / points, n_idx))
+        chosen.append(np.argsort(-merit)[: keep if points == 1 else max(1, keep // 2)])
+    pick = np.unique(np.concatenate(chosen))
+    merit = frac4[pick] * n_idx[pick] / (mean_err[pick] * np.maximum(n_est[pick], n_idx[pick]))
+    pick = pick[np.argsort(-merit)]
+    return p[pick], n_idx[pick]

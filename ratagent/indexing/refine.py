@@ -1,0 +1,225 @@
+"""Least-squares refinement of one trial cell with a zero shift, and its figures of merit.
+
+Each cycle indexes every observed line by its nearest calculated line (within a window
+that narrows after the first cycle) and solves the weighted linear least-squares problem
+
+.. math:: q(2θ_{obs}) = r(hkl)\\cdot p + q'(2θ_{obs})\\, z
+
+for the system's form parameters p and the zero shift z of the 2θ scale (weights
+1/q'(2θ) make the residuals degrees of 2θ). Then the lattice centring that all indexed
+lines obey and that removes the most calculated lines is chosen, and de Wolff's M_N and
+Smith–Snyder F_N are computed (:mod:`ratagent.indexing.merit`).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ratagent.indexing.merit import centring_mask, count_distinct, de_wolff_m, smith_snyder_f
+from ratagent.indexing.reduction import cell_from_form, cell_volume
+from ratagent.indexing.trials import SYSTEMS, monomials
+
+__all__ = ["CandidateCell", "dq_dtth", "q_of_two_theta", "refine_cell"]
+
+#: Smallest 2θ error counted in the figures of merit, degrees.
+_MIN_ERROR_DEG = 0.001
+
+
+@dataclass(frozen=True, eq=False)
+class CandidateCell:
+    """One indexing solution.
+
+    ``crystal_system`` is the lattice's: ``"trigonal"`` for a rhombohedral (R) hexagonal
+    lattice, ``"hexagonal"`` for a primitive one (trigonal P groups share it).
+    """
+
+    crystal_system: str
+    centring: str  # lattice centring P, A, B, C, I, F or R (obverse, hexagonal axes)
+    cell: tuple[float, float, float, float, float, float]  # a, b, c (Å), α, β, γ (degrees)
+    zero_shift_deg: float  # refined zero z of 2θ: 2θ_obs = 2θ_calc + z, degrees
+    m20: float  # de Wolff M_N over the first N ≤ 20 lines
+    f_n: float  # Smith–Snyder F_N, same lines
+    n_lines: int  # N: lines used for the merits
+    n_indexed: int  # indexed lines among them
+    n_calc: int  # distinct calculated lines up to the N-th (centring applied)
+    mean_abs_d2theta_deg: float  # mean |2θ_obs − 2θ_calc − z| of indexed lines, degrees
+    hkl: np.ndarray = field(repr=False)  # (N, 3) indices per line, (0, 0, 0) where unindexed
+    indexed: np.ndarray = field(repr=False)  # (N,) bool
+    weak: np.ndarray = field(repr=False)  # (N,) bool: too weak to count against the cell when unindexed
+
+    @property
+    def volume(self) -> float:
+        """Cell volume in Å³."""
+        return cell_volume(self.cell)
+
+    @property
+    def n_unindexed(self) -> int:
+        return self.n_lines - self.n_indexed
+
+    @property
+    def n_unindexed_strong(self) -> int:
+        """Unindexed lines that are not weak (weak ones may be impurity lines)."""
+        return int(np.count_nonzero(~self.indexed & ~self.weak))
+
+    def describe(self) -> str:
+        a, b, c, al, be, ga = self.cell
+        return (
+            f"{self.crystal_system} {self.centring}  a={a:.4f} b={b:.4f} c={c:.4f} "
+            f"α={al:.3f} β={be:.3f} γ={ga:.3f}  V={self.volume:.1f} Å³  zero={self.zero_shift_deg:+.4f}°  "
+            f"M{self.n_lines}={self.m20:.1f}  F{self.n_lines}={self.f_n:.1f}({self.mean_abs_d2theta_deg:.4f},"
+            f"{self.n_calc})  indexed {self.n_indexed}/{self.n_lines}"
+            f" ({self.n_unindexed_strong} strong unindexed)"
+        )
+
+
+def q_of_two_theta(tth: np.ndarray, wl: float) -> np.ndarray:
+    """q = 1/d² = 4 sin²θ / λ², Å⁻², of 2θ in degrees."""
+    return (2.0 * np.sin(np.radians(tth) / 2.0) / wl) ** 2
+
+
+def dq_dtth(tth: np.ndarray, wl: float) -> np.ndarray:
+    """dq/d(2θ) per degree, q = 4 sin²θ/λ²."""
+    return 2.0 * np.sin(np.radians(tth)) / wl**2 * math.pi / 180.0
+
+
+def _tth(q: np.ndarray, wl: float) -> np.ndarray:
+    return np.degrees(2.0 * np.arcsin(np.clip(np.sqrt(q) * wl / 2.0, 0, 1)))
+
+
+def _reflections(name: str, full: np.ndarray, q_max: float) -> tuple[np.ndarray, np.ndarray]:
+    cell = cell_from_form(full)
+    bound = [min(40, int(math.floor(x * math.sqrt(q_max))) + 1) for x in cell[:3]]
+    r = [np.arange(-b, b + 1) for b in bound]
+    hkl = np.stack(np.meshgrid(*r, indexing="ij"), axis=-1).reshape(-1, 3)
+    q = monomials(hkl) @ full
+    sel = (q > 0) & (q <= q_max)
+    hkl, q = hkl[sel], q[sel]
+    order = np.argsort(q)
+    return hkl[order], q[order]
+
+
+def refine_cell(
+    name: str,
+    p0: np.ndarray,
+    tth: np.ndarray,
+    wl: float,
+    tol_deg: float,
+    max_zero_deg: float,
+    weak: np.ndarray | None = None,
+) -> CandidateCell | None:
+    """Refine trial parameters ``p0`` of system ``name`` against lines ``tth`` (module docstring).
+
+    Parameters
+    ----------
+    name : lattice system (a key of :data:`~ratagent.indexing.trials.SYSTEMS`)
+    p0 : (m,) trial form parameters, Å⁻²
+    tth : (N,) observed 2θ, degrees, ascending
+    wl : wavelength, Å
+    tol_deg : 2θ window of an indexed line after the first cycle (twice this in the first)
+    max_zero_deg : largest |zero shift| refined; beyond it the zero stays fixed
+    weak : (N,) bool, optional
+        Lines that may stay unindexed without counting against the cell (stored only).
+
+    Returns
+    -------
+    CandidateCell, or None when the trial does not lead to a positive-definite form
+    indexing at least twice as many lines as it has unknowns.
+    """
+    sys_ = SYSTEMS[name]
+    T = sys_.matrix
+    q_obs, slope = q_of_two_theta(tth, wl), dq_dtth(tth, wl)
+    p, z = p0.copy(), 0.0
+    q_max = float(q_of_two_theta(np.array([min(tth[-1] + 1.0, 179.0)]), wl)[0])
+    for cycle in range(4):
+        full = T @ p
+        try:
+            hkl, qc = _reflections(name, full, q_max)
+        except ValueError:
+            return None
+        if len(qc) == 0:
+            return None
+        tc = _tth(qc, wl) + z
+        j = np.clip(np.searchsorted(tc, tth), 1, len(tc) - 1)
+        j = np.where(np.abs(tc[j - 1] - tth) < np.abs(tc[j] - tth), j - 1, j)
+        d = tth - tc[j]
+        tol = tol_deg * (2.0 if cycle == 0 else 1.0)
+        hit = np.abs(d) <= tol
+        if hit.sum() < 2 * (sys_.m + 1):  # at least twice as many lines as unknowns (cell + zero)
+            return None
+        rows = monomials(hkl[j[hit]]) @ T
+        design = np.column_stack([rows, slope[hit]]) / slope[hit, None]
+        sol, *_ = np.linalg.lstsq(design, q_obs[hit] / slope[hit], rcond=None)
+        p_new, z_new = sol[:-1], float(sol[-1])
+        if abs(z_new) > max_zero_deg:
+            sol, *_ = np.linalg.lstsq(
+                rows / slope[hit, None], (q_obs[hit] - slope[hit] * z) / slope[hit], rcond=None
+            )
+            p_new, z_new = sol, z
+        full_new = T @ p_new
+        if (
+            full_new[0] <= 0
+            or full_new[1] <= 0
+            or full_new[2] <= 0
+            or full_new[4] ** 2 >= 4 * full_new[0] * full_new[2]
+        ):
+            return None
+        p, z = p_new, z_new
+    full = T @ p
+    hkl, qc = _reflections(name, full, q_max)
+    tc = _tth(qc, wl) + z
+    j = np.clip(np.searchsorted(tc, tth), 1, len(tc) - 1)
+    j = np.where(np.abs(tc[j - 1] - tth) < np.abs(tc[j] - tth), j - 1, j)
+    d = tth - tc[j]
+    hit = np.abs(d) <= tol_deg
+    # centring: the indexed lines keep an allowed hkl within tolerance, but for at most one
+    # (an impurity line that a primitive cell indexes by chance must not hide the
+    # centring); ranked as the final merit would, (indexed fraction)⁴ / N_calc
+    best_c, best_mask = "P", np.ones(len(qc), dtype=bool)
+    t_last = tth[-1] + tol_deg
+    best_n = count_distinct(qc[tc <= t_last], np.inf)
+    best_merit = (hit.sum() / len(tth)) ** 4 / max(best_n, 1)
+    for c in sys_.centrings[1:]:
+        mask = centring_mask(hkl, c)
+        tcm = tc[mask]
+        if len(tcm) == 0:
+            continue
+        near = np.abs(tth[hit, None] - tcm[None, :]).min(axis=1) <= tol_deg
+        n_c = count_distinct(qc[mask][tcm <= t_last], np.inf)
+        merit = (near.sum() / len(tth)) ** 4 / max(n_c, 1)
+        if near.sum() >= hit.sum() - 1 and merit > best_merit:
+            best_c, best_mask, best_n, best_merit = c, mask, n_c, merit
+    hkl_m, tc_m, qc_m = hkl[best_mask], tc[best_mask], qc[best_mask]
+    j = np.clip(np.searchsorted(tc_m, tth), 1, len(tc_m) - 1)
+    j = np.where(np.abs(tc_m[j - 1] - tth) < np.abs(tc_m[j] - tth), j - 1, j)
+    d = tth - tc_m[j]
+    hit = np.abs(d) <= tol_deg
+    if hit.sum() < 2 * (sys_.m + 1):
+        return None
+    q_corr = q_of_two_theta(tth - z, wl)
+    # errors below a 2θ reading precision of _MIN_ERROR_DEG carry no information (exact data)
+    abs_dq = np.maximum(np.abs(q_corr - qc_m[j]), slope * _MIN_ERROR_DEG)[hit]
+    m20 = de_wolff_m(float(q_corr[-1]), abs_dq, best_n)
+    f_n = smith_snyder_f(np.maximum(np.abs(d[hit]), _MIN_ERROR_DEG), len(tth), best_n)
+    cell = cell_from_form(full)
+    if name == "monoclinic" and cell[4] < 90.0:
+        cell[4] = 180.0 - cell[4]  # same lattice with −a: the obtuse-β convention
+    system = "trigonal" if best_c == "R" else name
+    hkl_out = np.where(hit[:, None], hkl_m[j], 0)
+    return CandidateCell(
+        crystal_system=system,
+        centring=best_c,
+        cell=tuple(float(x) for x in cell),
+        zero_shift_deg=z,
+        m20=m20,
+        f_n=f_n,
+        n_lines=len(tth),
+        n_indexed=int(hit.sum()),
+        n_calc=best_n,
+        mean_abs_d2theta_deg=float(np.mean(np.abs(d[hit]))),
+        hkl=hkl_out.astype(int),
+        indexed=hit,
+        weak=np.zeros(len(tth), dtype=bool) if weak is None else np.asarray(weak, dtype=bool),
+    )
