@@ -30,7 +30,10 @@ Algorithm (:meth:`Agent.assess`, DESIGN.md "The loop, per frame")
      indistinguishable only because its separating reflections are below the noise and
      the predicted time is within the cap; otherwise ``accept`` the leader together with
      the set the data cannot tell apart.
-   * without a cell: ``accept`` when the top posterior ≥ ``accept_probability`` (posterior
+   * without a cell: the pattern is indexed first (:func:`ratagent.indexing.index` on
+     :func:`ratagent.indexing.find_peaks`; ``index_when_no_cell``); a convincing cell is
+     then used as if given, and the reasons say which cell and its M20. When indexing
+     declines: ``accept`` when the top posterior ≥ ``accept_probability`` (posterior
      only, not refined); otherwise ``flag`` (the model cannot decide and counting longer
      does not change a well-counted frame's posterior). Both say "did not refine".
 
@@ -83,6 +86,7 @@ class AgentConfig:
     min_delta_bic: float = 10.0  # BIC difference needed to tell two EGs apart
     min_count_time_factor: float = 1.5  # a re-measurement counts at least this × longer
     max_count_time_s: float = 60.0  # cap of any suggested count time, s
+    index_when_no_cell: bool = True  # without a cell, find one by autoindexing before refining
 
     def __post_init__(self) -> None:
         for name in ("top_k", "max_candidates"):
@@ -249,6 +253,9 @@ class Agent:
         cfg = self.config
         snr = frame_snr(pattern)
         posterior = self.classifier.predict(pattern)
+        indexed_note = None
+        if cell is None and cfg.index_when_no_cell and snr >= cfg.min_peak_snr:
+            cell, indexed_note = self._index(pattern)
         probs = posterior.probs if cell is None else _restrict_to_cell(posterior.probs, cell)
         cands = dag_candidates(probs, k=cfg.top_k, radius=cfg.dag_radius, cap=cfg.max_candidates)
         if cell is not None and posterior.top(1)[0][1] < cfg.sweep_below:
@@ -259,7 +266,29 @@ class Agent:
             out = self._posterior_only(posterior, cands, snr, count_time)
         else:
             out = self._refined(pattern, cell, posterior, cands, snr, count_time)
+        if indexed_note is not None:
+            from dataclasses import replace
+
+            out = replace(out, reasons=(indexed_note, *out.reasons),
+                          meta={**out.meta, "cell_from_indexing": None if cell is None else list(cell)})
         return _with_elapsed(out, time.perf_counter() - t0)
+
+    def _index(self, pattern: Pattern) -> tuple[tuple[float, ...] | None, str]:
+        """A convincing cell from autoindexing, or None, with a sentence saying which."""
+        from ratagent.indexing import find_peaks, index
+
+        alpha2 = None
+        inst = self.instrument
+        if inst is not None and len(inst.wavelengths_angstrom) > 1:
+            alpha2 = (inst.wavelengths_angstrom[1], inst.line_ratios[1] / inst.line_ratios[0])
+        result = index(find_peaks(pattern, alpha2=alpha2))
+        best = result.best
+        if best is None:
+            return None, f"no cell given; indexing found no convincing cell ({result.message})"
+        cell = tuple(float(v) for v in best.cell)
+        text = ", ".join(f"{v:.4g}" for v in cell)
+        return cell, (f"no cell given; indexed: {best.crystal_system} {best.centring} cell ({text}), "
+                      f"M{best.n_lines} = {best.m20:.0f}")
 
     # ------------------------------------------------------------------ decisions
 

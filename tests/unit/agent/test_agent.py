@@ -72,7 +72,9 @@ def test_without_cell_it_says_posterior_only(agent):
     p = _peak_pattern(5000, 50, np.random.default_rng(3))
     a = agent.assess(p, count_time=1.0)
     assert a.refined is False and a.verdict in ("accept", "flag")
-    assert "posterior only, did not refine" in a.reasons[0]
+    # one peak cannot be indexed: the agent says so, then falls back to the posterior
+    assert a.reasons[0].startswith("no cell given; indexing found no convincing cell")
+    assert "posterior only, did not refine" in a.reasons[1]
     probs = [c.probability for c in a.candidates]
     assert probs == sorted(probs, reverse=True) and a.model_id == agent.model_id
 
@@ -133,3 +135,19 @@ def test_family_sweep_follows_the_cell_metric():
     assert _family_sweep((5.64, 5.64, 5.64, 90, 90, 90)) == list(range(81, 99))  # cubic
     assert _family_sweep((4.59, 4.59, 2.96, 90, 90, 90)) == list(range(40, 71))  # tetragonal
     assert _family_sweep((5.1, 9.0, 7.2, 90, 101, 90)) == list(range(1, 7))  # monoclinic
+
+
+@pytest.mark.slow
+def test_without_a_cell_the_agent_indexes_and_refines(agent):
+    a = agent.assess(_halite(1e4), count_time=1.0)
+    assert a.refined, a.summary()
+    assert a.reasons[0].startswith("no cell given; indexed: cubic F"), a.reasons[0]
+    a0 = a.meta["cell_from_indexing"][0]
+    assert a0 == pytest.approx(5.6402, rel=1e-3)  # Walker et al. 2004
+    assert a.best.eg == 94 and a.verdict == "accept", a.summary()
+
+
+def test_indexing_can_be_switched_off(tmp_path):
+    off = tiny_agent(tmp_path, index_when_no_cell=False)
+    a = off.assess(_halite(1e4), count_time=1.0)
+    assert not a.refined and "posterior only, did not refine" in a.reasons[0]
