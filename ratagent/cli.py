@@ -52,6 +52,8 @@ def _cmd_classify(args: argparse.Namespace) -> int:
     from ratagent.model.report import classify_files
 
     classifier = load(args.checkpoint)
+    if args.refine or args.cell:
+        return _refine_files(args, classifier)
     print(
         classify_files(
             args.files,
@@ -62,6 +64,55 @@ def _cmd_classify(args: argparse.Namespace) -> int:
             classifier=classifier,
         )
     )
+    return 0
+
+
+def _refine_files(args: argparse.Namespace, classifier) -> int:
+    """The agent's path for each file: posterior, DAG walk, indexing if no cell, Pawley."""
+    from ratagent.agent import Agent
+    from ratagent.patterns import read_pattern
+
+    agent = Agent(classifier)
+    out = []
+    for path in args.files:
+        pattern = read_pattern(path, wavelength=args.wavelength)
+        a = agent.assess(pattern, cell=args.cell, count_time=None)
+        out.append(
+            {
+                "source": str(path),
+                "verdict": a.verdict,
+                "refined": a.refined,
+                "cell": args.cell or a.meta.get("cell_from_indexing"),
+                "candidates": [
+                    {
+                        "eg": c.eg,
+                        "symbol": c.symbol,
+                        "posterior": c.probability,
+                        "pawley_weight": c.pawley_weight,
+                        "rwp": c.rwp,
+                    }
+                    for c in a.candidates[: args.top]
+                ],
+                "indistinguishable": list(a.indistinguishable),
+                "reasons": list(a.reasons),
+                "model_id": a.model_id,
+            }
+        )
+    if args.json:
+        print(json.dumps(out, indent=1))
+        return 0
+    for r in out:
+        print(f"{r['source']}: {r['verdict']} (model {r['model_id']}; cell {r['cell']})")
+        for c in r["candidates"]:
+            w = "—" if c["pawley_weight"] is None else f"{c['pawley_weight']:.3f}"
+            rwp = "—" if c["rwp"] is None else f"{c['rwp']:.3f}"
+            print(
+                f"  EG {c['eg']:>3}  {c['symbol']:<24} posterior {c['posterior']:.3f}  Pawley {w}  Rwp {rwp}"
+            )
+        if len(r["indistinguishable"]) > 1:
+            print(f"  not separable by these data: EGs {r['indistinguishable']}")
+        for reason in r["reasons"]:
+            print(f"  - {reason}")
     return 0
 
 
@@ -89,6 +140,19 @@ def build_parser(plugins: dict | None = None) -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON")
     p.add_argument("--plot", default=None, help="write a plot of pattern and posterior (PNG/PDF/SVG)")
     p.add_argument("--checkpoint", default=None, help="checkpoint directory (default: the shipped one)")
+    p.add_argument(
+        "--refine",
+        action="store_true",
+        help="run the agent's path: index the pattern (unless --cell), rank candidates by Pawley fits",
+    )
+    p.add_argument(
+        "--cell",
+        type=float,
+        nargs=6,
+        default=None,
+        metavar=("A", "B", "C", "ALPHA", "BETA", "GAMMA"),
+        help="known cell (Å, degrees): refine in it instead of indexing",
+    )
     p.set_defaults(func=_cmd_classify)
 
     for name, ep in sorted((plugins or {}).items()):

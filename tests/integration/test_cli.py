@@ -5,9 +5,12 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 import torch
 
+from ratagent.instrument import Instrument
 from ratagent.model import Calibration, ViT, ViTConfig, save
+from ratagent.simulation import crystal_from_sites, reflection_list, simulate_pattern
 
 
 def _run(*args):
@@ -74,3 +77,26 @@ def test_classify_with_a_corrupt_checkpoint(tmp_path, rruff_dev):
     out = _run("classify", str(xy), "--wavelength", "1.5406", "--checkpoint", str(ckpt))
     assert out.returncode == 2
     assert "model.safetensors" in out.stderr
+
+
+def test_classify_refine_indexes_and_ranks(tmp_path):
+    """`--refine` on a simulated halite file: indexed as cubic F, EG 94 (Fm-3m) leads."""
+    crystal = crystal_from_sites(
+        225, (5.6402, 5.6402, 5.6402, 90, 90, 90), [("Na", (0, 0, 0)), ("Cl", (0.5, 0.5, 0.5))], b_iso=1.0
+    )
+    p = simulate_pattern(
+        reflection_list(crystal, d_min=1.0),
+        Instrument.synchrotron(1.5406, two_theta_min_deg=10, two_theta_max_deg=80),
+        np.random.default_rng(0),
+        counts=1e4,
+        background=(0.05,),
+    )
+    xy = tmp_path / "halite.xy"
+    np.savetxt(xy, np.c_[p.two_theta, p.intensity], header="wavelength: 1.5406")
+    out = _run(
+        "classify", str(xy), "--refine", "--json", "--checkpoint", str(_tiny_checkpoint(tmp_path / "c"))
+    )
+    assert out.returncode == 0, out.stderr
+    (r,) = json.loads(out.stdout)
+    assert r["refined"] and r["candidates"][0]["eg"] == 94, r
+    assert r["cell"][0] == pytest.approx(5.6402, rel=1e-3)
