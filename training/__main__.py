@@ -69,6 +69,8 @@ def _evaluate(args: argparse.Namespace) -> int:
     from training.calibrate import cross_fitted_probs, network_scores
     from training.evaluate import evaluate_probs, load_dev_set, plot_report, prior_probs, write_report
 
+    if args.pipeline:
+        return _pipeline(args)
     patterns, eg = load_dev_set(args.dev)
     clf = load(args.checkpoint)
     scores = network_scores(clf, patterns)
@@ -127,6 +129,48 @@ def _write_card_section(checkpoint: str | None, rows: dict[str, dict], dev: str)
     return card
 
 
+def _pipeline(args: argparse.Namespace) -> int:
+    """NN alone vs the full pipeline (NN + indexing + Pawley) on the dev set (or its first N)."""
+    import numpy as np
+    from tqdm import tqdm
+
+    from ratagent.agent import Agent
+    from ratagent.instrument import Instrument
+    from ratagent.model.inference import load
+    from training.evaluate import load_dev_set
+
+    patterns, eg = load_dev_set(args.dev)
+    if args.limit:
+        step = max(1, len(patterns) // args.limit)
+        patterns, eg = patterns[::step][: args.limit], eg[::step][: args.limit]
+    clf = load(args.checkpoint)
+    agent = Agent(clf, instrument=Instrument())  # RRUFF: Cu Kα1/Kα2 laboratory patterns
+    nn_top, pipe_top, refined = [], [], 0
+    for pattern in tqdm(patterns, desc="pipeline"):
+        a = agent.assess_safely(pattern, count_time=None)
+        post = clf.predict(pattern)
+        nn_top.append([e for e, _ in post.top(5)])
+        ranked = [c.eg for c in a.candidates] + [e for e, _ in post.top(99)]
+        pipe_top.append(list(dict.fromkeys(ranked))[:5])
+        refined += a.refined
+    nn, pipe = np.array(nn_top), np.array(pipe_top)
+    rows = {
+        "NN alone": (float((nn[:, 0] == eg).mean()), float((nn == eg[:, None]).any(1).mean())),
+        "NN + index + Pawley": (float((pipe[:, 0] == eg).mean()), float((pipe == eg[:, None]).any(1).mean())),
+    }
+    print(f"dev set {args.dev}: {len(eg)} patterns, model {clf.model_id}; refined (indexed) {refined}")
+    print(f"{'':22s} {'top-1':>7s} {'top-5':>7s}")
+    for name, (t1, t5) in rows.items():
+        print(f"{name:22s} {t1:7.1%} {t5:7.1%}")
+    write_path = Path(args.out) / "pipeline.json"
+    write_path.parent.mkdir(parents=True, exist_ok=True)
+    write_path.write_text(
+        json.dumps({"n": len(eg), "refined": refined, "model_id": clf.model_id, "results": rows}, indent=2)
+    )
+    print(f"report: {write_path}")
+    return 0
+
+
 def _calibrate(args: argparse.Namespace) -> int:
     from training.calibrate import calibrate_checkpoint
     from training.evaluate import load_dev_set
@@ -167,6 +211,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--dev", default=str(DEFAULT_DEV))
     p.add_argument("--out", default="outputs/evaluate")
     p.add_argument("--card", action="store_true", help="write the table into the checkpoint's model card")
+    p.add_argument("--pipeline", action="store_true", help="NN alone vs NN + indexing + Pawley (slow)")
+    p.add_argument("--limit", type=int, default=0, help="with --pipeline: evenly spaced subset of N patterns")
     p.set_defaults(func=_evaluate)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
