@@ -19,6 +19,7 @@ from ratagent.model.calibration import Calibration, fit_calibration
 from ratagent.model.checkpoint import load_checkpoint, save
 from ratagent.model.inference import Classifier
 from ratagent.patterns import Pattern
+from training.card import render_card
 
 __all__ = ["calibrate_checkpoint", "cross_fitted_probs", "network_scores"]
 
@@ -76,5 +77,12 @@ def calibrate_checkpoint(
         "prior_weight": cal.prior_weight,
         "prior": "paper_eg_prior.csv",
     }
-    save(ckpt.model, cal, Path(out) if out else ckpt.path, training=training, overwrite=True)
+    save(
+        ckpt.model,
+        cal,
+        Path(out) if out else ckpt.path,
+        training=training,
+        overwrite=True,
+        card=lambda mid: render_card(mid, training, training["calibration"]),
+    )
     return cal, cross, scores

@@ -30,9 +30,10 @@ from ratagent.model.calibration import Calibration
 from ratagent.model.checkpoint import save
 from ratagent.model.vit import ViT
 from ratagent.simulation import ReflectionList, iter_bank, simulate_batch
+from training.card import render_card
 from training.config import FitConfig
 
-__all__ = ["export", "fit", "load_records", "make_batch"]
+__all__ = ["export", "fit", "load_records", "make_batch", "split_impurities"]
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +54,12 @@ def load_records(bank_dir: str | Path, max_records: int = 0) -> list[ReflectionL
     if not records:
         raise ValueError(f"structure bank {path} holds no records with reflections")
     return records
+
+
+def split_impurities(records: list[ReflectionList], pool: int) -> tuple[list, list]:
+    """(impurity phases, training records): the first min(pool, n/4) records are impurities."""
+    n_imp = min(pool, len(records) // 4)
+    return records[:n_imp], records[n_imp:]
 
 
 def make_batch(
@@ -118,9 +125,9 @@ def fit(config: FitConfig, *, max_steps: int | None = None, progress: bool = Tru
             device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
     out = Path(config.out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    records = load_records(config.bank_dir, config.max_records)
-    n_imp = min(config.impurity_pool, len(records) // 4)
-    impurities, records = records[:n_imp], records[n_imp:] if n_imp else records
+    impurities, records = split_impurities(
+        load_records(config.bank_dir, config.max_records), config.impurity_pool
+    )
 
     torch.manual_seed(config.seed)
     model = ViT(config.model, generator=torch.Generator().manual_seed(config.seed)).to(device)
@@ -128,6 +135,7 @@ def fit(config: FitConfig, *, max_steps: int | None = None, progress: bool = Tru
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimiser, _lr_lambda(config))
     rng = np.random.default_rng([config.seed, rank])
     step = 0
+    wall_before = 0.0  # training wall time of earlier calls (resumed runs)
     state_path = out / STATE_FILE
     if state_path.is_file():
         state = torch.load(state_path, map_location=device, weights_only=False)
@@ -137,6 +145,7 @@ def fit(config: FitConfig, *, max_steps: int | None = None, progress: bool = Tru
         rng.bit_generator.state = state["rng"][rank]
         torch.set_rng_state(state["torch_rng"])
         step = int(state["step"])
+        wall_before = float(state.get("wall_s", 0.0))
         logger.info("resumed %s at step %d", out, step)
     net = torch.nn.parallel.DistributedDataParallel(model) if distributed else model
     instrument = Instrument.from_grid(config.model.grid)
@@ -194,6 +203,9 @@ def fit(config: FitConfig, *, max_steps: int | None = None, progress: bool = Tru
                             "torch_rng": torch.get_rng_state(),
                             "step": step,
                             "config": config.to_dict(),
+                            "wall_s": wall_before + time.perf_counter() - started,
+                            "n_records": len(records),
+                            "n_impurities": len(impurities),
                         },
                     )
         bar.close()
@@ -202,18 +214,21 @@ def fit(config: FitConfig, *, max_steps: int | None = None, progress: bool = Tru
         "step": step,
         "total_steps": config.total_steps,
         "wall_s_this_call": elapsed,
+        "wall_s": wall_before + elapsed,
         "device": str(device),
         "world_size": world,
         "n_records": len(records),
         "n_impurities": len(impurities),
     }
     if rank == 0 and step >= config.total_steps:
+        training = {"fit": config.to_dict(), "summary": summary}
         model_id = save(
             model.cpu(),
             Calibration(),
             out / "model",
             overwrite=True,
-            training={"fit": config.to_dict(), "summary": summary},
+            training=training,
+            card=lambda mid: render_card(mid, training),
         )
         summary["model_id"] = model_id
     if distributed:
@@ -239,10 +254,18 @@ def export(run_dir: str | Path, out: str | Path | None = None) -> str:
     model.load_state_dict(state["model"])
     total = sum(p["steps"] for p in config["phases"])
     summary = {"step": int(state["step"]), "total_steps": total, "exported_from": str(state_path)}
+    summary |= {k: state[k] for k in ("wall_s", "n_records", "n_impurities") if k in state}
+    if "n_records" not in summary and Path(config["bank_dir"]).is_dir():  # states written before 0.1
+        imp, rec = split_impurities(
+            load_records(config["bank_dir"], config["max_records"]), config["impurity_pool"]
+        )
+        summary |= {"n_records": len(rec), "n_impurities": len(imp)}
+    training = {"fit": config, "summary": summary}
     return save(
         model,
         Calibration(),
         Path(out) if out else run / "model",
         overwrite=True,
-        training={"fit": config, "summary": summary},
+        training=training,
+        card=lambda mid: render_card(mid, training),
     )

@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -104,7 +105,7 @@ def save(
     calibration: Calibration,
     path: str | Path,
     *,
-    card: str | None = None,
+    card: str | Callable[[str], str] | None = None,
     training: dict[str, Any] | None = None,
     overwrite: bool = False,
 ) -> str:
@@ -116,9 +117,10 @@ def save(
     calibration : Calibration
     path : str or Path
         Directory to create (parents too).
-    card : str, optional
-        Markdown model card; default: one generated from the config, calibration and
-        ``training``.
+    card : str or callable, optional
+        Markdown model card, or a function of the model id that returns it (the id is
+        known only once the weights are written); default: one generated from the
+        config, calibration and ``training``.
     training : dict, optional
         JSON-serialisable training summary (data, steps, metrics...).
     overwrite : bool
@@ -148,7 +150,10 @@ def save(
         "training": training,
     }
     (path / CONFIG_FILE).write_text(json.dumps(config, indent=1) + "\n", encoding="utf-8")
-    text = card if card is not None else _default_card(model, calibration, model_id, training)
+    if card is None:
+        text = _default_card(model, calibration, model_id, training)
+    else:
+        text = card(model_id) if callable(card) else card
     (path / MODEL_CARD_FILE).write_text(text, encoding="utf-8")
     logger.info("saved checkpoint %s to %s", model_id, path)
     return model_id
