@@ -14,12 +14,35 @@ import numpy as np
 
 from ratagent.patterns import CU_KA1_ANGSTROM, QGrid
 
-__all__ = ["CU_KA2_ANGSTROM", "CU_KA2_RATIO", "Instrument"]
+__all__ = ["CU_KA2_ANGSTROM", "CU_KA2_RATIO", "Instrument", "tch_mix"]
 
 #: Cu Kα2 wavelength in Å (Hölzer et al. 1997: 1.544 427 Å).
 CU_KA2_ANGSTROM = 1.5444
 #: Kα2/Kα1 intensity ratio for Cu (Hölzer et al. 1997 give 0.50–0.52; 0.5 is the usual value).
 CU_KA2_RATIO = 0.5
+
+
+def tch_mix(gamma_g, gamma_l):
+    """Thompson–Cox–Hastings total FWHM Γ and (unclipped) Lorentzian fraction η.
+
+    Γ⁵ = Γ_G⁵ + 2.69269 Γ_G⁴Γ_L + 2.42843 Γ_G³Γ_L² + 4.47163 Γ_G²Γ_L³ + 0.07842 Γ_GΓ_L⁴ + Γ_L⁵,
+    η = 1.36603 q − 0.47719 q² + 0.11116 q³,  q = Γ_L / Γ  (J. Appl. Cryst. 20, 79 (1987)).
+
+    Arithmetic only, so it serves numpy arrays (Pawley) and torch tensors (renderer) alike;
+    callers clip η to [0, 1] with their own library.
+    """
+    gg, gl = gamma_g, gamma_l
+    g5 = (
+        gg**5
+        + 2.69269 * gg**4 * gl
+        + 2.42843 * gg**3 * gl**2
+        + 4.47163 * gg**2 * gl**3
+        + 0.07842 * gg * gl**4
+        + gl**5
+    )
+    fwhm = g5**0.2
+    q = gl / fwhm
+    return fwhm, 1.36603 * q - 0.47719 * q * q + 0.11116 * q**3
 
 
 @dataclass(frozen=True)

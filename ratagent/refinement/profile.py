@@ -22,6 +22,8 @@ import numpy as np
 from scipy import sparse
 from scipy.special import erf
 
+from ratagent.instrument import tch_mix
+
 __all__ = ["chebyshev_basis", "design_matrix", "tch_fwhm_eta"]
 
 _GAUSS_NORM = 2.0 * math.sqrt(math.log(2.0) / math.pi)  # Γ · G(0) of a unit-area Gaussian
@@ -46,18 +48,8 @@ def tch_fwhm_eta(
     t = np.tan(theta)
     gg = np.sqrt(np.maximum(u * t * t + v * t + w, 1e-8))
     gl = np.maximum(x / np.cos(theta) + y * t, 0.0)
-    g5 = (
-        gg**5
-        + 2.69269 * gg**4 * gl
-        + 2.42843 * gg**3 * gl**2
-        + 4.47163 * gg**2 * gl**3
-        + 0.07842 * gg * gl**4
-        + gl**5
-    )
-    fwhm = g5**0.2
-    q = gl / fwhm
-    eta = np.clip(1.36603 * q - 0.47719 * q * q + 0.11116 * q**3, 0.0, 1.0)
-    return fwhm, eta
+    fwhm, eta = tch_mix(gg, gl)
+    return fwhm, np.clip(eta, 0.0, 1.0)
 
 
 def _window_area(lo: np.ndarray, hi: np.ndarray, fwhm: np.ndarray, eta: np.ndarray) -> np.ndarray:

@@ -12,6 +12,8 @@ import math
 
 import torch
 
+from ratagent.instrument import tch_mix
+
 __all__ = [
     "FWHM_TO_SIGMA",
     "amorphous_hump",
@@ -137,18 +139,8 @@ def caglioti_tch(
     t = torch.tan(theta)
     gg = torch.sqrt(torch.clamp(u * t * t + v * t + w, min=1e-8))
     gl = torch.clamp(x / torch.cos(theta) + y * t, min=0.0)
-    g5 = (
-        gg**5
-        + 2.69269 * gg**4 * gl
-        + 2.42843 * gg**3 * gl**2
-        + 4.47163 * gg**2 * gl**3
-        + 0.07842 * gg * gl**4
-        + gl**5
-    )
-    fwhm = g5**0.2
-    q = gl / fwhm
-    eta = torch.clamp(1.36603 * q - 0.47719 * q * q + 0.11116 * q**3, 0.0, 1.0)
-    return fwhm, eta
+    fwhm, eta = tch_mix(gg, gl)
+    return fwhm, torch.clamp(eta, 0.0, 1.0)
 
 
 def pseudo_voigt(delta: torch.Tensor, fwhm: torch.Tensor, eta: torch.Tensor) -> torch.Tensor:
