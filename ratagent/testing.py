@@ -16,16 +16,19 @@ __all__ = ["TINY_GRID", "tiny_agent", "tiny_checkpoint"]
 TINY_GRID = QGrid(two_theta_min_deg=5.0, two_theta_max_deg=90.0, step_deg=0.1)
 
 
-def tiny_checkpoint(path: str | Path, seed: int = 0) -> Path:
-    """Save an untrained two-block ViT on :data:`TINY_GRID` as a checkpoint directory at ``path``."""
+def tiny_checkpoint(path: str | Path, seed: int = 0, **config) -> Path:
+    """Save an untrained two-block ViT on :data:`TINY_GRID` as a checkpoint directory at ``path``.
+
+    Keyword arguments override :class:`~ratagent.model.vit.ViTConfig` fields.
+    """
     import torch
 
     from ratagent.model.calibration import Calibration
     from ratagent.model.checkpoint import save
     from ratagent.model.vit import ViT, ViTConfig
 
-    config = ViTConfig(grid=TINY_GRID, patch_size=10, width=32, depth=2, heads=2, pe_hidden=16)
-    model = ViT(config, generator=torch.Generator().manual_seed(seed)).eval()
+    settings = dict(grid=TINY_GRID, patch_size=10, width=32, depth=2, heads=2, pe_hidden=16) | config
+    model = ViT(ViTConfig(**settings), generator=torch.Generator().manual_seed(seed)).eval()
     save(model, Calibration(), path, training={"trained": False, "note": "untrained tiny test network"},
          overwrite=True)
     return Path(path)

@@ -19,6 +19,7 @@ _AUG_KEYS = (
     "zero_shift_deg",
     "background",
     "max_strain",
+    "processed_probability",
 )
 
 
@@ -41,8 +42,10 @@ def render_card(model_id: str, training: dict[str, Any], calibration: dict[str, 
         "## Network",
         "",
         f"- width {model.get('width')}, depth {model.get('depth')}, heads {model.get('heads')}, "
-        f"patch {model.get('patch_size')} points, physics PE {model.get('physics_pe')}, "
+        f"patch {model.get('patch_size')} points, stem {model.get('stem', 'patch')}, "
+        f"pool {model.get('pool')}, physics PE {model.get('physics_pe')}, "
         f"intensity transform {model.get('intensity_transform')}",
+        f"- loss weights (bits, aux, fused, crystal system): {_fmt(list(fit.get('loss_weights', [])))}",
         "",
         "## Data and curriculum",
         "",
@@ -70,6 +73,8 @@ def render_card(model_id: str, training: dict[str, Any], calibration: dict[str, 
     ]
     if "wall_s" in summary:
         lines.append(f"- wall time: {summary['wall_s'] / 60:.1f} min")
+    if training.get("notes"):
+        lines += ["", "## Notes", "", str(training["notes"])]
     if calibration:
         lines += [
             "",

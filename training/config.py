@@ -68,6 +68,9 @@ PRESETS: dict[str, AugmentationConfig] = {
         max_strain=0.005,
     ),
 }
+# measured patterns as databases publish them (RRUFF: background subtracted, maximum 1000,
+# integers — every pattern of rruff_dev.npz), on top of the hard conditions
+PRESETS["measured"] = replace(PRESETS["hard"], processed_probability=0.8)
 
 
 @dataclass(frozen=True)
@@ -107,7 +110,7 @@ class FitConfig:
     checkpoint_every: int = 200  # steps between resumable state checkpoints
     warmup_steps: int = 200  # linear learning-rate warm-up at the start of each phase
     weight_decay: float = 0.05  # AdamW weight decay
-    loss_weights: tuple[float, float, float] = (1.0, 1.0, 1.0)  # bits, aux, fused terms
+    loss_weights: tuple[float, ...] = (1.0, 1.0, 1.0, 1.0)  # bits, aux, fused, system terms
     impurity_pool: int = 256  # bank records set aside as impurity phases
     max_records: int = 0  # use at most this many bank records (0: all)
     device: str = "auto"  # "auto" (cuda if present), "cpu", "cuda", "cuda:1", ...
@@ -118,6 +121,11 @@ class FitConfig:
         for name in ("batch_size", "checkpoint_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"FitConfig.{name} must be >= 1, got {getattr(self, name)}")
+        if len(self.loss_weights) not in (3, 4):
+            raise ValueError(
+                f"FitConfig.loss_weights must be 3 or 4 floats (bits, aux, fused[, system]), "
+                f"got {self.loss_weights!r}"
+            )
         if self.warmup_steps < 0 or self.impurity_pool < 0 or self.max_records < 0:
             raise ValueError("warmup_steps, impurity_pool and max_records must be >= 0")
 

@@ -23,7 +23,15 @@ from ratagent.model.calibration import (
 )
 from ratagent.patterns import CU_KA1_ANGSTROM, Pattern
 
-__all__ = ["evaluate_probs", "load_dev_set", "plot_report", "prior_probs", "write_report"]
+__all__ = [
+    "evaluate_probs",
+    "load_dev_set",
+    "plot_report",
+    "prior_probs",
+    "synthetic_scores",
+    "uniform_probs",
+    "write_report",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -79,6 +87,54 @@ def prior_probs(n: int, log_prior: np.ndarray | None = None) -> np.ndarray:
     lp = read_paper_prior() if log_prior is None else np.asarray(log_prior, float)
     p = np.exp(lp - lp.max())
     return np.tile(p / p.sum(), (n, 1))
+
+
+def uniform_probs(n: int) -> np.ndarray:
+    """The chance baseline on EG-balanced synthetic data: every EG 1/99."""
+    return np.full((n, N_EG), 1.0 / N_EG)
+
+
+def synthetic_scores(
+    classifier: Any,
+    bank_dir: str | Path,
+    augmentation: Any,
+    n: int,
+    *,
+    seed: int = 0,
+    batch_size: int = 64,
+    impurity_pool: int = 256,
+    progress: bool = True,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Uncalibrated scores of ``n`` patterns rendered from a bank under ``augmentation``.
+
+    Structures are drawn uniformly from the bank (so EG-balanced if the bank is), each
+    rendered once with random conditions (the bank's first ``impurity_pool`` records, at
+    most a quarter of it, are the impurity phases, as in training); returns (scores
+    (n, 99), true EG 1–99). Use a bank the model was not trained on
+    (``python -m training bank DIR --seed S`` with a seed of its own).
+    """
+    import torch
+    from tqdm import tqdm
+
+    from ratagent.instrument import Instrument
+    from training.fit import load_records, make_batch, split_impurities
+
+    if n < 1:
+        raise ValueError(f"n must be >= 1, got {n}")
+    impurities, records = split_impurities(load_records(bank_dir), impurity_pool)
+    instrument = Instrument.from_grid(classifier.grid)
+    rng = np.random.default_rng(seed)
+    scores, truth = [], []
+    with tqdm(total=n, desc="synthetic", disable=not progress) as bar:
+        while sum(map(len, truth)) < n:
+            b = min(batch_size, n - sum(map(len, truth)))
+            x, mask, target = make_batch(
+                records, impurities, instrument, augmentation, b, rng, torch.device("cpu")
+            )
+            scores.append(classifier.scores(x.numpy(), mask.numpy()))
+            truth.append(target.numpy() + 1)
+            bar.update(b)
+    return np.concatenate(scores), np.concatenate(truth)
 
 
 def load_dev_set(path: str | Path) -> tuple[list[Pattern], np.ndarray]:

@@ -236,11 +236,12 @@ def fit(config: FitConfig, *, max_steps: int | None = None, progress: bool = Tru
     return summary
 
 
-def export(run_dir: str | Path, out: str | Path | None = None) -> str:
+def export(run_dir: str | Path, out: str | Path | None = None, note: str | None = None) -> str:
     """Write the model of a run's latest state checkpoint as a ratagent checkpoint.
 
     For a run stopped before its last step (time-boxed sessions): the card records the
-    step reached. Returns the model id.
+    step reached. ``note`` (e.g. the history of a run continued under another config)
+    goes into the training record and the card. Returns the model id.
     """
     from ratagent.model.vit import ViTConfig
 
@@ -250,7 +251,7 @@ def export(run_dir: str | Path, out: str | Path | None = None) -> str:
         raise FileNotFoundError(f"no {STATE_FILE} in {run}: nothing to export")
     state = torch.load(state_path, map_location="cpu", weights_only=False)
     config = state["config"]
-    model = ViT(ViTConfig.from_dict(config["model"]))
+    model = ViT(ViTConfig.from_dict(config["model"], saved=True))
     model.load_state_dict(state["model"])
     total = sum(p["steps"] for p in config["phases"])
     summary = {"step": int(state["step"]), "total_steps": total, "exported_from": str(state_path)}
@@ -260,7 +261,7 @@ def export(run_dir: str | Path, out: str | Path | None = None) -> str:
             load_records(config["bank_dir"], config["max_records"]), config["impurity_pool"]
         )
         summary |= {"n_records": len(rec), "n_impurities": len(imp)}
-    training = {"fit": config, "summary": summary}
+    training = {"fit": config, "summary": summary} | ({"notes": note} if note else {})
     return save(
         model,
         Calibration(),

@@ -206,7 +206,7 @@ def load_checkpoint(path: str | Path | None = None) -> Checkpoint:
     cfg_file, weights_file = path / CONFIG_FILE, path / WEIGHTS_FILE
     cfg = _read_config(cfg_file)
     try:
-        config = ViTConfig.from_dict(cfg["vit"])
+        config = ViTConfig.from_dict(cfg["vit"], saved=True)
         calibration = Calibration.from_dict(cfg["calibration"])
     except (TypeError, ValueError, KeyError) as err:
         raise ValueError(f"{cfg_file}: invalid configuration ({err})") from None

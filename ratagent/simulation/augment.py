@@ -12,6 +12,8 @@
    hump, both in these relative units.
 5. Multiply by the count level N (expected counts at the strongest Bragg point) and
    draw Poisson counts.
+6. Optionally "process" the pattern as databases such as RRUFF publish it: background
+   subtracted, scaled to a fixed maximum and rounded to integers.
 """
 
 from __future__ import annotations
@@ -67,6 +69,11 @@ class AugmentationConfig:
     impurity_probability: float = 0.0  # chance of an impurity phase (needs a pool)
     impurity_fraction: tuple[float, float] = (0.02, 0.15)  # impurity weight fraction
     max_strain: float = 0.005  # largest lattice strain ε (fraction)
+    # chance that a pattern is published "processed", as RRUFF's are: background subtracted,
+    # scaled so the strongest point is ``processed_scale`` and rounded to integers (weak
+    # reflections below half a unit vanish)
+    processed_probability: float = 0.0
+    processed_scale: float = 1000.0
 
     def __post_init__(self) -> None:
         for name in (
@@ -87,7 +94,7 @@ class AugmentationConfig:
             "impurity_fraction",
         ):
             _check_range(name, getattr(self, name))
-        for name in ("po_probability", "impurity_probability"):
+        for name in ("po_probability", "impurity_probability", "processed_probability"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be a probability in [0, 1], got {getattr(self, name)}")
         if self.po_ratio[0] <= 0:
@@ -98,6 +105,8 @@ class AugmentationConfig:
             raise ValueError(f"impurity_fraction must lie in [0, 1), got {self.impurity_fraction}")
         if self.n_chebyshev < 1:
             raise ValueError(f"n_chebyshev must be at least 1, got {self.n_chebyshev}")
+        if not self.processed_scale > 0:
+            raise ValueError(f"processed_scale must be positive, got {self.processed_scale}")
         if not 0 <= self.max_strain < 0.2:
             raise ValueError(f"max_strain must be in [0, 0.2), got {self.max_strain}")
 
@@ -134,6 +143,12 @@ class AugmentationConfig:
                 rng.random(n) < self.impurity_probability, u(self.impurity_fraction), 0.0
             ),
             max_strain=np.full(n, self.max_strain),
+            # drawn only when used, so configs without it keep their random streams
+            processed=(
+                np.where(rng.random(n) < self.processed_probability, self.processed_scale, 0.0)
+                if self.processed_probability > 0
+                else None
+            ),
         )
 
 
@@ -161,6 +176,7 @@ class Conditions:
     po_axis: np.ndarray  # (n, 3)
     impurity_fraction: np.ndarray
     max_strain: np.ndarray
+    processed: np.ndarray | None = None  # scale of a processed pattern (0 or None: raw counts)
 
     def __len__(self) -> int:
         return int(np.shape(self.zero_shift_deg)[0])
@@ -190,7 +206,7 @@ class Conditions:
 class SimulatedBatch:
     """Output of :func:`simulate_batch`: tensors of shape (B, G) on the batch's device."""
 
-    counts: torch.Tensor  # Poisson counts (equal to ``expected`` where counts is inf)
+    counts: torch.Tensor  # Poisson counts (= ``expected`` where counts is inf), or processed rows
     expected: torch.Tensor  # expected counts: N · (Bragg + background) in relative units
     conditions: Conditions
 
@@ -245,17 +261,17 @@ def simulate_batch(
     y = y / y.amax(1, keepdim=True).clamp(min=1e-30)
     grid = torch.as_tensor(instrument.two_theta, dtype=dtype, device=device)
     cheb = torch.as_tensor(conditions.chebyshev, dtype=dtype, device=device)
-    y = y + physics.chebyshev_background(
+    smooth = physics.chebyshev_background(
         grid, cheb, instrument.two_theta_min_deg, instrument.two_theta_max_deg
     )
-    y = y + physics.amorphous_hump(
+    hump = physics.amorphous_hump(
         grid,
         *(
             torch.as_tensor(a, dtype=dtype, device=device)
             for a in (conditions.hump_height, conditions.hump_centre_deg, conditions.hump_fwhm_deg)
         ),
     )
-    y = y.clamp(min=0.0)
+    y = (y + smooth + hump).clamp(min=0.0)
     counts = torch.as_tensor(conditions.counts, dtype=dtype, device=device)
     finite = torch.isfinite(counts)
     expected = y * torch.where(finite, counts, torch.ones_like(counts))[:, None]
@@ -264,4 +280,23 @@ def simulate_batch(
         gen = torch.Generator(device=expected.device)
         gen.manual_seed(int(rng.integers(0, 2**63 - 1)))
         noisy = torch.where(finite[:, None], physics.poisson_counts(expected, gen), expected)
+    if conditions.processed is not None and np.any(conditions.processed > 0):
+        noisy = _process(noisy, smooth + hump, counts, finite, conditions.processed)
     return SimulatedBatch(noisy, expected, conditions)
+
+
+def _process(
+    noisy: torch.Tensor,
+    background: torch.Tensor,
+    counts: torch.Tensor,
+    finite: torch.Tensor,
+    scale: np.ndarray,
+) -> torch.Tensor:
+    """Rows with scale > 0 as a database publishes them: the background subtracted (the
+    true one, standing in for a good estimate), negative values set to 0, scaled so the
+    maximum is ``scale`` and rounded to integers; other rows unchanged."""
+    level = torch.where(finite, counts, torch.ones_like(counts))[:, None]
+    net = (noisy - background * level).clamp(min=0.0)
+    s = torch.as_tensor(scale, dtype=noisy.dtype, device=noisy.device)[:, None]
+    out = torch.round(net * s / net.amax(1, keepdim=True).clamp(min=1e-30))
+    return torch.where(s > 0, out, noisy)

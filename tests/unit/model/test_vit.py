@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from ratagent.crystallography import labels
-from ratagent.model.vit import ViT, ViTConfig, normalise_intensity, split_log_probs
+from ratagent.model.vit import ViT, ViTConfig, _pool_factors, normalise_intensity, split_log_probs
 from ratagent.patterns import MODEL_GRID
 
 B = 3
@@ -23,7 +23,7 @@ def test_default_config_is_the_shipped_grid():
     cfg = ViTConfig()
     assert cfg.grid == MODEL_GRID
     assert cfg.n_points == 8501
-    assert cfg.n_tokens == 171  # ceil(8501 / 50): the last patch is padded and masked
+    assert cfg.n_tokens == 86  # ceil(8501 / 100): the last patch is padded and masked
     assert (cfg.n_eg, cfg.n_bits) == (99, 37)
 
 
@@ -50,10 +50,11 @@ def test_config_round_trips_through_dict(tiny_config):
         ViTConfig.from_dict({**cfg.to_dict(), "colour": "red"})
 
 
-@pytest.mark.parametrize("pool", ["mean", "cls"])
+@pytest.mark.parametrize("pool", ["mean", "cls", "flatten"])
 @pytest.mark.parametrize("physics_pe", [True, False])
-def test_output_shapes_and_fusion_sums_to_one(pool, physics_pe, tiny_model):
-    model = tiny_model(pool=pool, physics_pe=physics_pe)
+@pytest.mark.parametrize("stem", ["patch", "conv"])
+def test_output_shapes_and_fusion_sums_to_one(pool, physics_pe, stem, tiny_model):
+    model = tiny_model(pool=pool, physics_pe=physics_pe, stem=stem)
     with torch.no_grad():
         out = model(_batch())
     assert out.bit_logits.shape == (B, 37)
@@ -77,9 +78,9 @@ def test_fusion_is_the_alpha_mixture_of_both_heads(tiny_model):
     torch.testing.assert_close(out.log_p.exp(), expected, rtol=1e-5, atol=1e-7)
 
 
-@pytest.mark.parametrize("pool", ["mean", "cls"])
-def test_unmeasured_region_does_not_change_the_output(pool, tiny_model):
-    model = tiny_model(pool=pool)
+@pytest.mark.parametrize(("pool", "stem"), [("mean", "patch"), ("cls", "patch"), ("flatten", "conv")])
+def test_unmeasured_region_does_not_change_the_output(pool, stem, tiny_model):
+    model = tiny_model(pool=pool, stem=stem)
     x = _batch()
     mask = torch.ones_like(x, dtype=torch.bool)
     mask[:, 600:] = False  # e.g. a short-wavelength pattern measured only to low Q
@@ -185,3 +186,72 @@ def test_loss_is_finite_and_backpropagates_to_alpha(tiny_model):
     loss.backward()
     assert torch.isfinite(loss)
     assert model.alpha_logit.grad is not None and model.alpha_logit.grad != 0
+
+
+@pytest.mark.parametrize(
+    ("patch", "pools"), [(50, [5, 5, 2]), (64, [4, 4, 4]), (7, [7, 1, 1]), (1, [1, 1, 1])]
+)
+def test_pool_factors_multiply_to_the_patch_size(patch, pools):
+    assert _pool_factors(patch) == pools
+    assert int(np.prod(_pool_factors(patch, stages=4))) == patch
+
+
+def test_conv_stem_passes_the_pattern_at_the_scale_of_the_positional_encoding(tiny_model):
+    """The failure it fixes: with std-0.02 (or PyTorch-default) weights a deep stem's output
+    hardly differs between patterns, and the transformer sees only the PE."""
+    model = tiny_model(stem="conv")
+    x = torch.zeros(B, N)
+    for i, centre in enumerate((100, 300, 500)):  # one sharp peak per pattern, at different Q
+        x[i, centre - 2 : centre + 3] = torch.tensor([0.2, 0.7, 1.0, 0.7, 0.2])
+    with torch.no_grad():
+        inp, _ = model.prepare_input(x + 0.01)
+        tokens = model.patch_embed(inp)  # (B, D, T)
+    between_patterns = tokens.std(dim=0).mean()
+    assert between_patterns > 5 * model.pos_embed.std()
+
+
+def test_conv_stem_learns_to_tell_patterns_apart_in_a_few_steps(tiny_model):
+    """Overfit four patterns with different peak positions (the signal reaches the heads)."""
+    torch.manual_seed(0)
+    model = tiny_model(stem="conv", pool="flatten").train()
+    x = torch.zeros(4, N) + 1.0
+    for i, centre in enumerate((120, 260, 410, 610)):
+        x[i, centre : centre + 3] += 100.0
+    target = torch.tensor([0, 40, 70, 98])
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    for _ in range(40):
+        loss = model.loss(model(x), target)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    with torch.no_grad():
+        assert torch.equal(model.eval()(x).log_p.argmax(1), target)
+
+
+def test_system_term_is_the_nll_of_the_crystal_system_marginal(tiny_model):
+    model = tiny_model()
+    target = torch.tensor([3, 80, 93])
+    with torch.no_grad():
+        out = model(_batch())
+        base = model.loss(out, target, (1.0, 1.0, 1.0))
+        both = model.loss(out, target, (1.0, 1.0, 1.0, 2.0))
+    probs = out.log_p.exp().numpy()
+    system_of = labels.code_matrix()[:, :7].argmax(1)  # (99,) system index of each EG
+    marginal = np.stack([probs[:, system_of == s].sum(1) for s in range(7)], axis=1)
+    expected = -np.log(marginal[np.arange(3), system_of[target.numpy()]]).mean()
+    assert float(both - base) == pytest.approx(2.0 * expected, rel=1e-5)
+    with pytest.raises(ValueError, match="3 or 4"):
+        model.loss(out, target, (1.0, 1.0))
+
+
+@pytest.mark.parametrize(("field", "value"), [("stem", "fft"), ("pool", "max")])
+def test_config_rejects_unknown_stem_and_pool(field, value, tiny_config):
+    with pytest.raises(ValueError, match=field):
+        tiny_config(**{field: value})
+
+
+def test_saved_configs_without_a_stem_are_patchify_networks_partial_ones_take_defaults(tiny_config):
+    saved = tiny_config(stem="patch", pool="mean").to_dict()
+    del saved["stem"], saved["stem_channels"], saved["flatten_dim"]  # as written before the conv stem
+    assert ViTConfig.from_dict(saved, saved=True).stem == "patch"
+    assert ViTConfig.from_dict({"depth": 3}).stem == ViTConfig().stem == "conv"  # a TOML [model] table

@@ -172,6 +172,29 @@ def test_impurity_fraction_splits_integrated_intensity(nacl, records):
     torch.testing.assert_close(mixed / mixed.sum(), expected, rtol=1e-4, atol=1e-7)
 
 
+def test_processed_patterns_look_like_published_database_files(nacl):
+    """RRUFF-style: background gone, maximum = 1000, integers; raw rows untouched."""
+    inst = Instrument()
+    cfg = AugmentationConfig(background=(0.2, 0.2), hump_height=(0.1, 0.1), log10_counts=(4, 4),
+                             po_probability=0.0, max_strain=0.0)
+    rng = np.random.default_rng(3)
+    cond = cfg.sample(rng, 2)
+    assert cond.processed is None  # not drawn unless asked for: older configs keep their streams
+    cond = type(cond)(**{**cond.__dict__, "processed": np.array([1000.0, 0.0])})
+    out = simulate_batch([nacl, nacl], inst, cond, np.random.default_rng(4))
+    processed, raw = out.counts
+    assert float(processed.max()) == 1000.0
+    assert torch.equal(processed, torch.round(processed)) and float(processed.min()) == 0.0
+    # the background (≥ 20 % of the strongest peak in the raw row) is gone: the median point
+    # of the processed row is counting noise around 0, while the raw row's is the background
+    assert float(processed.median()) < 10.0
+    assert float(raw.median()) > 0.15 * float(raw.max())
+    with pytest.raises(ValueError, match="processed_probability"):
+        AugmentationConfig(processed_probability=1.5)
+    drawn = AugmentationConfig(processed_probability=1.0).sample(np.random.default_rng(0), 3)
+    np.testing.assert_array_equal(drawn.processed, [1000.0] * 3)
+
+
 def test_simulate_pattern_returns_pattern(nacl):
     inst = Instrument()
     p = simulate_pattern(

@@ -46,6 +46,9 @@ def test_resume_equals_uninterrupted(bank, tmp_path):
     assert (tmp_path / "a" / "model" / "model.safetensors").is_file()
     # export of the final state reproduces the model fit() wrote
     assert export(tmp_path / "a", tmp_path / "exported") == full["model_id"]
+    # a note (the history of a continued run) reaches the training record and the card
+    assert export(tmp_path / "a", tmp_path / "noted", note="steps 0-3 on bank A") == full["model_id"]
+    assert "steps 0-3 on bank A" in (tmp_path / "noted" / "MODEL_CARD.md").read_text()
 
 
 def test_phase_bookkeeping(tmp_path):
@@ -113,3 +116,8 @@ def test_ddp_two_cpu_processes(bank, tmp_path):
     state = torch.load(tmp_path / "run" / STATE_FILE, weights_only=False)
     assert state["step"] == 4 and len(state["rng"]) == 2
     assert (tmp_path / "run" / "model" / "model.safetensors").is_file()
+
+
+def test_loss_weights_must_be_three_or_four(tmp_path):
+    with pytest.raises(ValueError, match="loss_weights"):
+        FitConfig(bank_dir="b", out_dir=str(tmp_path), loss_weights=(1.0, 1.0))
