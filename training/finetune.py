@@ -296,7 +296,7 @@ def finetune(
         t = torch.from_numpy(target[pick])
         if n_syn:
             xs, ms, ts = make_batch(
-                records, impurities, instrument, PRESETS["hard"], n_syn, rng, torch.device("cpu")
+                records, impurities, instrument, PRESETS["measured"], n_syn, rng, torch.device("cpu")
             )
             x, m, t = torch.cat([x, xs]), torch.cat([m, ms]), torch.cat([t, ts])
         loss = model.loss(model(x, m), t, weights)

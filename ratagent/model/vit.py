@@ -391,6 +391,8 @@ class ViT(nn.Module):
         s2 = torch.as_tensor(config.grid.sin2theta, dtype=torch.float32)  # (N,)
         s2_padded = torch.cat([s2, s2[-1] + (s2[-1] - s2[-2]) * torch.arange(1, T * P - N + 1)])
         self.register_buffer("code_matrix", code)  # (E, K)
+        # whether the code's first bits give each EG one crystal system (the system loss term)
+        self._system_one_hot = bool(torch.all(code[:, :N_SYSTEM_BITS].sum(1) == 1))
         # the coordinate channel, scaled to (0, 1] over the grid; (1, 1, Np)
         self.register_buffer("sin2theta", (s2_padded / s2[-1]).view(1, 1, T * P))
         # each patch's centre sin²θ on the same scale; (T, 1)
@@ -581,12 +583,12 @@ class ViT(nn.Module):
             + w_fused * F.nll_loss(out.log_p, target)
         )
         if w_sys:
-            member = self.code_matrix[:, :N_SYSTEM_BITS]  # (E, S) one-hot system of each EG
-            if not bool(torch.all(member.sum(1) == 1)):
+            if not self._system_one_hot:
                 raise ValueError(
                     f"the crystal-system loss needs the code matrix's first {N_SYSTEM_BITS} bits "
                     "one-hot in every row; use 3 loss weights with this code"
                 )
+            member = self.code_matrix[:, :N_SYSTEM_BITS]  # (E, S) one-hot system of each EG
             log_sys = torch.logsumexp(
                 out.log_p.unsqueeze(2) + torch.log(member).unsqueeze(0), dim=1
             )  # (B, S)

@@ -255,3 +255,14 @@ def test_saved_configs_without_a_stem_are_patchify_networks_partial_ones_take_de
     del saved["stem"], saved["stem_channels"], saved["flatten_dim"]  # as written before the conv stem
     assert ViTConfig.from_dict(saved, saved=True).stem == "patch"
     assert ViTConfig.from_dict({"depth": 3}).stem == ViTConfig().stem == "conv"  # a TOML [model] table
+
+
+def test_system_term_needs_one_system_per_eg_in_the_code(tiny_config):
+    code = np.array(labels.code_matrix(), dtype=np.float32)
+    code[0, :7] = 0  # EG 1 without a crystal system
+    model = ViT(tiny_config(), code_matrix=code)
+    out = model(_batch())
+    target = torch.tensor([3, 80, 93])
+    assert torch.isfinite(model.loss(out, target, (1.0, 1.0, 1.0)))
+    with pytest.raises(ValueError, match="one-hot"):
+        model.loss(out, target, (1.0, 1.0, 1.0, 1.0))
