@@ -96,7 +96,7 @@ def uniform_probs(n: int) -> np.ndarray:
 
 def synthetic_scores(
     classifier: Any,
-    bank_dir: str | Path,
+    bank: str | Path | list,
     augmentation: Any,
     n: int,
     *,
@@ -111,7 +111,9 @@ def synthetic_scores(
     rendered once with random conditions (the bank's first ``impurity_pool`` records, at
     most a quarter of it, are the impurity phases, as in training); returns (scores
     (n, 99), true EG 1–99). Use a bank the model was not trained on
-    (``python -m training bank DIR --seed S`` with a seed of its own).
+    (``python -m training bank DIR --seed S`` with a seed of its own). ``bank`` is its
+    directory, or its records already read with :func:`training.fit.load_records` (to
+    read it once for several presets).
     """
     import torch
     from tqdm import tqdm
@@ -121,18 +123,20 @@ def synthetic_scores(
 
     if n < 1:
         raise ValueError(f"n must be >= 1, got {n}")
-    impurities, records = split_impurities(load_records(bank_dir), impurity_pool)
+    all_records = load_records(bank) if isinstance(bank, str | Path) else bank
+    impurities, records = split_impurities(all_records, impurity_pool)
     instrument = Instrument.from_grid(classifier.grid)
     rng = np.random.default_rng(seed)
-    scores, truth = [], []
+    scores, truth, done = [], [], 0
     with tqdm(total=n, desc="synthetic", disable=not progress) as bar:
-        while sum(map(len, truth)) < n:
-            b = min(batch_size, n - sum(map(len, truth)))
+        while done < n:
+            b = min(batch_size, n - done)
             x, mask, target = make_batch(
                 records, impurities, instrument, augmentation, b, rng, torch.device("cpu")
             )
             scores.append(classifier.scores(x.numpy(), mask.numpy()))
             truth.append(target.numpy() + 1)
+            done += b
             bar.update(b)
     return np.concatenate(scores), np.concatenate(truth)
 
