@@ -101,6 +101,11 @@ def _reflections(name: str, full: np.ndarray, q_max: float) -> tuple[np.ndarray,
     return hkl[order], q[order]
 
 
+def min_lines(name: str) -> int:
+    """Fewest lines a cell of lattice system ``name`` is solved from: unknowns + 2 checks."""
+    return SYSTEMS[name].m + 3
+
+
 def refine_cell(
     name: str,
     p0: np.ndarray,
@@ -121,17 +126,22 @@ def refine_cell(
     tol_deg : 2θ window of an indexed line after the first cycle (twice this in the first)
     max_zero_deg : largest |zero shift| refined; beyond it the zero stays fixed
     weak : (N,) bool, optional
-        Lines that may stay unindexed without counting against the cell (stored only).
+        Lines that may stay unindexed without counting against the cell; the centring
+        may give up one of them, never a line that is not weak (without ``weak``, any one).
 
     Returns
     -------
     CandidateCell, or None when the trial does not lead to a positive-definite form
-    indexing at least twice as many lines as it has unknowns.
+    indexing at least twice as many lines as it has unknowns (all the lines, when there
+    are fewer, but at least :func:`min_lines`).
     """
     sys_ = SYSTEMS[name]
     T = sys_.matrix
     q_obs, slope = q_of_two_theta(tth, wl), dq_dtth(tth, wl)
     p, z = p0.copy(), 0.0
+    # at least twice as many indexed lines as unknowns (cell + zero); a pattern with fewer
+    # lines than that (a small cubic or hexagonal cell) must have every line indexed
+    need = min(2 * (sys_.m + 1), max(min_lines(name), len(tth)))
     q_max = float(q_of_two_theta(np.array([min(tth[-1] + 1.0, 179.0)]), wl)[0])
     for cycle in range(4):
         full = T @ p
@@ -147,7 +157,7 @@ def refine_cell(
         d = tth - tc[j]
         tol = tol_deg * (2.0 if cycle == 0 else 1.0)
         hit = np.abs(d) <= tol
-        if hit.sum() < 2 * (sys_.m + 1):  # at least twice as many lines as unknowns (cell + zero)
+        if hit.sum() < need:
             return None
         rows = monomials(hkl[j[hit]]) @ T
         design = np.column_stack([rows, slope[hit]]) / slope[hit, None]
@@ -175,8 +185,10 @@ def refine_cell(
     d = tth - tc[j]
     hit = np.abs(d) <= tol_deg
     # centring: the indexed lines keep an allowed hkl within tolerance, but for at most one
-    # (an impurity line that a primitive cell indexes by chance must not hide the
-    # centring); ranked as the final merit would, (indexed fraction)⁴ / N_calc
+    # weak line (an impurity line that a primitive cell indexes by chance must not hide
+    # the centring; a strong line is never given up); ranked as the final merit would,
+    # (indexed fraction)⁴ / N_calc
+    weak_arr = np.zeros(len(tth), dtype=bool) if weak is None else np.asarray(weak, dtype=bool)
     best_c, best_mask = "P", np.ones(len(qc), dtype=bool)
     t_last = tth[-1] + tol_deg
     best_n = count_distinct(qc[tc <= t_last], np.inf)
@@ -189,14 +201,16 @@ def refine_cell(
         near = np.abs(tth[hit, None] - tcm[None, :]).min(axis=1) <= tol_deg
         n_c = count_distinct(qc[mask][tcm <= t_last], np.inf)
         merit = (near.sum() / len(tth)) ** 4 / max(n_c, 1)
-        if near.sum() >= hit.sum() - 1 and merit > best_merit:
+        lost = ~near
+        may_lose = weak is None or bool(np.all(weak_arr[hit][lost]))  # no intensities: any line
+        if lost.sum() <= 1 and may_lose and merit > best_merit:
             best_c, best_mask, best_n, best_merit = c, mask, n_c, merit
     hkl_m, tc_m, qc_m = hkl[best_mask], tc[best_mask], qc[best_mask]
     j = np.clip(np.searchsorted(tc_m, tth), 1, len(tc_m) - 1)
     j = np.where(np.abs(tc_m[j - 1] - tth) < np.abs(tc_m[j] - tth), j - 1, j)
     d = tth - tc_m[j]
     hit = np.abs(d) <= tol_deg
-    if hit.sum() < 2 * (sys_.m + 1):
+    if hit.sum() < need:
         return None
     q_corr = q_of_two_theta(tth - z, wl)
     # errors below a 2θ reading precision of _MIN_ERROR_DEG carry no information (exact data)
@@ -221,5 +235,5 @@ def refine_cell(
         mean_abs_d2theta_deg=float(np.mean(np.abs(d[hit]))),
         hkl=hkl_out.astype(int),
         indexed=hit,
-        weak=np.zeros(len(tth), dtype=bool) if weak is None else np.asarray(weak, dtype=bool),
+        weak=weak_arr,
     )

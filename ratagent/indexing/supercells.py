@@ -8,7 +8,12 @@ leading cells are multiplied by small factors within their lattice system — 2 
 along the principal axes, √2 (tetragonal) and √3 (hexagonal) in the basal plane — each
 supercell is refined from scratch (:func:`~ratagent.indexing.refine.refine_cell`, which
 also finds its centring), and a supercell that indexes at least two more lines without
-losing a strong one and stays convincing is ranked just before its subcell.
+losing a strong one and stays convincing is ranked just before its subcell, unless as
+many lines would be indexed by chance: a large cell has a calculated line within the
+tolerance of a fraction p ≈ 2·tol·N_calc / (2θ range) of the pattern, so of the u lines
+its subcell leaves out it indexes k by chance with the binomial probability
+P(X ≥ k | u, p), which must stay below ``CHANCE_LEVEL`` (an impurity's lines otherwise
+promote a big supercell of the right cell).
 """
 
 from __future__ import annotations
@@ -17,12 +22,16 @@ import itertools
 import math
 
 import numpy as np
+from scipy.stats import binom
 
 from ratagent.indexing.reduction import form_from_cell
 from ratagent.indexing.refine import CandidateCell, refine_cell
 from ratagent.indexing.trials import SYSTEMS
 
-__all__ = ["AXIS_FACTORS", "better_supercell"]
+__all__ = ["AXIS_FACTORS", "CHANCE_LEVEL", "better_supercell"]
+
+#: Largest probability that the extra lines a supercell indexes are indexed by chance.
+CHANCE_LEVEL = 0.01
 
 #: Multipliers of (a, b, c) tried per lattice system (identity excluded).
 AXIS_FACTORS: dict[str, tuple[tuple[float, float, float], ...]] = {
@@ -44,6 +53,13 @@ def _params(system: str, cell: tuple[float, ...], factors: tuple[float, float, f
     form = form_from_cell((a, b, c, *cell[3:]))
     p, *_ = np.linalg.lstsq(SYSTEMS[system].matrix, form, rcond=None)
     return p
+
+
+def _by_chance(sup: CandidateCell, n_out: int, n_gained: int, tth: np.ndarray, tol_deg: float) -> float:
+    """P(X ≥ n_gained) of n_out random lines landing on calculated lines of ``sup``."""
+    span = max(float(tth[-1] - tth[0]), tol_deg)
+    p = min(1.0, 2.0 * tol_deg * sup.n_calc / span)
+    return float(binom.sf(n_gained - 1, n_out, p))
 
 
 def better_supercell(
@@ -74,6 +90,8 @@ def better_supercell(
             or sup.n_unindexed_strong > cand.n_unindexed_strong
             or sup.m20 < min_m20
         ):
+            continue
+        if _by_chance(sup, cand.n_unindexed, sup.n_indexed - cand.n_indexed, tth, tol_deg) > CHANCE_LEVEL:
             continue
         if best is None or (sup.n_indexed, sup.m20) > (best.n_indexed, best.m20):
             best = sup

@@ -74,6 +74,43 @@ def test_too_few_lines_decline():
     assert not result.convincing and "only 3 lines" in result.message
 
 
+def test_a_small_cubic_cell_with_five_lines_is_indexed():
+    """Copper (Fm-3m, a = 3.6150 Å, PDF 4-836) has only 111, 200, 220, 311, 222 below 90°
+    2θ with Cu Kα1; that is enough for a cubic cell (one parameter + zero, two checks),
+    published at 43.30, 50.43, 74.13, 89.93° (Swanson & Tatge 1953)."""
+    tth = lines_from_cell((3.615, 3.615, 3.615, 90, 90, 90), "F m -3 m", CU_KA1_ANGSTROM)
+    assert len(tth) == 4 and np.allclose(tth, [43.30, 50.43, 74.13, 89.93], atol=0.02)
+    result = index(np.append(tth, 95.15), wavelength=CU_KA1_ANGSTROM)  # 222, beyond 90°
+    assert result.convincing, str(result)
+    assert _found(result, (3.615,) * 3 + (90,) * 3, "F m -3 m", k=1) == [True]
+
+
+def test_five_random_lines_give_no_convincing_cell():
+    rng = np.random.default_rng(8)
+    convincing = [
+        index(np.sort(rng.uniform(15, 85, 5)), wavelength=CU_KA1_ANGSTROM).convincing for _ in range(20)
+    ]
+    assert sum(convincing) <= 1
+
+
+def test_centring_never_gives_up_a_strong_line():
+    """Orthorhombic lines that obey C centring but for one (110-type with h + k odd: 100):
+    when that line is strong the cell stays primitive; when it is weak (an impurity may
+    fall there) the C cell wins."""
+    cell = (4.7036, 6.3658, 11.2389, 90, 90, 90)
+    c_lines = lines_from_cell(cell, "C 2 2 2", CU_KA1_ANGSTROM)[:12]
+    extra = lines_from_cell(cell, "P 2 2 2", CU_KA1_ANGSTROM)
+    extra = extra[np.abs(extra[:, None] - c_lines[None, :]).min(axis=1) > 0.2][0]
+    tth = np.sort(np.append(c_lines, extra))
+    p0 = np.array([1 / cell[0] ** 2, 1 / cell[1] ** 2, 1 / cell[2] ** 2])
+    weak = np.zeros(len(tth), dtype=bool)
+    strong = refine_cell("orthorhombic", p0, tth, CU_KA1_ANGSTROM, 0.03, 0.3, weak)
+    weak[np.searchsorted(tth, extra)] = True
+    faint = refine_cell("orthorhombic", p0, tth, CU_KA1_ANGSTROM, 0.03, 0.3, weak)
+    assert (strong.centring, strong.n_indexed) == ("P", len(tth))
+    assert (faint.centring, faint.n_indexed) == ("C", len(tth) - 1)
+
+
 @pytest.mark.parametrize(
     ("kwargs", "word"),
     [
