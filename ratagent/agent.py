@@ -10,8 +10,14 @@ Algorithm (:meth:`Agent.assess`, DESIGN.md "The loop, per frame")
    can be answered from a frame whose strongest reflection is barely above the noise.
 2. **Prior.** The classifier's calibrated posterior over the 99 EGs (it validates the
    pattern and maps it onto the model's Q grid).
-3. **Candidates.** With a cell, the posterior is first restricted to the EGs whose
-   lattice the cell has (:func:`ratagent.refinement.reflections.settings_for_cell`).
+3. **Candidates.** With a cell, the posterior is first restricted to the EGs of the
+   highest-symmetry lattice family that the cell's metric admits
+   (:func:`ratagent.refinement.reflections.settings_for_cell`; ``metric_family_only``).
+   The metric fixes the lattice system, as in extinction-symbol tables: a lower-symmetry
+   EG in a cubic metric would be a pseudo-symmetry, and Pawley fits favour it for its
+   extra free intensities (texture, peak-shape misfit) rather than for evidence of lower
+   symmetry. On 60 RRUFF dev patterns through the full pipeline, the restriction turned
+   PIPELINE_FIGURE. Switch it off to restrict only to the EGs whose lattice the cell has.
    Top ``top_k`` by posterior plus their EG-DAG neighbours within
    ``dag_radius``, at most ``max_candidates``
    (:func:`ratagent.crystallography.candidates`). When the posterior is not confident
@@ -87,6 +93,8 @@ class AgentConfig:
     min_count_time_factor: float = 1.5  # a re-measurement counts at least this × longer
     max_count_time_s: float = 60.0  # cap of any suggested count time, s
     index_when_no_cell: bool = True  # without a cell, find one by autoindexing before refining
+    # with a cell, candidates only from the highest-symmetry lattice family its metric admits
+    metric_family_only: bool = True
 
     def __post_init__(self) -> None:
         for name in ("top_k", "max_candidates"):
@@ -256,7 +264,9 @@ class Agent:
         indexed_note = None
         if cell is None and cfg.index_when_no_cell and snr >= cfg.min_peak_snr:
             cell, indexed_note = self._index(pattern)
-        probs = posterior.probs if cell is None else _restrict_to_cell(posterior.probs, cell)
+        probs = posterior.probs
+        if cell is not None:
+            probs = _restrict_to_cell(probs, cell, cfg.metric_family_only)
         cands = dag_candidates(probs, k=cfg.top_k, radius=cfg.dag_radius, cap=cfg.max_candidates)
         if cell is not None and posterior.top(1)[0][1] < cfg.sweep_below:
             cands += [eg for eg in _family_sweep(cell) if eg not in cands]
@@ -404,16 +414,27 @@ def _cell_mask(cell: Sequence[float]) -> np.ndarray:
     return mask
 
 
+def _family_mask(cell: Sequence[float]) -> np.ndarray:
+    """Which EGs belong to the highest-symmetry lattice family the cell's metric admits."""
+    mask = _cell_mask(cell)
+    rank_of = {f: i for i, f in enumerate(dict.fromkeys(LATTICE_FAMILIES.values()))}
+    family = np.array([rank_of[extinction_group(eg).lattice_family] for eg in range(1, N_EG + 1)])
+    top = family[mask].max()
+    return mask & (family == top)
+
+
 def _family_sweep(cell: Sequence[float]) -> list[int]:
     """The EGs of the highest-symmetry lattice family the cell admits (step 3)."""
-    compatible = [eg for eg, ok in enumerate(_cell_mask(cell), start=1) if ok]
-    rank_of = {f: i for i, f in enumerate(dict.fromkeys(LATTICE_FAMILIES.values()))}
-    top = max(rank_of[extinction_group(eg).lattice_family] for eg in compatible)
-    return [eg for eg in compatible if rank_of[extinction_group(eg).lattice_family] == top]
+    return [eg for eg, ok in enumerate(_family_mask(cell), start=1) if ok]
 
 
-def _restrict_to_cell(probs: np.ndarray, cell: Sequence[float]) -> np.ndarray:
+def _restrict_to_cell(
+    probs: np.ndarray, cell: Sequence[float], metric_family_only: bool = False
+) -> np.ndarray:
     """The posterior restricted to the EGs whose lattice the cell has, renormalised.
+
+    With ``metric_family_only``, only the EGs of the highest-symmetry lattice family that
+    the cell's metric admits are kept.
 
     Raises
     ------
@@ -421,7 +442,7 @@ def _restrict_to_cell(probs: np.ndarray, cell: Sequence[float]) -> np.ndarray:
         No EG has the lattice of this cell, or the posterior gives all of them zero weight.
     """
     arr = np.asarray([float(v) for v in cell])
-    p = np.where(_cell_mask(cell), probs, 0.0)
+    p = np.where(_family_mask(cell) if metric_family_only else _cell_mask(cell), probs, 0.0)
     if p.sum() <= 0:
         raise ValueError(f"the posterior gives zero weight to every EG the cell {arr.tolist()} admits")
     return p / p.sum()

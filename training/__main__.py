@@ -215,19 +215,33 @@ def _pipeline(args: argparse.Namespace) -> int:
     from training.evaluate import load_dev_set
 
     patterns, eg = load_dev_set(args.dev)
+    step = 1
     if args.limit:
         step = max(1, len(patterns) // args.limit)
         patterns, eg = patterns[::step][: args.limit], eg[::step][: args.limit]
     clf = load(args.checkpoint)
     agent = Agent(clf, instrument=Instrument())  # RRUFF: Cu Kα1/Kα2 laboratory patterns
-    nn_top, pipe_top, refined = [], [], 0
-    for pattern in tqdm(patterns, desc="pipeline"):
+    nn_top, pipe_top, refined, cases = [], [], 0, []
+    for i, pattern in enumerate(tqdm(patterns, desc="pipeline")):
         a = agent.assess_safely(pattern, count_time=None)
         post = clf.predict(pattern)
         nn_top.append([e for e, _ in post.top(5)])
         ranked = [c.eg for c in a.candidates] + [e for e, _ in post.top(99)]
         pipe_top.append(list(dict.fromkeys(ranked))[:5])
         refined += a.refined
+        cell = a.meta.get("cell_from_indexing")
+        cases.append(
+            {
+                "pattern": i * step,
+                "eg": int(eg[i]),
+                "nn_top5": nn_top[-1],
+                "pipeline_top5": pipe_top[-1],
+                "verdict": a.verdict,
+                "refined": bool(a.refined),
+                "cell": cell,
+                "reasons": list(a.reasons),
+            }
+        )
     nn, pipe = np.array(nn_top), np.array(pipe_top)
     rows = {
         "NN alone": (float((nn[:, 0] == eg).mean()), float((nn == eg[:, None]).any(1).mean())),
@@ -240,7 +254,10 @@ def _pipeline(args: argparse.Namespace) -> int:
     write_path = Path(args.out) / "pipeline.json"
     write_path.parent.mkdir(parents=True, exist_ok=True)
     write_path.write_text(
-        json.dumps({"n": len(eg), "refined": refined, "model_id": clf.model_id, "results": rows}, indent=2)
+        json.dumps(
+            {"n": len(eg), "refined": refined, "model_id": clf.model_id, "results": rows, "cases": cases},
+            indent=2,
+        )
     )
     print(f"report: {write_path}")
     return 0

@@ -9,7 +9,8 @@ Algorithm
 2. For each lattice system from cubic down to monoclinic, solve trial cells from
    low-index assignments of the first strong lines and keep those that index nearly all
    of the first 12 strong lines (:mod:`ratagent.indexing.trials`; trial and error as in
-   TREOR, Werner, Eriksson & Westdahl, J. Appl. Cryst. 18, 367 (1985)); monoclinic
+   TREOR, Werner, Eriksson & Westdahl, J. Appl. Cryst. 18, 367 (1985)), then re-rank
+   the best 1500 of them on all the lines, weak ones included; monoclinic
    trials also from a rectangular zone plus a third axis (:mod:`ratagent.indexing.zones`,
    after ITO).
 3. Refine each kept trial by linear least squares on all indexed lines with a zero
@@ -58,6 +59,8 @@ log = logging.getLogger(__name__)
 SEARCH_ORDER = ("cubic", "tetragonal", "hexagonal", "orthorhombic", "monoclinic")
 #: Lattice points per conventional cell of each centring.
 _CENTRING_POINTS = {"P": 1, "A": 2, "B": 2, "C": 2, "I": 2, "F": 4, "R": 3}
+#: Trials kept by the screen on the strong lines, before re-ranking on all lines.
+_DEEP_SCREEN = 1500
 #: Ranking weight per symmetry level (see :func:`_score`).
 _SYMMETRY_PREFERENCE = 1.15
 _SYMMETRY_RANK = {
@@ -325,6 +328,10 @@ def index(
     tol_q = dq_dtth(tth[~weak][:n_screen], wl) * screen_tolerance_deg
     # few lines (a small cell of high symmetry): every one must be indexed
     max_missing = min(max_unindexed, max(1, (n_screen - 6) // 2)) if n_screen >= 6 else 0
+    q_all = q_of_two_theta(tth, wl)
+    tol_all_lines = dq_dtth(tth, wl) * screen_tolerance_deg
+    n_weak = int(np.count_nonzero(weak))
+    more_lines = len(tth) > n_screen  # lines beyond those of the first screen
     found: list[CandidateCell] = []
     for name in systems:
         if len(q_strong) < min_lines(name):
@@ -339,8 +346,16 @@ def index(
         p = solve_trials(name, q_strong)
         if name == "monoclinic":
             tol_all = dq_dtth(tth[~weak], wl) * screen_tolerance_deg
-            p = np.concatenate([p, monoclinic_zone_trials(q_strong, tol_all)])
-        best, _ = screen(name, p, q_screen, tol_q, max_missing, keep_per_system)
+            p = np.concatenate([p, monoclinic_zone_trials(q_strong, tol_all, axis_lines=q_all)])
+        # screen on the first strong lines, then re-rank the survivors on all the lines:
+        # among thousands of trials that index the strong lines the true cell can rank
+        # a few hundredth, while the weak lines of the true phase tell it apart
+        best, _ = screen(name, p, q_screen, tol_q, max_missing, max(keep_per_system, _DEEP_SCREEN))
+        if len(best) > keep_per_system and more_lines:
+            best, _ = screen(
+                name, best, q_all, tol_all_lines, max_missing + n_weak, keep_per_system, first_pass=False
+            )
+        best = best[:keep_per_system]
         for p0 in best:
             c = refine_cell(name, p0, tth, wl, tolerance_deg, max_zero_deg, weak)
             if c is not None and c.n_unindexed_strong <= max_unindexed:

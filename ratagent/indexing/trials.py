@@ -275,6 +275,7 @@ def screen(
     max_missing: int,
     keep: int,
     max_calc_per_line: float = 8.0,
+    first_pass: bool = True,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Rank trial parameters by how well they index the observed lines.
 
@@ -289,6 +290,8 @@ def screen(
     max_calc_per_line : trials whose estimated number of calculated lines up to q_max
         exceeds this many per observed line (too large cells, which index anything) are
         dropped
+    first_pass : drop first the trials that leave more than one of the first 7 lines
+        unindexed (cheap; off when those lines may hold several impurity lines)
 
     Returns
     -------
@@ -313,10 +316,11 @@ def screen(
     order = np.argsort(-np.minimum(a_eff, full[:, 1]))
     p, full, n_est, a_eff = p[order], full[order], n_est[order], a_eff[order]
     # Pass 1 on the first lines only: most trials fail there, cheaply.
-    n1 = min(n_l, 7)
-    n_idx, _ = _count(name, p, q_obs[:n1], tol_q[:n1])
-    ok = n_idx >= n1 - min(max_missing, 1)
-    p, full, n_est = p[ok], full[ok], n_est[ok]
+    if first_pass:
+        n1 = min(n_l, 7)
+        n_idx, _ = _count(name, p, q_obs[:n1], tol_q[:n1])
+        ok = n_idx >= n1 - min(max_missing, 1)
+        p, full, n_est = p[ok], full[ok], n_est[ok]
     n_idx, err = _count(name, p, q_obs, tol_q)
     good = n_idx >= n_l - max_missing
     if not good.any():

@@ -11,9 +11,9 @@ impurity line among them. Following the zone approach of ITO (Visser, J. Appl. C
    system gives (A, B). Zones that index at least ``min_zone_lines`` of the first lines
    are ranked by (lines indexed)⁴ / (zone lines predicted), and the best are refined by
    least squares on the lines they index.
-2. **Third axis.** For each kept zone, two of the first lines get rows (h, k, l) with
-   l ≥ 1; with A and B known, :math:`q - h^2A - k^2B = l^2C + hlE` is a 2 × 2 system in
-   (C, E).
+2. **Third axis.** For each kept zone, two of the first lines (weak ones included: the
+   strong lines may all lie in the zone) get rows (h, k, l) with l ≥ 1; with A and B
+   known, :math:`q - h^2A - k^2B = l^2C + hlE` is a 2 × 2 system in (C, E).
 
 The trials (A, B, C, E) then go through the same screen and refinement as the others.
 The a ↔ c relabelling makes the hk0 zone stand for the 0kl one too.
@@ -92,6 +92,8 @@ def monoclinic_zone_trials(
     n_lines: int = 8,
     n_zones: int = 12,
     min_zone_lines: int = 3,
+    axis_lines: np.ndarray | None = None,
+    n_axis_lines: int = 12,
 ) -> np.ndarray:
     """Monoclinic trial parameters (A, B, C, E) from zones (algorithm in the module docstring).
 
@@ -102,6 +104,9 @@ def monoclinic_zone_trials(
     n_lines : base lines (and zone-counting lines) are the first this many
     n_zones : zones kept for the second step
     min_zone_lines : a zone must index at least this many of the first lines
+    axis_lines : q of the lines the third axis is solved from (default ``q_obs``); give
+        all the lines, weak ones included, when the strong ones may all lie in one zone
+    n_axis_lines : the third axis is solved from pairs of the first this many of them
 
     Returns
     -------
@@ -131,7 +136,11 @@ def monoclinic_zone_trials(
     ab = ab[(ab > 0).all(axis=1)]
     hkl, pairs, inv_ce = _axis_rows()
     off = ab[:, 0, None] * hkl[None, :, 0] ** 2 + ab[:, 1, None] * hkl[None, :, 1] ** 2  # (z, rows)
-    rhs = q[line_pairs][None, :, None, :] - off[:, None, :][..., pairs]  # (z, lp, t, 2)
+    qa = (q_obs if axis_lines is None else np.sort(np.asarray(axis_lines, dtype=float)))[:n_axis_lines]
+    axis_pairs = np.array(list(itertools.combinations(range(len(qa)), 2)))
+    if len(axis_pairs) == 0:
+        return np.empty((0, 4))
+    rhs = qa[axis_pairs][None, :, None, :] - off[:, None, :][..., pairs]  # (z, lp, t, 2)
     ce = np.einsum("tij,zctj->zcti", inv_ce, rhs)  # (z, lp, t, 2)
     a = np.broadcast_to(ab[:, None, None, 0], ce.shape[:3])
     b = np.broadcast_to(ab[:, None, None, 1], ce.shape[:3])

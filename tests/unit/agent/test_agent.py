@@ -137,6 +137,23 @@ def test_family_sweep_follows_the_cell_metric():
     assert _family_sweep((5.1, 9.0, 7.2, 90, 101, 90)) == list(range(1, 7))  # monoclinic
 
 
+def test_candidates_come_from_the_lattice_family_of_the_cell_metric():
+    """A cubic metric admits every EG (a cubic cell is also a monoclinic one), but the
+    candidates are cubic; switched off, the restriction keeps every EG the cell admits."""
+    from ratagent.agent import _restrict_to_cell
+
+    cubic = (5.64, 5.64, 5.64, 90, 90, 90)
+    flat = np.full(99, 1 / 99)
+    family = np.flatnonzero(_restrict_to_cell(flat, cubic, metric_family_only=True)) + 1
+    admitted = np.flatnonzero(_restrict_to_cell(flat, cubic)) + 1
+    assert family.tolist() == list(range(81, 99))
+    assert {1, 7, 40, 99}.issubset(admitted.tolist()) and len(admitted) > len(family)
+    mono = (5.1, 9.0, 7.2, 90, 101, 90)
+    assert (np.flatnonzero(_restrict_to_cell(flat, mono, metric_family_only=True)) + 1).tolist() == list(
+        range(1, 7)
+    )
+
+
 @pytest.mark.slow
 def test_without_a_cell_the_agent_indexes_and_refines(agent):
     a = agent.assess(_halite(1e4), count_time=1.0)

@@ -179,3 +179,33 @@ def test_supercell_check_doubles_the_axis_that_indexes_the_left_over_lines():
     sup = better_supercell(parent, tth, CU_KA1_ANGSTROM, 0.03, 0.3, 10.0)
     assert sup is not None and sup.n_unindexed == 0
     assert same_lattice(sup.cell, cell, 1e-3)
+
+
+def test_zone_trials_take_the_third_axis_from_weak_lines():
+    """When every strong line lies in the 0kl zone (here of a P2/m cell 3.32 × 4.02 × 4.33 Å,
+    β = 113.2°), four strong base lines cannot fix a and β; the zone trials solve the zone
+    from the strong lines and the third axis from all lines, and find the cell."""
+    from ratagent.indexing.reduction import form_from_cell
+    from ratagent.indexing.trials import SYSTEMS
+    from ratagent.indexing.zones import monoclinic_zone_trials
+
+    cell = (3.316, 4.022, 4.328, 90.0, 113.2, 90.0)
+    A, B, C, _, E, _ = form_from_cell(cell)
+    h, k, l = (a.ravel() for a in np.meshgrid(range(-3, 4), range(4), range(4), indexing="ij"))
+    q = np.unique(np.round(A * h**2 + B * k**2 + C * l**2 + E * h * l, 9))
+    q = q[q > 0]
+    zone = np.unique(np.round(B * k**2 + C * l**2, 9))
+    strong = np.sort(zone[zone > 0])[:8]
+    all_lines = np.sort(q)[:20]
+    p_true = np.linalg.lstsq(SYSTEMS["monoclinic"].matrix, form_from_cell(cell), rcond=None)[0]
+
+    a_, b_, c_, e_ = p_true
+    labellings = np.array([(a_, b_, c_, e_), (a_, b_, c_, -e_), (c_, b_, a_, e_), (c_, b_, a_, -e_)])
+
+    def found(trials):  # the same form up to a <-> c and beta <-> 180 - beta
+        close = np.abs(trials[:, None, :] - labellings[None]) <= 2e-3 * np.abs(labellings[None]) + 1e-9
+        return bool(close.all(axis=2).any())
+
+    tol = 1e-4 * np.ones(len(strong))
+    assert not found(monoclinic_zone_trials(strong, tol))  # a and β are not in the strong lines
+    assert found(monoclinic_zone_trials(strong, tol, axis_lines=all_lines))
