@@ -17,9 +17,9 @@ Algorithm (:meth:`Agent.assess`, DESIGN.md "The loop, per frame")
    EG in a cubic metric would be a pseudo-symmetry, and Pawley fits favour it for its
    extra free intensities (texture, peak-shape misfit) rather than for evidence of lower
    symmetry. On 60 RRUFF dev patterns through the full pipeline (``python -m training
-   evaluate --pipeline --limit 60``), the restriction raised top-1 from 43.3 % to 46.7 %
-   and top-5 from 58.3 % to 60.0 %. Switched off, the posterior is restricted only to
-   the EGs whose lattice the cell has.
+   evaluate --pipeline --limit 60``, with an intermediate version of the indexing), the
+   restriction raised top-1 from 43.3 % to 46.7 % and top-5 from 58.3 % to 60.0 %.
+   Switched off, the posterior is restricted only to the EGs whose lattice the cell has.
    Top ``top_k`` by posterior plus their EG-DAG neighbours within
    ``dag_radius``, at most ``max_candidates``
    (:func:`ratagent.crystallography.candidates`). When the posterior is not confident

@@ -9,8 +9,9 @@ Algorithm
 2. For each lattice system from cubic down to monoclinic, solve trial cells from
    low-index assignments of the first strong lines and keep those that index nearly all
    of the first 12 strong lines (:mod:`ratagent.indexing.trials`; trial and error as in
-   TREOR, Werner, Eriksson & Westdahl, J. Appl. Cryst. 18, 367 (1985)), then re-rank
-   the best 1500 of them on all the lines, weak ones included; monoclinic
+   TREOR, Werner, Eriksson & Westdahl, J. Appl. Cryst. 18, 367 (1985)); the best 1500
+   are also re-ranked on all the lines, weak ones included, and the best of both lists
+   go on; monoclinic
    trials also from a rectangular zone plus a third axis (:mod:`ratagent.indexing.zones`,
    after ITO).
 3. Refine each kept trial by linear least squares on all indexed lines with a zero
@@ -59,7 +60,7 @@ log = logging.getLogger(__name__)
 SEARCH_ORDER = ("cubic", "tetragonal", "hexagonal", "orthorhombic", "monoclinic")
 #: Lattice points per conventional cell of each centring.
 _CENTRING_POINTS = {"P": 1, "A": 2, "B": 2, "C": 2, "I": 2, "F": 4, "R": 3}
-#: Trials kept by the screen on the strong lines, before re-ranking on all lines.
+#: Trials kept by the screen on the strong lines and re-ranked on all lines.
 _DEEP_SCREEN = 1500
 #: Ranking weight per symmetry level (see :func:`_score`).
 _SYMMETRY_PREFERENCE = 1.15
@@ -345,8 +346,8 @@ def index(
         ts = time.perf_counter()
         p = solve_trials(name, q_strong)
         if name == "monoclinic":
-            tol_all = dq_dtth(tth[~weak], wl) * screen_tolerance_deg
-            p = np.concatenate([p, monoclinic_zone_trials(q_strong, tol_all, axis_lines=q_all)])
+            tol_strong = dq_dtth(tth[~weak], wl) * screen_tolerance_deg
+            p = np.concatenate([p, monoclinic_zone_trials(q_strong, tol_strong, axis_lines=q_all)])
         # screen on the first strong lines; also re-rank the survivors on all the lines:
         # among thousands of trials that index the strong lines the true cell can rank a
         # few hundredth, while the weak lines of the true phase tell it apart. Both lists

@@ -75,9 +75,10 @@ def test_too_few_lines_decline():
 
 
 def test_a_small_cubic_cell_with_five_lines_is_indexed():
-    """Copper (Fm-3m, a = 3.6150 Å, PDF 4-836) has only 111, 200, 220, 311, 222 below 90°
-    2θ with Cu Kα1; that is enough for a cubic cell (one parameter + zero, two checks),
-    published at 43.30, 50.43, 74.13, 89.93° (Swanson & Tatge 1953)."""
+    """Copper (Fm-3m, a = 3.6150 Å, PDF 4-836) has only 111, 200, 220 and 311 below 90°
+    2θ with Cu Kα1, published at 43.30, 50.43, 74.13 and 89.93° (Swanson & Tatge 1953),
+    and 222 at 95.14°; five lines are enough for a cubic cell (one parameter + zero, and
+    checks)."""
     tth = lines_from_cell((3.615, 3.615, 3.615, 90, 90, 90), "F m -3 m", CU_KA1_ANGSTROM)
     assert len(tth) == 4 and np.allclose(tth, [43.30, 50.43, 74.13, 89.93], atol=0.02)
     result = index(np.append(tth, 95.15), wavelength=CU_KA1_ANGSTROM)  # 222, beyond 90°
