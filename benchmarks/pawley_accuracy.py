@@ -92,7 +92,10 @@ def main(n_cases: int = 210, seed: int = 0) -> None:
             f"fitted={len(res)} {dt:.1f}s",
             flush=True,
         )
-    print("\nsystem        cases  first  first-or-in-set  fraction  pseudo-symmetric failures")
+    print(
+        "\nsystem        cases  first  first-or-in-set  fraction  pseudo-symmetric failures  "
+        "manifest correct"
+    )
     by = defaultdict(list)
     for r in rows:
         by[r[0]].append(r)
@@ -100,9 +103,10 @@ def main(n_cases: int = 210, seed: int = 0) -> None:
         rs = by[system]
         good = sum(r[5] or r[6] for r in rs)
         ps = sum(r[8] for r in rs)
+        man = [r for r in rs if r[10]]
         print(
             f"{system:12s} {len(rs):6d} {sum(r[5] for r in rs):6d} {good:16d}  {good / max(len(rs), 1):.3f}"
-            f"  {ps:5d}"
+            f"  {ps:5d}  {sum(r[5] or r[6] for r in man):19d}/{len(man)}"
         )
     good = sum(r[5] or r[6] for r in rows)
     ps = sum(r[8] for r in rows)
