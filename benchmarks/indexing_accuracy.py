@@ -12,17 +12,22 @@ system, hexagonal and trigonal together) rendered by
   of 2–20 % of it,
 * a 3 % impurity: another random structure of any space group.
 
-A case is a hit when a cell among the first three candidates is the true lattice (up to
-equivalence: :func:`ratagent.indexing.same_lattice`, 0.1 % on d); it is declined when
-indexing finds no convincing cell. Prints, per system, cases, top-3 hits, top-1 hits,
-top-3 hits on the conventional cell whatever its centring (``axes``: a primitive
-structure whose atoms all sit on special positions can obey the conditions of a centred
-lattice, e.g. Pn-3m giving only F lines; the indexing then reports the true axes with the
-centring the lines show, and the agent, which takes the axes and tests the centrings as
-extinction groups, uses the right cell), top-3 hits counting a subcell of the true
-lattice too (``+subcell``: random structures with atoms on special positions often
-repeat on a finer lattice, and their patterns
-show no line of the true cell beyond the subcell's), declined, and seconds per pattern
+The true cell is the lattice the atoms really have (:func:`actual_lattice`, spglib at
+10⁻³ Å): a random structure whose atoms all sit on special positions may repeat on a
+finer lattice, or be centred, where its nominal space group is not; then every
+reflection of the nominal cell beyond that lattice has F = 0 exactly. ``finer`` counts
+those cases. A case is a hit when a cell among the first three candidates is the true
+lattice (up to equivalence: :func:`ratagent.indexing.same_lattice`, 0.1 % on d); it is
+declined when indexing finds no convincing cell. Prints, per system, cases, top-3 hits,
+top-1 hits, top-3 hits on the conventional cell whatever its centring (``axes``: the
+indexing reports the true axes with the centring the lines show, and the agent, which
+takes the axes and tests the centrings as extinction groups, uses the right cell), top-3
+hits counting a subcell of the true lattice that indexes every observed line of the phase
+(``+subcell``: random structures with atoms near special positions often nearly repeat
+on a finer lattice, and their patterns show no line of the true cell beyond the
+subcell's), declined, ``finer``, ``few`` (cases whose phase has fewer visible lines, M
+|F|² LP ≥ 1 % of the strongest, than the lattice system needs, :func:`visible_lines`:
+no method can index them), top-3 hits among the other cases, and seconds per pattern
 (wall and process CPU) of peak search and indexing.
 
 RRUFF mode (``--rruff``): the 454 measured patterns of ``data/rruff_dev.npz`` (Cu Kα,
@@ -50,6 +55,7 @@ import numpy as np
 from ratagent.crystallography import crystal_system
 from ratagent.indexing import find_peaks, index, lines_from_cell, same_lattice
 from ratagent.indexing.reduction import cell_volume, lattice_q_values
+from ratagent.indexing.refine import min_lines
 from ratagent.instrument import Instrument
 from ratagent.patterns import CU_KA1_ANGSTROM, Pattern
 
@@ -72,6 +78,15 @@ _LATTICE_OK = {
     "orthorhombic": {"orthorhombic"},
     "monoclinic": {"monoclinic"},
     "triclinic": set(),
+}
+_LATTICE_SYSTEM = {
+    "cubic": "cubic",
+    "tetragonal": "tetragonal",
+    "hexagonal": "hexagonal",
+    "trigonal": "hexagonal",
+    "orthorhombic": "orthorhombic",
+    "monoclinic": "monoclinic",
+    "triclinic": "monoclinic",
 }
 _POINTS = {"P": 1, "A": 2, "B": 2, "C": 2, "I": 2, "F": 4, "R": 3}
 _DEFAULT_RRUFF = Path("/work/shared/data/rruff_dev.npz")
@@ -96,11 +111,21 @@ def _instrument(rng: np.random.Generator) -> Instrument:
 
 def case(seed: int, system: str, i: int) -> tuple[int, object, Instrument, Pattern]:
     """Case ``i`` of ``system``: (space group, record, instrument, pattern); its own random stream."""
-    from ratagent.simulation import random_record, simulate_pattern
+    sg, rec, _, inst, pat = _case(seed, system, i)
+    return sg, rec, inst, pat
+
+
+def _case(seed: int, system: str, i: int):
+    """Case ``i`` with its crystal: (space group, record, crystal, instrument, pattern)."""
+    from ratagent.simulation import simulate_pattern
+    from ratagent.simulation.bank import random_record
+    from ratagent.simulation.reflections import reflection_list
+    from ratagent.simulation.structures import random_crystal
 
     rng = np.random.default_rng([seed, list(SYSTEMS).index(system), i])
     sg = int(rng.choice(_space_groups(SYSTEMS[system])))
-    rec = random_record(rng, sg_number=sg, d_min=1.0)
+    crystal = random_crystal(sg, rng)  # what random_record(rng, sg_number=sg) draws
+    rec = reflection_list(crystal, 1.0, name="random")
     imp = random_record(rng, d_min=1.0)
     inst = _instrument(rng)
     pat = simulate_pattern(
@@ -112,7 +137,35 @@ def case(seed: int, system: str, i: int) -> tuple[int, object, Instrument, Patte
         impurity=imp,
         impurity_fraction=0.03,
     )
-    return sg, rec, inst, pat
+    return sg, rec, crystal, inst, pat
+
+
+def actual_lattice(crystal, symprec: float = 1e-3) -> tuple[np.ndarray, str, int]:
+    """The lattice the atoms really have: (conventional cell, centring, space group) by spglib.
+
+    A random structure whose atoms all sit on special positions can repeat on a finer
+    lattice than its nominal space group's, or be centred where the group is primitive:
+    same element, same B, same position shifted by a lattice-like translation. Every
+    reflection of the nominal cell beyond the finer lattice's then has F = 0 exactly, so the
+    pattern defines the finer lattice, and that is the cell to find. ``symprec`` (Å) is far
+    below the 0.1 % cell criterion; near-repeats beyond it stay failures (``+subcell``).
+    """
+    import spglib
+
+    uc = gemmi.UnitCell(*crystal.cell)
+    lattice = np.array(uc.orth.mat.tolist()).T  # rows a, b, c
+    numbers = [gemmi.Element(e).atomic_number for e in crystal.elements]
+    data = spglib.get_symmetry_dataset((lattice, np.asarray(crystal.frac), numbers), symprec=symprec)
+    if data is None:
+        raise RuntimeError(f"spglib found no symmetry for a crystal of space group {crystal.sg_number}")
+    v = np.asarray(data.std_lattice, float)
+    lengths = np.linalg.norm(v, axis=1)
+    angles = [
+        np.degrees(np.arccos(np.dot(v[j], v[k]) / (lengths[j] * lengths[k])))
+        for j, k in ((1, 2), (0, 2), (0, 1))
+    ]
+    centring = gemmi.find_spacegroup_by_number(int(data.number)).centring_type()
+    return np.concatenate([lengths, angles]), centring, int(data.number)
 
 
 def _main_phase(peaks, cell: np.ndarray, sg: int, inst: Instrument, n_lines: int = 20) -> np.ndarray:
@@ -144,45 +197,78 @@ def _is_subcell(cand, cell: np.ndarray, centring: str, main: np.ndarray) -> bool
     return bool(np.all(near <= 2e-3 * q_cand))
 
 
-def _case_line(system: str, i: int, sg: int, cell: np.ndarray, hit: bool, res, dt: float) -> str:
+#: Lines weaker than this fraction of the strongest (M |F|² LP) are not counted as visible.
+_VISIBLE = 0.01
+
+
+def visible_lines(rec, inst: Instrument, two_theta_max: float = 90.0, merge_deg: float = 0.05) -> int:
+    """Distinct 2θ positions of the main phase with M |F|² LP ≥ 1 % of the strongest.
+
+    Counted from the structure, independently of the peak search: a pattern with fewer
+    such lines than the lattice system has unknowns + 3 (:func:`min_lines`: cubic 4,
+    tetragonal and hexagonal 5, orthorhombic 6, monoclinic 7) cannot be indexed by any
+    method, e.g. a 2.2 Å primitive cubic cell has three lines below 90° with Cu Kα.
+    """
+    d = np.asarray(rec.d, float)
+    s = np.clip(inst.wavelength / (2 * d), 0, 1)
+    tth = 2 * np.degrees(np.arcsin(s))
+    th = np.radians(tth / 2)
+    lp = (1 + np.cos(2 * th) ** 2) / (np.sin(th) ** 2 * np.cos(th))
+    inten = np.asarray(rec.multiplicity, float) * np.asarray(rec.f2, float) * lp
+    keep = (tth <= two_theta_max) & (inten >= _VISIBLE * inten.max())
+    t = np.sort(tth[keep])
+    return int(np.count_nonzero(np.diff(t) > merge_deg) + 1) if len(t) else 0
+
+
+def _case_line(system: str, i: int, sg: int, cell: np.ndarray, hit: str, res, dt: float, actual: int) -> str:
     a, b, c, al, be, ga = cell
     line = (
-        f"{system:12s} {i:3d} SG {sg:3d} {'hit ' if hit else 'MISS'} "
+        f"{system:12s} {i:3d} SG {sg:3d} (atoms: {actual:3d}) {hit:7s} "
         f"{'convincing' if res.convincing else 'declined':10s} {dt:5.1f}s  "
         f"true {a:.3f} {b:.3f} {c:.3f} {al:.1f} {be:.1f} {ga:.1f}"
     )
-    if not hit and res.candidates:
+    if hit != "hit" and res.candidates:
         line += f"\n    got: {res.candidates[0].describe()}"
     return line
 
 
 def simulated(n: int, seed: int, systems: list[str], verbose: bool) -> None:
-    rows: dict[str, list[tuple[bool, bool, bool, bool, bool, float, float]]] = defaultdict(list)
+    rows: dict[str, list[tuple[bool, bool, bool, bool, bool, float, float, bool]]] = defaultdict(list)
     for system in systems:
         for i in range(n):
-            sg, rec, inst, pat = case(seed, system, i)
+            sg, rec, crystal, inst, pat = _case(seed, system, i)
+            cell, centring, sg_actual = actual_lattice(crystal)
+            nominal = cell_volume(rec.cell) / _POINTS[gemmi.find_spacegroup_by_number(sg).centring_type()]
+            finer = cell_volume(cell) / _POINTS[centring] < 0.99 * nominal
+            lattice_system = _LATTICE_SYSTEM[crystal_system(sg_actual)]
+            few = visible_lines(rec, inst) < min_lines(lattice_system)
             t0, c0 = time.perf_counter(), time.process_time()
             peaks = find_peaks(pat, instrument=inst)
             res = index(peaks)
             dt, dc = time.perf_counter() - t0, time.process_time() - c0
-            centring = gemmi.find_spacegroup_by_number(sg).centring_type()
-            hits = [same_lattice(c.cell, rec.cell, 1e-3, c.centring, centring) for c in res.top(3)]
-            axes = any(hits) or any(same_lattice(c.cell, rec.cell, 1e-3, "P", "P") for c in res.top(3))
+            hits = [same_lattice(c.cell, cell, 1e-3, c.centring, centring) for c in res.top(3)]
+            axes = any(hits) or any(same_lattice(c.cell, cell, 1e-3, "P", "P") for c in res.top(3))
             main = _main_phase(peaks, rec.cell, sg, inst)
-            sub = any(hits) or any(_is_subcell(c, rec.cell, centring, main) for c in res.top(3))
-            rows[system].append((any(hits), bool(hits and hits[0]), axes, sub, not res.convincing, dt, dc))
+            sub = any(hits) or any(_is_subcell(c, cell, centring, main) for c in res.top(3))
+            rows[system].append(
+                (any(hits), bool(hits and hits[0]), axes, sub, not res.convincing, dt, dc, finer, few)
+            )
             if verbose or not any(hits):
-                print(_case_line(system, i, sg, rec.cell, any(hits), res, dt), flush=True)
+                hit = "hit" if any(hits) else "axes" if axes else "subcell" if sub else "MISS"
+                print(_case_line(system, i, sg, cell, hit, res, dt, sg_actual), flush=True)
     print(
         f"\n{'system':13s} {'cases':>5s} {'top-3':>7s} {'top-1':>7s} {'axes':>7s} {'+subcell':>9s} "
-        f"{'declined':>9s} {'s/pattern':>10s} {'max s':>7s} {'cpu s':>7s}"
+        f"{'declined':>9s} {'finer':>6s} {'few':>4s} {'top-3|enough':>13s} {'s/pattern':>10s} "
+        f"{'max s':>7s} {'cpu s':>7s}"
     )
     for system in systems:
         r = np.array(rows[system], dtype=float)
+        enough = r[r[:, 8] == 0]
         print(
             f"{system:13s} {len(r):5d} {r[:, 0].mean():7.1%} {r[:, 1].mean():7.1%} {r[:, 2].mean():7.1%} "
-            f"{r[:, 3].mean():9.1%} {r[:, 4].mean():9.1%} {r[:, 5].mean():10.2f} {r[:, 5].max():7.1f} "
-            f"{r[:, 6].mean():7.2f}"
+            f"{r[:, 3].mean():9.1%} {r[:, 4].mean():9.1%} {int(r[:, 7].sum()):6d} {int(r[:, 8].sum()):4d} "
+            f"{enough[:, 0].mean() if len(enough) else float('nan'):13.1%} {r[:, 5].mean():10.2f} "
+            f"{r[:, 5].max():7.1f} {r[:, 6].mean():7.2f}"
         )
 
 

@@ -39,11 +39,23 @@ Algorithm (:meth:`Agent.assess`, DESIGN.md "The loop, per frame")
      the predicted time is within the cap; otherwise ``accept`` the leader together with
      the set the data cannot tell apart.
    * without a cell: the pattern is indexed first (:func:`ratagent.indexing.index` on
-     :func:`ratagent.indexing.find_peaks`; ``index_when_no_cell``); a convincing cell is
-     then used as if given, and the reasons say which cell and its M20. When indexing
-     declines: ``accept`` when the top posterior ≥ ``accept_probability`` (posterior
-     only, not refined); otherwise ``flag`` (the model cannot decide and counting longer
-     does not change a well-counted frame's posterior). Both say "did not refine".
+     :func:`ratagent.indexing.find_peaks`; ``index_when_no_cell``). The best cell, and
+     the best cell of each other lattice system that also passes the indexing's
+     convincing test, at most ``index_cells`` in all
+     (:meth:`ratagent.indexing.IndexingResult.leading`), each get their own candidates
+     (step 3) and Pawley ranking (step 4). The cell whose best fit has the lowest
+     criterion B = χ²/ĉ + p ln n wins (ĉ = max(1, the smallest χ²_ν of the cells'
+     leaders): all fits are of the same pattern), provided it beats the indexing's best
+     cell by ``min_delta_bic``; the decision above is taken on its ranking. The other
+     cells' EGs follow the winner's candidates with their ΔB, and those within
+     ``min_delta_bic`` of the winner's best join the indistinguishable set. About a
+     third of the convincing cells on measured RRUFF patterns have the wrong lattice
+     system (``benchmarks/indexing_accuracy.py --rruff``), and one cell would confine
+     the candidates to that system. The reasons say which cells were indexed (with M20)
+     and which one was used; ``meta["cell"]`` holds it. When indexing declines:
+     ``accept`` when the top posterior ≥ ``accept_probability`` (posterior only, not
+     refined); otherwise ``flag`` (the model cannot decide and counting longer does not
+     change a well-counted frame's posterior). Both say "did not refine".
 
 Any exception raised while assessing becomes a ``flag`` whose reason is the error text
 (:meth:`Agent.assess_safely`); the live loop never dies on one bad frame.
@@ -95,11 +107,12 @@ class AgentConfig:
     min_count_time_factor: float = 1.5  # a re-measurement counts at least this × longer
     max_count_time_s: float = 60.0  # cap of any suggested count time, s
     index_when_no_cell: bool = True  # without a cell, find one by autoindexing before refining
+    index_cells: int = 2  # most indexed cells (each convincing on its own) whose candidates are refined
     # with a cell, candidates only from the highest-symmetry lattice family its metric admits
     metric_family_only: bool = True
 
     def __post_init__(self) -> None:
-        for name in ("top_k", "max_candidates"):
+        for name in ("top_k", "max_candidates", "index_cells"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"AgentConfig.{name} must be a positive integer, got {value!r}")
@@ -264,29 +277,30 @@ class Agent:
         snr = frame_snr(pattern)
         posterior = self.classifier.predict(pattern)
         indexed_note = None
+        cells: list[tuple[float, ...]] = [] if cell is None else [tuple(float(v) for v in cell)]
         if cell is None and cfg.index_when_no_cell and snr >= cfg.min_peak_snr:
-            cell, indexed_note = self._index(pattern)
-        probs = posterior.probs
-        if cell is not None:
-            probs = _restrict_to_cell(probs, cell, cfg.metric_family_only)
-        cands = dag_candidates(probs, k=cfg.top_k, radius=cfg.dag_radius, cap=cfg.max_candidates)
-        if cell is not None and posterior.top(1)[0][1] < cfg.sweep_below:
-            cands += [eg for eg in _family_sweep(cell) if eg not in cands]
+            cells, indexed_note = self._index(pattern)
+        if cells:
+            cands = self._candidates(posterior, cells[0])
+        else:
+            cands = dag_candidates(posterior.probs, k=cfg.top_k, radius=cfg.dag_radius,
+                                   cap=cfg.max_candidates)
         if snr < cfg.min_peak_snr:
             out = self._weak_frame(posterior, cands, snr, count_time)
-        elif cell is None:
+        elif not cells:
             out = self._posterior_only(posterior, cands, snr, count_time)
         else:
-            out = self._refined(pattern, cell, posterior, cands, snr, count_time)
+            out = self._refined(pattern, cells, posterior, snr, count_time)
         if indexed_note is not None:
             from dataclasses import replace
 
+            used = out.meta.get("cell")
             out = replace(out, reasons=(indexed_note, *out.reasons),
-                          meta={**out.meta, "cell_from_indexing": None if cell is None else list(cell)})
+                          meta={**out.meta, "cell_from_indexing": used})
         return _with_elapsed(out, time.perf_counter() - t0)
 
-    def _index(self, pattern: Pattern) -> tuple[tuple[float, ...] | None, str]:
-        """A convincing cell from autoindexing, or None, with a sentence saying which."""
+    def _index(self, pattern: Pattern) -> tuple[list[tuple[float, ...]], str]:
+        """The leading convincing cells from autoindexing (maybe none), with a sentence saying which."""
         from ratagent.indexing import find_peaks, index
 
         alpha2 = None
@@ -294,13 +308,21 @@ class Agent:
         if inst is not None and len(inst.wavelengths_angstrom) > 1:
             alpha2 = (inst.wavelengths_angstrom[1], inst.line_ratios[1] / inst.line_ratios[0])
         result = index(find_peaks(pattern, alpha2=alpha2))
-        best = result.best
-        if best is None:
-            return None, f"no cell given; indexing found no convincing cell ({result.message})"
-        cell = tuple(float(v) for v in best.cell)
-        text = ", ".join(f"{v:.4g}" for v in cell)
-        return cell, (f"no cell given; indexed: {best.crystal_system} {best.centring} cell ({text}), "
-                      f"M{best.n_lines} = {best.m20:.0f}")
+        leading = result.leading(self.config.index_cells)
+        if not leading:
+            return [], f"no cell given; indexing found no convincing cell ({result.message})"
+        text = "; ".join(f"{c.crystal_system} {c.centring} cell {_fmt_cell(c.cell)}, "
+                         f"M{c.n_lines} = {c.m20:.0f}" for c in leading)
+        return [tuple(float(v) for v in c.cell) for c in leading], f"no cell given; indexed: {text}"
+
+    def _candidates(self, posterior: EGPosterior, cell: Sequence[float]) -> list[int]:
+        """Candidate EGs for one cell (module docstring, step 3)."""
+        cfg = self.config
+        probs = _restrict_to_cell(posterior.probs, cell, cfg.metric_family_only)
+        cands = dag_candidates(probs, k=cfg.top_k, radius=cfg.dag_radius, cap=cfg.max_candidates)
+        if posterior.top(1)[0][1] < cfg.sweep_below:
+            cands += [eg for eg in _family_sweep(cell) if eg not in cands]
+        return cands
 
     # ------------------------------------------------------------------ decisions
 
@@ -351,23 +373,40 @@ class Agent:
         return Assessment(verdict, ranked, (), tuple(reasons), count_time, None, posterior.model_id,
                           False, snr)
 
-    def _refined(self, pattern: Pattern, cell: Sequence[float], posterior: EGPosterior,
-                 cands: list[int], snr: float, count_time: float | None) -> Assessment:
+    def _refined(self, pattern: Pattern, cells: Sequence[Sequence[float]], posterior: EGPosterior,
+                 snr: float, count_time: float | None) -> Assessment:
         from ratagent.refinement import rank
 
         cfg = self.config
-        rr = rank(pattern, cell, cands, self.instrument, count_time_s=count_time,
-                  snr_threshold=cfg.separation_snr, min_delta_bic=cfg.min_delta_bic)
-        ranked = tuple(
-            Candidate(rc.eg, extinction_group(rc.eg).symbol, posterior.prob(rc.eg),
-                      rc.evidence.weight, rc.evidence.delta_bic, rc.result.rwp, rc.result.chi2_reduced)
-            for rc in rr.candidates
-        )
-        reasons = [f"Pawley-ranked {len(ranked)} candidate EGs"]
+        runs = []
+        notes = []
+        for i, cell in enumerate(cells):
+            try:
+                rr = rank(pattern, cell, self._candidates(posterior, cell), self.instrument,
+                          count_time_s=count_time, snr_threshold=cfg.separation_snr,
+                          min_delta_bic=cfg.min_delta_bic)
+            except ValueError as exc:
+                if len(cells) == 1:
+                    raise
+                notes.append(f"indexed cell {i + 1} not refined: {exc}")
+                continue
+            runs.append((tuple(cell), rr))
+        if not runs:
+            raise ValueError("no indexed cell could be refined: " + "; ".join(notes))
+        cell, rr, ranked, other = _across_cells(runs, posterior, cfg.min_delta_bic)
+        reasons = [f"Pawley-ranked {len(rr.candidates)} candidate EGs"]
+        if len(runs) > 1:
+            reasons = [f"Pawley-ranked candidate EGs in {len(runs)} indexed cells; cell {_fmt_cell(cell)} "
+                       "fits best"]
+            reasons += other
+        reasons += notes
         reasons += [f"EG {eg} not fitted: {why}" for eg, why in rr.skipped]
         best = rr.best
         indist = tuple(int(e) for e in rr.indistinguishable)
-        meta = {"skipped": [int(eg) for eg, _ in rr.skipped]}
+        indist += tuple(c.eg for c in ranked[len(rr.candidates):]
+                        if c.delta_bic is not None and c.delta_bic < cfg.min_delta_bic and c.eg not in indist)
+        meta = {"skipped": [int(eg) for eg, _ in rr.skipped], "cell": list(cell),
+                "cells_refined": [list(c) for c, _ in runs]}
         if best.result.chi2_reduced > cfg.max_chi2_reduced:
             reasons.append(
                 f"no candidate fits: best EG {best.eg} has χ²_ν = {best.result.chi2_reduced:.2f} > "
@@ -397,6 +436,59 @@ class Agent:
                            "candidate is excluded by the data")
         return Assessment("accept", ranked, indist, tuple(reasons), count_time, None,
                           posterior.model_id, True, snr, meta=meta)
+
+
+def _across_cells(runs, posterior: EGPosterior, min_delta_bic: float):
+    """The cell whose best Pawley fit wins, its ranking, and every candidate in one list.
+
+    ``runs``: (cell, RankResult) per refined cell, the indexing's best first. All fits are
+    of the same pattern, so their criteria compare across cells as within one
+    (:mod:`ratagent.refinement.ranking`, step 3): B = χ²/ĉ + p ln n with ĉ = max(1, the
+    smallest χ²_ν of the leaders). Another cell wins only when its best B is lower than
+    the first cell's by at least ``min_delta_bic``. The winning cell's candidates come
+    first, as that ranking orders them; then the other
+    cells' EGs not already listed, by B, with ΔB from the winner's best and no Pawley
+    weight (weights are normalised within one cell's candidates).
+
+    Returns ``(cell, rank result, candidates, reasons)``.
+    """
+    c_hat = max(1.0, min(rr.best.result.chi2_reduced for _, rr in runs))
+
+    def crit(res) -> float:
+        return res.chi2 / c_hat + res.n_params * math.log(res.n_obs)
+
+    # the indexing's best cell stays unless another one's best fit is decisively better
+    b = [crit(rr.best.result) for _, rr in runs]
+    win = min(range(len(runs)), key=lambda i: b[i])
+    if b[0] - b[win] < min_delta_bic:
+        win = 0
+    cell, rr = runs[win]
+    b_min = crit(rr.best.result)
+    ranked = [
+        Candidate(rc.eg, extinction_group(rc.eg).symbol, posterior.prob(rc.eg),
+                  rc.evidence.weight, rc.evidence.delta_bic, rc.result.rwp, rc.result.chi2_reduced)
+        for rc in rr.candidates
+    ]
+    seen = {c.eg for c in ranked}
+    others = sorted(((crit(rc.result), rc) for i, (_, r) in enumerate(runs) if i != win
+                     for rc in r.candidates), key=lambda t: t[0])
+    for b, rc in others:
+        if rc.eg not in seen:
+            seen.add(rc.eg)
+            ranked.append(Candidate(rc.eg, extinction_group(rc.eg).symbol, posterior.prob(rc.eg), None,
+                                    b - b_min, rc.result.rwp, rc.result.chi2_reduced))
+    reasons = []
+    for i, (c, r) in enumerate(runs):
+        if i != win:
+            d = crit(r.best.result) - b_min
+            tell = "cannot tell the cells apart" if d < min_delta_bic else "exclude it"
+            reasons.append(f"cell {_fmt_cell(c)}: best EG {r.best.eg}, "
+                           f"ΔB = {d:.1f}; the data {tell}")
+    return cell, rr, tuple(ranked), reasons
+
+
+def _fmt_cell(cell: Sequence[float]) -> str:
+    return "(" + ", ".join(f"{float(v):.4g}" for v in cell) + ")"
 
 
 def _cell_mask(cell: Sequence[float]) -> np.ndarray:

@@ -83,12 +83,14 @@ def _refine_files(args: argparse.Namespace, classifier) -> int:
                 "verdict": a.verdict,
                 "refined": a.refined,
                 "cell": args.cell or a.meta.get("cell_from_indexing"),
+                "cells_refined": a.meta.get("cells_refined"),
                 "candidates": [
                     {
                         "eg": c.eg,
                         "symbol": c.symbol,
                         "posterior": c.probability,
                         "pawley_weight": c.pawley_weight,
+                        "delta_bic": c.delta_bic,
                         "rwp": c.rwp,
                     }
                     for c in a.candidates[: args.top]

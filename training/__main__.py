@@ -209,7 +209,7 @@ def _pipeline(args: argparse.Namespace) -> int:
     import numpy as np
     from tqdm import tqdm
 
-    from ratagent.agent import Agent
+    from ratagent.agent import Agent, AgentConfig
     from ratagent.instrument import Instrument
     from ratagent.model.inference import load
     from training.evaluate import load_dev_set
@@ -220,7 +220,8 @@ def _pipeline(args: argparse.Namespace) -> int:
         step = max(1, len(patterns) // args.limit)
         patterns, eg = patterns[::step][: args.limit], eg[::step][: args.limit]
     clf = load(args.checkpoint)
-    agent = Agent(clf, instrument=Instrument())  # RRUFF: Cu Kα1/Kα2 laboratory patterns
+    config = AgentConfig() if args.index_cells is None else AgentConfig(index_cells=args.index_cells)
+    agent = Agent(clf, config, instrument=Instrument())  # RRUFF: Cu Kα1/Kα2 laboratory patterns
     nn_top, pipe_top, refined, cases = [], [], 0, []
     for i, pattern in enumerate(tqdm(patterns, desc="pipeline")):
         a = agent.assess_safely(pattern, count_time=None)
@@ -239,6 +240,7 @@ def _pipeline(args: argparse.Namespace) -> int:
                 "verdict": a.verdict,
                 "refined": bool(a.refined),
                 "cell": cell,
+                "cells_refined": a.meta.get("cells_refined"),
                 "reasons": list(a.reasons),
             }
         )
@@ -328,6 +330,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0, help="seed of the synthetic conditions")
     p.add_argument("--pipeline", action="store_true", help="NN alone vs NN + indexing + Pawley (slow)")
     p.add_argument("--limit", type=int, default=0, help="with --pipeline: evenly spaced subset of N patterns")
+    p.add_argument(
+        "--index-cells", type=int, default=None,
+        help="with --pipeline: most indexed cells refined per pattern (default: AgentConfig's)",
+    )
     p.set_defaults(func=_evaluate)
     p = sub.add_parser("finetune", help="retrain a checkpoint on measured, labelled patterns")
     p.add_argument("source", help=".npz file or directory with labels.csv (never rruff_dev.npz)")

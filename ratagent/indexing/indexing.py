@@ -5,7 +5,9 @@ Algorithm
 1. Take the first ``n_lines`` (default 20) lines, q = 1/d² = 4 sin²θ / λ². Lines weaker
    than ``weak_fraction`` (5 %) of the strongest are *weak*: a few per cent of an
    impurity phase gives such lines, so trial cells are built and screened from the
-   strong lines only, and unindexed weak lines are tolerated.
+   strong lines only, and unindexed weak lines are tolerated. When a lattice system has
+   fewer strong lines than it needs (one line dominates, or a small cell has few), the
+   strongest weak lines are promoted (:func:`_weak_lines`).
 2. For each lattice system from cubic down to monoclinic, solve trial cells from
    low-index assignments of the first strong lines and keep those that index nearly all
    of the first 12 strong lines (:mod:`ratagent.indexing.trials`; trial and error as in
@@ -60,6 +62,8 @@ log = logging.getLogger(__name__)
 SEARCH_ORDER = ("cubic", "tetragonal", "hexagonal", "orthorhombic", "monoclinic")
 #: Lattice points per conventional cell of each centring.
 _CENTRING_POINTS = {"P": 1, "A": 2, "B": 2, "C": 2, "I": 2, "F": 4, "R": 3}
+#: Strong lines the trials are screened on.
+_SCREEN_LINES = 12
 #: Trials kept by the screen on the strong lines and re-ranked on all lines.
 _DEEP_SCREEN = 1500
 #: Ranking weight per symmetry level (see :func:`_score`).
@@ -94,6 +98,33 @@ class IndexingResult:
 
     def top(self, k: int = 3) -> tuple[CandidateCell, ...]:
         return self.candidates[:k]
+
+    def passes(self, cell: CandidateCell) -> bool:
+        """Whether ``cell`` would convince were it ranked first (:func:`_m20_needed`)."""
+        return cell.n_unindexed_strong <= self.max_unindexed and cell.m20 >= _m20_needed(cell, self.min_m20)
+
+    def leading(self, k: int = 2) -> tuple[CandidateCell, ...]:
+        """The best cell, then the best cell of each higher-symmetry system that convinces too.
+
+        At most ``k`` cells; empty when the best cell does not convince. A cell of the
+        wrong lattice system convinces often enough on measured patterns
+        (``benchmarks/indexing_accuracy.py --rruff``) that the Pawley fits should see a
+        runner-up of higher symmetry that passes the same threshold: its fits have fewer
+        free intensities, so it wins only where the data support it. Lower-symmetry
+        runners-up and other cells of a system already taken are left out: free
+        intensities favour them whatever the data (a monoclinic description of an
+        orthorhombic lattice, a supercell), so the figures of merit decide there.
+        """
+        if not self.convincing or k < 1:
+            return ()
+        taken = [self.candidates[0]]
+        ranks = {_SYMMETRY_RANK[taken[0].crystal_system]}
+        for c in self.candidates[1:]:
+            rank = _SYMMETRY_RANK[c.crystal_system]
+            if len(taken) < k and rank > min(ranks) and rank not in ranks and self.passes(c):
+                taken.append(c)
+                ranks.add(rank)
+        return tuple(taken)
 
     def __str__(self) -> str:
         lines = [self.message] + [f"  {i + 1}. {c.describe()}" for i, c in enumerate(self.candidates[:5])]
@@ -131,6 +162,25 @@ def _lines(
     tth, inten = tth[order], inten[order]
     top = inten.max() if len(inten) and inten.max() > 0 else 1.0
     return tth, inten / top, float(wavelength)
+
+
+def _weak_lines(rel: np.ndarray, weak_fraction: float, need: int, few: bool) -> np.ndarray:
+    """Which lines are weak, for a lattice system that needs ``need`` strong lines.
+
+    Lines below ``weak_fraction`` of the strongest are weak. When fewer than ``need``
+    lines are strong (one line dominates the pattern, or a small cell has few lines),
+    trials cannot be built from the strong ones, and the strongest weak lines join them:
+    up to the 12 of the screen; with ``few`` lines in all (a small cell), up to ``need``
+    and every line above a fifth of ``weak_fraction``. The weakest lines (an impurity's,
+    most likely) stay weak and may remain unindexed.
+    """
+    weak = rel < weak_fraction
+    if np.count_nonzero(~weak) < need:
+        k = min(len(rel), need if few else max(need, _SCREEN_LINES))
+        weak = rel < np.sort(rel)[-k] if k else weak
+        if few:  # only lines far below the weak ones (< 1 %) may stay out
+            weak &= rel < weak_fraction / 5
+    return weak
 
 
 def _score(c: CandidateCell) -> float:
@@ -320,23 +370,21 @@ def index(
             time.perf_counter() - t0,
             f"no convincing cell: only {len(tth)} lines (at least {fewest} needed)",
         )
-    weak = rel < weak_fraction
-    if np.count_nonzero(~weak) < fewest:  # too few strong lines to build and screen trials on
-        weak[:] = False
-    q_strong = q_of_two_theta(tth[~weak], wl)
-    n_screen = min(len(q_strong), 12)
-    q_screen = q_strong[:n_screen]
-    tol_q = dq_dtth(tth[~weak][:n_screen], wl) * screen_tolerance_deg
-    # few lines (a small cell of high symmetry): every one must be indexed
-    max_missing = min(max_unindexed, max(1, (n_screen - 6) // 2)) if n_screen >= 6 else 0
     q_all = q_of_two_theta(tth, wl)
     tol_all_lines = dq_dtth(tth, wl) * screen_tolerance_deg
-    n_weak = int(np.count_nonzero(weak))
-    more_lines = len(tth) > n_screen  # lines beyond those of the first screen
     found: list[CandidateCell] = []
     for name in systems:
+        weak = _weak_lines(rel, weak_fraction, min_lines(name), few=len(tth) <= 2 * fewest)
+        q_strong = q_of_two_theta(tth[~weak], wl)
         if len(q_strong) < min_lines(name):
             continue
+        n_screen = min(len(q_strong), _SCREEN_LINES)
+        q_screen = q_strong[:n_screen]
+        tol_q = dq_dtth(tth[~weak][:n_screen], wl) * screen_tolerance_deg
+        # few lines (a small cell of high symmetry): every one must be indexed
+        max_missing = min(max_unindexed, max(1, (n_screen - 6) // 2)) if n_screen >= 6 else 0
+        n_weak = int(np.count_nonzero(weak))
+        more_lines = len(tth) > n_screen  # lines beyond those of the first screen
         # Only the slow monoclinic search is skipped on a good higher-symmetry cell: a
         # wrong cell of one system can index the strong lines well enough to stop the
         # search before the right system, but is then outranked by the right cell.

@@ -84,7 +84,7 @@ SYSTEMS: dict[str, LatticeSystem] = {
         3,
         True,
         4,
-        6,
+        8,
         ("P", "C", "A", "I"),
     ),
 }

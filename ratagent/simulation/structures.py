@@ -14,7 +14,9 @@ Random structures (:func:`random_crystal`)
    p = (1/n) Σₖ g'ᵏ(x) with g' = (R, t − w).
 3. Expand each site's orbit with gemmi's operations, modulo lattice translations.
 4. Scale the cell to ``volume_per_atom`` × number of atoms and reject sites that
-   bring two atoms closer than ``min_distance`` Å; no cell edge is shorter than that.
+   bring two atoms closer than ``min_distance`` Å; finally enlarge the cell until no two
+   atoms, lattice images included, are closer than that (one atom's orbit may repeat on
+   a finer lattice, e.g. x = 0 on a 2₁ axis).
 """
 
 from __future__ import annotations
@@ -193,6 +195,23 @@ def _min_distance(frac: np.ndarray, new: np.ndarray, cell: np.ndarray) -> float:
     return float(dist.min()) if dist.size else np.inf
 
 
+def shortest_distance(frac: np.ndarray, cell: np.ndarray) -> float:
+    """Shortest distance (Å) between two atoms of a periodic structure, lattice images included.
+
+    Every pair (an atom with itself too) at every translation within ±1 cell along each
+    axis, so exact for cells whose reduced angles are not far from 90°; used to scale
+    random cells, where that holds.
+    """
+    frac = np.asarray(frac, dtype=float)
+    shifts = np.array(np.meshgrid([-1, 0, 1], [-1, 0, 1], [-1, 0, 1], indexing="ij")).reshape(3, -1).T
+    diff = (frac[:, None, :] - frac[None, :, :]) % 1.0  # (n, n, 3) in [0, 1)
+    vec = diff[:, :, None, :] + shifts[None, None, :, :]  # (n, n, 27, 3)
+    chol = np.linalg.cholesky(lattice.metric_tensor(cell))
+    dist = np.linalg.norm(vec @ chol, axis=-1)
+    dist[dist < 1e-9] = np.inf  # an atom at zero translation from itself
+    return float(dist.min())
+
+
 def random_crystal(
     sg_number: int,
     rng: np.random.Generator,
@@ -257,8 +276,9 @@ def random_crystal(
         frac, els = pts, [palette[0]] * len(pts)
     cell = shape.copy()
     cell[:3] *= (v_atom * len(els)) ** (1.0 / 3.0)
-    # An atom's own lattice translations are atoms too: no axis shorter than min_distance.
-    cell[:3] *= max(1.0, min_distance / float(cell[:3].min()))
+    # An atom's own lattice translations are atoms too, and the fallback above is not
+    # checked: enlarge the cell until no two atoms (images included) are too close.
+    cell[:3] *= max(1.0, min_distance / shortest_distance(frac, cell))
     if not math.isfinite(cell[0]):
         raise ValueError(f"could not build a cell for space group {sg_number}")
     return Crystal(

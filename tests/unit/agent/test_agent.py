@@ -164,6 +164,56 @@ def test_without_a_cell_the_agent_indexes_and_refines(agent):
     assert a.best.eg == 94 and a.verdict == "accept", a.summary()
 
 
+@pytest.mark.slow
+def test_of_several_indexed_cells_the_pawley_fits_choose(agent, monkeypatch):
+    """Given a wrong tetragonal cell before the right cubic one, the agent refines both and
+    keeps the cell whose best fit has the lower criterion; the tetragonal EGs follow the
+    cubic ones with their ΔB, and the reasons say the data exclude the wrong cell."""
+    wrong, right = (5.64, 5.64, 6.1, 90.0, 90.0, 90.0), (5.6402, 5.6402, 5.6402, 90.0, 90.0, 90.0)
+    monkeypatch.setattr(Agent, "_index", lambda self, pattern: ([wrong, right], "indexed: two cells"))
+    a = agent.assess(_halite(1e4), count_time=1.0)
+    assert a.meta["cell"] == pytest.approx(list(right)), a.summary()
+    assert a.meta["cells_refined"] == [list(wrong), list(right)]
+    assert a.best.eg == 94 and a.verdict == "accept", a.summary()
+    from ratagent.crystallography import extinction_group
+
+    families = [extinction_group(c.eg).lattice_family for c in a.candidates]
+    n_cubic = families.count(families[0])
+    assert n_cubic < len(families) and set(families[n_cubic:]) != {families[0]}, families
+    assert all(c.delta_bic > 10 and c.pawley_weight is None for c in a.candidates[n_cubic:])
+    assert any(r.startswith("cell (5.64, 5.64, 6.1,") and "exclude it" in r for r in a.reasons), a.reasons
+
+
+def _run(chi2_by_eg: dict[int, float], n_params: int = 20, n_obs: int = 4000):
+    """A stand-in RankResult: candidates with the given χ² (best first), as rank() orders them."""
+    from types import SimpleNamespace as NS
+
+    cands = [
+        NS(eg=eg, evidence=NS(weight=None, delta_bic=chi2 - min(chi2_by_eg.values())),
+           result=NS(chi2=chi2, n_params=n_params, n_obs=n_obs, chi2_reduced=chi2 / n_obs, rwp=0.1))
+        for eg, chi2 in sorted(chi2_by_eg.items(), key=lambda t: t[1])
+    ]
+    return NS(candidates=tuple(cands), best=cands[0])
+
+
+def test_across_cells_keeps_the_indexing_best_cell_unless_another_is_decisively_better():
+    from ratagent.agent import _across_cells
+
+    class Flat:
+        def prob(self, eg):
+            return 1 / 99
+
+    first, second = (5.0,) * 3 + (90.0,) * 3, (5.0, 5.0, 7.0, 90.0, 90.0, 90.0)
+    tie = [(first, _run({94: 4000.0, 86: 4100.0})), (second, _run({70: 3995.0}))]
+    cell, _, ranked, reasons = _across_cells(tie, Flat(), min_delta_bic=10.0)
+    assert cell == first and [c.eg for c in ranked] == [94, 86, 70]
+    assert ranked[2].delta_bic == pytest.approx(-5.0) and "cannot tell the cells apart" in reasons[0]
+    clear = [(first, _run({94: 4000.0})), (second, _run({70: 3900.0, 94: 3950.0}))]
+    cell, _, ranked, reasons = _across_cells(clear, Flat(), min_delta_bic=10.0)
+    assert cell == second and [c.eg for c in ranked] == [70, 94]  # EG 94 once, from the winner
+    assert "ΔB = 100.0; the data exclude it" in reasons[0]
+
+
 def test_indexing_can_be_switched_off(tmp_path):
     off = tiny_agent(tmp_path, index_when_no_cell=False)
     a = off.assess(_halite(1e4), count_time=1.0)

@@ -67,6 +67,29 @@ def test_random_lines_give_no_convincing_cell():
     assert not result.convincing
     assert result.best is None
     assert result.message.startswith("no convincing cell")
+    assert result.leading(3) == ()
+
+
+def test_leading_cells_each_pass_the_threshold_of_the_best():
+    """Aragonite's lines with a zero shift and an impurity line: the best cell leads;
+    every further cell offered to the agent is the best of a higher-symmetry lattice
+    system and passes the same M20 and unindexed-line test on its own."""
+    cell, sg, _ = MINERALS["aragonite"]
+    lines = lines_from_cell(cell, sg, CU_KA1_ANGSTROM)
+    tth = perturb_lines(lines, np.random.default_rng(2), zero_shift_deg=0.02, n_impurity=1)
+    result = index(tth, wavelength=CU_KA1_ANGSTROM)
+    leading = result.leading(5)
+    assert leading[0] is result.best
+    assert all(result.passes(c) for c in leading)
+    order = ["monoclinic", "orthorhombic", "tetragonal", "hexagonal", "cubic"]
+    level = [order.index({"trigonal": "hexagonal"}.get(c.crystal_system, c.crystal_system)) for c in leading]
+    assert all(lv > level[0] for lv in level[1:]) and len(set(level)) == len(level), level
+    for lead in leading[1:]:  # each is the best passing cell of its system
+        same = [c for c in result.candidates if result.passes(c) and c.crystal_system == lead.crystal_system]
+        assert same[0] is lead
+    higher = [c for c in result.candidates if order.index(c.crystal_system) > level[0] and result.passes(c)]
+    assert len(leading) == 1 + len({c.crystal_system for c in higher}), [c.describe() for c in higher]
+    assert len(result.leading(1)) == 1
 
 
 def test_too_few_lines_decline():
@@ -210,3 +233,22 @@ def test_zone_trials_take_the_third_axis_from_weak_lines():
     tol = 1e-4 * np.ones(len(strong))
     assert not found(monoclinic_zone_trials(strong, tol))  # a and β are not in the strong lines
     assert found(monoclinic_zone_trials(strong, tol, axis_lines=all_lines))
+
+
+def test_one_dominant_line_and_weaker_impurity_lines_among_the_first():
+    """Aragonite's lines with the first one dominant: the next two at 30 %, every other
+    line of the phase at 2–4 %, and two impurity lines at 0.3–1 % among the first seven.
+    Fewer than six lines reach 5 %, so the 12 strongest serve as the strong lines; the
+    impurity lines are the weakest and may stay unindexed. (Before, every line counted
+    as strong, and the first screen, which lets one of the first seven lines go, lost
+    the cell.)"""
+    cell, sg, _ = MINERALS["aragonite"]
+    lines = lines_from_cell(cell, sg, CU_KA1_ANGSTROM)[:18]
+    inten = np.random.default_rng(3).uniform(0.02, 0.04, len(lines))
+    inten[:3] = (1.0, 0.3, 0.3)
+    between = (lines[1] + lines[2]) / 2, (lines[4] + lines[5]) / 2
+    inten = np.append(inten, [0.01, 0.003])
+    peaks = PeakList.from_positions(np.append(lines, between), CU_KA1_ANGSTROM, inten)
+    result = index(peaks)
+    assert result.convincing, str(result)
+    assert _found(result, cell, sg, k=1) == [True], str(result)

@@ -52,12 +52,15 @@ def test_random_crystals_are_invariant_under_gemmi_ops(one_per_group):
 
 
 def test_random_crystals_are_plausible(one_per_group):
+    from ratagent.simulation.structures import shortest_distance
+
     crystals, _ = one_per_group
     special = 0
     for c in crystals:
         v = cell_volume(c.cell)
-        assert 9.9 <= v / len(c) <= 22.1 or min(c.cell[:3]) == pytest.approx(1.6)
-        assert min(c.cell[:3]) >= 1.6 - 1e-9
+        closest = shortest_distance(c.frac, c.cell)
+        assert 9.9 <= v / len(c) <= 22.1 or closest == pytest.approx(1.6)
+        assert closest >= 1.6 - 1e-9, (c.sg_number, c.cell, len(c))
         sg = gemmi.find_spacegroup_by_number(c.sg_number)
         special += len(c) % len(sg.operations()) != 0  # some orbit shorter than general
         uc = gemmi.UnitCell(*c.cell)
@@ -232,6 +235,37 @@ def test_crystal_system_from_gemmi():
 def test_bad_input_raises_value_error_naming_it(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+def test_no_random_crystal_has_atoms_closer_than_min_distance_images_included():
+    """One atom at the inversion centre (0, 0, 0) of P 1 21/m 1 repeats at (0, ½, 0)
+    through the 2₁ screw: its orbit alone lies on a lattice twice as fine along b. Before
+    the final check, such a cell with b = 2.34 Å (so C–C = 1.17 Å) passed, because only
+    the cell edges were checked."""
+    from ratagent.simulation.structures import shortest_distance
+
+    frac = np.array([[0.0, 0.0, 0.0], [0.0, 0.5, 0.0]])
+    cell = np.array([5.065, 2.343, 3.704, 90.0, 95.9, 90.0])
+    assert shortest_distance(frac, cell) == pytest.approx(2.343 / 2)
+    # against the brute-force distance over a 5 × 5 × 5 block of images
+    rng = np.random.default_rng(4)
+    for _ in range(20):
+        c = np.array([*rng.uniform(2, 6, 3), 90.0, rng.uniform(90, 115), 90.0])
+        f = rng.random((3, 3))
+        m = gemmi.UnitCell(*c)
+        shifts = [np.array(t) - 2 for t in np.ndindex(5, 5, 5)]
+        brute = min(
+            m.orthogonalize(gemmi.Fractional(*(f[i] - f[j] + t))).length()
+            for i in range(3)
+            for j in range(3)
+            for t in shifts
+            if i != j or t.any()
+        )
+        assert shortest_distance(f, c) == pytest.approx(brute, rel=1e-9)
+    for sg in (11, 131, 25, 221):
+        for seed in range(30):
+            cr = random_crystal(sg, np.random.default_rng(seed))
+            assert shortest_distance(cr.frac, cr.cell) >= 1.6 - 1e-9, (sg, seed)
 
 
 def test_min_distance_in_a_hexagonal_cell_matches_cartesian_geometry():
