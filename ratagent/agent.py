@@ -280,17 +280,18 @@ class Agent:
         cells: list[tuple[float, ...]] = [] if cell is None else [tuple(float(v) for v in cell)]
         if cell is None and cfg.index_when_no_cell and snr >= cfg.min_peak_snr:
             cells, indexed_note = self._index(pattern)
-        if cells:
-            cands = self._candidates(posterior, cells[0])
-        else:
-            cands = dag_candidates(posterior.probs, k=cfg.top_k, radius=cfg.dag_radius,
-                                   cap=cfg.max_candidates)
-        if snr < cfg.min_peak_snr:
-            out = self._weak_frame(posterior, cands, snr, count_time)
-        elif not cells:
-            out = self._posterior_only(posterior, cands, snr, count_time)
-        else:
+        if cells and snr >= cfg.min_peak_snr:
             out = self._refined(pattern, cells, posterior, snr, count_time)
+        else:
+            if cells:
+                cands = self._candidates(posterior, cells[0])
+            else:
+                cands = dag_candidates(posterior.probs, k=cfg.top_k, radius=cfg.dag_radius,
+                                       cap=cfg.max_candidates)
+            if snr < cfg.min_peak_snr:
+                out = self._weak_frame(posterior, cands, snr, count_time)
+            else:
+                out = self._posterior_only(posterior, cands, snr, count_time)
         if indexed_note is not None:
             from dataclasses import replace
 
@@ -446,9 +447,9 @@ def _across_cells(runs, posterior: EGPosterior, min_delta_bic: float):
     (:mod:`ratagent.refinement.ranking`, step 3): B = χ²/ĉ + p ln n with ĉ = max(1, the
     smallest χ²_ν of the leaders). Another cell wins only when its best B is lower than
     the first cell's by at least ``min_delta_bic``. The winning cell's candidates come
-    first, as that ranking orders them; then the other
-    cells' EGs not already listed, by B, with ΔB from the winner's best and no Pawley
-    weight (weights are normalised within one cell's candidates).
+    first, as that ranking orders them; then the other cells' EGs not already listed, by
+    B, with ΔB from the winner's best and no Pawley weight (weights are normalised within
+    one cell's candidates).
 
     Returns ``(cell, rank result, candidates, reasons)``.
     """
@@ -458,12 +459,12 @@ def _across_cells(runs, posterior: EGPosterior, min_delta_bic: float):
         return res.chi2 / c_hat + res.n_params * math.log(res.n_obs)
 
     # the indexing's best cell stays unless another one's best fit is decisively better
-    b = [crit(rr.best.result) for _, rr in runs]
-    win = min(range(len(runs)), key=lambda i: b[i])
-    if b[0] - b[win] < min_delta_bic:
+    best_b = [crit(r.best.result) for _, r in runs]
+    win = min(range(len(runs)), key=lambda i: best_b[i])
+    if best_b[0] - best_b[win] < min_delta_bic:
         win = 0
     cell, rr = runs[win]
-    b_min = crit(rr.best.result)
+    b_min = best_b[win]
     ranked = [
         Candidate(rc.eg, extinction_group(rc.eg).symbol, posterior.prob(rc.eg),
                   rc.evidence.weight, rc.evidence.delta_bic, rc.result.rwp, rc.result.chi2_reduced)
@@ -480,7 +481,7 @@ def _across_cells(runs, posterior: EGPosterior, min_delta_bic: float):
     reasons = []
     for i, (c, r) in enumerate(runs):
         if i != win:
-            d = crit(r.best.result) - b_min
+            d = best_b[i] - b_min
             tell = "cannot tell the cells apart" if d < min_delta_bic else "exclude it"
             reasons.append(f"cell {_fmt_cell(c)}: best EG {r.best.eg}, "
                            f"ΔB = {d:.1f}; the data {tell}")
