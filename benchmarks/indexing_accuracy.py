@@ -79,6 +79,8 @@ _LATTICE_OK = {
     "monoclinic": {"monoclinic"},
     "triclinic": set(),
 }
+#: Lattice system of a crystal system (the atoms obey at least their nominal group, so
+#: the lattice found by spglib is never triclinic here).
 _LATTICE_SYSTEM = {
     "cubic": "cubic",
     "tetragonal": "tetragonal",
@@ -86,7 +88,6 @@ _LATTICE_SYSTEM = {
     "trigonal": "hexagonal",
     "orthorhombic": "orthorhombic",
     "monoclinic": "monoclinic",
-    "triclinic": "monoclinic",
 }
 _POINTS = {"P": 1, "A": 2, "B": 2, "C": 2, "I": 2, "F": 4, "R": 3}
 _DEFAULT_RRUFF = Path("/work/shared/data/rruff_dev.npz")
