@@ -40,8 +40,8 @@ Algorithm (:meth:`Agent.assess`, DESIGN.md "The loop, per frame")
      the set the data cannot tell apart.
    * without a cell: the pattern is indexed first (:func:`ratagent.indexing.index` on
      :func:`ratagent.indexing.find_peaks`; ``index_when_no_cell``). The best cell, and
-     the best cell of each other lattice system that also passes the indexing's
-     convincing test, at most ``index_cells`` in all
+     the best cell of each higher-symmetry lattice system that also passes the
+     indexing's convincing test, at most ``index_cells`` in all
      (:meth:`ratagent.indexing.IndexingResult.leading`), each get their own candidates
      (step 3) and Pawley ranking (step 4). The cell whose best fit has the lowest
      criterion B = χ²/ĉ + p ln n wins (ĉ = max(1, the smallest χ²_ν of the cells'
@@ -107,7 +107,7 @@ class AgentConfig:
     min_count_time_factor: float = 1.5  # a re-measurement counts at least this × longer
     max_count_time_s: float = 60.0  # cap of any suggested count time, s
     index_when_no_cell: bool = True  # without a cell, find one by autoindexing before refining
-    index_cells: int = 2  # most indexed cells (each convincing on its own) whose candidates are refined
+    index_cells: int = 2  # most indexed cells refined: the best, then convincing higher-symmetry ones
     # with a cell, candidates only from the highest-symmetry lattice family its metric admits
     metric_family_only: bool = True
 

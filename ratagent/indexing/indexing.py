@@ -177,7 +177,7 @@ def _weak_lines(rel: np.ndarray, weak_fraction: float, need: int, few: bool) -> 
     weak = rel < weak_fraction
     if np.count_nonzero(~weak) < need:
         k = min(len(rel), need if few else max(need, _SCREEN_LINES))
-        weak = rel < np.sort(rel)[-k] if k else weak
+        weak = rel < np.sort(rel)[-k]  # k ≥ 1: index() declines patterns with too few lines
         if few:  # only lines far below the weak ones (< 1 %) may stay out
             weak &= rel < weak_fraction / 5
     return weak

@@ -16,7 +16,7 @@ Random structures (:func:`random_crystal`)
 4. Scale the cell to ``volume_per_atom`` × number of atoms and reject sites that
    bring two atoms closer than ``min_distance`` Å; finally enlarge the cell until no two
    atoms, lattice images included, are closer than that (one atom's orbit may repeat on
-   a finer lattice, e.g. x = 0 on a 2₁ axis).
+   a finer lattice, e.g. an inversion centre of P2₁/m and its 2₁ image at (0, ½, 0)).
 """
 
 from __future__ import annotations
