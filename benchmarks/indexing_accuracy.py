@@ -12,23 +12,35 @@ system, hexagonal and trigonal together) rendered by
   of 2–20 % of it,
 * a 3 % impurity: another random structure of any space group.
 
-The true cell is the lattice the atoms really have (:func:`actual_lattice`, spglib at
-10⁻³ Å): a random structure whose atoms all sit on special positions may repeat on a
-finer lattice, or be centred, where its nominal space group is not; then every
-reflection of the nominal cell beyond that lattice has F = 0 exactly. ``finer`` counts
-those cases. A case is a hit when a cell among the first three candidates is the true
-lattice (up to equivalence: :func:`ratagent.indexing.same_lattice`, 0.1 % on d); it is
-declined when indexing finds no convincing cell. Prints, per system, cases, top-3 hits,
-top-1 hits, top-3 hits on the conventional cell whatever its centring (``axes``: the
-indexing reports the true axes with the centring the lines show, and the agent, which
-takes the axes and tests the centrings as extinction groups, uses the right cell), top-3
-hits counting a subcell of the true lattice that indexes every observed line of the phase
-(``+subcell``: random structures with atoms near special positions often nearly repeat
-on a finer lattice, and their patterns show no line of the true cell beyond the
-subcell's), declined, ``finer``, ``few`` (cases whose phase has fewer visible lines, M
-|F|² LP ≥ 1 % of the strongest, than the lattice system needs, :func:`visible_lines`:
-no method can index them), top-3 hits among the other cases, and seconds per pattern
-(wall and process CPU) of peak search and indexing.
+Two truths are reported.
+
+* The atoms' lattice (:func:`actual_lattice`, spglib at 10⁻³ Å): a random structure whose
+  atoms all sit on special positions may repeat on a finer lattice, or be centred, where
+  its nominal space group is not; then every reflection of the nominal cell beyond that
+  lattice has F = 0 exactly. ``finer`` counts those cases.
+* The pattern's lattice (:func:`visible_lattice`): the finest lattice whose reflections
+  account for every *visible* reflection of the phase (M |F|² LP ≥ 1 % of the strongest,
+  up to its 20th visible line). It differs from the atoms' lattice when every reflection
+  beyond a finer lattice is weaker than 1 % (``pseudo``: atoms near, not on, special
+  positions). A 3 % impurity puts its own lines at 0.3–3 % of the strongest, so no
+  method can tell such lines from the impurity's: the pattern shows the finer lattice.
+
+A case is a hit when a cell among the first three candidates is the true lattice (up to
+equivalence: :func:`ratagent.indexing.same_lattice`, 0.1 % on d); it is declined when
+indexing finds no convincing cell. Prints, per system, cases; top-3 and top-1 hits on the
+atoms' lattice (``top-3``, ``top-1``) and on the pattern's (``pattern``, ``p-top-1``);
+top-3 hits on the conventional cell of the atoms' lattice whatever its centring
+(``axes``: the indexing reports the true axes with the centring the lines show, and the
+agent, which takes the axes and tests the centrings as extinction groups, uses the right
+cell); top-3 hits counting a subcell of the atoms' lattice that indexes every observed
+line of the phase (``+subcell``, whatever the intensity of the lines it leaves out);
+declined; ``finer``; ``pseudo``; ``few`` (cases whose phase has fewer visible lines than
+the lattice system needs, :func:`visible_lines`: no method can index them); pattern hits
+among the other cases (``pattern|enough``); and seconds per pattern (wall and process
+CPU) of peak search and indexing. Each miss is printed with its label: ``pattern`` (the
+pattern's lattice found, not the atoms'), ``axes``, ``subcell`` or ``MISS``. ``--jobs N``
+runs the cases in N processes (one thread each); the figures do not depend on it, the
+seconds do.
 
 RRUFF mode (``--rruff``): the 454 measured patterns of ``data/rruff_dev.npz`` (Cu Kα,
 2θ 5–90°, Kα2 present), peak search with the Cu Kα2 line stripped; reports how often the
@@ -37,8 +49,8 @@ on hexagonal axes count as hexagonal lattices; rhombohedral ones as either hexag
 rhombohedral), how often indexing declines, and seconds per pattern. Triclinic patterns
 are counted but cannot be right (triclinic cells are not searched).
 
-    python benchmarks/indexing_accuracy.py [--n 100] [--seed 0] [--systems cubic ...]
-    python benchmarks/indexing_accuracy.py --rruff [--data shared/data/rruff_dev.npz] [--limit N]
+    python benchmarks/indexing_accuracy.py [--n 100] [--seed 0] [--systems cubic ...] [--jobs 2]
+    python benchmarks/indexing_accuracy.py --rruff [--data shared/data/rruff_dev.npz] [--limit N] [--jobs 2]
 """
 
 from __future__ import annotations
@@ -169,6 +181,77 @@ def actual_lattice(crystal, symprec: float = 1e-3) -> tuple[np.ndarray, str, int
     return np.concatenate([lengths, angles]), centring, int(data.number)
 
 
+#: Lines weaker than this fraction of the strongest (M |F|² LP) are not counted as visible.
+_VISIBLE = 0.01
+
+
+def _intensities(rec, inst: Instrument) -> tuple[np.ndarray, np.ndarray]:
+    """2θ (degrees) and M |F|² LP relative to the strongest, of each reflection of ``rec``."""
+    d = np.asarray(rec.d, float)
+    s = np.clip(inst.wavelength / (2 * d), 0, 1)
+    tth = 2 * np.degrees(np.arcsin(s))
+    th = np.radians(tth / 2)
+    lp = (1 + np.cos(2 * th) ** 2) / (np.sin(th) ** 2 * np.cos(th))
+    inten = np.asarray(rec.multiplicity, float) * np.asarray(rec.f2, float) * lp
+    return tth, inten / inten.max()
+
+
+def _integer_row_basis(rows: np.ndarray) -> np.ndarray:
+    """A basis (echelon rows) of the integer span of ``rows`` (n, 3), by Euclid's row reduction."""
+    h = np.array(rows, dtype=np.int64)
+    basis = []
+    for col in range(3):
+        while True:
+            nz = np.nonzero(h[:, col])[0]
+            if len(nz) == 0:
+                break
+            p = nz[np.argmin(np.abs(h[nz, col]))]
+            others = nz[nz != p]
+            if len(others) == 0:
+                basis.append(h[p].copy())
+                h = np.delete(h, p, axis=0)
+                break
+            h[others] -= (h[others, col] // h[p, col])[:, None] * h[p]
+    return np.array(basis, dtype=np.int64).reshape(-1, 3)
+
+
+def visible_lattice(rec, crystal, inst: Instrument, n_lines: int = 20) -> tuple[np.ndarray, int] | None:
+    """The lattice the visible lines define: (primitive cell, index in the nominal lattice).
+
+    Indexing sees lines, not atoms. The reflections of the phase that are *visible* (M |F|²
+    LP ≥ 1 % of the strongest, as in :func:`visible_lines`) up to its ``n_lines``-th
+    visible line (the lines an indexing of the first ~20 lines has) have hkl vectors,
+    symmetry equivalents included, whose integer span is a sublattice of the nominal
+    reciprocal lattice; its dual is the finest real lattice whose reflections account for
+    every visible line. When the span has index k > 1, every reflection outside it is
+    weaker than 1 % (a pseudo-symmetric structure, or F = 0 exactly as in
+    :func:`actual_lattice`), the pattern shows only that finer lattice, and among the lines
+    of a 3 % impurity (0.3–3 % of the strongest) no method can tell such lines from the
+    impurity's. Returns ``None`` when the visible lines span fewer than three dimensions.
+    """
+    tth, rel = _intensities(rec, inst)
+    vis = rel >= _VISIBLE
+    t = np.sort(tth[vis])
+    distinct = t[np.concatenate([[True], np.diff(t) > 0.05])]
+    t_max = distinct[min(n_lines, len(distinct)) - 1] + 1e-6 if len(distinct) else 0.0
+    hkl = np.asarray(rec.hkl, np.int64)[vis & (tth <= t_max)]
+    ops = gemmi.symops_from_hall(crystal.hall)
+    rots = {tuple(map(tuple, op.rot)) for op in ops.sym_ops}
+    equiv = np.concatenate([hkl @ (np.array(r, np.int64) // gemmi.Op.DEN) for r in rots])
+    basis = _integer_row_basis(equiv)
+    if len(basis) < 3:
+        return None
+    k = int(round(abs(np.linalg.det(basis.astype(float)))))
+    orth = np.array(gemmi.UnitCell(*crystal.cell).orth.mat.tolist()).T  # rows a, b, c
+    v = np.linalg.inv(basis.astype(float)).T @ orth  # real basis dual to the span
+    lengths = np.linalg.norm(v, axis=1)
+    angles = [
+        np.degrees(np.arccos(np.dot(v[j], v[m]) / (lengths[j] * lengths[m])))
+        for j, m in ((1, 2), (0, 2), (0, 1))
+    ]
+    return np.concatenate([lengths, angles]), k
+
+
 def _main_phase(peaks, cell: np.ndarray, sg: int, inst: Instrument, n_lines: int = 20) -> np.ndarray:
     """Which of the first ``n_lines`` peaks lie within 0.02° of an allowed line of the phase."""
     tth = np.sort(peaks.two_theta)[:n_lines]
@@ -198,10 +281,6 @@ def _is_subcell(cand, cell: np.ndarray, centring: str, main: np.ndarray) -> bool
     return bool(np.all(near <= 2e-3 * q_cand))
 
 
-#: Lines weaker than this fraction of the strongest (M |F|² LP) are not counted as visible.
-_VISIBLE = 0.01
-
-
 def visible_lines(rec, inst: Instrument, two_theta_max: float = 90.0, merge_deg: float = 0.05) -> int:
     """Distinct 2θ positions of the main phase with M |F|² LP ≥ 1 % of the strongest.
 
@@ -210,13 +289,8 @@ def visible_lines(rec, inst: Instrument, two_theta_max: float = 90.0, merge_deg:
     tetragonal and hexagonal 5, orthorhombic 6, monoclinic 7) cannot be indexed by any
     method, e.g. a 2.2 Å primitive cubic cell has three lines below 90° with Cu Kα.
     """
-    d = np.asarray(rec.d, float)
-    s = np.clip(inst.wavelength / (2 * d), 0, 1)
-    tth = 2 * np.degrees(np.arcsin(s))
-    th = np.radians(tth / 2)
-    lp = (1 + np.cos(2 * th) ** 2) / (np.sin(th) ** 2 * np.cos(th))
-    inten = np.asarray(rec.multiplicity, float) * np.asarray(rec.f2, float) * lp
-    keep = (tth <= two_theta_max) & (inten >= _VISIBLE * inten.max())
+    tth, rel = _intensities(rec, inst)
+    keep = (tth <= two_theta_max) & (rel >= _VISIBLE)
     t = np.sort(tth[keep])
     return int(np.count_nonzero(np.diff(t) > merge_deg) + 1) if len(t) else 0
 
@@ -233,72 +307,154 @@ def _case_line(system: str, i: int, sg: int, cell: np.ndarray, hit: str, res, dt
     return line
 
 
-def simulated(n: int, seed: int, systems: list[str], verbose: bool) -> None:
-    rows: dict[str, list[tuple[bool, bool, bool, bool, bool, float, float, bool]]] = defaultdict(list)
-    for system in systems:
-        for i in range(n):
-            sg, rec, crystal, inst, pat = _case(seed, system, i)
-            cell, centring, sg_actual = actual_lattice(crystal)
-            nominal = cell_volume(rec.cell) / _POINTS[gemmi.find_spacegroup_by_number(sg).centring_type()]
-            finer = cell_volume(cell) / _POINTS[centring] < 0.99 * nominal
-            lattice_system = _LATTICE_SYSTEM[crystal_system(sg_actual)]
-            few = visible_lines(rec, inst) < min_lines(lattice_system)
-            t0, c0 = time.perf_counter(), time.process_time()
-            peaks = find_peaks(pat, instrument=inst)
-            res = index(peaks)
-            dt, dc = time.perf_counter() - t0, time.process_time() - c0
-            hits = [same_lattice(c.cell, cell, 1e-3, c.centring, centring) for c in res.top(3)]
-            axes = any(hits) or any(same_lattice(c.cell, cell, 1e-3, "P", "P") for c in res.top(3))
-            main = _main_phase(peaks, rec.cell, sg, inst)
-            sub = any(hits) or any(_is_subcell(c, cell, centring, main) for c in res.top(3))
-            rows[system].append(
-                (any(hits), bool(hits and hits[0]), axes, sub, not res.convincing, dt, dc, finer, few)
-            )
-            if verbose or not any(hits):
-                hit = "hit" if any(hits) else "axes" if axes else "subcell" if sub else "MISS"
-                print(_case_line(system, i, sg, cell, hit, res, dt, sg_actual), flush=True)
-    print(
-        f"\n{'system':13s} {'cases':>5s} {'top-3':>7s} {'top-1':>7s} {'axes':>7s} {'+subcell':>9s} "
-        f"{'declined':>9s} {'finer':>6s} {'few':>4s} {'top-3|enough':>13s} {'s/pattern':>10s} "
-        f"{'max s':>7s} {'cpu s':>7s}"
+def _run_case(seed: int, system: str, i: int) -> tuple[dict[str, float], str | None]:
+    """One simulated case: its table entries and, for a miss, a line to print."""
+    sg, rec, crystal, inst, pat = _case(seed, system, i)
+    cell, centring, sg_actual = actual_lattice(crystal)
+    nominal = cell_volume(rec.cell) / _POINTS[gemmi.find_spacegroup_by_number(sg).centring_type()]
+    finer = cell_volume(cell) / _POINTS[centring] < 0.99 * nominal
+    vis = visible_lattice(rec, crystal, inst)
+    # the pattern's lattice: the visible lines' when it is finer than the atoms' one
+    pseudo = vis is not None and cell_volume(vis[0]) < 0.99 * cell_volume(cell) / _POINTS[centring]
+    seen_cell, seen_centring = (vis[0], "P") if pseudo else (cell, centring)
+    lattice_system = _LATTICE_SYSTEM[crystal_system(sg_actual)]
+    few = visible_lines(rec, inst) < min_lines(lattice_system)
+    t0, c0 = time.perf_counter(), time.process_time()
+    peaks = find_peaks(pat, instrument=inst)
+    res = index(peaks)
+    dt, dc = time.perf_counter() - t0, time.process_time() - c0
+    hits = [same_lattice(c.cell, cell, 1e-3, c.centring, centring) for c in res.top(3)]
+    seen = [same_lattice(c.cell, seen_cell, 1e-3, c.centring, seen_centring) for c in res.top(3)]
+    axes = any(hits) or any(same_lattice(c.cell, cell, 1e-3, "P", "P") for c in res.top(3))
+    main = _main_phase(peaks, rec.cell, sg, inst)
+    sub = any(hits) or any(_is_subcell(c, cell, centring, main) for c in res.top(3))
+    row = {
+        "top3": any(hits),
+        "top1": bool(hits and hits[0]),
+        "axes": axes,
+        "sub": sub,
+        "seen3": any(seen),
+        "seen1": bool(seen and seen[0]),
+        "declined": not res.convincing,
+        "finer": finer,
+        "pseudo": pseudo,
+        "few": few,
+        "wall": dt,
+        "cpu": dc,
+    }
+    line = None
+    if not any(seen) or not any(hits):
+        if any(seen):
+            hit = "pattern"  # the visible lattice was found: no line of the atoms' one shows
+        else:
+            hit = "axes" if axes else "subcell" if sub else "MISS"
+        line = _case_line(system, i, sg, cell, hit, res, dt, sg_actual)
+    return row, line
+
+
+_LIMITS: list[object] = []
+
+
+def _init_worker() -> None:
+    """One thread per worker process (torch and the BLAS): the processes share the cores."""
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    torch.set_num_threads(1)
+    _LIMITS.append(threadpool_limits(1))
+
+
+def simulated(n: int, seed: int, systems: list[str], verbose: bool, jobs: int = 1) -> None:
+    rows: dict[str, list[dict[str, float]]] = defaultdict(list)
+    tasks = [(seed, system, i) for system in systems for i in range(n)]
+    for (_, system, i), (row, line) in zip(tasks, _map(_run_case, tasks, jobs), strict=True):
+        rows[system].append(row)
+        if line is not None or verbose:
+            print(line or f"{system:12s} {i:3d} hit", flush=True)
+    cols = (
+        ("cases", 5),
+        ("top-3", 7),
+        ("top-1", 7),
+        ("pattern", 8),
+        ("p-top-1", 8),
+        ("axes", 7),
+        ("+subcell", 9),
+        ("declined", 9),
+        ("finer", 6),
+        ("pseudo", 7),
+        ("few", 4),
+        ("pattern|enough", 15),
+        ("s/pattern", 10),
+        ("max s", 7),
+        ("cpu s", 7),
     )
+    print("\n" + f"{'system':13s}" + " ".join(f"{c:>{w}s}" for c, w in cols))
     for system in systems:
-        r = np.array(rows[system], dtype=float)
-        enough = r[r[:, 8] == 0]
-        print(
-            f"{system:13s} {len(r):5d} {r[:, 0].mean():7.1%} {r[:, 1].mean():7.1%} {r[:, 2].mean():7.1%} "
-            f"{r[:, 3].mean():9.1%} {r[:, 4].mean():9.1%} {int(r[:, 7].sum()):6d} {int(r[:, 8].sum()):4d} "
-            f"{enough[:, 0].mean() if len(enough) else float('nan'):13.1%} {r[:, 5].mean():10.2f} "
-            f"{r[:, 5].max():7.1f} {r[:, 6].mean():7.2f}"
+        r = {k: np.array([row[k] for row in rows[system]], dtype=float) for k in rows[system][0]}
+        enough = r["seen3"][r["few"] == 0]
+        values = (
+            f"{len(r['top3']):5d}",
+            f"{r['top3'].mean():7.1%}",
+            f"{r['top1'].mean():7.1%}",
+            f"{r['seen3'].mean():8.1%}",
+            f"{r['seen1'].mean():8.1%}",
+            f"{r['axes'].mean():7.1%}",
+            f"{r['sub'].mean():9.1%}",
+            f"{r['declined'].mean():9.1%}",
+            f"{int(r['finer'].sum()):6d}",
+            f"{int(r['pseudo'].sum()):7d}",
+            f"{int(r['few'].sum()):4d}",
+            f"{enough.mean() if len(enough) else float('nan'):15.1%}",
+            f"{r['wall'].mean():10.2f}",
+            f"{r['wall'].max():7.1f}",
+            f"{r['cpu'].mean():7.2f}",
         )
+        print(f"{system:13s}" + " ".join(values))
 
 
-def rruff(path: Path, limit: int | None, verbose: bool) -> None:
+def _rruff_case(path: Path, i: int) -> tuple[str, tuple[bool, bool, float], str]:
+    """Measured pattern ``i``: its crystal system, (right, declined, seconds) and a line."""
     data = np.load(path)
     tth = np.asarray(data["two_theta"], dtype=float)
-    inten = np.asarray(data["intensity"], dtype=float)
-    sgs = np.asarray(data["space_group"], dtype=int)
-    n = len(sgs) if limit is None else min(limit, len(sgs))
+    sg = int(data["space_group"][i])
+    system = crystal_system(sg)
+    y = np.maximum(np.asarray(data["intensity"][i], dtype=float), 0.0)
     inst = Instrument()  # Cu Kα1/Kα2, ratio 0.5: stripped before the search
+    t0 = time.perf_counter()
+    try:
+        res = index(find_peaks(Pattern(tth, y, CU_KA1_ANGSTROM), instrument=inst))
+    except ValueError as err:
+        log.warning("pattern %d: %s", i, err)
+        return system, (False, True, time.perf_counter() - t0), f"{i:3d} SG {sg:3d} {system:12s} error: {err}"
+    dt = time.perf_counter() - t0
+    right = res.convincing and res.best.crystal_system in _LATTICE_OK[system]
+    got = res.best.describe() if res.best is not None else res.message
+    return (
+        system,
+        (right, not res.convincing, dt),
+        f"{i:3d} SG {sg:3d} {system:12s} {'ok' if right else '--'} {dt:5.1f}s {got}",
+    )
+
+
+def _map(fn, tasks: list[tuple], jobs: int):
+    """``fn(*task)`` for each task, in order; in ``jobs`` processes of one thread each when > 1."""
+    if jobs <= 1:
+        yield from (fn(*t) for t in tasks)
+        return
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(jobs, initializer=_init_worker) as pool:
+        yield from pool.map(fn, *zip(*tasks, strict=True))
+
+
+def rruff(path: Path, limit: int | None, verbose: bool, jobs: int = 1) -> None:
+    n_all = len(np.load(path)["space_group"])
+    n = n_all if limit is None else min(limit, n_all)
     by: dict[str, list[tuple[bool, bool, float]]] = defaultdict(list)
-    for i in range(n):
-        system = crystal_system(int(sgs[i]))
-        y = np.maximum(inten[i], 0.0)
-        t0 = time.perf_counter()
-        try:
-            res = index(find_peaks(Pattern(tth, y, CU_KA1_ANGSTROM), instrument=inst))
-        except ValueError as err:
-            log.warning("pattern %d: %s", i, err)
-            by[system].append((False, True, time.perf_counter() - t0))
-            continue
-        dt = time.perf_counter() - t0
-        right = res.convincing and res.best.crystal_system in _LATTICE_OK[system]
-        by[system].append((right, not res.convincing, dt))
+    for system, row, line in _map(_rruff_case, [(path, i) for i in range(n)], jobs):
+        by[system].append(row)
         if verbose:
-            got = res.best.describe() if res.best is not None else res.message
-            print(
-                f"{i:3d} SG {sgs[i]:3d} {system:12s} {'ok' if right else '--'} {dt:5.1f}s {got}", flush=True
-            )
+            print(line, flush=True)
     print(
         f"\n{'system':13s} {'cases':>5s} {'right system':>13s} {'declined':>9s} "
         f"{'right | convincing':>19s} {'s/pattern':>10s}"
@@ -332,12 +488,13 @@ def main() -> None:
     ap.add_argument("--data", type=Path, default=_DEFAULT_RRUFF)
     ap.add_argument("--limit", type=int, default=None, help="first N RRUFF patterns only")
     ap.add_argument("-v", "--verbose", action="store_true", help="one line per case")
+    ap.add_argument("--jobs", type=int, default=1, help="cases run in parallel processes")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
     if args.rruff:
-        rruff(args.data, args.limit, args.verbose)
+        rruff(args.data, args.limit, args.verbose, args.jobs)
     else:
-        simulated(args.n, args.seed, args.systems, args.verbose)
+        simulated(args.n, args.seed, args.systems, args.verbose, args.jobs)
 
 
 if __name__ == "__main__":

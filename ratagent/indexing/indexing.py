@@ -19,12 +19,15 @@ Algorithm
 3. Refine each kept trial by linear least squares on all indexed lines with a zero
    shift z of the 2θ scale, re-indexing between cycles; find the lattice centring
    (P, A, B, C, I, F, R) that all indexed lines obey and that removes the most
-   calculated lines; compute de Wolff's M20 and Smith–Snyder F_N
+   calculated lines; compute de Wolff's M20 and Smith–Snyder F_N; a monoclinic cell
+   with β within 0.1° of 90° is also refined as orthorhombic
    (:mod:`ratagent.indexing.refine`, :mod:`ratagent.indexing.merit`).
 4. Merge solutions that are the same lattice (Niggli reduction, keeping the highest
    symmetry that fits as well), drop supercells of better solutions of the same system,
    rank by M20 weighted by the indexed fractions of strong and of all lines and a 15 %
-   preference per level of higher symmetry (:func:`_score`); a supercell of a leading
+   preference per level of higher symmetry (:func:`_score`); a cell of higher symmetry
+   that indexes every line a better-ranked cell does, and more, with no more calculated
+   lines, goes before it (:func:`_prefer_dominant`); a supercell of a leading
    cell that indexes two or more of its unindexed lines goes just before it
    (:mod:`ratagent.indexing.supercells`).
 5. Call the best cell convincing when it leaves at most ``max_unindexed`` strong lines
@@ -47,14 +50,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from ratagent.indexing.peaks import PeakList, find_peaks
-from ratagent.indexing.reduction import lattice_q_values
+from ratagent.indexing.reduction import form_from_cell, lattice_q_values
 from ratagent.indexing.refine import CandidateCell, dq_dtth, min_lines, q_of_two_theta, refine_cell
-from ratagent.indexing.supercells import better_supercell
+from ratagent.indexing.supercells import CHANCE_LEVEL, better_supercell, by_chance
 from ratagent.indexing.trials import SYSTEMS, screen, solve_trials
 from ratagent.indexing.zones import monoclinic_zone_trials
 from ratagent.patterns import Pattern
 
-__all__ = ["SEARCH_ORDER", "CandidateCell", "IndexingResult", "index"]
+__all__ = ["KEEP_PER_SYSTEM", "SEARCH_ORDER", "CandidateCell", "IndexingResult", "index"]
 
 log = logging.getLogger(__name__)
 
@@ -64,8 +67,19 @@ SEARCH_ORDER = ("cubic", "tetragonal", "hexagonal", "orthorhombic", "monoclinic"
 _CENTRING_POINTS = {"P": 1, "A": 2, "B": 2, "C": 2, "I": 2, "F": 4, "R": 3}
 #: Strong lines the trials are screened on.
 _SCREEN_LINES = 12
+#: Trial cells refined per lattice system from each screened list. The screen's merit
+#: only estimates the number of calculated lines (from the cell volume, which undercounts
+#: the few lines of a small cell), so the true cell can rank far down among trials that
+#: index the same lines (55th for a simulated tetragonal I cell, a = 3.89, c = 1.73 Å,
+#: with 6 lines); refinement, which counts them exactly, takes 1.5–2 ms a trial. The
+#: monoclinic search, the slowest, keeps 40.
+KEEP_PER_SYSTEM = {"cubic": 120, "tetragonal": 120, "hexagonal": 120, "orthorhombic": 120, "monoclinic": 40}
 #: Trials kept by the screen on the strong lines and re-ranked on all lines.
 _DEEP_SCREEN = 1500
+#: A monoclinic cell whose β is this close to 90° (degrees) is also refined as orthorhombic.
+_RIGHT_ANGLE_DEG = 0.1
+#: Leading cells refined again with a centring that may give up a strong line.
+_CENTRING_CHECKS = 10
 #: Ranking weight per symmetry level (see :func:`_score`).
 _SYMMETRY_PREFERENCE = 1.15
 _SYMMETRY_RANK = {
@@ -262,6 +276,61 @@ def _merge(cands: list[CandidateCell], rtol: float = 2e-3) -> list[CandidateCell
     return kept
 
 
+def _centred_alternative(
+    c: CandidateCell, tth: np.ndarray, wl: float, tol_deg: float, max_zero_deg: float
+) -> CandidateCell | None:
+    """``c`` refined again with a centring that may give up one strong line, if that changes it.
+
+    The refinement keeps the primitive cell when a centring would leave a strong line
+    unindexed, but that line may be an impurity's that the primitive cell indexes by
+    chance (simulated Cmc2₁, a = 5.70, b = 4.64, c = 11.82 Å, whose h + k odd line at 6 %
+    is the impurity's): both go to the ranking, where the unindexed strong line costs
+    the centred cell (f_s⁴) and its fewer calculated lines favour it (M20).
+    """
+    name = "hexagonal" if c.crystal_system == "trigonal" else c.crystal_system
+    p0, *_ = np.linalg.lstsq(SYSTEMS[name].matrix, form_from_cell(c.cell), rcond=None)
+    alt = refine_cell(name, p0, tth, wl, tol_deg, max_zero_deg, c.weak, centring_may_lose_strong=True)
+    return alt if alt is not None and alt.centring != c.centring else None
+
+
+def _dominates(x: CandidateCell, y: CandidateCell, tth: np.ndarray, tol_deg: float) -> bool:
+    """Whether ``x``, of higher symmetry than ``y`` or as high, explains the lines better.
+
+    ``x`` must index every line ``y`` does and more, and either predict no more lines
+    (of higher symmetry then: better on every count but the fit of the positions, which
+    fewer parameters make worse) or index so many of the lines ``y`` leaves out that
+    chance, at ``x``'s density of calculated lines, would do so with a probability below
+    :data:`~ratagent.indexing.supercells.CHANCE_LEVEL` (:func:`~ratagent.indexing.supercells.by_chance`).
+    """
+    rx, ry = _SYMMETRY_RANK[x.crystal_system], _SYMMETRY_RANK[y.crystal_system]
+    if rx < ry or x.n_indexed <= y.n_indexed or not np.all(x.indexed | ~y.indexed):
+        return False
+    if rx > ry and x.n_calc <= y.n_calc:
+        return True
+    return by_chance(x, y.n_unindexed, x.n_indexed - y.n_indexed, tth, tol_deg) < CHANCE_LEVEL
+
+
+def _prefer_dominant(
+    ranked: list[CandidateCell], tth: np.ndarray, tol_deg: float, depth: int = 10
+) -> list[CandidateCell]:
+    """Move a cell of the first ``depth`` just before the first cell it dominates (:func:`_dominates`).
+
+    M20 rewards a small error and few calculated lines, and the ranking forgives
+    unindexed weak lines (an impurity's, mostly); so a small cell, often of lower
+    symmetry and with a short axis, can index the strong lines closely, leave the weak
+    lines of the phase out, and outrank the true cell (simulated cubic P, a = 5.685 Å,
+    beaten by a tetragonal 5.686 × 2.010 Å cell indexing one line fewer with one
+    calculated line more; simulated orthorhombic cells beaten by monoclinic cells of a
+    third of their volume that leave half the lines out).
+    """
+    out = list(ranked)
+    for j in range(1, min(len(out), depth)):
+        i = next((i for i in range(j) if _dominates(out[j], out[i], tth, tol_deg)), None)
+        if i is not None:
+            out.insert(i, out.pop(j))
+    return out
+
+
 def _promote_supercells(
     ranked: list[CandidateCell],
     tth: np.ndarray,
@@ -303,7 +372,7 @@ def index(
     max_zero_deg: float = 0.3,
     min_relative_intensity: float = 0.0,
     weak_fraction: float = 0.05,
-    keep_per_system: int = 40,
+    keep_per_system: int | None = None,
     stop_m20: float | None = 40.0,
 ) -> IndexingResult:
     """Find unit cells that index the first lines of a powder pattern.
@@ -331,7 +400,8 @@ def index(
         only, and unindexed weak lines do not count towards ``max_unindexed`` (a few
         per cent of an impurity phase gives such lines). Without intensities (a plain
         array of 2θ) no line is weak.
-    keep_per_system : trial cells refined per lattice system
+    keep_per_system : trial cells refined per lattice system from each screened list
+        (``None``: :data:`KEEP_PER_SYSTEM`)
     stop_m20 : monoclinic cells are not searched once a cell of higher symmetry with
         M20 ≥ this, at most one unindexed strong line and two unindexed lines, and at
         most 4 calculated lines per observed one is found (``None``: search all)
@@ -401,19 +471,35 @@ def index(
         # few hundredth, while the weak lines of the true phase tell it apart. Both lists
         # are refined (on measured patterns, spurious weak lines favour large cells in
         # the second one)
-        deep, _ = screen(name, p, q_screen, tol_q, max_missing, max(keep_per_system, _DEEP_SCREEN))
-        best = deep[:keep_per_system]
-        if len(deep) > keep_per_system and more_lines:
-            again, _ = screen(
-                name, deep, q_all, tol_all_lines, max_missing + n_weak, keep_per_system, first_pass=False
-            )
+        keep = KEEP_PER_SYSTEM[name] if keep_per_system is None else keep_per_system
+        deep, _ = screen(name, p, q_screen, tol_q, max_missing, max(keep, _DEEP_SCREEN))
+        best = deep[:keep]
+        if len(deep) > keep and more_lines:
+            again, _ = screen(name, deep, q_all, tol_all_lines, max_missing + n_weak, keep, first_pass=False)
             best = np.unique(np.concatenate([best, again]), axis=0)
         for p0 in best:
             c = refine_cell(name, p0, tth, wl, tolerance_deg, max_zero_deg, weak)
             if c is not None and c.n_unindexed_strong <= max_unindexed:
                 found.append(c)
+                if name == "monoclinic" and abs(c.cell[4] - 90.0) <= _RIGHT_ANGLE_DEG:
+                    # a right-angled monoclinic cell is an orthorhombic metric: refined as
+                    # such it finds its own centring (C, F, I need not be a monoclinic
+                    # one), and the merge keeps it when it fits as well
+                    o = refine_cell(
+                        "orthorhombic", form_from_cell(c.cell)[:3], tth, wl, tolerance_deg, max_zero_deg, weak
+                    )
+                    if o is not None and o.n_unindexed_strong <= max_unindexed:
+                        found.append(o)
         log.debug("%s: %d trials, %d screened, %.2f s", name, len(p), len(best), time.perf_counter() - ts)
-    ranked = _promote_supercells(_merge(found), tth, wl, tolerance_deg, max_zero_deg, min_m20)
+    merged = _merge(found)
+    alternatives = [
+        _centred_alternative(c, tth, wl, tolerance_deg, max_zero_deg) for c in merged[:_CENTRING_CHECKS]
+    ]
+    alternatives = [a for a in alternatives if a is not None and a.n_unindexed_strong <= max_unindexed]
+    if alternatives:
+        merged = _merge(merged + alternatives)
+    ranked = _prefer_dominant(merged, tth, tolerance_deg)
+    ranked = _promote_supercells(ranked, tth, wl, tolerance_deg, max_zero_deg, min_m20)
     need = _m20_needed(ranked[0], min_m20) if ranked else min_m20
     convincing = bool(ranked) and ranked[0].m20 >= need and ranked[0].n_unindexed_strong <= max_unindexed
     if convincing:

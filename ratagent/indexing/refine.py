@@ -114,6 +114,7 @@ def refine_cell(
     tol_deg: float,
     max_zero_deg: float,
     weak: np.ndarray | None = None,
+    centring_may_lose_strong: bool = False,
 ) -> CandidateCell | None:
     """Refine trial parameters ``p0`` of system ``name`` against lines ``tth`` (module docstring).
 
@@ -128,20 +129,25 @@ def refine_cell(
     weak : (N,) bool, optional
         Lines that may stay unindexed without counting against the cell; the centring
         may give up one of them, never a line that is not weak (without ``weak``, any one).
+    centring_may_lose_strong : let the centring give up one line that is not weak too (a
+        strong impurity line that the primitive cell indexes by chance); the caller ranks
+        the result against the primitive cell (:func:`~ratagent.indexing.indexing.index`)
 
     Returns
     -------
     CandidateCell, or None when the trial does not lead to a positive-definite form
-    indexing at least twice as many lines as it has unknowns (all the lines, when there
-    are fewer, but at least :func:`min_lines`).
+    indexing at least twice as many lines as it has unknowns (all the lines that are not
+    weak, when there are fewer, but at least :func:`min_lines`).
     """
     sys_ = SYSTEMS[name]
     T = sys_.matrix
     q_obs, slope = q_of_two_theta(tth, wl), dq_dtth(tth, wl)
     p, z = p0.copy(), 0.0
     # at least twice as many indexed lines as unknowns (cell + zero); a pattern with fewer
-    # lines than that (a small cubic or hexagonal cell) must have every line indexed
-    need = min(2 * (sys_.m + 1), max(min_lines(name), len(tth)))
+    # lines than that (a small cubic or hexagonal cell) must have every line indexed but
+    # the weak ones (an impurity's line beside the five of a small tetragonal cell)
+    n_strong = len(tth) if weak is None else int(np.count_nonzero(~np.asarray(weak, dtype=bool)))
+    need = min(2 * (sys_.m + 1), max(min_lines(name), n_strong))
     q_max = float(q_of_two_theta(np.array([min(tth[-1] + 1.0, 179.0)]), wl)[0])
     for cycle in range(4):
         full = T @ p
@@ -202,7 +208,8 @@ def refine_cell(
         n_c = count_distinct(qc[mask][tcm <= t_last], np.inf)
         merit = (near.sum() / len(tth)) ** 4 / max(n_c, 1)
         lost = ~near
-        may_lose = weak is None or bool(np.all(weak_arr[hit][lost]))  # no intensities: any line
+        # without intensities any one line may go
+        may_lose = weak is None or centring_may_lose_strong or bool(np.all(weak_arr[hit][lost]))
         if lost.sum() <= 1 and may_lose and merit > best_merit:
             best_c, best_mask, best_n, best_merit = c, mask, n_c, merit
     hkl_m, tc_m, qc_m = hkl[best_mask], tc[best_mask], qc[best_mask]

@@ -28,7 +28,7 @@ from ratagent.indexing.reduction import form_from_cell
 from ratagent.indexing.refine import CandidateCell, refine_cell
 from ratagent.indexing.trials import SYSTEMS
 
-__all__ = ["AXIS_FACTORS", "CHANCE_LEVEL", "better_supercell"]
+__all__ = ["AXIS_FACTORS", "CHANCE_LEVEL", "better_supercell", "by_chance"]
 
 #: Largest probability that the extra lines a supercell indexes are indexed by chance.
 CHANCE_LEVEL = 0.01
@@ -55,7 +55,7 @@ def _params(system: str, cell: tuple[float, ...], factors: tuple[float, float, f
     return p
 
 
-def _by_chance(sup: CandidateCell, n_out: int, n_gained: int, tth: np.ndarray, tol_deg: float) -> float:
+def by_chance(sup: CandidateCell, n_out: int, n_gained: int, tth: np.ndarray, tol_deg: float) -> float:
     """P(X ≥ n_gained) of n_out random lines landing on calculated lines of ``sup``."""
     span = max(float(tth[-1] - tth[0]), tol_deg)
     p = min(1.0, 2.0 * tol_deg * sup.n_calc / span)
@@ -91,7 +91,7 @@ def better_supercell(
             or sup.m20 < min_m20
         ):
             continue
-        if _by_chance(sup, cand.n_unindexed, sup.n_indexed - cand.n_indexed, tth, tol_deg) > CHANCE_LEVEL:
+        if by_chance(sup, cand.n_unindexed, sup.n_indexed - cand.n_indexed, tth, tol_deg) > CHANCE_LEVEL:
             continue
         if best is None or (sup.n_indexed, sup.m20) > (best.n_indexed, best.m20):
             best = sup

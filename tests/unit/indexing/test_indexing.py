@@ -252,3 +252,89 @@ def test_one_dominant_line_and_weaker_impurity_lines_among_the_first():
     result = index(peaks)
     assert result.convincing, str(result)
     assert _found(result, cell, sg, k=1) == [True], str(result)
+
+
+def test_a_small_tetragonal_cell_beside_a_weak_impurity_line():
+    """A body-centred tetragonal cell, a = 2.900 Å, c = 5.025 Å (c/a ≈ √3), has five lines
+    below 80° with Cu Kα1 (002 + 101, 110, 112, 103 + 200, 202 + 211), and here a 0.9 %
+    impurity line lies before them. Five lines pin a tetragonal cell (two parameters,
+    zero and checks) once the weak line may stay out; before, the refinement asked for
+    all six lines to be indexed, and a cubic P cell (a = 3.55 Å), which indexes the same
+    five lines with N = 2, 3, 5, 6, 8, won."""
+    cell = (2.900, 2.900, 5.025, 90, 90, 90)
+    lines = lines_from_cell(cell, "I 4/m m m", CU_KA1_ANGSTROM, two_theta_max_deg=80.0, merge_deg=0.05)
+    assert len(lines) == 5  # overlaps within 0.05° are one line, as in a measured pattern
+    inten = np.array([0.009, 1.0, 0.96, 0.34, 0.87, 0.28])
+    peaks = PeakList.from_positions(np.append(20.454, lines), CU_KA1_ANGSTROM, inten)
+    result = index(peaks)
+    assert result.convincing, str(result)
+    assert any(_found(result, cell, "I 4/m m m")), str(result)
+
+
+def test_a_right_angled_monoclinic_cell_is_refined_as_orthorhombic():
+    """Searched as monoclinic only, aragonite's lines give cells with β = 90°; each is
+    refined as orthorhombic too, and the orthorhombic cell, which fits as well with one
+    parameter fewer, is the one kept."""
+    cell, sg, _ = MINERALS["aragonite"]
+    result = index(
+        lines_from_cell(cell, sg, CU_KA1_ANGSTROM), wavelength=CU_KA1_ANGSTROM, systems=("monoclinic",)
+    )
+    assert result.convincing, str(result)
+    assert result.best.crystal_system == "orthorhombic", str(result)
+    assert _found(result, cell, sg, k=1) == [True], str(result)
+
+
+def test_a_higher_symmetry_cell_that_indexes_more_with_fewer_lines_goes_first():
+    """_prefer_dominant: the tetragonal cell has the higher M20, but the cubic one indexes
+    its lines and one more with fewer calculated lines, so it is moved before it; a cubic
+    cell predicting more lines is not (one more line is no evidence against chance). A
+    cell of the same system that indexes most of the lines a better-ranked one leaves out
+    goes first unless its calculated lines are so dense that chance would do as well."""
+    from ratagent.indexing.indexing import _prefer_dominant
+    from ratagent.indexing.refine import CandidateCell
+
+    def cell(system, indexed, n_calc, m20):
+        indexed = np.array(indexed, dtype=bool)
+        return CandidateCell(
+            system, "P", (5.0, 5.0, 5.0, 90, 90, 90), 0.0, m20, m20, len(indexed), int(indexed.sum()),
+            n_calc, 0.001, np.zeros((len(indexed), 3), int), indexed, np.zeros(len(indexed), bool),
+        )  # fmt: skip
+
+    tet = cell("tetragonal", [1, 1, 1, 0, 1, 0], 21, 1374.0)
+    cubic = cell("cubic", [1, 1, 1, 1, 1, 0], 20, 641.0)
+    big_cubic = cell("cubic", [1, 1, 1, 1, 1, 0], 40, 300.0)
+    other = cell("cubic", [1, 1, 0, 1, 1, 1], 10, 500.0)  # misses a line the tetragonal indexes
+    tth = np.linspace(20.0, 80.0, 6)
+    assert _prefer_dominant([tet, cubic], tth, 0.03) == [cubic, tet]
+    assert _prefer_dominant([tet, big_cubic], tth, 0.03) == [tet, big_cubic]
+    assert _prefer_dominant([tet, other], tth, 0.03) == [tet, other]
+    # same symmetry: indexing 9 of the 10 lines a small cell leaves out, with 60
+    # calculated lines over 60°, is no chance (p = 0.06 a line); with 2000 it would be
+    tth = np.linspace(20.0, 80.0, 20)
+    small = cell("orthorhombic", [1] * 10 + [0] * 10, 15, 900.0)
+    true = cell("orthorhombic", [1] * 19 + [0], 60, 150.0)
+    dense = cell("orthorhombic", [1] * 19 + [0], 2000, 20.0)
+    assert _prefer_dominant([small, true], tth, 0.03) == [true, small]
+    assert _prefer_dominant([small, dense], tth, 0.03) == [small, dense]
+
+
+def test_a_strong_impurity_line_on_a_primitive_reflection_does_not_hide_the_centring():
+    """A C-centred cell (a = 5.70, b = 4.64, c = 11.82 Å, Cmc2₁) with a 6 % impurity line
+    that falls on the h + k odd reflection 102 of the primitive cell with the same axes.
+    The centring may not give up a strong line, so the refinement keeps that P cell; it
+    is refined again with the centring free to lose one (``_centred_alternative``), and
+    the C cell, with half the calculated lines, ranks first."""
+    from ratagent.indexing.refine import q_of_two_theta
+
+    cell = (5.70, 4.64, 11.82, 90, 90, 90)
+    lines = lines_from_cell(cell, "C m c 21", CU_KA1_ANGSTROM, merge_deg=0.05)[:19]
+    q102 = 1 / cell[0] ** 2 + 4 / cell[2] ** 2
+    t102 = float(np.degrees(2 * np.arcsin(np.sqrt(q102) * CU_KA1_ANGSTROM / 2)))
+    assert np.abs(lines - t102).min() > 0.1 and np.isclose(
+        q_of_two_theta(np.array([t102]), CU_KA1_ANGSTROM)[0], q102
+    )
+    inten = np.random.default_rng(5).uniform(0.1, 1.0, len(lines))
+    peaks = PeakList.from_positions(np.append(lines, t102), CU_KA1_ANGSTROM, np.append(inten, 0.06))
+    result = index(peaks, systems=("orthorhombic",))
+    assert result.convincing, str(result)
+    assert _found(result, cell, "C m c 21", k=1) == [True], str(result)
