@@ -220,11 +220,13 @@ def visible_lattice(rec, crystal, inst: Instrument, n_lines: int = 20) -> tuple[
 
     Indexing sees lines, not atoms. The reflections of the phase that are *visible* (M |F|²
     LP ≥ 1 % of the strongest, as in :func:`visible_lines`) up to its ``n_lines``-th
-    visible line (the lines an indexing of the first ~20 lines has) have hkl vectors,
-    symmetry equivalents included, whose integer span is a sublattice of the nominal
-    reciprocal lattice; its dual is the finest real lattice whose reflections account for
-    every visible line. When the span has index k > 1, every reflection outside it is
-    weaker than 1 % (a pseudo-symmetric structure, or F = 0 exactly as in
+    visible line (the lines an indexing of the first ~20 lines has; all visible lines of
+    the reflection list, to d = 1 Å or 2θ ≈ 101° with Cu Kα1, when there are fewer) have
+    hkl vectors, symmetry equivalents included, whose integer span is a sublattice of the
+    nominal reciprocal lattice; its dual is the finest real lattice whose reflections
+    account for every visible line. When the span has index k > 1, every reflection
+    outside it, up to there, is weaker than 1 % (a pseudo-symmetric structure, or F = 0
+    exactly as in
     :func:`actual_lattice`), the pattern shows only that finer lattice, and among the lines
     of a 3 % impurity (0.3–3 % of the strongest) no method can tell such lines from the
     impurity's. Returns ``None`` when the visible lines span fewer than three dimensions.

@@ -89,12 +89,29 @@ def _tth(q: np.ndarray, wl: float) -> np.ndarray:
     return np.degrees(2.0 * np.arcsin(np.clip(np.sqrt(q) * wl / 2.0, 0, 1)))
 
 
-def _reflections(name: str, full: np.ndarray, q_max: float) -> tuple[np.ndarray, np.ndarray]:
+def _reflections(
+    name: str, full: np.ndarray, q_max: float, grid: list | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """hkl and q (ascending) of the form ``full`` up to ``q_max``.
+
+    ``grid`` (a list, empty at first) keeps the hkl box and its monomials between the
+    cycles of one refinement: the box |h|, |k|, |l| ≤ a, b, c · √q_max + 1 changes little
+    from cycle to cycle, and the part of a larger box inside the current one is the same
+    array, in the same order, as that box built afresh.
+    """
     cell = cell_from_form(full)
-    bound = [min(40, int(math.floor(x * math.sqrt(q_max))) + 1) for x in cell[:3]]
-    r = [np.arange(-b, b + 1) for b in bound]
-    hkl = np.stack(np.meshgrid(*r, indexing="ij"), axis=-1).reshape(-1, 3)
-    q = monomials(hkl) @ full
+    bound = np.array([min(40, int(math.floor(x * math.sqrt(q_max))) + 1) for x in cell[:3]])
+    if grid is None:
+        grid = []
+    if not grid or np.any(bound > grid[0]):
+        r = [np.arange(-b, b + 1) for b in bound]
+        hkl_box = np.stack(np.meshgrid(*r, indexing="ij"), axis=-1).reshape(-1, 3)
+        grid[:] = [bound, hkl_box, monomials(hkl_box)]
+    box, hkl, mono = grid
+    if np.any(bound < box):
+        inside = np.all(np.abs(hkl) <= bound, axis=1)
+        hkl, mono = hkl[inside], mono[inside]
+    q = mono @ full
     sel = (q > 0) & (q <= q_max)
     hkl, q = hkl[sel], q[sel]
     order = np.argsort(q)
@@ -149,10 +166,11 @@ def refine_cell(
     n_strong = len(tth) if weak is None else int(np.count_nonzero(~np.asarray(weak, dtype=bool)))
     need = min(2 * (sys_.m + 1), max(min_lines(name), n_strong))
     q_max = float(q_of_two_theta(np.array([min(tth[-1] + 1.0, 179.0)]), wl)[0])
+    grid: list = []  # hkl box shared by the cycles (:func:`_reflections`)
     for cycle in range(4):
         full = T @ p
         try:
-            hkl, qc = _reflections(name, full, q_max)
+            hkl, qc = _reflections(name, full, q_max, grid)
         except ValueError:
             return None
         if len(qc) == 0:
@@ -184,7 +202,7 @@ def refine_cell(
             return None
         p, z = p_new, z_new
     full = T @ p
-    hkl, qc = _reflections(name, full, q_max)
+    hkl, qc = _reflections(name, full, q_max, grid)
     tc = _tth(qc, wl) + z
     j = np.clip(np.searchsorted(tc, tth), 1, len(tc) - 1)
     j = np.where(np.abs(tc[j - 1] - tth) < np.abs(tc[j] - tth), j - 1, j)
