@@ -50,8 +50,15 @@ from dataclasses import dataclass
 import numpy as np
 
 from ratagent.indexing.peaks import PeakList, find_peaks
-from ratagent.indexing.reduction import form_from_cell, lattice_q_values
-from ratagent.indexing.refine import CandidateCell, dq_dtth, min_lines, q_of_two_theta, refine_cell
+from ratagent.indexing.reduction import lattice_q_values
+from ratagent.indexing.refine import (
+    CandidateCell,
+    dq_dtth,
+    min_lines,
+    q_of_two_theta,
+    refine_cell,
+    system_params,
+)
 from ratagent.indexing.supercells import CHANCE_LEVEL, better_supercell, by_chance
 from ratagent.indexing.trials import SYSTEMS, screen, solve_trials
 from ratagent.indexing.zones import monoclinic_zone_trials
@@ -288,8 +295,16 @@ def _centred_alternative(
     the centred cell (f_s⁴) and its fewer calculated lines favour it (M20).
     """
     name = "hexagonal" if c.crystal_system == "trigonal" else c.crystal_system
-    p0, *_ = np.linalg.lstsq(SYSTEMS[name].matrix, form_from_cell(c.cell), rcond=None)
-    alt = refine_cell(name, p0, tth, wl, tol_deg, max_zero_deg, c.weak, centring_may_lose_strong=True)
+    alt = refine_cell(
+        name,
+        system_params(name, c.cell),
+        tth,
+        wl,
+        tol_deg,
+        max_zero_deg,
+        c.weak,
+        centring_may_lose_strong=True,
+    )
     return alt if alt is not None and alt.centring != c.centring else None
 
 
@@ -485,9 +500,8 @@ def index(
                     # a right-angled monoclinic cell is an orthorhombic metric: refined as
                     # such it finds its own centring (C, F, I need not be a monoclinic
                     # one), and the merge keeps it when it fits as well
-                    o = refine_cell(
-                        "orthorhombic", form_from_cell(c.cell)[:3], tth, wl, tolerance_deg, max_zero_deg, weak
-                    )
+                    p_o = system_params("orthorhombic", c.cell)
+                    o = refine_cell("orthorhombic", p_o, tth, wl, tolerance_deg, max_zero_deg, weak)
                     if o is not None and o.n_unindexed_strong <= max_unindexed:
                         found.append(o)
         log.debug("%s: %d trials, %d screened, %.2f s", name, len(p), len(best), time.perf_counter() - ts)

@@ -19,10 +19,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ratagent.indexing.merit import centring_mask, count_distinct, de_wolff_m, smith_snyder_f
-from ratagent.indexing.reduction import cell_from_form, cell_volume
+from ratagent.indexing.reduction import cell_from_form, cell_volume, form_from_cell
 from ratagent.indexing.trials import SYSTEMS, monomials
 
-__all__ = ["CandidateCell", "dq_dtth", "q_of_two_theta", "refine_cell"]
+__all__ = ["CandidateCell", "dq_dtth", "q_of_two_theta", "refine_cell", "system_params"]
 
 #: Smallest 2θ error counted in the figures of merit, degrees.
 _MIN_ERROR_DEG = 0.001
@@ -89,6 +89,21 @@ def _tth(q: np.ndarray, wl: float) -> np.ndarray:
     return np.degrees(2.0 * np.arcsin(np.clip(np.sqrt(q) * wl / 2.0, 0, 1)))
 
 
+def _axes(full: np.ndarray) -> tuple[float, float, float]:
+    """a, b, c (Å) of a form with F = 0 (every system here): √ of the diagonal of G = G*⁻¹.
+
+    Raises ValueError when the form is not positive definite.
+    """
+    A, B, C, D, E = (float(x) for x in full[:5])
+    if full[5] != 0:
+        raise ValueError(f"form {full.tolist()} has F ≠ 0")
+    det = A * B * C - B * E * E / 4 - C * D * D / 4
+    g = (B * C / det, (A * C - E * E / 4) / det, (A * B - D * D / 4) / det) if det > 0 else (-1.0,)
+    if not (A > 0 and B > 0 and C > 0 and min(g) > 0):
+        raise ValueError(f"quadratic form {full.tolist()} is not positive definite")
+    return math.sqrt(g[0]), math.sqrt(g[1]), math.sqrt(g[2])
+
+
 def _reflections(
     name: str, full: np.ndarray, q_max: float, grid: list | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -99,8 +114,7 @@ def _reflections(
     from cycle to cycle, and the part of a larger box inside the current one is the same
     array, in the same order, as that box built afresh.
     """
-    cell = cell_from_form(full)
-    bound = np.array([min(40, int(math.floor(x * math.sqrt(q_max))) + 1) for x in cell[:3]])
+    bound = np.array([min(40, int(math.floor(x * math.sqrt(q_max))) + 1) for x in _axes(full)])
     if grid is None:
         grid = []
     if not grid or np.any(bound > grid[0]):
@@ -116,6 +130,19 @@ def _reflections(
     hkl, q = hkl[sel], q[sel]
     order = np.argsort(q)
     return hkl[order], q[order]
+
+
+def system_params(
+    name: str, cell: tuple[float, ...], factors: tuple[float, float, float] = (1.0, 1.0, 1.0)
+) -> np.ndarray:
+    """Parameters p of lattice system ``name`` for ``cell``, its axes multiplied by ``factors``.
+
+    Least squares on the cell's quadratic form, so a cell of higher symmetry gives the
+    parameters of its own metric in a lower system, and a nearly fitting one the closest.
+    """
+    a, b, c = (x * f for x, f in zip(cell[:3], factors, strict=True))
+    p, *_ = np.linalg.lstsq(SYSTEMS[name].matrix, form_from_cell((a, b, c, *cell[3:])), rcond=None)
+    return p
 
 
 def min_lines(name: str) -> int:
@@ -163,10 +190,14 @@ def refine_cell(
     # at least twice as many indexed lines as unknowns (cell + zero); a pattern with fewer
     # lines than that (a small cubic or hexagonal cell) must have every line indexed but
     # the weak ones (an impurity's line beside the five of a small tetragonal cell)
-    n_strong = len(tth) if weak is None else int(np.count_nonzero(~np.asarray(weak, dtype=bool)))
-    need = min(2 * (sys_.m + 1), max(min_lines(name), n_strong))
+    weak_arr = np.zeros(len(tth), dtype=bool) if weak is None else np.asarray(weak, dtype=bool)
+    need = min(2 * (sys_.m + 1), max(min_lines(name), int(np.count_nonzero(~weak_arr))))
     q_max = float(q_of_two_theta(np.array([min(tth[-1] + 1.0, 179.0)]), wl)[0])
     grid: list = []  # hkl box shared by the cycles (:func:`_reflections`)
+    # A cycle that indexes the same lines with the same rows r(hkl) as the one before
+    # solves the same least-squares problem: every later cycle would repeat it, so the
+    # refinement stops there with its reflections (the result is the same as after 4).
+    previous, converged = b"", False
     for cycle in range(4):
         full = T @ p
         try:
@@ -184,6 +215,11 @@ def refine_cell(
         if hit.sum() < need:
             return None
         rows = monomials(hkl[j[hit]]) @ T
+        key = hit.tobytes() + rows.tobytes()
+        if cycle > 0 and key == previous:
+            converged = True
+            break
+        previous = key
         design = np.column_stack([rows, slope[hit]]) / slope[hit, None]
         sol, *_ = np.linalg.lstsq(design, q_obs[hit] / slope[hit], rcond=None)
         p_new, z_new = sol[:-1], float(sol[-1])
@@ -202,17 +238,17 @@ def refine_cell(
             return None
         p, z = p_new, z_new
     full = T @ p
-    hkl, qc = _reflections(name, full, q_max, grid)
-    tc = _tth(qc, wl) + z
-    j = np.clip(np.searchsorted(tc, tth), 1, len(tc) - 1)
-    j = np.where(np.abs(tc[j - 1] - tth) < np.abs(tc[j] - tth), j - 1, j)
-    d = tth - tc[j]
-    hit = np.abs(d) <= tol_deg
+    if not converged:
+        hkl, qc = _reflections(name, full, q_max, grid)
+        tc = _tth(qc, wl) + z
+        j = np.clip(np.searchsorted(tc, tth), 1, len(tc) - 1)
+        j = np.where(np.abs(tc[j - 1] - tth) < np.abs(tc[j] - tth), j - 1, j)
+        d = tth - tc[j]
+        hit = np.abs(d) <= tol_deg
     # centring: the indexed lines keep an allowed hkl within tolerance, but for at most one
     # weak line (an impurity line that a primitive cell indexes by chance must not hide
     # the centring; a strong line is never given up); ranked as the final merit would,
     # (indexed fraction)⁴ / N_calc
-    weak_arr = np.zeros(len(tth), dtype=bool) if weak is None else np.asarray(weak, dtype=bool)
     best_c, best_mask = "P", np.ones(len(qc), dtype=bool)
     t_last = tth[-1] + tol_deg
     best_n = count_distinct(qc[tc <= t_last], np.inf)

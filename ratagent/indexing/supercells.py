@@ -24,9 +24,7 @@ import math
 import numpy as np
 from scipy.stats import binom
 
-from ratagent.indexing.reduction import form_from_cell
-from ratagent.indexing.refine import CandidateCell, refine_cell
-from ratagent.indexing.trials import SYSTEMS
+from ratagent.indexing.refine import CandidateCell, refine_cell, system_params
 
 __all__ = ["AXIS_FACTORS", "CHANCE_LEVEL", "better_supercell", "by_chance"]
 
@@ -45,14 +43,6 @@ AXIS_FACTORS: dict[str, tuple[tuple[float, float, float], ...]] = {
     "orthorhombic": tuple(f for f in itertools.product((1.0, 2.0), repeat=3) if f != (1.0, 1.0, 1.0)),
     "monoclinic": tuple(f for f in itertools.product((1.0, 2.0), repeat=3) if f != (1.0, 1.0, 1.0)),
 }
-
-
-def _params(system: str, cell: tuple[float, ...], factors: tuple[float, float, float]) -> np.ndarray:
-    """System parameters p of the cell with its axes multiplied by ``factors``."""
-    a, b, c = (x * f for x, f in zip(cell[:3], factors, strict=True))
-    form = form_from_cell((a, b, c, *cell[3:]))
-    p, *_ = np.linalg.lstsq(SYSTEMS[system].matrix, form, rcond=None)
-    return p
 
 
 def by_chance(sup: CandidateCell, n_out: int, n_gained: int, tth: np.ndarray, tol_deg: float) -> float:
@@ -80,7 +70,7 @@ def better_supercell(
     best: CandidateCell | None = None
     for factors in AXIS_FACTORS[system]:
         try:
-            p0 = _params(system, cand.cell, factors)
+            p0 = system_params(system, cand.cell, factors)
         except ValueError:
             continue
         sup = refine_cell(system, p0, tth, wl, tol_deg, max_zero_deg, cand.weak)

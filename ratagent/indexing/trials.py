@@ -213,10 +213,11 @@ def form_volume(full: np.ndarray) -> np.ndarray:
 
 
 @cache
-def _plane(name: str, hmax: int = 12) -> np.ndarray:
-    """Distinct (h, k) terms of a system: rows (r(h, k, 0) in parameter space…, h), shape (n, m + 1).
+def _plane(name: str, hmax: int = 12) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct (h, k) terms of a system and one (|h|, k) of each.
 
-    With them q(hkl) = r(h,k,0)·p + l² C + h l E, a quadratic in l for each row.
+    Returns ``(terms, hk)``: terms (n, m + 1) are (r(h, k, 0) in parameter space…, h), with
+    which q(hkl) = r(h,k,0)·p + l² C + h l E, a quadratic in l for each term; hk (n, 2).
     """
     sys_ = SYSTEMS[name]
     h_neg = sys_.negative_h or name == "hexagonal"
@@ -224,51 +225,81 @@ def _plane(name: str, hmax: int = 12) -> np.ndarray:
     hk0 = np.stack([hh.ravel(), kk.ravel(), np.zeros(hh.size, int)], axis=1)
     rows = monomials(hk0) @ sys_.matrix
     key = np.column_stack([rows, hk0[:, 0] if sys_.negative_h else np.zeros(len(rows))])
-    return np.unique(key, axis=0)
+    terms, first = np.unique(key, axis=0, return_index=True)
+    return terms, np.abs(hk0[first, :2])
+
+
+#: Trials :func:`_count` evaluates at once, and the most (trial, (h, k) term, line)
+#: elements (float32) of one block.
+_COUNT_CHUNK = 2048
+_COUNT_BLOCK = 4_000_000
 
 
 def _count(name: str, p: np.ndarray, q_obs: np.ndarray, tol_q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Lines indexed by each trial (within ``tol_q``) and the sum of |Δq|/tol over them."""
+    """Lines indexed by each trial (within ``tol_q``) and the sum of |Δq|/tol over them.
+
+    A term (h, k) can index a line only if |h| ≤ √(q_max / a′) and k ≤ √(q_max / b′),
+    with a′ = A − D²/4B − E²/4C and b′ = B − D²/4A the least q(h, k, l)/h² and /k² over
+    the other indices (D = 0 or E = 0 in every system here). Trials are evaluated in
+    blocks of equal bounds, each on the terms within them whose least q over l is within
+    the last line: about as many terms as one trial needs.
+    """
     sys_ = SYSTEMS[name]
     m = sys_.m
     full = p @ sys_.matrix.T
-    plane = _plane(name)
+    terms, hk = _plane(name)
     n_l = len(q_obs)
     n_idx = np.empty(len(p), dtype=np.int64)
     err = np.empty(len(p))
+    if len(p) == 0:
+        return n_idx, err
     qo = q_obs.astype(np.float32)[None, :, None]
     tq = tol_q.astype(np.float32)[None, :]
     q_max = float(q_obs[-1] + tol_q[-1])
-    chunk = 2048
-    for s in range(0, len(p), chunk):
-        e = min(len(p), s + chunk)
-        f, pc = full[s:e], p[s:e]
-        # lower bound of q over l for each (h, k) term: r·p − h² E² / 4C
-        lower = plane[:, :m] @ pc.T - (plane[:, m:] ** 2) @ (f[:, 4] ** 2 / (4 * f[:, 2]))[None, :]
-        rows = plane[lower.min(axis=1) <= q_max]
-        if len(rows) * (e - s) * n_l > 4e6:
-            sub = max(1, int(4e6 // (len(rows) * n_l)))
-            ni, er = zip(
-                *(_count(name, pc[i : i + sub], q_obs, tol_q) for i in range(0, e - s, sub)), strict=True
-            )
-            n_idx[s:e], err[s:e] = np.concatenate(ni), np.concatenate(er)
-            continue
+    A, B, C, D, E = (full[:, i] for i in range(5))
+    a_min = A - D * D / (4 * B) - E * E / (4 * C)
+    b_min = B - D * D / (4 * A)
+    h_top = np.floor(np.sqrt(q_max / np.maximum(a_min, 1e-12)))
+    k_top = np.floor(np.sqrt(q_max / np.maximum(b_min, 1e-12)))
+    order = np.lexsort((k_top, h_top))
+    s, size = 0, _COUNT_CHUNK
+    while s < len(p):
+        e = min(len(p), s + size)
+        idx = order[s:e]
+        f, pc = full[idx], p[idx]
+        in_box = (hk[:, 0] <= h_top[idx].max()) & (hk[:, 1] <= k_top[idx].max())
+        box = terms[in_box]
+        # least q over l of each (h, k) term: r·p − h² E² / 4C
+        lower = pc @ box[:, :m].T - (f[:, 4] ** 2 / (4 * f[:, 2]))[:, None] * box[:, m] ** 2
+        rows = box[lower.min(axis=0) <= q_max]
+        if len(rows) * (e - s) * n_l > _COUNT_BLOCK and e - s > 1:
+            size = max(1, int(_COUNT_BLOCK // (len(rows) * n_l)))
+            continue  # a smaller block of larger cells
         base = (pc @ rows[:, :m].T).astype(np.float32)[:, None, :]  # (c, 1, n_hk)
-        hh = rows[:, m].astype(np.float32)
-        C = f[:, 2].astype(np.float32)[:, None, None]
-        E = f[:, 4].astype(np.float32)[:, None, None]
-        c1 = hh * E
-        c0 = base - qo  # (c, lines, n_hk)
-        disc = np.sqrt(np.maximum(c1 * c1 - 4 * C * c0, 0))
-        best = np.full(c0.shape[:2], np.inf, dtype=np.float32)
-        for sign in (1.0, -1.0):
-            l = np.rint((-c1 + sign * disc) / (2 * C))
-            qc = base + l * l * C + hh * l * E
-            qc = np.where(qc > 0, qc, np.inf)
-            best = np.minimum(best, np.abs(qc - qo).min(axis=2))
+        C32 = f[:, 2].astype(np.float32)[:, None, None]
+        c1 = rows[:, m].astype(np.float32) * f[:, 4].astype(np.float32)[:, None, None]  # h E
+        # q(h, k, l) − q_obs = C l² + hE l − u with u = q_obs − r(h, k, 0)·p; the nearest
+        # integer to the upper root only: (h, k, l) and (−h, k, −l) have the same q and
+        # both signs of h are terms when E ≠ 0 (the lower root of term h is minus the
+        # upper root of term −h); with E = 0 the roots differ only in sign
+        u = qo - base  # (c, lines, n_hk)
+        l = u * (4 * C32)
+        l += c1 * c1
+        np.maximum(l, 0, out=l)
+        np.sqrt(l, out=l)
+        l -= c1
+        l *= 1 / (2 * C32)
+        np.rint(l, out=l)
+        r = l * C32
+        r += c1
+        r *= l
+        r -= u
+        np.abs(r, out=r)
+        best = r.min(axis=2)
         hit = best <= tq
-        n_idx[s:e] = hit.sum(axis=1)
-        err[s:e] = np.where(hit, best / tq, 0).sum(axis=1)
+        n_idx[idx] = hit.sum(axis=1)
+        err[idx] = np.where(hit, best / tq, 0).sum(axis=1)
+        s, size = e, _COUNT_CHUNK
     return n_idx, err
 
 
