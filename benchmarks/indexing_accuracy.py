@@ -36,8 +36,11 @@ cell); top-3 hits counting a subcell of the atoms' lattice that indexes every ob
 line of the phase (``+subcell``, whatever the intensity of the lines it leaves out);
 declined; ``finer``; ``pseudo``; ``few`` (cases whose phase has fewer visible lines than
 the lattice system needs, :func:`visible_lines`: no method can index them); pattern hits
-among the other cases (``pattern|enough``); and seconds per pattern (wall and process
-CPU) of peak search and indexing. Each miss is printed with its label: ``pattern`` (the
+among the other cases (``pattern|enough``); ``short`` (cases whose pattern's lattice has a
+translation shorter than :data:`SHORT_TRANSLATION`, 2.2 Å, which no element's lattice
+has: the generator bounds distances between atoms, not cell axes, at 1.6 Å); pattern hits
+among the cases neither few nor short (``p|usual``); and seconds per pattern (wall and
+process CPU) of peak search and indexing. Each miss is printed with its label: ``pattern`` (the
 pattern's lattice found, not the atoms'), ``axes``, ``subcell`` or ``MISS``. ``--jobs N``
 runs the cases in N processes (one thread each); the figures do not depend on it, the
 seconds do.
@@ -66,7 +69,7 @@ import numpy as np
 
 from ratagent.crystallography import crystal_system
 from ratagent.indexing import find_peaks, index, lines_from_cell, same_lattice
-from ratagent.indexing.reduction import cell_volume, lattice_q_values
+from ratagent.indexing.reduction import cell_volume, lattice_q_values, niggli_cell
 from ratagent.indexing.refine import min_lines
 from ratagent.instrument import Instrument
 from ratagent.patterns import CU_KA1_ANGSTROM, Pattern
@@ -321,6 +324,8 @@ def _run_case(seed: int, system: str, i: int) -> tuple[dict[str, float], str | N
     seen_cell, seen_centring = (vis[0], "P") if pseudo else (cell, centring)
     lattice_system = _LATTICE_SYSTEM[crystal_system(sg_actual)]
     few = visible_lines(rec, inst) < min_lines(lattice_system)
+    # the Niggli cell's a is the lattice's shortest translation
+    short = float(niggli_cell(seen_cell, seen_centring)[0]) < SHORT_TRANSLATION
     t0, c0 = time.perf_counter(), time.process_time()
     peaks = find_peaks(pat, instrument=inst)
     res = index(peaks)
@@ -341,6 +346,7 @@ def _run_case(seed: int, system: str, i: int) -> tuple[dict[str, float], str | N
         "finer": finer,
         "pseudo": pseudo,
         "few": few,
+        "short": short,
         "wall": dt,
         "cpu": dc,
     }
@@ -353,6 +359,11 @@ def _run_case(seed: int, system: str, i: int) -> tuple[dict[str, float], str | N
         line = _case_line(system, i, sg, cell, hit, res, dt, sg_actual)
     return row, line
 
+
+#: A lattice translation shorter than this (Å) is ``short``: below any element's (Be, hcp,
+#: a = 2.29 Å, is the shortest), but the structure generator's distance bound (1.6 Å)
+#: applies to atoms, so a cell axis of 1.6 Å occurs.
+SHORT_TRANSLATION = 2.2
 
 _LIMITS: list[object] = []
 
@@ -386,6 +397,8 @@ def simulated(n: int, seed: int, systems: list[str], verbose: bool, jobs: int = 
         ("pseudo", 7),
         ("few", 4),
         ("pattern|enough", 15),
+        ("short", 6),
+        ("p|usual", 8),
         ("s/pattern", 10),
         ("max s", 7),
         ("cpu s", 7),
@@ -394,6 +407,7 @@ def simulated(n: int, seed: int, systems: list[str], verbose: bool, jobs: int = 
     for system in systems:
         r = {k: np.array([row[k] for row in rows[system]], dtype=float) for k in rows[system][0]}
         enough = r["seen3"][r["few"] == 0]
+        usual = r["seen3"][(r["few"] == 0) & (r["short"] == 0)]
         values = (
             f"{len(r['top3']):5d}",
             f"{r['top3'].mean():7.1%}",
@@ -407,6 +421,8 @@ def simulated(n: int, seed: int, systems: list[str], verbose: bool, jobs: int = 
             f"{int(r['pseudo'].sum()):7d}",
             f"{int(r['few'].sum()):4d}",
             f"{enough.mean() if len(enough) else float('nan'):15.1%}",
+            f"{int(r['short'].sum()):6d}",
+            f"{usual.mean() if len(usual) else float('nan'):8.1%}",
             f"{r['wall'].mean():10.2f}",
             f"{r['wall'].max():7.1f}",
             f"{r['cpu'].mean():7.2f}",

@@ -308,6 +308,45 @@ def _centred_alternative(
     return alt if alt is not None and alt.centring != c.centring else None
 
 
+def _with_primitive(
+    ranked: list[CandidateCell],
+    tth: np.ndarray,
+    wl: float,
+    tol_deg: float,
+    max_zero_deg: float,
+    depth: int = 3,
+) -> list[CandidateCell]:
+    """Put the primitive cell just after a leading centred one whose centring gave up a line.
+
+    The refinement takes a centring that leaves one weak line unindexed (an impurity's,
+    most likely), but that line can be the phase's only visible reflection of the
+    primitive lattice (simulated Pnnm, a = 3.13, b = 6.97, c = 6.55 Å, indexed as I with
+    its 120 at 2 % left out). The primitive cell then goes just after it, unless it is
+    among the first ``depth`` already.
+    """
+    out = list(ranked)
+    for parent in ranked[:depth]:
+        if parent.centring == "P":
+            continue
+        name = "hexagonal" if parent.crystal_system == "trigonal" else parent.crystal_system
+        p0 = system_params(name, parent.cell)
+        alt = refine_cell(name, p0, tth, wl, tol_deg, max_zero_deg, parent.weak, primitive=True)
+        if (
+            alt is None
+            or alt.n_indexed <= parent.n_indexed
+            or alt.n_unindexed_strong > parent.n_unindexed_strong
+            or not np.all(alt.indexed | ~parent.indexed)
+        ):
+            continue
+        key = lattice_q_values(alt.cell, centring="P")
+        same = [np.allclose(lattice_q_values(c.cell, centring=c.centring), key, rtol=4e-3) for c in out]
+        if any(same[:depth]):
+            continue
+        out = [c for c, s in zip(out, same, strict=True) if not s]
+        out.insert(out.index(parent) + 1, alt)
+    return out
+
+
 def _dominates(x: CandidateCell, y: CandidateCell, tth: np.ndarray, tol_deg: float) -> bool:
     """Whether ``x``, of higher symmetry than ``y`` or as high, explains the lines better.
 
@@ -492,6 +531,24 @@ def index(
         if len(deep) > keep and more_lines:
             again, _ = screen(name, deep, q_all, tol_all_lines, max_missing + n_weak, keep, first_pass=False)
             best = np.unique(np.concatenate([best, again]), axis=0)
+        if n_screen < _SCREEN_LINES and len(tth) > n_screen:
+            # few strong lines (one line dominates): they may not determine the cell with
+            # low indices, nor tell the trials apart; solve trials from the first lines,
+            # weak ones included, too, and screen them there (simulated Cmmm, a = 3.50,
+            # b = 5.39, c = 5.79 Å: 6 of 20 lines above 5 %, whose indices span only
+            # c* and a* + b* but for 131; cells with a 1.6 Å axis indexing them won)
+            n_first = min(len(tth), _SCREEN_LINES)
+            extra = int(np.count_nonzero(weak[:n_first]))
+            first, _ = screen(
+                name,
+                solve_trials(name, q_all),
+                q_all[:n_first],
+                tol_all_lines[:n_first],
+                max_missing + extra,
+                keep,
+                first_pass=False,
+            )
+            best = np.unique(np.concatenate([best, first]), axis=0)
         for p0 in best:
             c = refine_cell(name, p0, tth, wl, tolerance_deg, max_zero_deg, weak)
             if c is not None and c.n_unindexed_strong <= max_unindexed:
@@ -514,6 +571,7 @@ def index(
         merged = _merge(merged + alternatives)
     ranked = _prefer_dominant(merged, tth, tolerance_deg)
     ranked = _promote_supercells(ranked, tth, wl, tolerance_deg, max_zero_deg, min_m20)
+    ranked = tuple(_with_primitive(list(ranked), tth, wl, tolerance_deg, max_zero_deg))
     need = _m20_needed(ranked[0], min_m20) if ranked else min_m20
     convincing = bool(ranked) and ranked[0].m20 >= need and ranked[0].n_unindexed_strong <= max_unindexed
     if convincing:

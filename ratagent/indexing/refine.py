@@ -159,6 +159,7 @@ def refine_cell(
     max_zero_deg: float,
     weak: np.ndarray | None = None,
     centring_may_lose_strong: bool = False,
+    primitive: bool = False,
 ) -> CandidateCell | None:
     """Refine trial parameters ``p0`` of system ``name`` against lines ``tth`` (module docstring).
 
@@ -176,6 +177,7 @@ def refine_cell(
     centring_may_lose_strong : let the centring give up one line that is not weak too (a
         strong impurity line that the primitive cell indexes by chance); the caller ranks
         the result against the primitive cell (:func:`~ratagent.indexing.indexing.index`)
+    primitive : keep the primitive lattice (no centring tested)
 
     Returns
     -------
@@ -253,7 +255,7 @@ def refine_cell(
     t_last = tth[-1] + tol_deg
     best_n = count_distinct(qc[tc <= t_last], np.inf)
     best_merit = (hit.sum() / len(tth)) ** 4 / max(best_n, 1)
-    for c in sys_.centrings[1:]:
+    for c in () if primitive else sys_.centrings[1:]:
         mask = centring_mask(hkl, c)
         tcm = tc[mask]
         if len(tcm) == 0:
