@@ -13,7 +13,9 @@ Algorithm
    of the first 12 strong lines (:mod:`ratagent.indexing.trials`; trial and error as in
    TREOR, Werner, Eriksson & Westdahl, J. Appl. Cryst. 18, 367 (1985)); the best 1500
    are also re-ranked on all the lines, weak ones included, and the best of both lists
-   go on; monoclinic
+   go on; with fewer than 12 strong lines, trials are also solved and screened on the
+   first lines, weak ones included (few strong lines may not reach the indices that
+   determine the cell); monoclinic
    trials also from a rectangular zone plus a third axis (:mod:`ratagent.indexing.zones`,
    after ITO).
 3. Refine each kept trial by linear least squares on all indexed lines with a zero
@@ -29,7 +31,8 @@ Algorithm
    that indexes every line a better-ranked cell does, and more, with no more calculated
    lines, goes before it (:func:`_prefer_dominant`); a supercell of a leading
    cell that indexes two or more of its unindexed lines goes just before it
-   (:mod:`ratagent.indexing.supercells`).
+   (:mod:`ratagent.indexing.supercells`); a leading centred cell whose centring left a
+   weak line out is followed by its primitive cell (:func:`_with_primitive`).
 5. Call the best cell convincing when it leaves at most ``max_unindexed`` strong lines
    unindexed and M20 ≥ ``min_m20`` (de Wolff's 10, meant for at most one or two
    unindexed lines), doubled for each unindexed strong line beyond the first (large

@@ -1,0 +1,51 @@
+"""The trial screen's line count against a brute-force enumeration of every hkl."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ratagent.indexing.refine import dq_dtth, q_of_two_theta
+from ratagent.indexing.trials import SYSTEMS, _count, monomials, solve_trials
+from ratagent.patterns import CU_KA1_ANGSTROM
+
+CELLS = {
+    "cubic": (5.43, 5.43, 5.43, 90, 90, 90),
+    "tetragonal": (4.59, 4.59, 2.96, 90, 90, 90),
+    "hexagonal": (4.91, 4.91, 5.41, 90, 90, 120),
+    "orthorhombic": (4.96, 7.97, 5.74, 90, 90, 90),
+    "monoclinic": (6.28, 15.21, 5.68, 90, 114.1, 90),
+}
+
+
+def _brute_force(name: str, p: np.ndarray, q_obs: np.ndarray, tol_q: np.ndarray) -> np.ndarray:
+    """Lines within tol_q of some q(hkl), |h|, |k|, |l| ≤ 14, in float64."""
+    r = np.arange(-14, 15)
+    hkl = np.stack(np.meshgrid(r, r, r, indexing="ij"), axis=-1).reshape(-1, 3)
+    rows = monomials(hkl[np.any(hkl != 0, axis=1)]) @ SYSTEMS[name].matrix
+    out = np.empty(len(p), dtype=int)
+    for i, pi in enumerate(p):
+        qc = np.sort(rows @ pi)
+        j = np.clip(np.searchsorted(qc, q_obs), 1, len(qc) - 1)
+        d = np.minimum(np.abs(qc[j] - q_obs), np.abs(qc[j - 1] - q_obs))
+        out[i] = int(np.count_nonzero(d <= tol_q))
+    return out
+
+
+@pytest.mark.parametrize("name", list(CELLS))
+def test_count_matches_every_hkl(name):
+    """Random trials from the lines of a real cell, counted on 12 lines: the screen's
+    count (a few (h, k) terms per trial, one root of the quadratic in l, float32) agrees
+    with trying every hkl but where a line sits within float32 rounding of the window."""
+    from ratagent.indexing import lines_from_cell
+
+    tth = lines_from_cell(CELLS[name], 1, CU_KA1_ANGSTROM)[:12]
+    q, tol = q_of_two_theta(tth, CU_KA1_ANGSTROM), dq_dtth(tth, CU_KA1_ANGSTROM) * 0.06
+    p = solve_trials(name, q)
+    p = p[np.all(p[:, :3] > 0.004, axis=1)]  # axes below 16 Å
+    p = np.random.default_rng(0).permutation(p)[:400]
+    n_fast, _ = _count(name, p, q, tol)
+    n_slow = _brute_force(name, p, q, tol)
+    assert len(p) >= 5
+    assert np.mean(n_fast == n_slow) >= 0.99, np.flatnonzero(n_fast != n_slow)
+    assert np.max(n_fast) == len(q)  # the true cell (or an equivalent) is among the trials
