@@ -340,6 +340,12 @@ def test_a_strong_impurity_line_on_a_primitive_reflection_does_not_hide_the_cent
     assert _found(result, cell, "C m c 21", k=1) == [True], str(result)
 
 
+def _recorded(two_theta: str, relative_intensity: str) -> PeakList:
+    """A peak list written out as whitespace-separated 2θ (degrees) and intensities, Cu Kα1."""
+    tth, rel = (np.array(text.split(), dtype=float) for text in (two_theta, relative_intensity))
+    return PeakList.from_positions(tth, CU_KA1_ANGSTROM, rel)
+
+
 def test_few_strong_lines_with_the_cell_in_the_weak_ones():
     """A simulated peak list (``benchmarks/indexing_accuracy.py``, seed 0, orthorhombic
     case 44: Cmmm, a = 3.4975, b = 5.3868, c = 5.7850 Å, 3 % impurity): the first line
@@ -349,22 +355,18 @@ def test_few_strong_lines_with_the_cell_in_the_weak_ones():
     leaving 9 weak lines out. With so few strong lines, trials are also built and
     screened on the first lines, weak ones included; the true cell, indexing 18 of 20,
     ranks first."""
-    tth = np.array(
+    peaks = _recorded(
         """
         15.2776 30.4223 30.8625 33.2109 33.4399 34.2191 36.7520 43.8991 45.9809 47.0652
         47.7812 52.2434 54.7712 57.0884 57.6350 58.8226 60.0111 61.9334 64.3389 65.5855
-        """.split(),
-        dtype=float,
-    )
-    rel = np.array(
+        """,
         """
         1.0000 0.0905 0.1621 0.0297 0.0312 0.1440 0.0428 0.0557 0.0235 0.0492
         0.0114 0.0276 0.0411 0.0234 0.0365 0.0110 0.0512 0.0289 0.0165 0.0190
-        """.split(),
-        dtype=float,
+        """,
     )
     cell = (3.4975, 5.3868, 5.7850, 90, 90, 90)
-    result = index(PeakList.from_positions(tth, CU_KA1_ANGSTROM, rel))
+    result = index(peaks)
     assert result.convincing, str(result)
     assert _found(result, cell, "C m m m", k=1) == [True], str(result)
 
@@ -374,22 +376,18 @@ def test_the_primitive_cell_follows_a_centred_one_that_gave_up_a_weak_line():
     c = 6.5468 Å): of the lines with h + k + l odd only 120 shows, at 2 % (38.64°), so the
     refinement takes the I cell, which leaves that line out as an impurity's might. The
     primitive cell with the same axes, which indexes it too, comes second."""
-    tth = np.array(
+    peaks = _recorded(
         """
         18.6134 24.3546 25.5791 27.2518 30.6110 31.3096 31.8880 36.3409 37.7079 38.6422
         41.9660 43.4447 46.6499 48.8004 50.9906 52.5211 56.1810 56.7779 57.9444 58.9406
-        """.split(),
-        dtype=float,
-    )
-    rel = np.array(
+        """,
         """
         0.0054 0.0036 0.4299 1.0000 0.0100 0.8893 0.0079 0.0483 0.1628 0.0215
         0.4805 0.0313 0.0127 0.3795 0.0298 0.1305 0.1173 0.3089 0.0670 0.0598
-        """.split(),
-        dtype=float,
+        """,
     )
     cell = (3.1329, 6.9676, 6.5468, 90, 90, 90)
-    result = index(PeakList.from_positions(tth, CU_KA1_ANGSTROM, rel))
+    result = index(peaks)
     assert result.convincing, str(result)
     assert result.best.centring == "I" and same_lattice(result.best.cell, cell, 1e-3, "P", "P"), str(result)
     assert _found(result, cell, "P n n m", k=2) == [False, True], str(result)
