@@ -8,9 +8,7 @@ that narrows after the first cycle) and solves the weighted linear least-squares
 for the system's form parameters p and the zero shift z of the 2θ scale (weights
 1/q'(2θ) make the residuals degrees of 2θ). Then the lattice centring that all indexed
 lines obey and that removes the most calculated lines is chosen, and de Wolff's M_N and
-Smith–Snyder F_N are computed (:mod:`ratagent.indexing.merit`). A monoclinic cell is
-given with its a*, c* mesh reduced (:func:`_reduced_monoclinic`), so β is as near 90° as
-the lattice allows.
+Smith–Snyder F_N are computed (:mod:`ratagent.indexing.merit`).
 """
 
 from __future__ import annotations
@@ -147,31 +145,6 @@ def system_params(
     return p
 
 
-def _reduced_monoclinic(p: np.ndarray) -> np.ndarray:
-    """Monoclinic parameters (A, B, C, E) with the a*, c* mesh Gauss-reduced.
-
-    Trials and refinement may end in any basis of the ac plane (β of 150–165° occurs);
-    the same lattice with the shortest a*, c* (Lagrange–Gauss reduction: |E| ≤ min(A, C))
-    is reported instead. In two dimensions the dual of a reduced basis is reduced, so a and
-    c are then the shortest pair too and β is as close to 90° as the lattice allows; a
-    right angle hidden in an oblique setting shows. Calculated lines are the same; only
-    the indices change (centrings C, A and I go into one another).
-    """
-    A, B, C, E = (float(x) for x in p)
-    g11, g12, g22 = A, E / 2.0, C  # reciprocal mesh metric of (a*, c*)
-    swapped = False
-    for _ in range(100):
-        if g11 > g22:
-            g11, g22, swapped = g22, g11, not swapped
-        m = round(g12 / g11)
-        if m == 0:
-            break
-        g22, g12 = g22 - 2 * m * g12 + m * m * g11, g12 - m * g11  # second vector − m × first
-    if swapped:
-        g11, g22 = g22, g11
-    return np.array([g11, B, g22, 2.0 * g12])
-
-
 def min_lines(name: str) -> int:
     """Fewest lines a cell of lattice system ``name`` is solved from: unknowns + 2 checks."""
     return SYSTEMS[name].m + 3
@@ -266,10 +239,6 @@ def refine_cell(
         ):
             return None
         p, z = p_new, z_new
-    if name == "monoclinic":
-        reduced = _reduced_monoclinic(p)
-        converged = converged and bool(np.array_equal(reduced, p))
-        p = reduced
     full = T @ p
     if not converged:
         hkl, qc = _reflections(name, full, q_max, grid)

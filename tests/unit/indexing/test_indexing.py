@@ -391,33 +391,3 @@ def test_the_primitive_cell_follows_a_centred_one_that_gave_up_a_weak_line():
     assert result.convincing, str(result)
     assert result.best.centring == "I" and same_lattice(result.best.cell, cell, 1e-3, "P", "P"), str(result)
     assert _found(result, cell, "P n n m", k=2) == [False, True], str(result)
-
-
-def test_monoclinic_cells_are_reported_in_a_reduced_setting():
-    """Trials and refinement may end in any basis of the ac plane (β of 135–170° came
-    out for cells of β 95–115°); every monoclinic candidate is given with its a*, c* mesh
-    reduced (|E| ≤ min(A, C)), the same lattice with β as near 90° as it allows."""
-    from ratagent.indexing.refine import _reduced_monoclinic, system_params
-    from ratagent.indexing.trials import SYSTEMS
-
-    oblique = (4.4159, 6.8965, 10.4512, 90, 109.989, 90)  # a P lattice in an oblique basis
-    reduced = cell_from_form(
-        SYSTEMS["monoclinic"].matrix @ _reduced_monoclinic(system_params("monoclinic", oblique))
-    )
-    assert same_lattice(reduced, oblique, 1e-6)
-    assert np.allclose(reduced[[0, 2]], (4.4159, 9.8577), atol=2e-4)
-    cell = (7.8358, 7.0510, 9.4859, 90, 98.957, 90)
-    rng = np.random.default_rng(2)
-    tth = perturb_lines(
-        lines_from_cell(cell, "P 1 21/c 1", CU_KA1_ANGSTROM),
-        rng,
-        sigma_deg=0.003,
-        zero_shift_deg=0.02,
-        n_impurity=0,
-    )
-    result = index(tth, wavelength=CU_KA1_ANGSTROM, systems=("monoclinic",))
-    assert result.convincing and _found(result, cell, "P 1 21/c 1", k=1) == [True], str(result)
-    for c in result.top(5):
-        if c.crystal_system == "monoclinic":
-            A, _, C, _, E, _ = form_from_cell(c.cell)
-            assert abs(E) <= min(A, C) * (1 + 1e-9), c.describe()
