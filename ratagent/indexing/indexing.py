@@ -297,18 +297,17 @@ def _centred_alternative(
     is the impurity's): both go to the ranking, where the unindexed strong line costs
     the centred cell (f_s⁴) and its fewer calculated lines favour it (M20).
     """
-    name = "hexagonal" if c.crystal_system == "trigonal" else c.crystal_system
-    alt = refine_cell(
-        name,
-        system_params(name, c.cell),
-        tth,
-        wl,
-        tol_deg,
-        max_zero_deg,
-        c.weak,
-        centring_may_lose_strong=True,
-    )
+    alt = _refined_again(c, tth, wl, tol_deg, max_zero_deg, centring_may_lose_strong=True)
     return alt if alt is not None and alt.centring != c.centring else None
+
+
+def _refined_again(
+    c: CandidateCell, tth: np.ndarray, wl: float, tol_deg: float, max_zero_deg: float, **options: bool
+) -> CandidateCell | None:
+    """``c`` refined afresh from its own cell (hexagonal axes for a rhombohedral lattice),
+    with :func:`~ratagent.indexing.refine.refine_cell`'s centring ``options``."""
+    name = "hexagonal" if c.crystal_system == "trigonal" else c.crystal_system
+    return refine_cell(name, system_params(name, c.cell), tth, wl, tol_deg, max_zero_deg, c.weak, **options)
 
 
 def _with_primitive(
@@ -331,9 +330,7 @@ def _with_primitive(
     for parent in ranked[:depth]:
         if parent.centring == "P":
             continue
-        name = "hexagonal" if parent.crystal_system == "trigonal" else parent.crystal_system
-        p0 = system_params(name, parent.cell)
-        alt = refine_cell(name, p0, tth, wl, tol_deg, max_zero_deg, parent.weak, primitive=True)
+        alt = _refined_again(parent, tth, wl, tol_deg, max_zero_deg, primitive=True)
         if (
             alt is None
             or alt.n_indexed <= parent.n_indexed
