@@ -6,18 +6,25 @@ noise, a 0.02° zero shift and one impurity line. Prints seconds per pattern, th
 to the cubic time measured in the same run, and how often the true lattice is among the
 top 3 candidates (within 0.1 %).
 
-    python benchmarks/indexing.py [--n 10] [--seed 0]
+``--rendered``: instead, patterns rendered as in ``indexing_accuracy.py`` (counts,
+impurity, Kα2) go through :func:`~ratagent.indexing.find_peaks`, and ``index`` is timed
+on each peak list with and without its residual profile: the ratio is the cost of the
+search for superstructure lines in the profile
+(:func:`~ratagent.indexing.supercells.profile_supercell`).
+
+    python benchmarks/indexing.py [--n 10] [--seed 0] [--rendered]
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import time
 
 import gemmi
 import numpy as np
 
-from ratagent.indexing import index, lines_from_cell, perturb_lines, same_lattice
+from ratagent.indexing import find_peaks, index, lines_from_cell, perturb_lines, same_lattice
 from ratagent.patterns import CU_KA1_ANGSTROM
 
 #: One space group per system (H–M symbol, setting of the generated cell).
@@ -50,11 +57,37 @@ def random_cell(system: str, rng: np.random.Generator) -> np.ndarray:
     return np.array([a * ratios[0], a * ratios[1], a * ratios[2], 90.0, beta, gamma])
 
 
+def rendered(n: int, seed: int) -> None:
+    """Seconds of ``index`` per rendered pattern with and without the residual profile."""
+    from indexing_accuracy import SYSTEMS, case  # the script beside this one
+
+    print(f"{'system':14s} {'s/pattern':>10s} {'no profile':>11s} {'ratio':>7s} {'same top-3':>11s}")
+    for system in SYSTEMS:
+        with_p, without, same = [], [], 0
+        for i in range(n):
+            _, _, inst, pat = case(seed, system, i)
+            peaks = find_peaks(pat, instrument=inst)
+            t0 = time.perf_counter()
+            a = index(dataclasses.replace(peaks, residual=None))
+            t1 = time.perf_counter()
+            b = index(peaks)
+            t2 = time.perf_counter()
+            without.append(t1 - t0)
+            with_p.append(t2 - t1)
+            same += [c.cell for c in a.top(3)] == [c.cell for c in b.top(3)]
+        m, m0 = float(np.mean(with_p)), float(np.mean(without))
+        print(f"{system:14s} {m:10.2f} {m0:11.2f} {m / m0:7.2f} {same:7d}/{n}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=10, help="patterns per system")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--rendered", action="store_true", help="rendered patterns, with/without profile")
     args = ap.parse_args()
+    if args.rendered:
+        rendered(args.n, args.seed)
+        return
     rng = np.random.default_rng(args.seed)
     rows = []
     for system, sg in GROUPS.items():

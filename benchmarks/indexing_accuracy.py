@@ -39,7 +39,10 @@ the lattice system needs, :func:`visible_lines`: no method can index them); patt
 among the other cases (``pattern|enough``); ``short`` (cases whose pattern's lattice has a
 translation shorter than :data:`SHORT_TRANSLATION`, 2.2 Å, which no element's lattice
 has: the generator bounds distances between atoms, not cell axes, at 1.6 Å); pattern hits
-among the cases neither few nor short (``p|usual``); and seconds per pattern (wall and
+among the cases neither few nor short (``p|usual``); cases with a cell among the first
+three that its lines in the residual profile put there
+(:func:`ratagent.indexing.supercells.profile_supercell`: ``profile``), and how many of
+those cells are the pattern's lattice (``prof ok``); and seconds per pattern (wall and
 process CPU) of peak search and indexing. Each miss is printed with its label: ``pattern`` (the
 pattern's lattice found, not the atoms'), ``axes``, ``subcell`` or ``MISS``. ``--jobs N``
 runs the cases in N processes (one thread each); the figures do not depend on it, the
@@ -332,6 +335,8 @@ def _run_case(seed: int, system: str, i: int) -> tuple[dict[str, float], str | N
     dt, dc = time.perf_counter() - t0, time.process_time() - c0
     hits = [same_lattice(c.cell, cell, 1e-3, c.centring, centring) for c in res.top(3)]
     seen = [same_lattice(c.cell, seen_cell, 1e-3, c.centring, seen_centring) for c in res.top(3)]
+    # cells promoted by their lines in the residual profile (supercells.profile_supercell)
+    profiled = [c.profile_chance is not None for c in res.top(3)]
     axes = any(hits) or any(same_lattice(c.cell, cell, 1e-3, "P", "P") for c in res.top(3))
     main = _main_phase(peaks, rec.cell, sg, inst)
     sub = any(hits) or any(_is_subcell(c, cell, centring, main) for c in res.top(3))
@@ -347,6 +352,8 @@ def _run_case(seed: int, system: str, i: int) -> tuple[dict[str, float], str | N
         "pseudo": pseudo,
         "few": few,
         "short": short,
+        "profile": any(profiled),
+        "profile_ok": any(p and s for p, s in zip(profiled, seen, strict=True)),
         "wall": dt,
         "cpu": dc,
     }
@@ -399,6 +406,8 @@ def simulated(n: int, seed: int, systems: list[str], verbose: bool, jobs: int = 
         ("pattern|enough", 15),
         ("short", 6),
         ("p|usual", 8),
+        ("profile", 8),
+        ("prof ok", 8),
         ("s/pattern", 10),
         ("max s", 7),
         ("cpu s", 7),
@@ -423,6 +432,8 @@ def simulated(n: int, seed: int, systems: list[str], verbose: bool, jobs: int = 
             f"{enough.mean() if len(enough) else float('nan'):15.1%}",
             f"{int(r['short'].sum()):6d}",
             f"{usual.mean() if len(usual) else float('nan'):8.1%}",
+            f"{int(r['profile'].sum()):8d}",
+            f"{int(r['profile_ok'].sum()):8d}",
             f"{r['wall'].mean():10.2f}",
             f"{r['wall'].max():7.1f}",
             f"{r['cpu'].mean():7.2f}",

@@ -313,7 +313,10 @@ class Agent:
         if not leading:
             return [], f"no cell given; indexing found no convincing cell ({result.message})"
         text = "; ".join(f"{c.crystal_system} {c.centring} cell {_fmt_cell(c.cell)}, "
-                         f"M{c.n_lines} = {c.m20:.0f}" for c in leading)
+                         f"M{c.n_lines} = {c.m20:.0f}"
+                         + (f" (its lines beyond the peaks seen in the profile, chance "
+                            f"{c.profile_chance:.0e})" if c.profile_chance is not None else "")
+                         for c in leading)
         return [tuple(float(v) for v in c.cell) for c in leading], f"no cell given; indexed: {text}"
 
     def _candidates(self, posterior: EGPosterior, cell: Sequence[float]) -> list[int]:

@@ -31,8 +31,14 @@ Algorithm
    that indexes every line a better-ranked cell does, and more, with no more calculated
    lines, goes before it (:func:`_prefer_dominant`); a supercell of a leading
    cell that indexes two or more of its unindexed lines goes just before it
-   (:mod:`ratagent.indexing.supercells`); a leading centred cell whose centring left a
-   weak line out is followed by its primitive cell (:func:`_with_primitive`).
+   (:mod:`ratagent.indexing.supercells`); so does a finer lattice of a leading cell (a
+   supercell, or the primitive lattice of a centred cell) whose extra lines, too weak
+   for the peak search, the residual profile shows beyond chance (only when ``data``
+   is a :class:`~ratagent.indexing.peaks.PeakList` from
+   :func:`~ratagent.indexing.find_peaks`, which carries that residual:
+   :func:`~ratagent.indexing.supercells.profile_supercell`); a leading centred cell
+   whose centring left a weak line out is followed by its primitive cell
+   (:func:`_with_primitive`).
 5. Call the best cell convincing when it leaves at most ``max_unindexed`` strong lines
    unindexed and M20 ≥ ``min_m20`` (de Wolff's 10, meant for at most one or two
    unindexed lines), doubled for each unindexed strong line beyond the first (large
@@ -47,7 +53,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -62,7 +68,7 @@ from ratagent.indexing.refine import (
     refine_cell,
     system_params,
 )
-from ratagent.indexing.supercells import CHANCE_LEVEL, better_supercell, by_chance
+from ratagent.indexing.supercells import CHANCE_LEVEL, better_supercell, by_chance, profile_supercell
 from ratagent.indexing.trials import SYSTEMS, screen, solve_trials
 from ratagent.indexing.zones import monoclinic_zone_trials
 from ratagent.patterns import Pattern
@@ -162,8 +168,6 @@ def _lines(
     min_relative_intensity: float,
 ) -> tuple[np.ndarray, np.ndarray, float]:
     """The first ``n_lines`` 2θ (ascending), their intensity relative to the strongest, and λ."""
-    if isinstance(data, Pattern):
-        data = find_peaks(data)
     if isinstance(data, PeakList):
         if wavelength is not None and not math.isclose(wavelength, data.wavelength):
             raise ValueError(f"wavelength={wavelength} differs from the peak list's {data.wavelength}")
@@ -302,7 +306,7 @@ def _centred_alternative(
 
 
 def _refined_again(
-    c: CandidateCell, tth: np.ndarray, wl: float, tol_deg: float, max_zero_deg: float, **options: bool
+    c: CandidateCell, tth: np.ndarray, wl: float, tol_deg: float, max_zero_deg: float, **options: bool | str
 ) -> CandidateCell | None:
     """``c`` refined afresh from its own cell (hexagonal axes for a rhombohedral lattice),
     with :func:`~ratagent.indexing.refine.refine_cell`'s centring ``options``."""
@@ -330,7 +334,7 @@ def _with_primitive(
     for parent in ranked[:depth]:
         if parent.centring == "P":
             continue
-        alt = _refined_again(parent, tth, wl, tol_deg, max_zero_deg, primitive=True)
+        alt = _refined_again(parent, tth, wl, tol_deg, max_zero_deg, centring="P")
         if (
             alt is None
             or alt.n_indexed <= parent.n_indexed
@@ -386,18 +390,20 @@ def _prefer_dominant(
 
 
 def _promote_supercells(
-    ranked: list[CandidateCell],
-    tth: np.ndarray,
-    wl: float,
-    tol_deg: float,
-    max_zero_deg: float,
-    min_m20: float,
+    ranked: list[CandidateCell] | tuple[CandidateCell, ...],
+    finer: Callable[[CandidateCell], CandidateCell | None],
 ) -> tuple[CandidateCell, ...]:
-    """Put a supercell that indexes the lines a leading cell leaves out just before it."""
+    """Put the finer lattice ``finer(parent)`` finds for a leading cell just before it.
+
+    ``finer``: a supercell indexing the lines the parent leaves out
+    (:func:`~ratagent.indexing.supercells.better_supercell`), or one whose extra lines
+    the residual profile shows (:func:`~ratagent.indexing.supercells.profile_supercell`).
+    """
+    ranked = list(ranked)
     for parent in list(ranked[:3]):
         if parent not in ranked:
             continue
-        sup = better_supercell(parent, tth, wl, tol_deg, max_zero_deg, min_m20)
+        sup = finer(parent)
         if sup is None:
             continue
         key = lattice_q_values(sup.cell, centring=sup.centring)
@@ -435,7 +441,9 @@ def index(
     ----------
     data : PeakList, Pattern or array of 2θ (degrees)
         Observed lines; a :class:`~ratagent.patterns.Pattern` goes through
-        :func:`~ratagent.indexing.find_peaks` with its defaults first.
+        :func:`~ratagent.indexing.find_peaks` with its defaults first. The residual
+        profile a peak list from :func:`~ratagent.indexing.find_peaks` carries is
+        searched for superstructure lines too weak to be peaks (step 4).
     wavelength : float, optional
         λ in Å; required with a plain array, else taken from ``data``.
     systems : lattice systems to search, from :data:`SEARCH_ORDER`
@@ -481,6 +489,8 @@ def index(
         raise ValueError(f"n_lines={n_lines} is too few to index; use at least 6 (20 is usual)")
     if not (math.isfinite(weak_fraction) and 0 <= weak_fraction < 1):
         raise ValueError(f"weak_fraction must be in [0, 1), got {weak_fraction!r}")
+    if isinstance(data, Pattern):
+        data = find_peaks(data)
     tth, rel, wl = _lines(data, wavelength, n_lines, min_relative_intensity)
     fewest = min(min_lines(s) for s in systems)
     if len(tth) < fewest:
@@ -570,7 +580,17 @@ def index(
     if alternatives:
         merged = _merge(merged + alternatives)
     ranked = _prefer_dominant(merged, tth, tolerance_deg)
-    ranked = _promote_supercells(ranked, tth, wl, tolerance_deg, max_zero_deg, min_m20)
+    ranked = _promote_supercells(
+        ranked, lambda c: better_supercell(c, tth, wl, tolerance_deg, max_zero_deg, min_m20)
+    )
+    if isinstance(data, PeakList) and data.residual is not None:
+        residual, peaks_tth = data.residual, data.two_theta
+        ranked = _promote_supercells(
+            ranked,
+            lambda c: profile_supercell(
+                c, residual, peaks_tth, tth, wl, tolerance_deg, max_zero_deg, min_m20
+            ),
+        )
     ranked = tuple(_with_primitive(list(ranked), tth, wl, tolerance_deg, max_zero_deg))
     need = _m20_needed(ranked[0], min_m20) if ranked else min_m20
     convincing = bool(ranked) and ranked[0].m20 >= need and ranked[0].n_unindexed_strong <= max_unindexed

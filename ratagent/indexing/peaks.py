@@ -41,7 +41,7 @@ from ratagent.indexing.background import rachinger_strip, snip_background
 from ratagent.instrument import Instrument
 from ratagent.patterns import Pattern, q_from_two_theta
 
-__all__ = ["PeakList", "find_peaks", "pseudo_voigt"]
+__all__ = ["PeakList", "ResidualFilter", "find_peaks", "pseudo_voigt"]
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +55,27 @@ def pseudo_voigt(x: np.ndarray, center: float, area: float, fwhm: float, eta: fl
 
 
 @dataclass(frozen=True, eq=False)
+class ResidualFilter:
+    """What the fitted peaks leave in the profile, as a matched-filter significance on a 2θ grid.
+
+    The net counts less the fitted profiles of every peak found, convolved with the
+    search's Ricker wavelet and divided by the propagated standard deviation: a line too
+    weak to pass ``matched_snr`` still raises it by a few σ at its position, so reading
+    it where a cell predicts lines that were not found tells whether some are there
+    (:func:`~ratagent.indexing.supercells.profile_evidence`).
+    """
+
+    two_theta: np.ndarray  # uniform grid, degrees (Kα1 positions)
+    snr: np.ndarray  # σ units; NaN where the wavelet overhangs the pattern's ends
+    fwhm_deg: float  # peak width the wavelet is matched to, degrees
+
+    def at(self, two_theta: np.ndarray) -> np.ndarray:
+        """The significance at each 2θ (linear interpolation; NaN outside the grid)."""
+        t = np.asarray(two_theta, dtype=float)
+        return np.interp(t, self.two_theta, self.snr, left=np.nan, right=np.nan)
+
+
+@dataclass(frozen=True, eq=False)
 class PeakList:
     """Peaks found in one pattern, ascending in 2θ (all arrays of shape (n,))."""
 
@@ -65,6 +86,7 @@ class PeakList:
     fwhm: np.ndarray  # full width at half maximum, degrees
     shoulder: np.ndarray  # bool: found without a maximum of its own
     wavelength: float  # λ of the positions (Kα1), Å
+    residual: ResidualFilter | None = None  # what the fitted peaks leave (from find_peaks)
 
     def __post_init__(self) -> None:
         n = len(self.two_theta)
@@ -251,7 +273,8 @@ def find_peaks(
     rows = _fit_groups(x, net, var, idx, w_pts * step, step)
     if not rows:
         empty = np.zeros(0)
-        return PeakList(empty, empty, empty, empty, empty, np.zeros(0, bool), pattern.wavelength)
+        residual = _residual(x, net, var, np.zeros((0, 6)), ricker, w_pts * step)
+        return PeakList(empty, empty, empty, empty, empty, np.zeros(0, bool), pattern.wavelength, residual)
     arr = np.array(rows)
     order = np.argsort(arr[:, 0])
     arr, shoulder = arr[order], shoulder[order]
@@ -262,14 +285,31 @@ def find_peaks(
     keep = np.setdiff1d(np.arange(len(arr)), drop)
     arr, shoulder = arr[keep], shoulder[keep]
     log.debug("find_peaks: %d peaks, FWHM ≈ %.3f°", len(arr), w_pts * step)
-    return PeakList(arr[:, 0], arr[:, 1], arr[:, 2], arr[:, 3], arr[:, 4], shoulder, pattern.wavelength)
+    residual = _residual(x, net, var, arr, ricker, w_pts * step)
+    return PeakList(
+        arr[:, 0], arr[:, 1], arr[:, 2], arr[:, 3], arr[:, 4], shoulder, pattern.wavelength, residual
+    )
+
+
+def _residual(
+    x: np.ndarray, net: np.ndarray, var: np.ndarray, rows: np.ndarray, ricker: np.ndarray, fwhm_deg: float
+) -> ResidualFilter:
+    """The matched filter of ``net`` less the fitted peaks ``rows`` (center, σ, area, height, fwhm, η)."""
+    model = np.zeros_like(net)
+    for c, _, area, _, fw, eta in rows:
+        near = slice(np.searchsorted(x, c - 20 * fw), np.searchsorted(x, c + 20 * fw))
+        model[near] += pseudo_voigt(x[near], c, area, fw, eta)
+    snr = np.convolve(net - model, ricker, mode="same") / np.sqrt(np.convolve(var, ricker**2, mode="same"))
+    half = len(ricker) // 2
+    snr[:half] = snr[len(snr) - half :] = np.nan  # the wavelet overhangs the ends there
+    return ResidualFilter(x, snr, fwhm_deg)
 
 
 def _fit_groups(
     x: np.ndarray, net: np.ndarray, var: np.ndarray, idx: np.ndarray, w0: float, step: float
-) -> list[tuple[float, float, float, float, float]]:
-    """Fit groups of close peaks; rows (center, σ_center, area, height, fwhm), one per peak."""
-    out: list[tuple[float, float, float, float, float]] = []
+) -> list[tuple[float, float, float, float, float, float]]:
+    """Fit groups of close peaks; rows (center, σ_center, area, height, fwhm, η), one per peak."""
+    out: list[tuple[float, float, float, float, float, float]] = []
     if len(idx) == 0:
         return out
     groups, cur = [], [idx[0]]
@@ -313,5 +353,5 @@ def _fit_groups(
             c, area, fw, eta = params[1 + 4 * k : 5 + 4 * k]
             height = float(pseudo_voigt(np.array([c]), c, area, fw, eta)[0])
             sc = float(sd[1 + 4 * k]) if np.isfinite(sd[1 + 4 * k]) else step
-            out.append((float(c), max(sc, 1e-4 * step), float(area), height, float(fw)))
+            out.append((float(c), max(sc, 1e-4 * step), float(area), height, float(fw), float(eta)))
     return out

@@ -22,7 +22,15 @@ from ratagent.indexing.merit import centring_mask, count_distinct, de_wolff_m, s
 from ratagent.indexing.reduction import cell_from_form, cell_volume, form_from_cell
 from ratagent.indexing.trials import SYSTEMS, monomials
 
-__all__ = ["CandidateCell", "dq_dtth", "q_of_two_theta", "refine_cell", "system_params"]
+__all__ = [
+    "CandidateCell",
+    "dq_dtth",
+    "q_of_two_theta",
+    "refine_cell",
+    "reflections_of_form",
+    "system_params",
+    "two_theta_of_q",
+]
 
 #: Smallest 2θ error counted in the figures of merit, degrees.
 _MIN_ERROR_DEG = 0.001
@@ -49,6 +57,9 @@ class CandidateCell:
     hkl: np.ndarray = field(repr=False)  # (N, 3) indices per line, (0, 0, 0) where unindexed
     indexed: np.ndarray = field(repr=False)  # (N,) bool
     weak: np.ndarray = field(repr=False)  # (N,) bool: too weak to count against the cell when unindexed
+    #: chance that the lines it adds to a cell indexing the same peaks, seen in the
+    #: residual profile, are background (:func:`~ratagent.indexing.supercells.profile_supercell`)
+    profile_chance: float | None = None
 
     @property
     def volume(self) -> float:
@@ -72,6 +83,7 @@ class CandidateCell:
             f"M{self.n_lines}={self.m20:.1f}  F{self.n_lines}={self.f_n:.1f}({self.mean_abs_d2theta_deg:.4f},"
             f"{self.n_calc})  indexed {self.n_indexed}/{self.n_lines}"
             f" ({self.n_unindexed_strong} strong unindexed)"
+            + (f"  lines beyond the peaks (chance {self.profile_chance:.0e})" if self.profile_chance else "")
         )
 
 
@@ -85,7 +97,8 @@ def dq_dtth(tth: np.ndarray, wl: float) -> np.ndarray:
     return 2.0 * np.sin(np.radians(tth)) / wl**2 * math.pi / 180.0
 
 
-def _tth(q: np.ndarray, wl: float) -> np.ndarray:
+def two_theta_of_q(q: np.ndarray, wl: float) -> np.ndarray:
+    """2θ (degrees) of q = 1/d², Å⁻² (inverse of :func:`q_of_two_theta`)."""
     return np.degrees(2.0 * np.arcsin(np.clip(np.sqrt(q) * wl / 2.0, 0, 1)))
 
 
@@ -104,8 +117,8 @@ def _axes(full: np.ndarray) -> tuple[float, float, float]:
     return math.sqrt(g[0]), math.sqrt(g[1]), math.sqrt(g[2])
 
 
-def _reflections(
-    name: str, full: np.ndarray, q_max: float, grid: list | None = None
+def reflections_of_form(
+    full: np.ndarray, q_max: float, grid: list | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """hkl and q (ascending) of the form ``full`` up to ``q_max``.
 
@@ -159,7 +172,7 @@ def refine_cell(
     max_zero_deg: float,
     weak: np.ndarray | None = None,
     centring_may_lose_strong: bool = False,
-    primitive: bool = False,
+    centring: str | None = None,
 ) -> CandidateCell | None:
     """Refine trial parameters ``p0`` of system ``name`` against lines ``tth`` (module docstring).
 
@@ -177,7 +190,8 @@ def refine_cell(
     centring_may_lose_strong : let the centring give up one line that is not weak too (a
         strong impurity line that the primitive cell indexes by chance); the caller ranks
         the result against the primitive cell (:func:`~ratagent.indexing.indexing.index`)
-    primitive : keep the primitive lattice (no centring tested)
+    centring : take this lattice centring (one of the system's) instead of testing them:
+        ``"P"`` keeps the primitive lattice
 
     Returns
     -------
@@ -186,6 +200,8 @@ def refine_cell(
     weak, when there are fewer, but at least :func:`min_lines`).
     """
     sys_ = SYSTEMS[name]
+    if centring is not None and centring not in sys_.centrings:
+        raise ValueError(f"centring {centring!r} is not one of {name}'s {sys_.centrings}")
     T = sys_.matrix
     q_obs, slope = q_of_two_theta(tth, wl), dq_dtth(tth, wl)
     p, z = p0.copy(), 0.0
@@ -203,12 +219,12 @@ def refine_cell(
     for cycle in range(4):
         full = T @ p
         try:
-            hkl, qc = _reflections(name, full, q_max, grid)
+            hkl, qc = reflections_of_form(full, q_max, grid)
         except ValueError:
             return None
         if len(qc) == 0:
             return None
-        tc = _tth(qc, wl) + z
+        tc = two_theta_of_q(qc, wl) + z
         j = np.clip(np.searchsorted(tc, tth), 1, len(tc) - 1)
         j = np.where(np.abs(tc[j - 1] - tth) < np.abs(tc[j] - tth), j - 1, j)
         d = tth - tc[j]
@@ -241,8 +257,8 @@ def refine_cell(
         p, z = p_new, z_new
     full = T @ p
     if not converged:
-        hkl, qc = _reflections(name, full, q_max, grid)
-        tc = _tth(qc, wl) + z
+        hkl, qc = reflections_of_form(full, q_max, grid)
+        tc = two_theta_of_q(qc, wl) + z
         j = np.clip(np.searchsorted(tc, tth), 1, len(tc) - 1)
         j = np.where(np.abs(tc[j - 1] - tth) < np.abs(tc[j] - tth), j - 1, j)
         d = tth - tc[j]
@@ -251,11 +267,12 @@ def refine_cell(
     # weak line (an impurity line that a primitive cell indexes by chance must not hide
     # the centring; a strong line is never given up); ranked as the final merit would,
     # (indexed fraction)⁴ / N_calc
-    best_c, best_mask = "P", np.ones(len(qc), dtype=bool)
     t_last = tth[-1] + tol_deg
-    best_n = count_distinct(qc[tc <= t_last], np.inf)
+    best_c = "P" if centring is None else centring
+    best_mask = centring_mask(hkl, best_c)
+    best_n = count_distinct(qc[best_mask][tc[best_mask] <= t_last], np.inf)
     best_merit = (hit.sum() / len(tth)) ** 4 / max(best_n, 1)
-    for c in () if primitive else sys_.centrings[1:]:
+    for c in () if centring is not None else sys_.centrings[1:]:
         mask = centring_mask(hkl, c)
         tcm = tc[mask]
         if len(tcm) == 0:

@@ -14,19 +14,62 @@ tolerance of a fraction p ≈ 2·tol·N_calc / (2θ range) of the pattern, so of
 its subcell leaves out it indexes k by chance with the binomial probability
 P(X ≥ k | u, p), which must stay below ``CHANCE_LEVEL`` (an impurity's lines otherwise
 promote a big supercell of the right cell).
+
+Superstructure lines too weak for the peak search (2–5 σ each) are looked for in the
+profile instead (:func:`profile_supercell`), as one reads the difference curve of a Le
+Bail fit. The residual of the fitted peaks, matched-filtered
+(:class:`~ratagent.indexing.peaks.ResidualFilter`), is read at the n positions where a
+finer reciprocal lattice (a supercell, or the primitive lattice of a centred cell)
+predicts lines that neither its parent nor the peak list has; k of them show a line
+(residual > 3 σ). The chance of that is the binomial P(X ≥ k | n, r), where r is the
+fraction of all positions of the pattern, away from the lines accounted for, that show
+one (noise, the impurity's weak lines, misfits of strong peaks: 0.1–2 %, measured on
+each pattern). The lattice with the smallest chance is taken when it is below
+``PROFILE_CHANCE``. (A plain sum of the residual over all n positions is swamped by
+the many positions of a large cell whose lines are absent; a sum over the positions
+above 2 σ, scaled by the same sum at shifted positions, promoted wrong supercells in 12
+of 370 simulated cases (seed 0), as its null distribution is far from normal.)
 """
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 
 import numpy as np
 from scipy.stats import binom
 
-from ratagent.indexing.refine import CandidateCell, refine_cell, system_params
+from ratagent.indexing.merit import centring_mask
+from ratagent.indexing.peaks import ResidualFilter
+from ratagent.indexing.refine import (
+    CandidateCell,
+    q_of_two_theta,
+    refine_cell,
+    reflections_of_form,
+    system_params,
+    two_theta_of_q,
+)
+from ratagent.indexing.trials import SYSTEMS
 
-__all__ = ["AXIS_FACTORS", "CHANCE_LEVEL", "better_supercell", "by_chance"]
+__all__ = [
+    "AXIS_FACTORS",
+    "CHANCE_LEVEL",
+    "PROFILE_CHANCE",
+    "background_rate",
+    "better_supercell",
+    "by_chance",
+    "profile_evidence",
+    "profile_supercell",
+]
+
+#: Largest chance that the lines a finer lattice shows in the residual profile are
+#: background (module docstring); some 10–40 lattices are tested per cell.
+PROFILE_CHANCE = 1e-3
+#: A position shows a line when the residual significance there exceeds this (σ).
+_COUNTED_SNR = 3.0
+#: Fewest extra positions a profile test rests on.
+_MIN_POSITIONS = 4
 
 #: Largest probability that the extra lines a supercell indexes are indexed by chance.
 CHANCE_LEVEL = 0.01
@@ -86,3 +129,134 @@ def better_supercell(
         if best is None or (sup.n_indexed, sup.m20) > (best.n_indexed, best.m20):
             best = sup
     return best
+
+
+def _positions(
+    name: str,
+    cell: tuple[float, ...],
+    factors: tuple[float, float, float],
+    wl: float,
+    q_max: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """hkl and 2θ (degrees, ascending, no zero shift) of ``cell``'s axes times ``factors``."""
+    full = SYSTEMS[name].matrix @ system_params(name, cell, factors)
+    hkl, q = reflections_of_form(full, q_max)
+    return hkl, two_theta_of_q(q, wl)
+
+
+def _near(t: np.ndarray, ref: np.ndarray, tol: float) -> np.ndarray:
+    """Whether each of ``t`` lies within ``tol`` of a value of sorted ``ref``."""
+    if len(ref) == 0:
+        return np.zeros(len(t), dtype=bool)
+    j = np.clip(np.searchsorted(ref, t), 1, max(len(ref) - 1, 1))
+    return np.minimum(np.abs(ref[j - 1] - t), np.abs(ref[np.minimum(j, len(ref) - 1)] - t)) <= tol
+
+
+def _values(residual: ResidualFilter, t: np.ndarray, blocked: np.ndarray) -> np.ndarray:
+    """The residual significance at the positions ``t`` not within 1 FWHM of ``blocked``.
+
+    Positions within ½ FWHM of each other are one line (the first is taken); positions
+    off the filtered range are left out.
+    """
+    w = residual.fwhm_deg
+    t = np.sort(t[~_near(t, blocked, w)])
+    if len(t):
+        t = t[np.concatenate([[True], np.diff(t) > 0.5 * w])]
+    v = residual.at(t)
+    return v[np.isfinite(v)]
+
+
+def background_rate(residual: ResidualFilter, blocked: np.ndarray) -> float:
+    """Fraction of 2θ positions, 1 FWHM apart and not within 1 FWHM of ``blocked``, above ``_COUNTED_SNR``.
+
+    The chance that a position where no line is expected shows one anyway: noise, the
+    impurity's weak lines, misfits of strong peaks. (k + 1)/(n + 2), never 0.
+    """
+    w = residual.fwhm_deg
+    grid = np.arange(residual.two_theta[0], residual.two_theta[-1], w)
+    v = _values(residual, grid, blocked)
+    return (np.count_nonzero(v > _COUNTED_SNR) + 1.0) / (len(v) + 2.0)
+
+
+def profile_evidence(
+    residual: ResidualFilter, extra: np.ndarray, blocked: np.ndarray, rate: float | None = None
+) -> tuple[int, int, float]:
+    """(k, n, chance): k of the n tested positions ``extra`` (2θ) show a line, and its chance.
+
+    ``blocked`` (sorted 2θ): lines already accounted for (the parent cell's, the peaks
+    found), within 1 FWHM of which a position is not tested. A position shows a line
+    when the residual significance there exceeds ``_COUNTED_SNR``; the chance is the
+    binomial P(X ≥ k | n, rate), ``rate`` from :func:`background_rate` when not given.
+    """
+    v = _values(residual, extra, blocked)
+    k, n = int(np.count_nonzero(v > _COUNTED_SNR)), len(v)
+    if rate is None:
+        rate = background_rate(residual, blocked)
+    return k, n, float(binom.sf(k - 1, n, rate)) if k > 0 else 1.0
+
+
+def profile_supercell(
+    cand: CandidateCell,
+    residual: ResidualFilter,
+    peaks_tth: np.ndarray,
+    tth: np.ndarray,
+    wl: float,
+    tol_deg: float,
+    max_zero_deg: float,
+    min_m20: float,
+) -> CandidateCell | None:
+    """The finer reciprocal lattice of ``cand`` whose extra lines the residual profile shows, if one does.
+
+    Tried: the supercells of :data:`AXIS_FACTORS` and the cell itself, each with every
+    centring of its system, that keep every line of ``cand`` and add some
+    (module docstring). The lattice least likely to show its lines by chance, if below
+    ``PROFILE_CHANCE``, is refined on the lines ``tth`` with that centring; it is
+    returned when it indexes at least the lines ``cand`` does, no more strong ones
+    unindexed, with M20 ≥ ``min_m20``, and carries that chance (``profile_chance``).
+    ``peaks_tth``: every peak found.
+    """
+    system = "hexagonal" if cand.crystal_system == "trigonal" else cand.crystal_system
+    t_max = float(residual.two_theta[-1])
+    q_max = float(q_of_two_theta(np.array([min(t_max, 179.0)]), wl)[0])
+    z0 = cand.zero_shift_deg
+    hkl_p, t_p = _positions(system, cand.cell, (1.0, 1.0, 1.0), wl, q_max)
+    parent = np.unique(t_p[centring_mask(hkl_p, cand.centring)]) + z0
+    blocked = np.unique(np.concatenate([parent, np.asarray(peaks_tth, dtype=float)]))
+    rate = background_rate(residual, blocked)
+    best: tuple[float, tuple[float, float, float], str] | None = None
+    for factors in ((1.0, 1.0, 1.0), *AXIS_FACTORS[system]):
+        try:
+            hkl, t = _positions(system, cand.cell, factors, wl, q_max)
+        except ValueError:
+            continue
+        for centring in SYSTEMS[system].centrings:
+            lines = np.unique(t[centring_mask(hkl, centring)]) + z0
+            if not np.all(_near(parent, lines, 1e-5)):
+                continue  # not a finer reciprocal lattice: it loses lines of the parent
+            extra = lines[~_near(lines, parent, 1e-5)]
+            if len(extra) < _MIN_POSITIONS:
+                continue
+            _, n, chance = profile_evidence(residual, extra, blocked, rate)
+            if n >= _MIN_POSITIONS and chance <= PROFILE_CHANCE and (best is None or chance < best[0]):
+                best = (chance, factors, centring)
+    if best is None:
+        return None
+    chance, factors, centring = best
+    sup = refine_cell(
+        system,
+        system_params(system, cand.cell, factors),
+        tth,
+        wl,
+        tol_deg,
+        max_zero_deg,
+        cand.weak,
+        centring=centring,
+    )
+    if (
+        sup is None
+        or sup.n_indexed < cand.n_indexed
+        or sup.n_unindexed_strong > cand.n_unindexed_strong
+        or sup.m20 < min_m20
+    ):
+        return None
+    return dataclasses.replace(sup, profile_chance=chance)
