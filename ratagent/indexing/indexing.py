@@ -50,6 +50,7 @@ Triclinic cells are not searched.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import time
@@ -414,6 +415,15 @@ def _promote_supercells(
         ]
         if same and same[0] < ranked.index(parent):
             continue  # already ranked above its subcell
+        # the same lattice found with higher symmetry keeps that description (a
+        # rhombohedral supercell that is metrically cubic F), with the new evidence
+        higher = [
+            ranked[i]
+            for i in same
+            if _SYMMETRY_RANK[ranked[i].crystal_system] > _SYMMETRY_RANK[sup.crystal_system]
+        ]
+        if higher:
+            sup = dataclasses.replace(higher[0], profile_chance=sup.profile_chance)
         ranked = [c for i, c in enumerate(ranked) if i not in same]
         ranked.insert(ranked.index(parent), sup)
     return tuple(ranked)

@@ -98,3 +98,28 @@ def test_refine_cell_takes_a_given_centring_and_names_a_bad_one():
     assert prim.n_indexed == found.n_indexed and prim.n_calc > found.n_calc
     with pytest.raises(ValueError, match="'F'"):
         refine_cell("tetragonal", p0, tth, CU_KA1_ANGSTROM, 0.03, 0.3, centring="F")
+
+
+def test_a_promoted_lattice_found_with_higher_symmetry_keeps_that_description():
+    """A rhombohedral supercell that is metrically cubic F is reported as the cubic F cell."""
+    import dataclasses
+    import math
+
+    from ratagent.indexing.indexing import _promote_supercells
+    from ratagent.indexing.refine import refine_cell, system_params
+
+    a = 8.0
+    tth = lines_from_cell((a, a, a, 90, 90, 90), 225, CU_KA1_ANGSTROM)[:20]  # Fm-3m
+    wl = CU_KA1_ANGSTROM
+    cubic = refine_cell("cubic", system_params("cubic", (a, a, a, 90, 90, 90)), tth, wl, 0.03, 0.3)
+    prim = refine_cell(
+        "cubic", system_params("cubic", (a, a, a, 90, 90, 90)), tth, wl, 0.03, 0.3, centring="P"
+    )
+    hexa = (a / math.sqrt(2), a / math.sqrt(2), a * math.sqrt(3), 90, 90, 120)
+    rhomb = refine_cell("hexagonal", system_params("hexagonal", hexa), tth, wl, 0.03, 0.3, centring="R")
+    assert cubic.centring == "F" and rhomb.crystal_system == "trigonal"
+    assert same_lattice(rhomb.cell, cubic.cell, 1e-3, "R", "F")
+    found = dataclasses.replace(rhomb, profile_chance=1e-5)
+    out = _promote_supercells([prim, cubic], lambda c: found if c is prim else None)
+    assert [c.crystal_system for c in out] == ["cubic", "cubic"]
+    assert out[0].centring == "F" and out[0].profile_chance == 1e-5 and out[1] is prim
