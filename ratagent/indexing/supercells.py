@@ -27,8 +27,9 @@ one (noise, the impurity's weak lines, misfits of strong peaks: 0.1–2 %, measu
 each pattern). The lattice with the smallest chance is taken when it is below
 ``PROFILE_CHANCE``. (A plain sum of the residual over all n positions is swamped by
 the many positions of a large cell whose lines are absent; a sum over the positions
-above 2 σ, scaled by the same sum at shifted positions, promoted wrong supercells in 12
-of 370 simulated cases (seed 0), as its null distribution is far from normal.)
+above 2 σ, scaled by the same sum at shifted positions, put a cell among the first
+three in 20 of 500 simulated cases (seed 0), a wrong one in 16: its null distribution
+is far from normal.)
 """
 
 from __future__ import annotations
@@ -64,7 +65,10 @@ __all__ = [
 ]
 
 #: Largest chance that the lines a finer lattice shows in the residual profile are
-#: background (module docstring); some 10–40 lattices are tested per cell.
+#: background (module docstring); some 10–40 lattices are tested per cell. On 500
+#: held-out simulated patterns (``benchmarks/indexing_accuracy.py --seed 1``) it put a
+#: cell among the first three in 6, the right lattice in 2; on the 454 RRUFF patterns it
+#: made the best cell of one (right: cubic F, a = 11.07 Å).
 PROFILE_CHANCE = 1e-3
 #: A position shows a line when the residual significance there exceeds this (σ).
 _COUNTED_SNR = 3.0
