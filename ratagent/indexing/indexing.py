@@ -163,7 +163,7 @@ class IndexingResult:
 
 
 def _lines(
-    data: PeakList | Pattern | Sequence[float] | np.ndarray,
+    data: PeakList | Sequence[float] | np.ndarray,
     wavelength: float | None,
     n_lines: int,
     min_relative_intensity: float,

@@ -25,6 +25,7 @@ from ratagent.indexing.trials import SYSTEMS, monomials
 __all__ = [
     "CandidateCell",
     "dq_dtth",
+    "nearest_index",
     "q_of_two_theta",
     "refine_cell",
     "reflections_of_form",
@@ -77,13 +78,14 @@ class CandidateCell:
 
     def describe(self) -> str:
         a, b, c, al, be, ga = self.cell
+        chance = self.profile_chance
+        profile = "" if chance is None else f"  lines beyond the peaks (chance {chance:.0e})"
         return (
             f"{self.crystal_system} {self.centring}  a={a:.4f} b={b:.4f} c={c:.4f} "
             f"α={al:.3f} β={be:.3f} γ={ga:.3f}  V={self.volume:.1f} Å³  zero={self.zero_shift_deg:+.4f}°  "
             f"M{self.n_lines}={self.m20:.1f}  F{self.n_lines}={self.f_n:.1f}({self.mean_abs_d2theta_deg:.4f},"
             f"{self.n_calc})  indexed {self.n_indexed}/{self.n_lines}"
-            f" ({self.n_unindexed_strong} strong unindexed)"
-            + (f"  lines beyond the peaks (chance {self.profile_chance:.0e})" if self.profile_chance else "")
+            f" ({self.n_unindexed_strong} strong unindexed)" + profile
         )
 
 
@@ -115,6 +117,14 @@ def _axes(full: np.ndarray) -> tuple[float, float, float]:
     if not (A > 0 and B > 0 and C > 0 and min(g) > 0):
         raise ValueError(f"quadratic form {full.tolist()} is not positive definite")
     return math.sqrt(g[0]), math.sqrt(g[1]), math.sqrt(g[2])
+
+
+def nearest_index(ref: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """Index of the value of ascending, non-empty ``ref`` nearest each of ``t`` (the upper on a tie)."""
+    if len(ref) == 1:
+        return np.zeros(len(t), dtype=np.intp)
+    j = np.clip(np.searchsorted(ref, t), 1, len(ref) - 1)
+    return np.where(np.abs(ref[j - 1] - t) < np.abs(ref[j] - t), j - 1, j)
 
 
 def reflections_of_form(
@@ -225,8 +235,7 @@ def refine_cell(
         if len(qc) == 0:
             return None
         tc = two_theta_of_q(qc, wl) + z
-        j = np.clip(np.searchsorted(tc, tth), 1, len(tc) - 1)
-        j = np.where(np.abs(tc[j - 1] - tth) < np.abs(tc[j] - tth), j - 1, j)
+        j = nearest_index(tc, tth)
         d = tth - tc[j]
         tol = tol_deg * (2.0 if cycle == 0 else 1.0)
         hit = np.abs(d) <= tol
@@ -259,8 +268,7 @@ def refine_cell(
     if not converged:
         hkl, qc = reflections_of_form(full, q_max, grid)
         tc = two_theta_of_q(qc, wl) + z
-        j = np.clip(np.searchsorted(tc, tth), 1, len(tc) - 1)
-        j = np.where(np.abs(tc[j - 1] - tth) < np.abs(tc[j] - tth), j - 1, j)
+        j = nearest_index(tc, tth)
         d = tth - tc[j]
         hit = np.abs(d) <= tol_deg
     # centring: the indexed lines keep an allowed hkl within tolerance, but for at most one
@@ -286,8 +294,7 @@ def refine_cell(
         if lost.sum() <= 1 and may_lose and merit > best_merit:
             best_c, best_mask, best_n, best_merit = c, mask, n_c, merit
     hkl_m, tc_m, qc_m = hkl[best_mask], tc[best_mask], qc[best_mask]
-    j = np.clip(np.searchsorted(tc_m, tth), 1, len(tc_m) - 1)
-    j = np.where(np.abs(tc_m[j - 1] - tth) < np.abs(tc_m[j] - tth), j - 1, j)
+    j = nearest_index(tc_m, tth)
     d = tth - tc_m[j]
     hit = np.abs(d) <= tol_deg
     if hit.sum() < need:

@@ -45,6 +45,7 @@ from ratagent.indexing.merit import centring_mask
 from ratagent.indexing.peaks import ResidualFilter
 from ratagent.indexing.refine import (
     CandidateCell,
+    nearest_index,
     q_of_two_theta,
     refine_cell,
     reflections_of_form,
@@ -99,6 +100,17 @@ def by_chance(sup: CandidateCell, n_out: int, n_gained: int, tth: np.ndarray, to
     return float(binom.sf(n_gained - 1, n_out, p))
 
 
+def _keeps(sup: CandidateCell | None, cand: CandidateCell, min_m20: float, gained: int = 0) -> bool:
+    """Whether supercell ``sup`` indexes ``gained`` lines more than ``cand``, no more strong
+    ones unindexed, with M20 ≥ ``min_m20``."""
+    return (
+        sup is not None
+        and sup.n_indexed >= cand.n_indexed + gained
+        and sup.n_unindexed_strong <= cand.n_unindexed_strong
+        and sup.m20 >= min_m20
+    )
+
+
 def better_supercell(
     cand: CandidateCell,
     tth: np.ndarray,
@@ -121,12 +133,7 @@ def better_supercell(
         except ValueError:
             continue
         sup = refine_cell(system, p0, tth, wl, tol_deg, max_zero_deg, cand.weak)
-        if (
-            sup is None
-            or sup.n_indexed < cand.n_indexed + 2
-            or sup.n_unindexed_strong > cand.n_unindexed_strong
-            or sup.m20 < min_m20
-        ):
+        if not _keeps(sup, cand, min_m20, gained=2):
             continue
         if by_chance(sup, cand.n_unindexed, sup.n_indexed - cand.n_indexed, tth, tol_deg) > CHANCE_LEVEL:
             continue
@@ -152,8 +159,7 @@ def _near(t: np.ndarray, ref: np.ndarray, tol: float) -> np.ndarray:
     """Whether each of ``t`` lies within ``tol`` of a value of sorted ``ref``."""
     if len(ref) == 0:
         return np.zeros(len(t), dtype=bool)
-    j = np.clip(np.searchsorted(ref, t), 1, max(len(ref) - 1, 1))
-    return np.minimum(np.abs(ref[j - 1] - t), np.abs(ref[np.minimum(j, len(ref) - 1)] - t)) <= tol
+    return np.abs(ref[nearest_index(ref, t)] - t) <= tol
 
 
 def _values(residual: ResidualFilter, t: np.ndarray, blocked: np.ndarray) -> np.ndarray:
@@ -256,11 +262,6 @@ def profile_supercell(
         cand.weak,
         centring=centring,
     )
-    if (
-        sup is None
-        or sup.n_indexed < cand.n_indexed
-        or sup.n_unindexed_strong > cand.n_unindexed_strong
-        or sup.m20 < min_m20
-    ):
+    if not _keeps(sup, cand, min_m20):
         return None
     return dataclasses.replace(sup, profile_chance=chance)
