@@ -15,7 +15,10 @@ Algorithm
    are also re-ranked on all the lines, weak ones included, and the best of both lists
    go on; with fewer than 12 strong lines, trials are also solved and screened on the
    first lines, weak ones included (few strong lines may not reach the indices that
-   determine the cell); monoclinic
+   determine the cell); orthorhombic trials also from tetragonal trials that index the
+   first strong lines, with their symmetry broken by one line
+   (:func:`~ratagent.indexing.trials.descent_trials`: a ≈ b cells whose first lines are
+   all 00l and hhl), and from base lines 113, 133… for F lattices; monoclinic
    trials also from a rectangular zone plus a third axis (:mod:`ratagent.indexing.zones`,
    after ITO).
 3. Refine each kept trial by linear least squares on all indexed lines with a zero
@@ -60,7 +63,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ratagent.indexing.peaks import PeakList, find_peaks
-from ratagent.indexing.reduction import lattice_q_values
+from ratagent.indexing.reduction import keys_match, lattice_key
 from ratagent.indexing.refine import (
     CandidateCell,
     dq_dtth,
@@ -70,7 +73,7 @@ from ratagent.indexing.refine import (
     system_params,
 )
 from ratagent.indexing.supercells import CHANCE_LEVEL, better_supercell, by_chance, profile_supercell
-from ratagent.indexing.trials import SYSTEMS, screen, solve_trials
+from ratagent.indexing.trials import DESCENTS, SYSTEMS, descent_trials, screen, solve_trials
 from ratagent.indexing.zones import monoclinic_zone_trials
 from ratagent.patterns import Pattern
 
@@ -93,6 +96,11 @@ _SCREEN_LINES = 12
 KEEP_PER_SYSTEM = {"cubic": 120, "tetragonal": 120, "hexagonal": 120, "orthorhombic": 120, "monoclinic": 40}
 #: Trials kept by the screen on the strong lines and re-ranked on all lines.
 _DEEP_SCREEN = 1500
+#: Trials of a higher system, screened on the first strong lines, that the lower system's
+#: search moves off their symmetry (:func:`~ratagent.indexing.trials.descent_trials`), and
+#: the lower system's trials kept from them.
+_DESCENT_SEEDS = 10
+_DESCENT_KEEP = 40
 #: A monoclinic cell whose β is this close to 90° (degrees) is also refined as orthorhombic.
 _RIGHT_ANGLE_DEG = 0.1
 #: Leading cells refined again with a centring that may give up a strong line.
@@ -256,11 +264,11 @@ def _merge(cands: list[CandidateCell], rtol: float = 2e-3) -> list[CandidateCell
     """Same lattice → one entry (the highest symmetry fitting nearly as well); drop supercells."""
     cands = sorted(cands, key=lambda c: -c.m20)
     groups: list[list[CandidateCell]] = []
-    keys: list[np.ndarray] = []
+    keys: list[tuple[np.ndarray, int]] = []
     for c in cands:
-        qv = lattice_q_values(c.cell, centring=c.centring)
+        qv = lattice_key(c.cell, c.centring)
         for g, k in zip(groups, keys, strict=True):
-            if np.all(np.abs(qv - k) <= 2 * rtol * k):
+            if keys_match(qv, k, rtol):
                 g.append(c)
                 break
         else:
@@ -343,8 +351,8 @@ def _with_primitive(
             or not np.all(alt.indexed | ~parent.indexed)
         ):
             continue
-        key = lattice_q_values(alt.cell, centring="P")
-        same = [np.allclose(lattice_q_values(c.cell, centring=c.centring), key, rtol=4e-3) for c in out]
+        key = lattice_key(alt.cell, "P")
+        same = [keys_match(lattice_key(c.cell, c.centring), key, 2e-3) for c in out]
         if any(same[:depth]):
             continue
         out = [c for c, s in zip(out, same, strict=True) if not s]
@@ -407,12 +415,8 @@ def _promote_supercells(
         sup = finer(parent)
         if sup is None:
             continue
-        key = lattice_q_values(sup.cell, centring=sup.centring)
-        same = [
-            i
-            for i, c in enumerate(ranked)
-            if np.allclose(lattice_q_values(c.cell, centring=c.centring), key, rtol=4e-3)
-        ]
+        key = lattice_key(sup.cell, sup.centring)
+        same = [i for i, c in enumerate(ranked) if keys_match(lattice_key(c.cell, c.centring), key, 2e-3)]
         if same and same[0] < ranked.index(parent):
             continue  # already ranked above its subcell
         # the same lattice found with higher symmetry keeps that description (a
@@ -569,6 +573,23 @@ def index(
                 first_pass=False,
             )
             best = np.unique(np.concatenate([best, first]), axis=0)
+        for high, low in DESCENTS:
+            if low == name:
+                # cells that the first strong lines cannot tell from the higher system's
+                n_first = min(len(q_strong), SYSTEMS[high].n_base_lines)
+                seeds, _ = screen(
+                    high, solve_trials(high, q_strong), q_strong[:n_first], tol_q[:n_first], 1, _DESCENT_SEEDS
+                )
+                down, _ = screen(
+                    name,
+                    descent_trials(high, name, seeds, q_all),
+                    q_all,
+                    tol_all_lines,
+                    max_missing + n_weak,
+                    _DESCENT_KEEP,
+                    first_pass=False,
+                )
+                best = np.unique(np.concatenate([best, down]), axis=0)
         for p0 in best:
             c = refine_cell(name, p0, tth, wl, tolerance_deg, max_zero_deg, weak)
             if c is not None and c.n_unindexed_strong <= max_unindexed:

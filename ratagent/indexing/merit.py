@@ -23,8 +23,16 @@ absences are not assumed.
 from __future__ import annotations
 
 import numpy as np
+from scipy.stats import binom
 
-__all__ = ["CENTRING_CONDITIONS", "centring_mask", "count_distinct", "de_wolff_m", "smith_snyder_f"]
+__all__ = [
+    "CENTRING_CONDITIONS",
+    "centring_mask",
+    "coincidence_chance",
+    "count_distinct",
+    "de_wolff_m",
+    "smith_snyder_f",
+]
 
 #: Integral reflection conditions of the lattice centrings (IT A, table 2.2.13.1);
 #: ``R``: obverse rhombohedral on hexagonal axes.
@@ -88,3 +96,16 @@ def smith_snyder_f(abs_d2theta_deg: np.ndarray, n_lines: int, n_possible: int) -
         return 0.0
     mean = max(float(np.mean(abs_d2theta_deg)), 1e-6)
     return float(n_lines / (mean * n_possible))
+
+
+def coincidence_chance(n_lines: int, n_hit: int, n_calc: int, span_deg: float, tol_deg: float) -> float:
+    """P(X ≥ ``n_hit``) that of ``n_lines`` lines at random 2θ, so many fall within
+    ``tol_deg`` of one of ``n_calc`` calculated lines spread over ``span_deg``.
+
+    Each random line is hit with probability p = 2 · tol · n_calc / span (capped at 1):
+    the binomial tail P(X ≥ k | n, p). 1 when ``n_hit`` ≤ 0.
+    """
+    if n_hit <= 0:
+        return 1.0
+    p = min(1.0, 2.0 * tol_deg * max(n_calc, 0) / max(span_deg, tol_deg))
+    return float(binom.sf(n_hit - 1, n_lines, p))

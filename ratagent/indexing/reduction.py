@@ -24,6 +24,8 @@ __all__ = [
     "cell_from_form",
     "cell_volume",
     "form_from_cell",
+    "keys_match",
+    "lattice_key",
     "lattice_q_values",
     "niggli_cell",
     "same_lattice",
@@ -100,25 +102,71 @@ def niggli_cell(cell: np.ndarray | tuple[float, ...], centring: str = "P") -> np
     return np.array(gv.cell_parameters())
 
 
+#: Fewest q values two lattices are compared on.
+_MIN_Q_VALUES = 30
+#: Largest index, in the reduced reciprocal basis, of the rows enumerated (bounds the
+#: work on very anisotropic lattices, axis ratio beyond ~10).
+_MAX_ROW_INDEX = 12
+
+
+def _reduced_reciprocal_metric(cell: np.ndarray | tuple[float, ...], centring: str) -> np.ndarray:
+    """Metric tensor G* (Å⁻²) of a Niggli-reduced basis of the reciprocal lattice."""
+    rec = gemmi.UnitCell(*niggli_cell(cell, centring)).reciprocal()
+    gv = gemmi.GruberVector(rec, "P", False)
+    gv.niggli_reduce()
+    return _metric(np.array(gv.cell_parameters()))
+
+
+def lattice_key(
+    cell: np.ndarray | tuple[float, ...], centring: str = "P", min_count: int = 2 * _MIN_Q_VALUES
+) -> tuple[np.ndarray, int]:
+    """q = 1/d² (Å⁻²) of the lattice rows, with multiplicity, ascending, and how many fix the lattice.
+
+    The lattice is fixed by a reduced reciprocal basis u, v, w and the q of u ± v, u ± w,
+    v ± w (its angles): the second value ``n`` counts the rows up to the largest of these
+    nine q, and at least :data:`_MIN_Q_VALUES`. The list holds every row up to 1.5 times
+    that q, and at least ``min_count`` rows. (A fixed number of the smallest q does not
+    fix a lattice with one long axis: the 30 smallest q of an orthorhombic C cell with
+    a = 4.86, b = 5.00, c = 12.2 Å are all 00l and 11l-type rows, which a = 4.72,
+    b = 5.18 Å shares.)
+    """
+    g = _reduced_reciprocal_metric(cell, centring)
+    qb = np.diag(g)
+    pairs = [
+        qb[i] + qb[j] + s * 2.0 * g[i, j] for i in range(3) for j in range(i + 1, 3) for s in (1.0, -1.0)
+    ]
+    cut = float(max(qb.max(), max(pairs)))
+    g_inv_diag = np.diag(np.linalg.inv(g))
+    span = 1.5 * cut
+    while True:
+        # the largest |x_i| of a row with x·G*·x ≤ span is √(span (G*⁻¹)_ii)
+        m = np.minimum(_MAX_ROW_INDEX, np.ceil(np.sqrt(span * g_inv_diag))).astype(int)
+        axes = [np.arange(-k, k + 1) for k in m]
+        x = np.stack([v.ravel() for v in np.meshgrid(*axes, indexing="ij")], axis=1).astype(float)
+        q = np.einsum("ni,ij,nj->n", x, g, x)
+        q = np.sort(q[(q > 0) & (q <= span)])
+        if len(q) >= min_count or np.all(m == _MAX_ROW_INDEX):
+            break
+        span *= 2.0
+    n = max(_MIN_Q_VALUES, int(np.count_nonzero(q <= cut * (1 + 1e-9))))
+    return q, n
+
+
+def keys_match(key1: tuple[np.ndarray, int], key2: tuple[np.ndarray, int], rtol: float = 1e-3) -> bool:
+    """Whether two :func:`lattice_key` values are one lattice within ``rtol`` on d (2 rtol on q)."""
+    (q1, n1), (q2, n2) = key1, key2
+    n = min(max(n1, n2), len(q1), len(q2))
+    return bool(np.all(np.abs(q1[:n] - q2[:n]) <= 2.0 * rtol * q2[:n]))
+
+
 def lattice_q_values(cell: np.ndarray | tuple[float, ...], n: int = 30, centring: str = "P") -> np.ndarray:
     """The ``n`` smallest q = 1/d² (Å⁻²) of all lattice rows, with multiplicity, ascending.
 
-    Two lattices with the same values are the same lattice as far as a powder pattern can
-    tell; this comparison does not depend on the choice of cell.
+    Values of the lattice, whatever cell describes it. To tell two lattices apart, compare
+    :func:`lattice_key` values (:func:`keys_match`): a fixed number of the smallest may
+    not fix the lattice.
     """
-    red = niggli_cell(cell, centring)
-    form = form_from_cell(red)
-    r = np.arange(-4, 5)
-    h, k, l = (x.ravel() for x in np.meshgrid(r, r, r, indexing="ij"))
-    q = (
-        h * h * form[0]
-        + k * k * form[1]
-        + l * l * form[2]
-        + h * k * form[3]
-        + h * l * form[4]
-        + k * l * form[5]
-    )
-    q = np.sort(q[q > 0])
+    q, _ = lattice_key(cell, centring, min_count=n)
     return q[:n]
 
 
@@ -131,10 +179,9 @@ def same_lattice(
 ) -> bool:
     """Whether two cells describe the same lattice within a relative tolerance on d.
 
-    Compares the 30 smallest q = 1/d² of the two (Niggli-reduced, primitive) lattices:
-    equal lattices give equal lists, and a relative error ε in the cell gives about 2ε
-    in q. Robust at the boundaries of the Niggli domain, where reduced parameters jump.
+    Compares the smallest q = 1/d² of the two lattices, as many as fix either
+    (:func:`lattice_key`): equal lattices give equal lists, and a relative error ε in the
+    cell gives about 2ε in q. Robust at the boundaries of the Niggli domain, where
+    reduced parameters jump.
     """
-    q1 = lattice_q_values(cell1, centring=centring1)
-    q2 = lattice_q_values(cell2, centring=centring2)
-    return bool(np.all(np.abs(q1 - q2) <= 2.0 * rtol * q2))
+    return keys_match(lattice_key(cell1, centring1), lattice_key(cell2, centring2), rtol)

@@ -7,7 +7,9 @@ that narrows after the first cycle) and solves the weighted linear least-squares
 
 for the system's form parameters p and the zero shift z of the 2θ scale (weights
 1/q'(2θ) make the residuals degrees of 2θ). Then the lattice centring that all indexed
-lines obey and that removes the most calculated lines is chosen, and de Wolff's M_N and
+lines obey and that removes the most calculated lines is chosen (it may leave out one
+weak line, or more when the primitive lattice's extra reflections would catch as many
+of the lines left out by chance: :data:`CENTRING_CHANCE`), and de Wolff's M_N and
 Smith–Snyder F_N are computed (:mod:`ratagent.indexing.merit`).
 """
 
@@ -18,11 +20,18 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ratagent.indexing.merit import centring_mask, count_distinct, de_wolff_m, smith_snyder_f
+from ratagent.indexing.merit import (
+    centring_mask,
+    coincidence_chance,
+    count_distinct,
+    de_wolff_m,
+    smith_snyder_f,
+)
 from ratagent.indexing.reduction import cell_from_form, cell_volume, form_from_cell
 from ratagent.indexing.trials import SYSTEMS, monomials
 
 __all__ = [
+    "CENTRING_CHANCE",
     "CandidateCell",
     "dq_dtth",
     "nearest_index",
@@ -35,6 +44,10 @@ __all__ = [
 
 #: Smallest 2θ error counted in the figures of merit, degrees.
 _MIN_ERROR_DEG = 0.001
+#: A centring may leave out two or more weak lines its primitive lattice indexes when at
+#: least this is the chance that the reflections it removes catch so many of the lines
+#: it leaves out (:func:`~ratagent.indexing.merit.coincidence_chance`).
+CENTRING_CHANCE = 0.01
 
 
 @dataclass(frozen=True, eq=False)
@@ -196,7 +209,9 @@ def refine_cell(
     max_zero_deg : largest |zero shift| refined; beyond it the zero stays fixed
     weak : (N,) bool, optional
         Lines that may stay unindexed without counting against the cell; the centring
-        may give up one of them, never a line that is not weak (without ``weak``, any one).
+        may give up one of them, never a line that is not weak (without ``weak``, any one),
+        or more of them when the reflections it removes would index that many of the
+        lines it leaves out with a chance of at least :data:`CENTRING_CHANCE`.
     centring_may_lose_strong : let the centring give up one line that is not weak too (a
         strong impurity line that the primitive cell indexes by chance); the caller ranks
         the result against the primitive cell (:func:`~ratagent.indexing.indexing.index`)
@@ -278,8 +293,9 @@ def refine_cell(
     t_last = tth[-1] + tol_deg
     best_c = "P" if centring is None else centring
     best_mask = centring_mask(hkl, best_c)
-    best_n = count_distinct(qc[best_mask][tc[best_mask] <= t_last], np.inf)
+    best_n = n_primitive = count_distinct(qc[best_mask][tc[best_mask] <= t_last], np.inf)
     best_merit = (hit.sum() / len(tth)) ** 4 / max(best_n, 1)
+    span = float(tth[-1] - tth[0])
     for c in () if centring is not None else sys_.centrings[1:]:
         mask = centring_mask(hkl, c)
         tcm = tc[mask]
@@ -289,9 +305,19 @@ def refine_cell(
         n_c = count_distinct(qc[mask][tcm <= t_last], np.inf)
         merit = (near.sum() / len(tth)) ** 4 / max(n_c, 1)
         lost = ~near
-        # without intensities any one line may go
-        may_lose = weak is None or centring_may_lose_strong or bool(np.all(weak_arr[hit][lost]))
-        if lost.sum() <= 1 and may_lose and merit > best_merit:
+        n_lost = int(lost.sum())
+        all_weak = bool(np.all(weak_arr[hit][lost]))
+        if n_lost <= 1:
+            # without intensities any one line may go
+            may_lose = weak is None or centring_may_lose_strong or all_weak
+        else:
+            # weak lines only, no more than the lines the centring removes catch by chance
+            # among all the lines it leaves out (simulated I4₁/acd, a = 12.39, c = 10.22 Å:
+            # two impurity lines at 1 % on its h + k + l odd lines, chance 0.04)
+            n_out = n_lost + int(np.count_nonzero(~hit))
+            chance = coincidence_chance(n_out, n_lost, n_primitive - n_c, span, tol_deg)
+            may_lose = all_weak and chance >= CENTRING_CHANCE
+        if may_lose and merit > best_merit:
             best_c, best_mask, best_n, best_merit = c, mask, n_c, merit
     hkl_m, tc_m, qc_m = hkl[best_mask], tc[best_mask], qc[best_mask]
     j = nearest_index(tc_m, tth)

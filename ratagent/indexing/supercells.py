@@ -41,7 +41,7 @@ import math
 import numpy as np
 from scipy.stats import binom
 
-from ratagent.indexing.merit import centring_mask
+from ratagent.indexing.merit import centring_mask, coincidence_chance
 from ratagent.indexing.peaks import ResidualFilter
 from ratagent.indexing.refine import (
     CandidateCell,
@@ -95,9 +95,7 @@ AXIS_FACTORS: dict[str, tuple[tuple[float, float, float], ...]] = {
 
 def by_chance(sup: CandidateCell, n_out: int, n_gained: int, tth: np.ndarray, tol_deg: float) -> float:
     """P(X ≥ n_gained) of n_out random lines landing on calculated lines of ``sup``."""
-    span = max(float(tth[-1] - tth[0]), tol_deg)
-    p = min(1.0, 2.0 * tol_deg * sup.n_calc / span)
-    return float(binom.sf(n_gained - 1, n_out, p))
+    return coincidence_chance(n_out, n_gained, sup.n_calc, float(tth[-1] - tth[0]), tol_deg)
 
 
 def _keeps(sup: CandidateCell | None, cand: CandidateCell, min_m20: float, gained: int = 0) -> bool:

@@ -26,7 +26,9 @@ from functools import cache
 
 import numpy as np
 
-__all__ = ["SYSTEMS", "LatticeSystem", "forms_of", "screen", "solve_trials"]
+from ratagent.indexing.merit import centring_mask
+
+__all__ = ["DESCENTS", "SYSTEMS", "LatticeSystem", "descent_trials", "forms_of", "screen", "solve_trials"]
 
 # Columns of the full form: q = h²A + k²B + l²C + hkD + hlE + klF.
 _MONOMIALS = ("h2", "k2", "l2", "hk", "hl", "kl")
@@ -47,6 +49,9 @@ class LatticeSystem:
     laue_multiplicity: int  # general-position multiplicity of the lattice's holohedry
     n_base_lines: int  # base lines drawn from the first this many observed lines
     centrings: tuple[str, ...]  # lattice centrings tested after indexing
+    # base lines of higher index that a centred lattice's first lines need, as
+    # (centring, hkl rows): used only in index sets whose every row that centring allows
+    centred_base: tuple[str, tuple[tuple[int, int, int], ...]] | None = None
 
     @property
     def m(self) -> int:
@@ -76,6 +81,11 @@ SYSTEMS: dict[str, LatticeSystem] = {
         8,
         7,
         ("P", "C", "A", "B", "I", "F"),
+        # an F lattice's first lines are 111, 311, 131, 113, 220…: with indices ≤ 2 only
+        # 111 and the all-even lines, which leave a, b, c undetermined when a d glide
+        # removes 200, 020, 002, 202… (simulated Fddd, a = 5.38, b = 5.62, c = 8.79 Å:
+        # 111, 131, 040, 222, 311, 113, 151)
+        ("F", ((1, 1, 3), (1, 3, 1), (3, 1, 1), (1, 3, 3), (3, 1, 3), (3, 3, 1))),
     ),
     "monoclinic": LatticeSystem(
         "monoclinic",
@@ -115,6 +125,8 @@ def monomials(hkl: np.ndarray) -> np.ndarray:
 def forms_of(name: str) -> tuple[np.ndarray, np.ndarray]:
     """Distinct design rows r(hkl) of the low-index base lines of a system, and one hkl each.
 
+    The system's ``centred_base`` rows, if any, come last.
+
     Returns ``(rows, hkl)`` with shapes (n_rows, m) and (n_rows, 3).
     """
     sys_ = SYSTEMS[name]
@@ -132,7 +144,11 @@ def forms_of(name: str) -> tuple[np.ndarray, np.ndarray]:
     rows = monomials(hkl) @ sys_.matrix
     _, first = np.unique(np.round(rows, 6), axis=0, return_index=True)
     first = np.sort(first)
-    return rows[first], hkl[first]
+    rows, hkl = rows[first], hkl[first]
+    if sys_.centred_base is not None:
+        extra = np.array(sys_.centred_base[1])
+        rows, hkl = np.concatenate([rows, monomials(extra) @ sys_.matrix]), np.concatenate([hkl, extra])
+    return rows, hkl
 
 
 def _column_symmetries(name: str) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -153,11 +169,17 @@ def _tuples(name: str) -> tuple[np.ndarray, np.ndarray]:
 
     Returns ``(index_tuples (t, m), inverse matrices (t, m, m))``.
     """
-    rows, _ = forms_of(name)
+    rows, hkl = forms_of(name)
     m = rows.shape[1]
     key = {tuple(np.round(r, 6)): i for i, r in enumerate(rows)}
     tuples = np.array(list(itertools.permutations(range(len(rows)), m)), dtype=np.int64)
     keep = np.ones(len(tuples), dtype=bool)
+    centred = SYSTEMS[name].centred_base
+    if centred is not None:
+        # a higher-index row only with rows its centring allows
+        n_plain = len(rows) - len(centred[1])
+        allowed = centring_mask(hkl, centred[0])
+        keep = (tuples < n_plain).all(axis=1) | allowed[tuples].all(axis=1)
     for perm, signs in _column_symmetries(name)[1:]:
         mapped_rows = rows[:, perm] * signs
         image = np.array([key.get(tuple(np.round(r, 6)), -1) for r in mapped_rows])
@@ -199,10 +221,52 @@ def solve_trials(name: str, q_obs: np.ndarray, n_lines: int | None = None) -> np
     combos = np.array(list(itertools.combinations(range(n_lines), m)))
     qb = q_obs[combos]  # (c, m)
     p = np.einsum("tij,cj->cti", inv, qb).reshape(-1, m)
+    return p[_positive_definite(sys_, p)]
+
+
+def _positive_definite(sys_: LatticeSystem, p: np.ndarray) -> np.ndarray:
+    """Whether each parameter vector of ``p`` (n, m) gives a positive-definite form (with margin)."""
     full = p @ sys_.matrix.T
     A, B, C, E = full[:, 0], full[:, 1], full[:, 2], full[:, 4]
-    pos = (A > 0) & (B > 0) & (C > 0) & (E * E < 4 * A * C * 0.999)
-    return p[pos]
+    return (A > 0) & (B > 0) & (C > 0) & (E * E < 4 * A * C * 0.999)
+
+
+#: Lattices of a higher system in the parameters of a lower one, and the one direction
+#: that breaks the higher symmetry: (higher, lower) → (E (m_low × m_high), n (m_low,)),
+#: p_low = E p_high + t n. Tetragonal → orthorhombic (a = b) only: its 00l and hhl lines
+#: never split, so a pseudo-tetragonal cell's first lines can all be of these kinds. (A
+#: hexagonal lattice's lines but 00l split on its orthohexagonal cell, so the orthorhombic
+#: base lines themselves fix a pseudo-hexagonal cell.)
+DESCENTS: dict[tuple[str, str], tuple[tuple[tuple[float, ...], ...], tuple[float, ...]]] = {
+    ("tetragonal", "orthorhombic"): (((1.0, 0.0), (1.0, 0.0), (0.0, 1.0)), (1.0, -1.0, 0.0)),
+}
+
+
+def descent_trials(
+    high: str, low: str, p_high: np.ndarray, q_obs: np.ndarray, hkl_max: int = 4
+) -> np.ndarray:
+    """Trials of system ``low`` near the cells ``p_high`` (k, m_high) of a higher system.
+
+    When the first lines of a pseudo-symmetric cell (orthorhombic with a ≈ b, say) are
+    all of the kinds that do not tell the higher symmetry from the lower (00l and hhl),
+    every set of base lines drawn from them is singular for the lower system, and its
+    trials never have the true cell; the higher system's trials index those lines. Each
+    of them, written in the lower system (:data:`DESCENTS`), is moved along the one
+    direction n that breaks its symmetry so that one observed line of ``q_obs`` takes one
+    hkl (indices 0…``hkl_max``): t = (q − r(hkl)·p₀) / (r(hkl)·n), as TREOR solves a
+    cell's last parameter from the lines the others leave. Returns (n_trials, m_low)
+    positive-definite parameters, duplicates removed.
+    """
+    e, n = (np.asarray(x, dtype=float) for x in DESCENTS[(high, low)])
+    sys_ = SYSTEMS[low]
+    p0 = np.asarray(p_high, dtype=float).reshape(-1, e.shape[1]) @ e.T  # (k, m_low)
+    box = np.array([h for h in itertools.product(range(hkl_max + 1), repeat=3) if any(h)])
+    r = monomials(box) @ sys_.matrix  # (R, m_low)
+    rn = r @ n
+    r, rn = r[np.abs(rn) > 1e-9], rn[np.abs(rn) > 1e-9]
+    t = (np.asarray(q_obs, dtype=float)[None, :, None] - (p0 @ r.T)[:, None, :]) / rn  # (k, L, R)
+    p = (p0[:, None, None, :] + t[..., None] * n).reshape(-1, sys_.m)
+    return np.unique(np.round(p[_positive_definite(sys_, p)], 8), axis=0)
 
 
 def form_volume(full: np.ndarray) -> np.ndarray:

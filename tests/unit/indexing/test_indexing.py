@@ -165,6 +165,32 @@ def test_quadratic_form_round_trip_and_niggli_equivalence():
     )
 
 
+def test_same_lattice_tells_apart_cells_that_share_their_30_smallest_q():
+    """Orthorhombic C cells with c = 12.21 Å and the same 1/a² + 1/b²: their 30 smallest q
+    are all 00l and 11l-type rows, equal within 10⁻⁴, but 200 and 020 are 6 % apart."""
+    from ratagent.indexing.reduction import lattice_key, lattice_q_values
+
+    true, other = (5.0032, 4.8596, 12.2136, 90, 90, 90), (4.7157, 5.1763, 12.2137, 90, 90, 90)
+    assert np.allclose(lattice_q_values(true, centring="C"), lattice_q_values(other, centring="C"), rtol=2e-4)
+    assert not same_lattice(true, other, 1e-3, "C", "C")
+    assert same_lattice(true, (4.8596, 5.0032, 12.2136, 90, 90, 90), 1e-3, "C", "C")
+    # the key holds every row up to those that fix the lattice: here 200 and 020
+    q, n = lattice_key(true, "C")
+    assert q[n - 1] >= 4 / 4.8596**2 * (1 - 1e-9) and len(q) >= n
+
+
+def test_coincidence_chance_is_the_binomial_tail():
+    from math import comb
+
+    from ratagent.indexing.merit import coincidence_chance
+
+    p = 2 * 0.03 * 25 / 22.6  # 25 calculated lines over 22.6°, ±0.03°
+    exact = sum(comb(5, j) * p**j * (1 - p) ** (5 - j) for j in range(2, 6))
+    assert coincidence_chance(5, 2, 25, 22.6, 0.03) == pytest.approx(exact)
+    assert coincidence_chance(5, 0, 25, 22.6, 0.03) == 1.0
+    assert coincidence_chance(3, 3, 10**6, 1.0, 0.03) == pytest.approx(1.0)  # p capped at 1
+
+
 def test_figures_of_merit_follow_their_definitions():
     # M20 = Q20 / (2 ε̄ N20); F_N = N / (mean |Δ2θ| · N_poss)
     assert de_wolff_m(0.2, np.full(20, 1e-4), 40) == pytest.approx(0.2 / (2e-4 * 40))
@@ -391,3 +417,69 @@ def test_the_primitive_cell_follows_a_centred_one_that_gave_up_a_weak_line():
     assert result.convincing, str(result)
     assert result.best.centring == "I" and same_lattice(result.best.cell, cell, 1e-3, "P", "P"), str(result)
     assert _found(result, cell, "P n n m", k=2) == [False, True], str(result)
+
+
+def test_an_f_lattice_whose_first_lines_have_an_index_3():
+    """A simulated peak list (``benchmarks/indexing_accuracy.py``, seed 1, orthorhombic
+    case 8: Fddd, a = 5.3762, b = 5.6227, c = 8.7911 Å, 3 % impurity). Its first lines
+    are 111, 131, 040, 222, 311, 113, 151: from base lines with indices ≤ 2 only 111 and
+    222 (its multiple), so no trial had the cell; base lines 113, 131… of F lattices
+    give it, first."""
+    peaks = _recorded(
+        """
+        10.5721 23.4423 25.0789 38.4890 41.0786 51.4206 52.7610 54.7627 57.5290 61.1681
+        62.9952 66.5027 69.9807 73.9440 76.3205 77.9799 80.3160 81.1887 82.4105 84.4571
+        """,
+        """
+        0.0283 0.0081 1.0000 0.2946 0.2375 0.4587 0.1100 0.1014 0.0766 0.0657
+        0.0588 0.0542 0.0313 0.0385 0.0258 0.0241 0.0282 0.0774 0.0994 0.0385
+        """,
+    )
+    result = index(peaks)
+    assert result.convincing, str(result)
+    assert _found(result, (5.3762, 5.6227, 8.7911, 90, 90, 90), "F d d d", k=1) == [True], str(result)
+
+
+def test_a_pseudo_tetragonal_cell_whose_first_lines_are_00l_and_11l():
+    """A simulated peak list (seed 1, orthorhombic case 21: Pban, a = 4.8597, b = 5.0036,
+    c = 12.2141 Å): its first seven strong lines are 001, 003, 110, 111, 112, 113, 005,
+    which give c and 1/a² + 1/b² but not a and b, so every set of three of them is
+    singular for the orthorhombic trials. A tetragonal trial indexes them; moved off
+    a = b by one more line (021, 202…) it gives the cell: a = 4.86, b = 5.00 Å, C-centred,
+    as no h + k odd line is among these 15 (the first one, 121, is at 1 %)."""
+    peaks = _recorded(
+        """
+        7.2086 9.3282 21.7872 25.5089 26.5463 29.4558 33.7988 36.7400 37.6947 38.8457
+        39.1626 39.8709 42.3495 44.4478 53.0066
+        """,
+        """
+        1.0000 0.0130 0.0853 0.2039 0.2159 0.2525 0.1749 0.0583 0.0528 0.1018
+        0.0724 0.1431 0.1513 0.0521 0.0651
+        """,
+    )
+    cell = (4.8597, 5.0036, 12.2141, 90, 90, 90)
+    result = index(peaks)
+    assert result.convincing, str(result)
+    assert result.best.centring == "C" and same_lattice(result.best.cell, cell, 1e-3, "P", "P"), str(result)
+    assert result.best.n_unindexed_strong == 0
+
+
+def test_a_centring_may_leave_out_weak_lines_its_primitive_cell_catches_by_chance():
+    """A simulated peak list (seed 1, tetragonal case 22: I4₁/acd, a = 12.393,
+    c = 10.2248 Å). The primitive cell with the same axes indexes two weak impurity lines
+    (24.31°, 29.89°, 1 %) on h + k + l odd reflections; with 25 such reflections over 23°
+    of 2θ, two of the five lines the I cell leaves out fall on one with a chance of 0.04,
+    so the I cell, M20 444 against 167, comes first."""
+    peaks = _recorded(
+        """
+        14.2780 14.8132 18.1879 18.2300 20.0876 20.2435 22.5241 24.3075 27.3475 28.6736
+        28.7877 29.8922 30.7689 30.9816 32.2738 33.7975 34.6488 35.0738 35.3574 36.8600
+        """,
+        """
+        0.0604 0.0705 1.0000 0.0000 0.3140 0.0345 0.0717 0.0106 0.4389 0.0850
+        0.0415 0.0113 0.0426 0.1415 0.6771 0.3986 0.0327 0.0254 0.1968 0.2183
+        """,
+    )
+    result = index(peaks, systems=("tetragonal",))
+    assert result.convincing, str(result)
+    assert _found(result, (12.393, 12.393, 10.2248, 90, 90, 90), "I 41/a c d:1", k=1) == [True], str(result)

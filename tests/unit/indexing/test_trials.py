@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from ratagent.indexing.refine import dq_dtth, q_of_two_theta
-from ratagent.indexing.trials import SYSTEMS, _count, monomials, solve_trials
+from ratagent.indexing.trials import SYSTEMS, _count, descent_trials, monomials, solve_trials
 from ratagent.patterns import CU_KA1_ANGSTROM
 
 CELLS = {
@@ -49,3 +49,19 @@ def test_count_matches_every_hkl(name):
     assert len(p) >= 5
     assert np.mean(n_fast == n_slow) >= 0.99, np.flatnonzero(n_fast != n_slow)
     assert np.max(n_fast) == len(q)  # the true cell (or an equivalent) is among the trials
+
+
+def test_descent_trials_break_the_tetragonal_symmetry_with_one_line():
+    """An orthorhombic cell near a tetragonal one (a = 4.86, b = 5.00 Å): its 00l and hhl
+    lines give a tetragonal cell with 1/a_t² = (1/a² + 1/b²) / 2, and one line that
+    tells a from b (021) moves it onto the orthorhombic cell."""
+    a, b, c = 4.86, 5.00, 12.2
+    true = np.array([1 / a**2, 1 / b**2, 1 / c**2])
+    p_tetragonal = np.array([[(1 / a**2 + 1 / b**2) / 2, 1 / c**2]])
+    lines = np.array([1 / c**2, 2 * p_tetragonal[0, 0], 4 / b**2 + 1 / c**2])  # 001, 110, 021
+    trials = descent_trials("tetragonal", "orthorhombic", p_tetragonal, lines)
+    assert np.abs(trials / true - 1).max(axis=1).min() < 1e-5  # trials are rounded to 1e-8 Å⁻²
+    assert np.all(trials > 0)
+    # the tetragonal lines alone leave it where it was
+    alone = descent_trials("tetragonal", "orthorhombic", p_tetragonal, lines[:2])
+    assert np.abs(alone / true - 1).max(axis=1).min() > 1e-3
