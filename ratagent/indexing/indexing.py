@@ -18,7 +18,11 @@ Algorithm
    determine the cell); orthorhombic trials also from tetragonal trials that index the
    first strong lines, with their symmetry broken by one line
    (:func:`~ratagent.indexing.trials.descent_trials`: a ≈ b cells whose first lines are
-   all 00l and hhl), and from base lines 113, 133… for F lattices; monoclinic
+   all 00l and hhl), and from base lines 113, 133… for F lattices; tetragonal and
+   hexagonal trials also from the zone of a alone (hk0) or c alone (00l) solved from the
+   strong lines, the other parameter from one more line
+   (:func:`~ratagent.indexing.trials.zone_seeds`, :func:`~ratagent.indexing.trials.line_trials`:
+   strong lines all hk0, as with needles lying flat, or all 00l, as with platelets); monoclinic
    trials also from a rectangular zone plus a third axis (:mod:`ratagent.indexing.zones`,
    after ITO).
 3. Refine each kept trial by linear least squares on all indexed lines with a zero
@@ -73,7 +77,18 @@ from ratagent.indexing.refine import (
     system_params,
 )
 from ratagent.indexing.supercells import CHANCE_LEVEL, better_supercell, by_chance, profile_supercell
-from ratagent.indexing.trials import DESCENTS, SYSTEMS, descent_trials, screen, solve_trials
+from ratagent.indexing.trials import (
+    DESCENTS,
+    SYSTEMS,
+    ZONES,
+    descent_trials,
+    in_zone,
+    line_trials,
+    off_zone,
+    screen,
+    solve_trials,
+    zone_seeds,
+)
 from ratagent.indexing.zones import monoclinic_zone_trials
 from ratagent.patterns import Pattern
 
@@ -583,6 +598,29 @@ def index(
                 down, _ = screen(
                     name,
                     descent_trials(high, name, seeds, q_all),
+                    q_all,
+                    tol_all_lines,
+                    max_missing + n_weak,
+                    _DESCENT_KEEP,
+                    first_pass=False,
+                )
+                best = np.unique(np.concatenate([best, down]), axis=0)
+        for zone, (_, free) in enumerate(ZONES.get(name, ())):
+            # strong lines of one zone (hk0, or 00l), the last parameter in the others
+            zs, _ = screen(
+                name,
+                in_zone(name, zone, zone_seeds(name, zone, q_strong), float(q_all[-1])),
+                q_screen,
+                tol_q,
+                max_missing,
+                _DESCENT_SEEDS,
+            )
+            if len(zs):
+                down, _ = screen(
+                    name,
+                    line_trials(
+                        name, zs, np.asarray(free), q_all, use=off_zone(name, zone, zs, q_all, tol_all_lines)
+                    ),
                     q_all,
                     tol_all_lines,
                     max_missing + n_weak,

@@ -28,7 +28,20 @@ import numpy as np
 
 from ratagent.indexing.merit import centring_mask
 
-__all__ = ["DESCENTS", "SYSTEMS", "LatticeSystem", "descent_trials", "forms_of", "screen", "solve_trials"]
+__all__ = [
+    "DESCENTS",
+    "SYSTEMS",
+    "ZONES",
+    "LatticeSystem",
+    "descent_trials",
+    "forms_of",
+    "in_zone",
+    "line_trials",
+    "off_zone",
+    "screen",
+    "solve_trials",
+    "zone_seeds",
+]
 
 # Columns of the full form: q = h²A + k²B + l²C + hkD + hlE + klF.
 _MONOMIALS = ("h2", "k2", "l2", "hk", "hl", "kl")
@@ -242,6 +255,37 @@ DESCENTS: dict[tuple[str, str], tuple[tuple[tuple[float, ...], ...], tuple[float
 }
 
 
+def line_trials(
+    name: str,
+    p0: np.ndarray,
+    n: np.ndarray,
+    q_obs: np.ndarray,
+    hkl_max: int = 4,
+    use: np.ndarray | None = None,
+) -> np.ndarray:
+    """Trials p = p₀ + t n of system ``name`` that give one line of ``q_obs`` one hkl.
+
+    For each start p₀ (rows of ``p0``, (k, m)), each line q (those of ``use`` (k, L), if
+    given) and each hkl with indices 0…``hkl_max`` whose row r(hkl) is not orthogonal to
+    ``n``: t = (q − r·p₀) / (r·n), as TREOR solves a cell's last parameter from the lines
+    the others leave. Returns (n_trials, m) positive-definite parameters, duplicates
+    removed.
+    """
+    sys_ = SYSTEMS[name]
+    n = np.asarray(n, dtype=float)
+    p0 = np.asarray(p0, dtype=float).reshape(-1, sys_.m)
+    box = np.array([h for h in itertools.product(range(hkl_max + 1), repeat=3) if any(h)])
+    r = np.unique(np.round(monomials(box) @ sys_.matrix, 9), axis=0)  # (R, m)
+    rn = r @ n
+    r, rn = r[np.abs(rn) > 1e-9], rn[np.abs(rn) > 1e-9]
+    t = (np.asarray(q_obs, dtype=float)[None, :, None] - (p0 @ r.T)[:, None, :]) / rn  # (k, L, R)
+    p = p0[:, None, None, :] + t[..., None] * n  # (k, L, R, m)
+    if use is not None:
+        p = p[np.asarray(use, dtype=bool)]
+    p = p.reshape(-1, sys_.m)
+    return np.unique(np.round(p[_positive_definite(sys_, p)], 8), axis=0)
+
+
 def descent_trials(
     high: str, low: str, p_high: np.ndarray, q_obs: np.ndarray, hkl_max: int = 4
 ) -> np.ndarray:
@@ -252,21 +296,51 @@ def descent_trials(
     every set of base lines drawn from them is singular for the lower system, and its
     trials never have the true cell; the higher system's trials index those lines. Each
     of them, written in the lower system (:data:`DESCENTS`), is moved along the one
-    direction n that breaks its symmetry so that one observed line of ``q_obs`` takes one
-    hkl (indices 0…``hkl_max``): t = (q − r(hkl)·p₀) / (r(hkl)·n), as TREOR solves a
-    cell's last parameter from the lines the others leave. Returns (n_trials, m_low)
-    positive-definite parameters, duplicates removed.
+    direction that breaks its symmetry until one observed line of ``q_obs`` takes one
+    hkl (:func:`line_trials`).
     """
     e, n = (np.asarray(x, dtype=float) for x in DESCENTS[(high, low)])
-    sys_ = SYSTEMS[low]
-    p0 = np.asarray(p_high, dtype=float).reshape(-1, e.shape[1]) @ e.T  # (k, m_low)
-    box = np.array([h for h in itertools.product(range(hkl_max + 1), repeat=3) if any(h)])
-    r = monomials(box) @ sys_.matrix  # (R, m_low)
-    rn = r @ n
-    r, rn = r[np.abs(rn) > 1e-9], rn[np.abs(rn) > 1e-9]
-    t = (np.asarray(q_obs, dtype=float)[None, :, None] - (p0 @ r.T)[:, None, :]) / rn  # (k, L, R)
-    p = (p0[:, None, None, :] + t[..., None] * n).reshape(-1, sys_.m)
-    return np.unique(np.round(p[_positive_definite(sys_, p)], 8), axis=0)
+    p0 = np.asarray(p_high, dtype=float).reshape(-1, e.shape[1]) @ e.T
+    return line_trials(low, p0, n, q_obs, hkl_max)
+
+
+#: One-parameter zones of a system whose lines alone leave the cell undetermined, as
+#: (zone direction z, free direction n) in the system's parameters: tetragonal and
+#: hexagonal hk0 (a only; c free) and 00l (c only; a free).
+ZONES: dict[str, tuple[tuple[tuple[float, ...], tuple[float, ...]], ...]] = {
+    "tetragonal": (((1.0, 0.0), (0.0, 1.0)), ((0.0, 1.0), (1.0, 0.0))),
+    "hexagonal": (((1.0, 0.0), (0.0, 1.0)), ((0.0, 1.0), (1.0, 0.0))),
+}
+
+
+def zone_seeds(name: str, zone: int, q_obs: np.ndarray, n_lines: int = 7) -> np.ndarray:
+    """Starts p₀ = s z of zone ``zone`` of :data:`ZONES`: each of the first ``n_lines`` lines
+    given each low-index row of the zone (r(hkl)·n = 0), s = q / (r·z). (k, m)."""
+    z, n = (np.asarray(x, dtype=float) for x in ZONES[name][zone])
+    rows, _ = forms_of(name)
+    w = np.unique(np.round(rows[np.abs(rows @ n) < 1e-9] @ z, 9))
+    w = w[w > 0]
+    s = (np.asarray(q_obs, dtype=float)[:n_lines, None] / w[None, :]).ravel()
+    return np.unique(np.round(s, 10))[:, None] * z
+
+
+def in_zone(name: str, zone: int, p0: np.ndarray, q_max: float) -> np.ndarray:
+    """``p0`` with the free direction of ``zone`` so large that no line up to ``q_max`` leaves
+    the zone: the trials screen (:func:`screen`) as cells of the zone alone."""
+    _, n = (np.asarray(x, dtype=float) for x in ZONES[name][zone])
+    return np.asarray(p0, dtype=float) + 100.0 * q_max * n
+
+
+def off_zone(name: str, zone: int, p0: np.ndarray, q_obs: np.ndarray, tol_q: np.ndarray) -> np.ndarray:
+    """(k, L) bool: the lines of ``q_obs`` that no row of zone ``zone`` (indices ≤ 12) of each
+    start of ``p0`` (k, m) indexes within ``tol_q``: those that can fix the free parameter."""
+    _, n = (np.asarray(x, dtype=float) for x in ZONES[name][zone])
+    box = np.array([h for h in itertools.product(range(13), repeat=3) if any(h)])
+    r = np.unique(np.round(monomials(box) @ SYSTEMS[name].matrix, 9), axis=0)
+    r = r[np.abs(r @ n) < 1e-9]
+    qz = np.asarray(p0, dtype=float).reshape(-1, SYSTEMS[name].m) @ r.T  # (k, W)
+    dist = np.abs(np.asarray(q_obs, dtype=float)[None, :, None] - qz[:, None, :]).min(axis=2)
+    return dist > np.asarray(tol_q, dtype=float)[None, :]
 
 
 def form_volume(full: np.ndarray) -> np.ndarray:

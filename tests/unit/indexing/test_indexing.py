@@ -483,3 +483,24 @@ def test_a_centring_may_leave_out_weak_lines_its_primitive_cell_catches_by_chanc
     result = index(peaks, systems=("tetragonal",))
     assert result.convincing, str(result)
     assert _found(result, (12.393, 12.393, 10.2248, 90, 90, 90), "I 41/a c d:1", k=1) == [True], str(result)
+
+
+def test_strong_lines_all_hk0_and_c_from_the_weak_ones():
+    """A hollandite-like cell (I4/m, a = 9.90, c = 2.90 Å) whose hk0 lines are strong and
+    every line with l ≠ 0 weak (2–4 %), as with needles along c lying flat: 12 of its
+    first 20 lines are hk0. No tetragonal base set from the strong lines has c right (the
+    cell was not among the first three); the hk0 zone is solved from the strong lines and
+    c from one more line, and the cell comes first."""
+    cell = (9.90, 9.90, 2.90, 90, 90, 90)
+    lines = lines_from_cell(cell, "I 4/m", CU_KA1_ANGSTROM)
+    hk = np.array([h * h + k * k for h in range(10) for k in range(10) if h or k])
+    q = hk[hk / cell[0] ** 2 < (2 / CU_KA1_ANGSTROM) ** 2] / cell[0] ** 2
+    t_hk0 = np.degrees(2 * np.arcsin(np.sqrt(q) * CU_KA1_ANGSTROM / 2))
+    in_zone = np.abs(lines[:, None] - t_hk0[None, :]).min(axis=1) < 1e-6
+    rng = np.random.default_rng(11)
+    inten = np.where(in_zone, rng.uniform(0.3, 1.0, len(lines)), rng.uniform(0.02, 0.04, len(lines)))
+    peaks = PeakList.from_positions(lines[:20], CU_KA1_ANGSTROM, inten[:20])
+    assert np.count_nonzero(in_zone[:20]) == 12
+    result = index(peaks, systems=("tetragonal",))
+    assert result.convincing, str(result)
+    assert _found(result, cell, "I 4/m", k=1) == [True], str(result)

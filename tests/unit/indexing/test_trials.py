@@ -65,3 +65,19 @@ def test_descent_trials_break_the_tetragonal_symmetry_with_one_line():
     # the tetragonal lines alone leave it where it was
     alone = descent_trials("tetragonal", "orthorhombic", p_tetragonal, lines[:2])
     assert np.abs(alone / true - 1).max(axis=1).min() > 1e-3
+
+
+def test_zone_seeds_and_one_line_give_the_tetragonal_cell():
+    """From hk0 lines alone (the zone of a only) and one line with l ≠ 0, the zone trials
+    reach a = 5.35, c = 3.20 Å."""
+    from ratagent.indexing.trials import in_zone, line_trials, zone_seeds
+
+    a, c = 5.35, 3.20
+    true = np.array([1 / a**2, 1 / c**2])
+    hk0 = np.array([1, 2, 4, 5, 8]) / a**2
+    seeds = zone_seeds("tetragonal", 0, hk0)
+    assert np.any(np.isclose(seeds[:, 0], 1 / a**2, rtol=1e-9)) and np.all(seeds[:, 1] == 0)
+    # screened as cells of the zone: no line leaves it
+    assert np.all(in_zone("tetragonal", 0, seeds, hk0[-1])[:, 1] > 10 * hk0[-1])
+    trials = line_trials("tetragonal", seeds, np.array([0.0, 1.0]), np.array([1 / a**2 + 1 / c**2]))  # 101
+    assert np.abs(trials / true - 1).max(axis=1).min() < 1e-5
