@@ -588,6 +588,13 @@ def index(
                 first_pass=False,
             )
             best = np.unique(np.concatenate([best, first]), axis=0)
+
+        def on_all_lines(
+            trials: np.ndarray, name: str = name, missing: int = max_missing + n_weak
+        ) -> np.ndarray:
+            """The best ``_DESCENT_KEEP`` of ``trials`` screened on all the lines."""
+            return screen(name, trials, q_all, tol_all_lines, missing, _DESCENT_KEEP, first_pass=False)[0]
+
         for high, low in DESCENTS:
             if low == name:
                 # cells that the first strong lines cannot tell from the higher system's
@@ -595,16 +602,9 @@ def index(
                 seeds, _ = screen(
                     high, solve_trials(high, q_strong), q_strong[:n_first], tol_q[:n_first], 1, _DESCENT_SEEDS
                 )
-                down, _ = screen(
-                    name,
-                    descent_trials(high, name, seeds, q_all),
-                    q_all,
-                    tol_all_lines,
-                    max_missing + n_weak,
-                    _DESCENT_KEEP,
-                    first_pass=False,
+                best = np.unique(
+                    np.concatenate([best, on_all_lines(descent_trials(high, name, seeds, q_all))]), axis=0
                 )
-                best = np.unique(np.concatenate([best, down]), axis=0)
         for zone, (_, free) in enumerate(ZONES.get(name, ())):
             # strong lines of one zone (hk0, or 00l), the last parameter in the others
             zs, _ = screen(
@@ -616,17 +616,8 @@ def index(
                 _DESCENT_SEEDS,
             )
             if len(zs):
-                down, _ = screen(
-                    name,
-                    line_trials(
-                        name, zs, np.asarray(free), q_all, use=off_zone(name, zone, zs, q_all, tol_all_lines)
-                    ),
-                    q_all,
-                    tol_all_lines,
-                    max_missing + n_weak,
-                    _DESCENT_KEEP,
-                    first_pass=False,
-                )
+                off = off_zone(name, zone, zs, q_all, tol_all_lines)
+                down = on_all_lines(line_trials(name, zs, np.asarray(free), q_all, use=off))
                 best = np.unique(np.concatenate([best, down]), axis=0)
         for p0 in best:
             c = refine_cell(name, p0, tth, wl, tolerance_deg, max_zero_deg, weak)
