@@ -255,6 +255,15 @@ DESCENTS: dict[tuple[str, str], tuple[tuple[tuple[float, ...], ...], tuple[float
 }
 
 
+@cache
+def _box_rows(name: str, hkl_max: int) -> np.ndarray:
+    """Distinct rows r(hkl) of a system for h, k, l in 0…``hkl_max``, not all 0: (R, m)."""
+    box = np.array([h for h in itertools.product(range(hkl_max + 1), repeat=3) if any(h)])
+    rows = np.unique(np.round(monomials(box) @ SYSTEMS[name].matrix, 9), axis=0)
+    rows.setflags(write=False)  # shared by every call
+    return rows
+
+
 def line_trials(
     name: str,
     p0: np.ndarray,
@@ -274,8 +283,7 @@ def line_trials(
     sys_ = SYSTEMS[name]
     n = np.asarray(n, dtype=float)
     p0 = np.asarray(p0, dtype=float).reshape(-1, sys_.m)
-    box = np.array([h for h in itertools.product(range(hkl_max + 1), repeat=3) if any(h)])
-    r = np.unique(np.round(monomials(box) @ sys_.matrix, 9), axis=0)  # (R, m)
+    r = _box_rows(name, hkl_max)  # (R, m)
     rn = r @ n
     r, rn = r[np.abs(rn) > 1e-9], rn[np.abs(rn) > 1e-9]
     t = (np.asarray(q_obs, dtype=float)[None, :, None] - (p0 @ r.T)[:, None, :]) / rn  # (k, L, R)
@@ -335,8 +343,7 @@ def off_zone(name: str, zone: int, p0: np.ndarray, q_obs: np.ndarray, tol_q: np.
     """(k, L) bool: the lines of ``q_obs`` that no row of zone ``zone`` (indices ≤ 12) of each
     start of ``p0`` (k, m) indexes within ``tol_q``: those that can fix the free parameter."""
     _, n = (np.asarray(x, dtype=float) for x in ZONES[name][zone])
-    box = np.array([h for h in itertools.product(range(13), repeat=3) if any(h)])
-    r = np.unique(np.round(monomials(box) @ SYSTEMS[name].matrix, 9), axis=0)
+    r = _box_rows(name, 12)
     r = r[np.abs(r @ n) < 1e-9]
     qz = np.asarray(p0, dtype=float).reshape(-1, SYSTEMS[name].m) @ r.T  # (k, W)
     dist = np.abs(np.asarray(q_obs, dtype=float)[None, :, None] - qz[:, None, :]).min(axis=2)
