@@ -76,7 +76,13 @@ from ratagent.indexing.refine import (
     refine_cell,
     system_params,
 )
-from ratagent.indexing.supercells import CHANCE_LEVEL, better_supercell, by_chance, profile_supercell
+from ratagent.indexing.supercells import (
+    CHANCE_LEVEL,
+    adds_only_chance,
+    better_supercell,
+    by_chance,
+    profile_supercell,
+)
 from ratagent.indexing.trials import (
     DESCENTS,
     SYSTEMS,
@@ -89,7 +95,7 @@ from ratagent.indexing.trials import (
     solve_trials,
     zone_seeds,
 )
-from ratagent.indexing.zones import monoclinic_zone_trials
+from ratagent.indexing.zones import monoclinic_zone_trials, off_zone_lines, rectangular_zones
 from ratagent.patterns import Pattern
 
 __all__ = ["KEEP_PER_SYSTEM", "SEARCH_ORDER", "CandidateCell", "IndexingResult", "index"]
@@ -98,8 +104,6 @@ log = logging.getLogger(__name__)
 
 #: Lattice systems searched, highest symmetry first.
 SEARCH_ORDER = ("cubic", "tetragonal", "hexagonal", "orthorhombic", "monoclinic")
-#: Lattice points per conventional cell of each centring.
-_CENTRING_POINTS = {"P": 1, "A": 2, "B": 2, "C": 2, "I": 2, "F": 4, "R": 3}
 #: Strong lines the trials are screened on.
 _SCREEN_LINES = 12
 #: Trial cells refined per lattice system from each screened list. The screen's merit
@@ -113,9 +117,12 @@ KEEP_PER_SYSTEM = {"cubic": 120, "tetragonal": 120, "hexagonal": 120, "orthorhom
 _DEEP_SCREEN = 1500
 #: Trials of a higher system, screened on the first strong lines, that the lower system's
 #: search moves off their symmetry (:func:`~ratagent.indexing.trials.descent_trials`), and
-#: the lower system's trials kept from them.
+#: the lower system's trials kept from them: the best of all, and the best of each seed
+#: (trials from one seed, a √3 supercell's hk0 zone, can fill the first list: simulated
+#: hexagonal P, a = 6.93, c = 1.60 Å, whose strong lines are all hk0).
 _DESCENT_SEEDS = 10
 _DESCENT_KEEP = 40
+_SEED_KEEP = 4
 #: A monoclinic cell whose β is this close to 90° (degrees) is also refined as orthorhombic.
 _RIGHT_ANGLE_DEG = 0.1
 #: Leading cells refined again with a centring that may give up a strong line.
@@ -297,10 +304,10 @@ def _merge(cands: list[CandidateCell], rtol: float = 2e-3) -> list[CandidateCell
     merged.sort(key=_score, reverse=True)
     kept: list[CandidateCell] = []
     for c in merged:
-        v = c.volume / _CENTRING_POINTS[c.centring]
+        v = c.primitive_volume
         is_super = False
         for k in kept:
-            ratio = v / (k.volume / _CENTRING_POINTS[k.centring])
+            ratio = v / k.primitive_volume
             if (
                 k.crystal_system == c.crystal_system
                 and ratio > 1.5
@@ -408,6 +415,39 @@ def _prefer_dominant(
     out = list(ranked)
     for j in range(1, min(len(out), depth)):
         i = next((i for i in range(j) if _dominates(out[j], out[i], tth, tol_deg)), None)
+        if i is not None:
+            out.insert(i, out.pop(j))
+    return out
+
+
+def _prefer_finer(
+    ranked: list[CandidateCell] | tuple[CandidateCell, ...], tth: np.ndarray, tol_deg: float, depth: int = 5
+) -> list[CandidateCell]:
+    """Move a cell of the first ``depth`` just before a supercell of it that adds only chance lines.
+
+    A supercell can go first by the lines it gains over a smaller cell
+    (:func:`_prefer_dominant`), most of which a supercell in between, ranked after it,
+    indexes too; the lines it adds to that one are then
+    chance (:func:`~ratagent.indexing.supercells.adds_only_chance`), and the smaller cell
+    goes first (simulated hexagonal P, a = 5.53, c = 5.82 Å, behind a = 11.07 Å, which
+    indexes one of its four unindexed lines more with three times the calculated lines).
+    A cell its lines in the residual profile put there (``profile_chance``) stays, and
+    so does one of higher symmetry (cubic F before an orthorhombic A cell of half its
+    volume that indexes NaCl's lines as well).
+    """
+    out = list(ranked)
+    for j in range(1, min(len(out), depth)):
+        m = out[j]
+        i = next(
+            (
+                i
+                for i in range(j)
+                if out[i].profile_chance is None
+                and _SYMMETRY_RANK[m.crystal_system] >= _SYMMETRY_RANK[out[i].crystal_system]
+                and adds_only_chance(out[i], m, tth, tol_deg)
+            ),
+            None,
+        )
         if i is not None:
             out.insert(i, out.pop(j))
     return out
@@ -556,8 +596,8 @@ def index(
                 break
         ts = time.perf_counter()
         p = solve_trials(name, q_strong)
+        tol_strong = dq_dtth(tth[~weak], wl) * screen_tolerance_deg
         if name == "monoclinic":
-            tol_strong = dq_dtth(tth[~weak], wl) * screen_tolerance_deg
             p = np.concatenate([p, monoclinic_zone_trials(q_strong, tol_strong, axis_lines=q_all)])
         # screen on the first strong lines; also re-rank the survivors on all the lines:
         # among thousands of trials that index the strong lines the true cell can rank a
@@ -590,10 +630,17 @@ def index(
             best = np.unique(np.concatenate([best, first]), axis=0)
 
         def on_all_lines(
-            trials: np.ndarray, name: str = name, missing: int = max_missing + n_weak
+            per_seed: list[np.ndarray], name: str = name, missing: int = max_missing + n_weak
         ) -> np.ndarray:
-            """The best ``_DESCENT_KEEP`` of ``trials`` screened on all the lines."""
-            return screen(name, trials, q_all, tol_all_lines, missing, _DESCENT_KEEP, first_pass=False)[0]
+            """The best ``_DESCENT_KEEP`` trials of all seeds' and the best ``_SEED_KEEP`` of
+            each seed's (``per_seed``: one array of trials per seed), screened on all lines."""
+
+            def best_of(trials: np.ndarray, n_keep: int) -> np.ndarray:
+                return screen(name, trials, q_all, tol_all_lines, missing, n_keep, first_pass=False)[0]
+
+            kept = [best_of(t, _SEED_KEEP) for t in per_seed]
+            kept.append(best_of(np.concatenate(per_seed), _DESCENT_KEEP))
+            return np.concatenate(kept)
 
         for high, low in DESCENTS:
             if low == name:
@@ -602,9 +649,9 @@ def index(
                 seeds, _ = screen(
                     high, solve_trials(high, q_strong), q_strong[:n_first], tol_q[:n_first], 1, _DESCENT_SEEDS
                 )
-                best = np.unique(
-                    np.concatenate([best, on_all_lines(descent_trials(high, name, seeds, q_all))]), axis=0
-                )
+                if len(seeds):
+                    down = on_all_lines([descent_trials(high, name, s, q_all) for s in seeds])
+                    best = np.concatenate([best, down])
         for zone, (_, free) in enumerate(ZONES.get(name, ())):
             # strong lines of one zone (hk0, or 00l), the last parameter in the others
             zs, _ = screen(
@@ -617,8 +664,30 @@ def index(
             )
             if len(zs):
                 off = off_zone(name, zone, zs, q_all, tol_all_lines)
-                down = on_all_lines(line_trials(name, zs, np.asarray(free), q_all, use=off))
-                best = np.unique(np.concatenate([best, down]), axis=0)
+                free_n = np.asarray(free)
+                down = on_all_lines(
+                    [line_trials(name, z, free_n, q_all, use=u[None]) for z, u in zip(zs, off, strict=True)]
+                )
+                best = np.concatenate([best, down])
+        if name == "orthorhombic":
+            # strong lines of one rectangular zone (all 0kl, say), the third axis from one
+            # more line, as ITO's zones; a centred lattice's zone has one or both axes
+            # halved (F: 0kl with k, l even; simulated Fmmm, a = 3.17, b = 7.40,
+            # c = 17.84 Å, whose h ≠ 0 lines are all weak), so each is also doubled
+            ab = rectangular_zones(q_strong, tol_strong)
+            if len(ab):
+                ab = np.concatenate([ab * f for f in ((1, 1), (0.25, 1), (1, 0.25), (0.25, 0.25))])
+                starts = np.column_stack([ab, np.zeros(len(ab))])
+                off = off_zone_lines(ab, q_all, tol_all_lines)
+                c_axis = np.array([0.0, 0.0, 1.0])
+                down = on_all_lines(
+                    [
+                        line_trials(name, z, c_axis, q_all, use=u[None])
+                        for z, u in zip(starts, off, strict=True)
+                    ]
+                )
+                best = np.concatenate([best, down])
+        best = np.unique(best, axis=0)
         for p0 in best:
             c = refine_cell(name, p0, tth, wl, tolerance_deg, max_zero_deg, weak)
             if c is not None and c.n_unindexed_strong <= max_unindexed:
@@ -640,6 +709,7 @@ def index(
     if alternatives:
         merged = _merge(merged + alternatives)
     ranked = _prefer_dominant(merged, tth, tolerance_deg)
+    ranked = _prefer_finer(ranked, tth, tolerance_deg)
     ranked = _promote_supercells(
         ranked, lambda c: better_supercell(c, tth, wl, tolerance_deg, max_zero_deg, min_m20)
     )

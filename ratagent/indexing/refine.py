@@ -32,6 +32,7 @@ from ratagent.indexing.trials import SYSTEMS, monomials
 
 __all__ = [
     "CENTRING_CHANCE",
+    "CENTRING_POINTS",
     "CandidateCell",
     "dq_dtth",
     "nearest_index",
@@ -48,6 +49,10 @@ _MIN_ERROR_DEG = 0.001
 #: least this is the chance that the reflections it removes catch so many of the lines
 #: it leaves out (:func:`~ratagent.indexing.merit.coincidence_chance`).
 CENTRING_CHANCE = 0.01
+
+
+#: Lattice points per conventional cell of each centring.
+CENTRING_POINTS = {"P": 1, "A": 2, "B": 2, "C": 2, "I": 2, "F": 4, "R": 3}
 
 
 @dataclass(frozen=True, eq=False)
@@ -79,6 +84,11 @@ class CandidateCell:
     def volume(self) -> float:
         """Cell volume in Å³."""
         return cell_volume(self.cell)
+
+    @property
+    def primitive_volume(self) -> float:
+        """Volume per lattice point in Å³."""
+        return self.volume / CENTRING_POINTS[self.centring]
 
     @property
     def n_unindexed(self) -> int:
@@ -232,9 +242,16 @@ def refine_cell(
     p, z = p0.copy(), 0.0
     # at least twice as many indexed lines as unknowns (cell + zero); a pattern with fewer
     # lines than that (a small cubic or hexagonal cell) must have every line indexed but
-    # the weak ones (an impurity's line beside the five of a small tetragonal cell)
+    # the weak ones (an impurity's line beside the five of a small tetragonal cell); a
+    # two-parameter cell may leave one more out, as the screen allows, since the lines
+    # promoted to strong where few are (indexing._weak_lines) can hold an impurity's
+    # (simulated hexagonal P, a = 2.29, c = 2.44 Å: 5 lines and one of the impurity at
+    # 1.1 %), and its 5 lines still check it twice (a three-parameter cell leaving one
+    # of 8 lines out fits chance lines: Si's 7 and one impurity line, indexed by an
+    # orthorhombic I cell with a 2.1 Å axis)
     weak_arr = np.zeros(len(tth), dtype=bool) if weak is None else np.asarray(weak, dtype=bool)
-    need = min(2 * (sys_.m + 1), max(min_lines(name), int(np.count_nonzero(~weak_arr))))
+    spare = 1 if sys_.m <= 2 else 0
+    need = min(2 * (sys_.m + 1), max(min_lines(name), int(np.count_nonzero(~weak_arr)) - spare))
     q_max = float(q_of_two_theta(np.array([min(tth[-1] + 1.0, 179.0)]), wl)[0])
     grid: list = []  # hkl box shared by the cycles (:func:`_reflections`)
     # A cycle that indexes the same lines with the same rows r(hkl) as the one before

@@ -26,7 +26,7 @@ from functools import cache
 
 import numpy as np
 
-__all__ = ["monoclinic_zone_trials"]
+__all__ = ["monoclinic_zone_trials", "off_zone_lines", "rectangular_zones"]
 
 
 @cache
@@ -85,6 +85,61 @@ def _refine_zones(ab: np.ndarray, q: np.ndarray, tol: np.ndarray) -> np.ndarray:
     return out
 
 
+def rectangular_zones(
+    q_obs: np.ndarray,
+    tol_q: np.ndarray,
+    *,
+    n_lines: int = 8,
+    n_zones: int = 12,
+    min_zone_lines: int = 3,
+) -> np.ndarray:
+    """(A, B) of the rectangular zones q = h²A + k²B that best index the first lines (step 1).
+
+    Parameters
+    ----------
+    q_obs : observed q = 1/d², Å⁻², ascending
+    tol_q : (len(q_obs),) tolerance on q of each line, Å⁻²
+    n_lines : base lines (and zone-counting lines) are the first this many
+    n_zones : most zones returned, best first
+    min_zone_lines : a zone must index at least this many of the first lines
+
+    Returns
+    -------
+    ndarray, shape (k, 2), k ≤ ``n_zones``: positive A, B refined on the lines they index.
+    """
+    n = min(n_lines, len(q_obs))
+    if n < 4:
+        return np.empty((0, 2))
+    q, tol = q_obs[:n], tol_q[:n]
+    _, inv_z = _zone_rows()
+    line_pairs = np.array(list(itertools.combinations(range(n), 2)))
+    ab = np.einsum("tij,cj->cti", inv_z, q[line_pairs]).reshape(-1, 2)
+    ab = ab[(ab > 0).all(axis=1)]
+    if len(ab) == 0:
+        return np.empty((0, 2))
+    _, first = np.unique(np.round(np.log(ab), 3), axis=0, return_index=True)
+    ab = ab[first]
+    count = _zone_match(ab, q, tol)[1].sum(axis=1)
+    keep = count >= min_zone_lines
+    ab, count = ab[keep], count[keep]
+    if len(ab) == 0:
+        return np.empty((0, 2))
+    # a zone that predicts many lines indexes some by chance: rank by count⁴ / predicted
+    predicted = np.count_nonzero(ab @ _ZONE_GRID.T <= q[-1] + tol[-1], axis=1)
+    ab = ab[np.argsort(-(count.astype(float) ** 4) / np.maximum(predicted, 1))][:n_zones]
+    ab = _refine_zones(ab, q, tol)
+    ab = ab[(ab > 0).all(axis=1)]
+    # several base pairs refine to one zone: keep its first (best-ranked) copy
+    _, first = np.unique(np.round(np.log(ab), 4), axis=0, return_index=True)
+    return ab[np.sort(first)]
+
+
+def off_zone_lines(ab: np.ndarray, q_obs: np.ndarray, tol_q: np.ndarray) -> np.ndarray:
+    """(k, L) bool: the lines of ``q_obs`` that no hk0 row (h ≤ 6, k ≤ 8) of each zone
+    (A, B) of ``ab`` (k, 2) indexes within ``tol_q``: those that can fix the third axis."""
+    return ~_zone_match(np.asarray(ab, dtype=float).reshape(-1, 2), q_obs, tol_q)[1]
+
+
 def monoclinic_zone_trials(
     q_obs: np.ndarray,
     tol_q: np.ndarray,
@@ -99,11 +154,7 @@ def monoclinic_zone_trials(
 
     Parameters
     ----------
-    q_obs : observed q = 1/d², Å⁻², ascending
-    tol_q : (len(q_obs),) tolerance on q of each line, Å⁻²
-    n_lines : base lines (and zone-counting lines) are the first this many
-    n_zones : zones kept for the second step
-    min_zone_lines : a zone must index at least this many of the first lines
+    q_obs, tol_q, n_lines, n_zones, min_zone_lines : as for :func:`rectangular_zones`
     axis_lines : q of the lines the third axis is solved from (default ``q_obs``); give
         all the lines, weak ones included, when the strong ones may all lie in one zone
     n_axis_lines : the third axis is solved from pairs of the first this many of them
@@ -112,28 +163,9 @@ def monoclinic_zone_trials(
     -------
     ndarray, shape (n, 4): trials with a positive-definite form.
     """
-    n = min(n_lines, len(q_obs))
-    if n < 4:
-        return np.empty((0, 4))
-    q, tol = q_obs[:n], tol_q[:n]
-    _, inv_z = _zone_rows()
-    line_pairs = np.array(list(itertools.combinations(range(n), 2)))
-    ab = np.einsum("tij,cj->cti", inv_z, q[line_pairs]).reshape(-1, 2)
-    ab = ab[(ab > 0).all(axis=1)]
+    ab = rectangular_zones(q_obs, tol_q, n_lines=n_lines, n_zones=n_zones, min_zone_lines=min_zone_lines)
     if len(ab) == 0:
         return np.empty((0, 4))
-    _, first = np.unique(np.round(np.log(ab), 3), axis=0, return_index=True)
-    ab = ab[first]
-    count = _zone_match(ab, q, tol)[1].sum(axis=1)
-    keep = count >= min_zone_lines
-    ab, count = ab[keep], count[keep]
-    if len(ab) == 0:
-        return np.empty((0, 4))
-    # a zone that predicts many lines indexes some by chance: rank by count⁴ / predicted
-    predicted = np.count_nonzero(ab @ _ZONE_GRID.T <= q[-1] + tol[-1], axis=1)
-    ab = ab[np.argsort(-(count.astype(float) ** 4) / np.maximum(predicted, 1))][:n_zones]
-    ab = _refine_zones(ab, q, tol)
-    ab = ab[(ab > 0).all(axis=1)]
     hkl, pairs, inv_ce = _axis_rows()
     off = ab[:, 0, None] * hkl[None, :, 0] ** 2 + ab[:, 1, None] * hkl[None, :, 1] ** 2  # (z, rows)
     qa = (q_obs if axis_lines is None else np.sort(np.asarray(axis_lines, dtype=float)))[:n_axis_lines]

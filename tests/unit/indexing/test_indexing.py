@@ -504,3 +504,80 @@ def test_strong_lines_all_hk0_and_c_from_the_weak_ones():
     result = index(peaks, systems=("tetragonal",))
     assert result.convincing, str(result)
     assert _found(result, cell, "I 4/m", k=1) == [True], str(result)
+
+
+def test_zone_trials_keep_the_best_of_each_zone():
+    """A simulated peak list (``benchmarks/indexing_accuracy.py``, seed 2, hexagonal case
+    32: P6/mmm lattice, a = 6.93, c = 1.60 Å): its six strong lines are all hk0, so c
+    comes from the weak lines (001 at 1.3 %). Solved from the hk0 zone, the third-axis
+    trials of a √3 supercell (a = 12.0 Å, R) filled the forty kept, and the cell was not
+    found; the best trials of each zone are kept too, and it comes first."""
+    peaks = _recorded(
+        """
+        14.7523 16.2170 25.6931 29.7522 39.7064 42.0486 45.2971 48.9433 52.8021 55.1347
+        57.5625 59.7708 61.7864 64.0521 66.1344 68.0433 71.7265 72.0596 72.1963 76.1254
+        """,
+        """
+        1.0000 0.0019 0.2552 0.1731 0.1471 0.0346 0.0515 0.0124 0.0255 0.0514
+        0.0131 0.0348 0.0197 0.0275 0.0333 0.0213 0.0051 0.0146 0.0376 0.0153
+        """,
+    )
+    result = index(peaks, systems=("hexagonal",))
+    assert result.convincing, str(result)
+    assert _found(result, (6.93, 6.93, 1.60, 90, 90, 120), "P 6/m m m", k=1) == [True], str(result)
+
+
+def test_the_supercell_check_takes_the_smallest_supercell_chance_does_not_beat():
+    """A simulated peak list (seed 2, hexagonal case 58: P6₄22, a = 5.5347, c = 5.8208 Å).
+    The cell with c halved leaves 6 of 20 lines out; c doubled (the true cell) indexes 2
+    of them (chance 0.011), a and c doubled 3 (chance 0.008, with 3 times the calculated
+    lines), and that one went first. The one line it adds to the true cell is chance,
+    so the true cell comes first."""
+    peaks = _recorded(
+        """
+        12.2850 15.0684 18.4587 21.3899 30.6573 32.2895 36.0380 37.4603 39.6500 45.1381
+        49.1730 50.2884 52.8490 57.6090 60.0734 63.8853 66.6957 67.1369 67.6197 71.1132
+        """,
+        """
+        0.0571 0.0211 0.8164 0.0179 1.0000 0.0106 0.2425 0.1470 0.0079 0.5233
+        0.7684 0.7697 0.0351 0.0089 0.1919 0.1451 0.1963 0.0221 0.2673 0.0111
+        """,
+    )
+    result = index(peaks, systems=("hexagonal",))
+    assert result.convincing, str(result)
+    assert _found(result, (5.5347, 5.5347, 5.8208, 90, 90, 120), "P 64 2 2", k=1) == [True], str(result)
+
+
+def test_a_tiny_cell_beside_an_impurity_line_promoted_to_strong():
+    """A simulated peak list (seed 2, hexagonal case 18: a = 2.2905, c = 2.4393 Å, P): 5
+    lines of the phase and two of the impurity (1.1 %, 0.6 %). With so few lines, the
+    lines above 1 % count as strong, so the cell must leave one out; two-parameter cells
+    may leave one strong line out of six (it was not found), and it comes first."""
+    peaks = _recorded(
+        "16.4990 36.7692 45.6538 45.8489 60.0221 78.2815 84.4892",
+        "0.0109 0.7180 1.0000 0.0059 0.6600 0.0270 0.0839",
+    )
+    result = index(peaks)
+    assert result.convincing, str(result)
+    assert _found(result, (2.2905, 2.2905, 2.4393, 90, 90, 120), "P 6/m m m", k=1) == [True], str(result)
+
+
+def test_strong_lines_of_one_rectangular_zone_of_an_f_lattice():
+    """A simulated peak list (seed 2, orthorhombic case 76: Fmmm, a = 3.1718, b = 7.3956,
+    c = 17.8378 Å): its strong lines are all 0kl (k, l even), and every line with h ≠ 0
+    is weak (111, 113… at 0.1–3 %). The rectangular zone solved from the strong lines is
+    that of b/2 and c/2; doubled, with a from one more line, it gives the F cell, which
+    was not found before, first."""
+    peaks = _recorded(
+        """
+        9.8733 16.1918 19.8602 22.9940 24.0109 26.0286 28.4732 29.9976 31.0255 31.3647
+        32.7581 34.1964 38.6290 38.7995 39.8701 40.3859 46.8837 47.3085 49.1894 50.3266
+        """,
+        """
+        0.0810 0.0079 0.2411 0.0199 1.0000 0.0276 0.0009 0.3855 0.0025 0.0186
+        0.0050 0.0246 0.0093 0.1945 0.2537 0.0173 0.0801 0.2139 0.1768 0.0419
+        """,
+    )
+    result = index(peaks, systems=("orthorhombic",))
+    assert result.convincing, str(result)
+    assert _found(result, (3.1718, 7.3956, 17.8378, 90, 90, 90), "F m m m", k=1) == [True], str(result)
