@@ -22,9 +22,12 @@ Algorithm
    hexagonal trials also from the zone of a alone (hk0) or c alone (00l) solved from the
    strong lines, the other parameter from one more line
    (:func:`~ratagent.indexing.trials.zone_seeds`, :func:`~ratagent.indexing.trials.line_trials`:
-   strong lines all hk0, as with needles lying flat, or all 00l, as with platelets); monoclinic
-   trials also from a rectangular zone plus a third axis (:mod:`ratagent.indexing.zones`,
-   after ITO).
+   strong lines all hk0, as with needles lying flat, or all 00l, as with platelets);
+   orthorhombic trials also from a rectangular zone of the strong lines, with one or both
+   axes doubled (a centred lattice's zone), plus a third axis from one more line;
+   monoclinic trials also from a rectangular zone plus a third axis
+   (:mod:`ratagent.indexing.zones`, after ITO). Of the trials grown from each seed (a
+   higher system's cell, a zone), the best few are kept as well as the best of all.
 3. Refine each kept trial by linear least squares on all indexed lines with a zero
    shift z of the 2θ scale, re-indexing between cycles; find the lattice centring
    (P, A, B, C, I, F, R) that all indexed lines obey and that removes the most
@@ -36,12 +39,14 @@ Algorithm
    rank by M20 weighted by the indexed fractions of strong and of all lines and a 15 %
    preference per level of higher symmetry (:func:`_score`); a cell of higher symmetry
    that indexes every line a better-ranked cell does, and more, with no more calculated
-   lines, goes before it (:func:`_prefer_dominant`); a supercell of a leading
-   cell that indexes two or more of its unindexed lines goes just before it
-   (:mod:`ratagent.indexing.supercells`); so does a finer lattice of a leading cell (a
-   supercell, or the primitive lattice of a centred cell) whose extra lines, too weak
-   for the peak search, the residual profile shows beyond chance (only when ``data``
-   is a :class:`~ratagent.indexing.peaks.PeakList` from
+   lines, goes before it (:func:`_prefer_dominant`), but a supercell that adds only
+   chance lines to a smaller cell of symmetry as high goes after it
+   (:func:`_prefer_finer`); a supercell of a leading cell that indexes two or more of
+   its unindexed lines beyond chance goes just before it (the smallest such supercell
+   that larger ones extend only by chance: :mod:`ratagent.indexing.supercells`); so
+   does a finer lattice of a leading cell (a supercell, or the primitive lattice of a
+   centred cell) whose extra lines, too weak for the peak search, the residual profile
+   shows beyond chance (only when ``data`` is a :class:`~ratagent.indexing.peaks.PeakList` from
    :func:`~ratagent.indexing.find_peaks`, which carries that residual:
    :func:`~ratagent.indexing.supercells.profile_supercell`); a leading centred cell
    whose centring left a weak line out is followed by its primitive cell
@@ -427,10 +432,10 @@ def _prefer_finer(
 
     A supercell can go first by the lines it gains over a smaller cell
     (:func:`_prefer_dominant`), most of which a supercell in between, ranked after it,
-    indexes too; the lines it adds to that one are then
-    chance (:func:`~ratagent.indexing.supercells.adds_only_chance`), and the smaller cell
-    goes first (simulated hexagonal P, a = 5.53, c = 5.82 Å, behind a = 11.07 Å, which
-    indexes one of its four unindexed lines more with three times the calculated lines).
+    indexes too; the lines it adds to that one are then chance
+    (:func:`~ratagent.indexing.supercells.adds_only_chance`), and the smaller cell goes
+    first (simulated hexagonal P, a = 5.53, c = 5.82 Å, behind a = 11.07 Å, which indexes
+    one of its four unindexed lines more with three times the calculated lines).
     A cell its lines in the residual profile put there (``profile_chance``) stays, and
     so does one of higher symmetry (cubic F before an orthorhombic A cell of half its
     volume that indexes NaCl's lines as well).

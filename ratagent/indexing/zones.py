@@ -1,4 +1,5 @@
-"""Monoclinic trial cells grown from a rectangular zone (after ITO's zone idea).
+"""Trial cells grown from a rectangular zone (after ITO's zone idea): monoclinic, and the
+zones the orthorhombic search grows (:func:`rectangular_zones`).
 
 The monoclinic form :math:`q = h^2A + k^2B + l^2C + hlE` (unique axis b) contains the
 rectangular zone :math:`q_{hk0} = h^2A + k^2B`. Trial and error on four base lines
@@ -16,7 +17,10 @@ impurity line among them. Following the zone approach of ITO (Visser, J. Appl. C
    known, :math:`q - h^2A - k^2B = l^2C + hlE` is a 2 × 2 system in (C, E).
 
 The trials (A, B, C, E) then go through the same screen and refinement as the others.
-The a ↔ c relabelling makes the hk0 zone stand for the 0kl one too.
+The a ↔ c relabelling makes the hk0 zone stand for the 0kl one too. The orthorhombic
+search takes the zones of step 1 (:func:`rectangular_zones`) and solves its third axis,
+E = 0, from one line at a time (:func:`~ratagent.indexing.trials.line_trials`, on the
+lines :func:`off_zone_lines` leaves).
 """
 
 from __future__ import annotations
