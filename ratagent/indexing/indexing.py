@@ -72,7 +72,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ratagent.indexing.peaks import PeakList, find_peaks
-from ratagent.indexing.reduction import keys_match, lattice_key
+from ratagent.indexing.reduction import keys_match, lattice_key, niggli_cell
 from ratagent.indexing.refine import (
     CandidateCell,
     dq_dtth,
@@ -508,6 +508,7 @@ def index(
     weak_fraction: float = 0.05,
     keep_per_system: int | None = None,
     stop_m20: float | None = 40.0,
+    min_translation: float = 1.5,
 ) -> IndexingResult:
     """Find unit cells that index the first lines of a powder pattern.
 
@@ -541,6 +542,12 @@ def index(
     stop_m20 : monoclinic cells are not searched once a cell of higher symmetry with
         M20 ≥ this, at most one unindexed strong line and two unindexed lines, and at
         most 4 calculated lines per observed one is found (``None``: search all)
+    min_translation : cells whose lattice has a translation shorter than this (Å) are
+        dropped. A translation joins like atoms, which no crystal holds closer than about
+        2.2 Å (Be metal, a = 2.29 Å; C, B and N lattices are longer); the default leaves
+        room for strained or simulated cells and removes the cells with a 1.1–1.5 Å axis
+        that index a few lines of a large cubic cell (simulated Pm-3n, a = 7.90 Å, whose
+        8 lines a tetragonal I cell, c = 1.12 Å, indexed with M8 = 2773)
 
     Returns
     -------
@@ -563,6 +570,8 @@ def index(
         raise ValueError(f"n_lines={n_lines} is too few to index; use at least 6 (20 is usual)")
     if not (math.isfinite(weak_fraction) and 0 <= weak_fraction < 1):
         raise ValueError(f"weak_fraction must be in [0, 1), got {weak_fraction!r}")
+    if not (math.isfinite(min_translation) and min_translation >= 0):
+        raise ValueError(f"min_translation must be ≥ 0 Å, got {min_translation!r}")
     if isinstance(data, Pattern):
         data = find_peaks(data)
     tth, rel, wl = _lines(data, wavelength, n_lines, min_relative_intensity)
@@ -706,6 +715,8 @@ def index(
                     if o is not None and o.n_unindexed_strong <= max_unindexed:
                         found.append(o)
         log.debug("%s: %d trials, %d screened, %.2f s", name, len(p), len(best), time.perf_counter() - ts)
+    if min_translation > 0:
+        found = [c for c in found if niggli_cell(c.cell, c.centring)[0] >= min_translation]
     merged = _merge(found)
     alternatives = [
         _centred_alternative(c, tth, wl, tolerance_deg, max_zero_deg) for c in merged[:_CENTRING_CHECKS]

@@ -143,6 +143,7 @@ def test_centring_never_gives_up_a_strong_line():
         ({"wavelength": 1.54, "systems": ("triclinic",)}, "triclinic"),
         ({"wavelength": 1.54, "tolerance_deg": 0.0}, "tolerance_deg"),
         ({"wavelength": 1.54, "n_lines": 3}, "n_lines"),
+        ({"wavelength": 1.54, "min_translation": -1.0}, "min_translation"),
     ],
 )
 def test_bad_input_raises_naming_the_value(kwargs, word):
@@ -581,3 +582,19 @@ def test_strong_lines_of_one_rectangular_zone_of_an_f_lattice():
     result = index(peaks, systems=("orthorhombic",))
     assert result.convincing, str(result)
     assert _found(result, (3.1718, 7.3956, 17.8378, 90, 90, 90), "F m m m", k=1) == [True], str(result)
+
+
+def test_no_cell_has_a_translation_shorter_than_like_atoms_allow():
+    """A simulated peak list (seed 3, cubic case 15: Pm-3n, a = 7.898 Å, 8 lines found).
+    Without the bound, a tetragonal I cell a = 7.898, c = 1.117 Å indexes all 8 with
+    M8 ≈ 2800 and comes first; no crystal has a lattice translation that short, and with
+    the default bound (1.5 Å) no candidate has one."""
+    peaks = _recorded(
+        "15.8410 35.9125 45.9091 48.8707 59.6309 66.9548 69.3053 87.1898",
+        "1.0000 0.2826 0.0870 0.1363 0.1057 0.0551 0.0585 0.0407",
+    )
+    unbounded = index(peaks, min_translation=0.0)
+    assert niggli_cell(unbounded.best.cell, unbounded.best.centring)[0] < 1.5, str(unbounded)
+    result = index(peaks)
+    assert result.candidates, str(result)
+    assert min(niggli_cell(c.cell, c.centring)[0] for c in result.candidates) >= 1.5
