@@ -417,9 +417,19 @@ def _prefer_dominant(
     calculated line more; simulated orthorhombic cells beaten by monoclinic cells of a
     third of their volume that leave half the lines out).
     """
+    return _move_before(ranked, lambda x, y: _dominates(x, y, tth, tol_deg), depth)
+
+
+def _move_before(
+    ranked: list[CandidateCell] | tuple[CandidateCell, ...],
+    goes_before: Callable[[CandidateCell, CandidateCell], bool],
+    depth: int,
+) -> list[CandidateCell]:
+    """Move each cell of the first ``depth`` just before the first cell above it that
+    ``goes_before(cell, other)`` says it should precede."""
     out = list(ranked)
     for j in range(1, min(len(out), depth)):
-        i = next((i for i in range(j) if _dominates(out[j], out[i], tth, tol_deg)), None)
+        i = next((i for i in range(j) if goes_before(out[j], out[i])), None)
         if i is not None:
             out.insert(i, out.pop(j))
     return out
@@ -440,22 +450,15 @@ def _prefer_finer(
     so does one of higher symmetry (cubic F before an orthorhombic A cell of half its
     volume that indexes NaCl's lines as well).
     """
-    out = list(ranked)
-    for j in range(1, min(len(out), depth)):
-        m = out[j]
-        i = next(
-            (
-                i
-                for i in range(j)
-                if out[i].profile_chance is None
-                and _SYMMETRY_RANK[m.crystal_system] >= _SYMMETRY_RANK[out[i].crystal_system]
-                and adds_only_chance(out[i], m, tth, tol_deg)
-            ),
-            None,
+
+    def finer(m: CandidateCell, sup: CandidateCell) -> bool:
+        return (
+            sup.profile_chance is None
+            and _SYMMETRY_RANK[m.crystal_system] >= _SYMMETRY_RANK[sup.crystal_system]
+            and adds_only_chance(sup, m, tth, tol_deg)
         )
-        if i is not None:
-            out.insert(i, out.pop(j))
-    return out
+
+    return _move_before(ranked, finer, depth)
 
 
 def _promote_supercells(
