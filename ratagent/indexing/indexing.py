@@ -7,7 +7,8 @@ Algorithm
    impurity phase gives such lines, so trial cells are built and screened from the
    strong lines only, and unindexed weak lines are tolerated. When a lattice system has
    fewer strong lines than it needs (one line dominates, or a small cell has few), the
-   strongest weak lines are promoted (:func:`_weak_lines`).
+   strongest weak lines are promoted (:func:`_weak_lines`) to build its trials; all
+   cells are ranked on the strong lines of the system that needs the most.
 2. For each lattice system from cubic down to monoclinic, solve trial cells from
    low-index assignments of the first strong lines and keep those that index nearly all
    of the first 12 strong lines (:mod:`ratagent.indexing.trials`; trial and error as in
@@ -40,7 +41,7 @@ Algorithm
    preference per level of higher symmetry (:func:`_score`); a cell of higher symmetry
    that indexes every line a better-ranked cell does, and more, with no more calculated
    lines, goes before it (:func:`_prefer_dominant`), but a supercell that adds only
-   chance lines to a smaller cell of symmetry as high goes after it
+   chance lines (weak ones) to a smaller cell of symmetry as high goes after it
    (:func:`_prefer_finer`); a supercell of a leading cell that indexes two or more of
    its unindexed lines beyond chance goes just before it (the smallest such supercell
    that larger ones extend only by chance: :mod:`ratagent.indexing.supercells`); so
@@ -592,9 +593,10 @@ def index(
         )
     q_all = q_of_two_theta(tth, wl)
     tol_all_lines = dq_dtth(tth, wl) * screen_tolerance_deg
+    few = len(tth) <= 2 * fewest
     found: list[CandidateCell] = []
     for name in systems:
-        weak = _weak_lines(rel, weak_fraction, min_lines(name), few=len(tth) <= 2 * fewest)
+        weak = _weak_lines(rel, weak_fraction, min_lines(name), few)
         q_strong = q_of_two_theta(tth[~weak], wl)
         if len(q_strong) < min_lines(name):
             continue
@@ -720,6 +722,20 @@ def index(
         log.debug("%s: %d trials, %d screened, %.2f s", name, len(p), len(best), time.perf_counter() - ts)
     if min_translation > 0:
         found = [c for c in found if niggli_cell(c.cell, c.centring)[0] >= min_translation]
+    # every cell is ranked on the same strong lines: those of the system that needs the
+    # most (simulated Pnma, a = 8.80, b = 4.28, c = 4.94 Å, one line dominant: its five
+    # strong lines sufficed for hexagonal trials but not for orthorhombic ones, so the
+    # true cell was ranked on the two promoted impurity lines it leaves out and
+    # hexagonal cells indexing 7 of 20 lines on none); with few lines, only those not
+    # weak (promoted to the 7 monoclinic cells need, a 3 % impurity's line at 4.5 %
+    # beside the 5 of a simulated cubic F cell would count against it, and an
+    # orthorhombic C cell with a 2.05 Å axis that indexes all 6 would go first)
+    rank_weak = (
+        rel < weak_fraction
+        if few
+        else _weak_lines(rel, weak_fraction, max(min_lines(s) for s in systems), few)
+    )
+    found = [dataclasses.replace(c, weak=rank_weak) for c in found]
     merged = _merge(found)
     alternatives = [
         _centred_alternative(c, tth, wl, tolerance_deg, max_zero_deg) for c in merged[:_CENTRING_CHECKS]

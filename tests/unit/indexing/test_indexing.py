@@ -584,6 +584,71 @@ def test_strong_lines_of_one_rectangular_zone_of_an_f_lattice():
     assert _found(result, (3.1718, 7.3956, 17.8378, 90, 90, 90), "F m m m", k=1) == [True], str(result)
 
 
+def test_lines_promoted_for_one_system_count_alike_for_every_cell():
+    """A simulated peak list (seed 3, orthorhombic case 88: Pnma, a = 8.801, b = 4.284,
+    c = 4.938 Å, 3 % impurity): one line dominates and only 5 of the first 20 reach 5 %
+    of it. That is enough for tetragonal and hexagonal trials, not for orthorhombic ones,
+    so the 12 strongest lines were strong for orthorhombic cells only: the true cell,
+    which indexes 14 lines and leaves two impurity lines at 1 % out, was ranked on two
+    unindexed strong lines, while hexagonal cells indexing 7 lines were ranked on none,
+    and went first. Every cell is now ranked on the same strong lines (those of the
+    system that needs the most); the true cell is first."""
+    peaks = _recorded(
+        """
+        12.8607 20.5676 23.4392 23.8496 27.0804 27.5041 28.6182 29.0267 29.3442 33.7066
+        34.3300 36.3186 37.6049 37.7745 40.9468 41.4760 41.8833 42.1137 43.4522 45.0325
+        """,
+        """
+        0.0030 1.0000 0.0111 0.0042 0.2365 0.0089 0.0033 0.0107 0.0410 0.0046
+        0.0063 0.0252 0.0095 0.1709 0.0105 0.0023 0.0858 0.0111 0.0047 0.0712
+        """,
+    )
+    result = index(peaks)
+    assert result.convincing, str(result)
+    assert _found(result, (8.8012, 4.2840, 4.9379, 90, 90, 90), "P n m a", k=1) == [True], str(result)
+    assert len({int(np.count_nonzero(~c.weak)) for c in result.candidates}) == 1
+
+
+def test_with_few_lines_only_lines_above_the_weak_fraction_count_against_a_cell():
+    """A simulated peak list (seed 3, cubic case 83: Fm-3m, a = 3.9699 Å, 6 lines): the
+    five lines of the F cell and one of the 3 % impurity at 4.5 %. Ranked on the lines
+    the monoclinic search needs (all six), the impurity line counted against the cubic
+    cell, and an orthorhombic C cell with a 2.05 Å axis that indexes all six went first;
+    with so few lines only those above ``weak_fraction`` count, and the cubic cell is
+    first."""
+    peaks = _recorded(
+        "39.2673 44.1170 45.6601 66.5625 80.1043 84.4580",
+        "1.0000 0.0452 0.4776 0.2520 0.2896 0.0697",
+    )
+    result = index(peaks)
+    assert result.convincing, str(result)
+    assert _found(result, (3.9699, 3.9699, 3.9699, 90, 90, 90), "F m -3 m", k=1) == [True], str(result)
+    assert result.best.n_unindexed == 1 and result.best.n_unindexed_strong == 0, str(result)
+
+
+def test_a_supercell_that_indexes_strong_lines_does_not_give_way_to_its_subcell():
+    """The peak list of a measured pattern (RRUFF dev set, pattern 63: SG 188,
+    a = 6.639, c = 9.754 Å): c = 4.877 Å indexes 14 of 20 lines and leaves two strong
+    ones (28.39° at 11 %, 42.60° at 6 %) out; c doubled indexes them. By their count
+    alone (2 of 6 lines left out) chance would do that with probability 0.03, so the
+    smaller cell was preferred; but an impurity's lines are weak, and the supercell that
+    indexes strong lines comes first."""
+    peaks = _recorded(
+        """
+        15.4075 18.1810 21.5791 23.9146 24.1474 26.8466 28.3877 29.3957 31.0959 31.7430
+        32.6147 36.2508 36.8397 40.1435 41.5314 42.5973 45.6762 46.1605 47.4096 48.9512
+        """,
+        """
+        0.2208 0.0299 0.0145 1.0000 0.0094 0.1216 0.1110 0.0105 0.2239 0.0039
+        0.6671 0.0358 0.0761 0.0811 0.1516 0.0589 0.0927 0.1504 0.1051 0.1473
+        """,
+    )
+    result = index(peaks)
+    assert result.convincing, str(result)
+    assert _found(result, (6.6387, 6.6387, 9.7540, 90, 90, 120), "P -6 c 2", k=1) == [True], str(result)
+    assert result.best.n_unindexed_strong == 0, str(result)
+
+
 def test_no_cell_has_a_translation_shorter_than_like_atoms_allow():
     """A simulated peak list (seed 3, cubic case 15: Pm-3n, a = 7.898 Å, 8 lines found).
     Without the bound, a tetragonal I cell a = 7.898, c = 1.117 Å indexes all 8 with
