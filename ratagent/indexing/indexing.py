@@ -726,15 +726,12 @@ def index(
     # most (simulated Pnma, a = 8.80, b = 4.28, c = 4.94 Å, one line dominant: its five
     # strong lines sufficed for hexagonal trials but not for orthorhombic ones, so the
     # true cell was ranked on the two promoted impurity lines it leaves out and
-    # hexagonal cells indexing 7 of 20 lines on none); with few lines, only those not
-    # weak (promoted to the 7 monoclinic cells need, a 3 % impurity's line at 4.5 %
-    # beside the 5 of a simulated cubic F cell would count against it, and an
-    # orthorhombic C cell with a 2.05 Å axis that indexes all 6 would go first)
-    rank_weak = (
-        rel < weak_fraction
-        if few
-        else _weak_lines(rel, weak_fraction, max(min_lines(s) for s in systems), few)
-    )
+    # hexagonal cells indexing 7 of 20 lines on none). With few lines (a small cell),
+    # only those above weak_fraction: promoted to the 7 that monoclinic cells need, all
+    # 6 lines of a simulated cubic F cell (5 lines and a 3 % impurity's at 4.5 %) were
+    # strong, and an orthorhombic C cell with a 2.05 Å axis that indexes all 6 went first
+    need = max(min_lines(s) for s in systems)
+    rank_weak = rel < weak_fraction if few else _weak_lines(rel, weak_fraction, need, few=False)
     found = [dataclasses.replace(c, weak=rank_weak) for c in found]
     merged = _merge(found)
     alternatives = [
