@@ -730,8 +730,8 @@ def index(
     # only those above weak_fraction: promoted to the 7 that monoclinic cells need, all
     # 6 lines of a simulated cubic F cell (5 lines and a 3 % impurity's at 4.5 %) were
     # strong, and an orthorhombic C cell with a 2.05 Å axis that indexes all 6 went first
-    need = max(min_lines(s) for s in systems)
-    rank_weak = rel < weak_fraction if few else _weak_lines(rel, weak_fraction, need, few=False)
+    most = max(min_lines(s) for s in systems)  # beside ``fewest``; ``need`` is an M20 below
+    rank_weak = rel < weak_fraction if few else _weak_lines(rel, weak_fraction, most, few=False)
     found = [dataclasses.replace(c, weak=rank_weak) for c in found]
     merged = _merge(found)
     alternatives = [
