@@ -30,24 +30,28 @@ Algorithm
    (:mod:`ratagent.indexing.zones`, after ITO). Of the trials grown from each seed (a
    higher system's cell, a zone), the best few are kept as well as the best of all.
 3. Refine each kept trial by linear least squares on all indexed lines with a zero
-   shift z of the 2θ scale, re-indexing between cycles; find the lattice centring
+   shift z of the 2θ scale, re-indexing between cycles, each line weighted by the
+   uncertainty of its position when ``data`` is a peak list
+   (:func:`~ratagent.indexing.refine.line_weights`); find the lattice centring
    (P, A, B, C, I, F, R) that all indexed lines obey and that removes the most
    calculated lines; compute de Wolff's M20 and Smith–Snyder F_N; a monoclinic cell
    with β within 0.1° of 90° is also refined as orthorhombic
    (:mod:`ratagent.indexing.refine`, :mod:`ratagent.indexing.merit`).
 4. Merge solutions that are the same lattice (Niggli reduction, keeping the highest
    symmetry that fits as well), drop supercells of better solutions of the same system,
-   rank by M20 weighted by the indexed fractions of strong and of all lines and a 15 %
-   preference per level of higher symmetry (:func:`_score`); a cell of higher symmetry
-   that indexes every line a better-ranked cell does, and more, with no more calculated
-   lines, goes before it (:func:`_prefer_dominant`), but a supercell that adds only
-   chance lines (weak ones) to a smaller cell of symmetry as high goes after it
-   (:func:`_prefer_finer`); a supercell of a leading cell that indexes two or more of
-   its unindexed lines beyond chance goes just before it (the smallest such supercell
-   that larger ones extend only by chance: :mod:`ratagent.indexing.supercells`); so
-   does a finer lattice of a leading cell (a supercell, or the primitive lattice of a
-   centred cell) whose extra lines, too weak for the peak search, the residual profile
-   shows beyond chance (only when ``data`` is a :class:`~ratagent.indexing.peaks.PeakList` from
+   add the supercells of the leading cells that index a strong line they leave out
+   (:func:`~ratagent.indexing.supercells.strong_supercells`), rank by M20 weighted by
+   the indexed fractions of strong and of all lines and a 15 % preference per level of
+   higher symmetry (:func:`_score`); a cell of higher symmetry that indexes every line a
+   better-ranked cell does, and more, with no more calculated lines, goes before it
+   (:func:`_prefer_dominant`), but a supercell that adds only chance lines (weak ones)
+   to a smaller cell of symmetry as high goes after it (:func:`_prefer_finer`); a
+   supercell of a leading cell that indexes two or more of its unindexed lines beyond
+   chance goes just before it (the smallest such supercell that larger ones extend only
+   by chance: :mod:`ratagent.indexing.supercells`); so does a finer lattice of a leading
+   cell (a supercell, or the primitive lattice of a centred cell) whose extra lines, too
+   weak for the peak search, the residual profile shows beyond chance (only when
+   ``data`` is a :class:`~ratagent.indexing.peaks.PeakList` from
    :func:`~ratagent.indexing.find_peaks`, which carries that residual:
    :func:`~ratagent.indexing.supercells.profile_supercell`); a leading centred cell
    whose centring left a weak line out is followed by its primitive cell
@@ -88,6 +92,7 @@ from ratagent.indexing.supercells import (
     better_supercell,
     by_chance,
     profile_supercell,
+    strong_supercells,
 )
 from ratagent.indexing.trials import (
     DESCENTS,
@@ -133,6 +138,8 @@ _SEED_KEEP = 4
 _RIGHT_ANGLE_DEG = 0.1
 #: Leading cells refined again with a centring that may give up a strong line.
 _CENTRING_CHECKS = 10
+#: Leading cells whose supercells are tried on the strong lines they leave out.
+_SUPERCELL_CHECKS = 5
 #: Ranking weight per symmetry level (see :func:`_score`).
 _SYMMETRY_PREFERENCE = 1.15
 _SYMMETRY_RANK = {
@@ -203,8 +210,9 @@ def _lines(
     wavelength: float | None,
     n_lines: int,
     min_relative_intensity: float,
-) -> tuple[np.ndarray, np.ndarray, float]:
-    """The first ``n_lines`` 2θ (ascending), their intensity relative to the strongest, and λ."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, float]:
+    """The first ``n_lines`` 2θ (ascending), their intensity relative to the strongest,
+    the standard uncertainties of their 2θ (``None`` for a plain array), and λ."""
     if isinstance(data, PeakList):
         if wavelength is not None and not math.isclose(wavelength, data.wavelength):
             raise ValueError(f"wavelength={wavelength} differs from the peak list's {data.wavelength}")
@@ -212,21 +220,27 @@ def _lines(
         keep = data.intensity >= min_relative_intensity * data.intensity.max() if len(data) else []
         tth = np.asarray(data.two_theta)[keep]
         inten = np.asarray(data.intensity, dtype=float)[keep]
+        sigma = np.asarray(data.two_theta_sigma, dtype=float)[keep]
     else:
         if wavelength is None:
             raise ValueError("wavelength (Å) is required with a plain array of 2θ positions")
         tth = np.asarray(data, dtype=float)
         if tth.ndim != 1:
             raise ValueError(f"2θ positions must be one-dimensional, got shape {tth.shape}")
-        inten = np.ones(len(tth))
+        inten, sigma = np.ones(len(tth)), None
     if not (math.isfinite(wavelength) and 0 < wavelength <= 20):
         raise ValueError(f"wavelength={wavelength!r} Å is not in (0, 20]")
     if not np.all(np.isfinite(tth)) or np.any((tth <= 0) | (tth >= 180)):
         raise ValueError(f"2θ positions must be finite and in (0, 180) degrees, got {tth.tolist()}")
     order = np.argsort(tth)[:n_lines]
     tth, inten = tth[order], inten[order]
+    if sigma is not None:
+        # a failed profile fit leaves no σ: weigh that line as the least certain one
+        sigma = sigma[order]
+        bad = ~(np.isfinite(sigma) & (sigma >= 0))
+        sigma[bad] = sigma[~bad].max() if np.any(~bad) else 0.0
     top = inten.max() if len(inten) and inten.max() > 0 else 1.0
-    return tth, inten / top, float(wavelength)
+    return tth, inten / top, sigma, float(wavelength)
 
 
 def _weak_lines(rel: np.ndarray, weak_fraction: float, need: int, few: bool) -> np.ndarray:
@@ -346,9 +360,11 @@ def _refined_again(
     c: CandidateCell, tth: np.ndarray, wl: float, tol_deg: float, max_zero_deg: float, **options: bool | str
 ) -> CandidateCell | None:
     """``c`` refined afresh from its own cell (hexagonal axes for a rhombohedral lattice),
-    with :func:`~ratagent.indexing.refine.refine_cell`'s centring ``options``."""
+    with :func:`~ratagent.indexing.refine.refine_cell`'s centring ``options`` and the
+    line uncertainties ``c`` was refined with."""
     name = "hexagonal" if c.crystal_system == "trigonal" else c.crystal_system
-    return refine_cell(name, system_params(name, c.cell), tth, wl, tol_deg, max_zero_deg, c.weak, **options)
+    p0 = system_params(name, c.cell)
+    return refine_cell(name, p0, tth, wl, tol_deg, max_zero_deg, c.weak, sigma_deg=c.sigma_deg, **options)
 
 
 def _with_primitive(
@@ -522,7 +538,9 @@ def index(
         Observed lines; a :class:`~ratagent.patterns.Pattern` goes through
         :func:`~ratagent.indexing.find_peaks` with its defaults first. The residual
         profile a peak list from :func:`~ratagent.indexing.find_peaks` carries is
-        searched for superstructure lines too weak to be peaks (step 4).
+        searched for superstructure lines too weak to be peaks (step 4); a peak list's
+        position uncertainties ``two_theta_sigma`` weight the refinement (step 3; a
+        line without a finite σ weighs as the least certain one).
     wavelength : float, optional
         λ in Å; required with a plain array, else taken from ``data``.
     systems : lattice systems to search, from :data:`SEARCH_ORDER`
@@ -578,7 +596,7 @@ def index(
         raise ValueError(f"min_translation must be ≥ 0 Å, got {min_translation!r}")
     if isinstance(data, Pattern):
         data = find_peaks(data)
-    tth, rel, wl = _lines(data, wavelength, n_lines, min_relative_intensity)
+    tth, rel, sigma, wl = _lines(data, wavelength, n_lines, min_relative_intensity)
     fewest = min(min_lines(s) for s in systems)
     if len(tth) < fewest:
         return IndexingResult(
@@ -708,7 +726,7 @@ def index(
                 best = np.concatenate([best, down])
         best = np.unique(best, axis=0)
         for p0 in best:
-            c = refine_cell(name, p0, tth, wl, tolerance_deg, max_zero_deg, weak)
+            c = refine_cell(name, p0, tth, wl, tolerance_deg, max_zero_deg, weak, sigma_deg=sigma)
             if c is not None and c.n_unindexed_strong <= max_unindexed:
                 found.append(c)
                 if name == "monoclinic" and abs(c.cell[4] - 90.0) <= _RIGHT_ANGLE_DEG:
@@ -716,7 +734,9 @@ def index(
                     # such it finds its own centring (C, F, I need not be a monoclinic
                     # one), and the merge keeps it when it fits as well
                     p_o = system_params("orthorhombic", c.cell)
-                    o = refine_cell("orthorhombic", p_o, tth, wl, tolerance_deg, max_zero_deg, weak)
+                    o = refine_cell(
+                        "orthorhombic", p_o, tth, wl, tolerance_deg, max_zero_deg, weak, sigma_deg=sigma
+                    )
                     if o is not None and o.n_unindexed_strong <= max_unindexed:
                         found.append(o)
         log.debug("%s: %d trials, %d screened, %.2f s", name, len(p), len(best), time.perf_counter() - ts)
@@ -738,6 +758,11 @@ def index(
         _centred_alternative(c, tth, wl, tolerance_deg, max_zero_deg) for c in merged[:_CENTRING_CHECKS]
     ]
     alternatives = [a for a in alternatives if a is not None and a.n_unindexed_strong <= max_unindexed]
+    alternatives += [
+        s
+        for c in merged[:_SUPERCELL_CHECKS]
+        for s in strong_supercells(c, tth, wl, tolerance_deg, max_zero_deg, min_m20)
+    ]
     if alternatives:
         merged = _merge(merged + alternatives)
     ranked = _prefer_dominant(merged, tth, tolerance_deg)

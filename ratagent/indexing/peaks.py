@@ -113,19 +113,21 @@ class PeakList:
         two_theta: np.ndarray,
         wavelength: float,
         intensity: np.ndarray | None = None,
-        sigma_deg: float = 0.005,
+        sigma_deg: float | np.ndarray = 0.005,
     ) -> PeakList:
-        """A peak list from bare positions (e.g. a table), with a nominal uncertainty."""
-        tth = np.sort(np.asarray(two_theta, dtype=float))
-        inten = (
-            np.ones_like(tth)
-            if intensity is None
-            else np.asarray(intensity, dtype=float)[np.argsort(two_theta)]
-        )
+        """A peak list from bare positions (e.g. a table), with a nominal uncertainty or one per line."""
+        order = np.argsort(np.asarray(two_theta, dtype=float))
+        tth = np.asarray(two_theta, dtype=float)[order]
         n = len(tth)
-        return cls(
-            tth, np.full(n, sigma_deg), inten, inten, np.full(n, np.nan), np.zeros(n, bool), float(wavelength)
-        )
+        inten = np.ones_like(tth) if intensity is None else np.asarray(intensity, dtype=float)[order]
+        sigma = np.asarray(sigma_deg, dtype=float)
+        if sigma.ndim == 0:
+            sigma = np.full(n, float(sigma))
+        elif sigma.shape != (n,):
+            raise ValueError(f"sigma_deg has shape {sigma.shape}; expected a number or ({n},), one per line")
+        else:
+            sigma = sigma[order]
+        return cls(tth, sigma, inten, inten, np.full(n, np.nan), np.zeros(n, bool), float(wavelength))
 
 
 def _fwhm_points(net: np.ndarray) -> float:

@@ -51,6 +51,10 @@ _MIN_ERROR_DEG = 0.001
 CENTRING_CHANCE = 0.01
 
 
+#: Smallest position uncertainty a line is weighted by in the least squares, degrees of
+#: 2θ (a diffractometer's reproducibility; fitted σ of strong lines are far smaller).
+SIGMA_FLOOR_DEG = 0.002
+
 #: Lattice points per conventional cell of each centring.
 CENTRING_POINTS = {"P": 1, "A": 2, "B": 2, "C": 2, "I": 2, "F": 4, "R": 3}
 
@@ -76,6 +80,9 @@ class CandidateCell:
     hkl: np.ndarray = field(repr=False)  # (N, 3) indices per line, (0, 0, 0) where unindexed
     indexed: np.ndarray = field(repr=False)  # (N,) bool
     weak: np.ndarray = field(repr=False)  # (N,) bool: too weak to count against the cell when unindexed
+    #: (N,) standard uncertainties of the line positions the cell was refined with
+    #: (degrees), None for equal weights; a cell refined again from this one takes them
+    sigma_deg: np.ndarray | None = field(default=None, repr=False)
     #: chance that the lines it adds to a cell indexing the same peaks, seen in the
     #: residual profile, are background (:func:`~ratagent.indexing.supercells.profile_supercell`)
     profile_chance: float | None = None
@@ -191,6 +198,21 @@ def system_params(
     return p
 
 
+def line_weights(sigma_deg: np.ndarray | None, n: int) -> np.ndarray:
+    """Least-squares weights 1/√(σ² + σ₀²) of ``n`` lines, scaled to a mean of 1 (ones without σ).
+
+    σ₀ = :data:`SIGMA_FLOOR_DEG` bounds the weight of a strong, sharp line, whose fitted
+    σ (Poisson statistics only) can be far below the error of its position.
+    """
+    if sigma_deg is None:
+        return np.ones(n)
+    s = np.asarray(sigma_deg, dtype=float)
+    if s.shape != (n,) or not np.all(np.isfinite(s) & (s >= 0)):
+        raise ValueError(f"sigma_deg must be {n} finite values ≥ 0 (one per line), got {s.tolist()}")
+    w = 1.0 / np.sqrt(s**2 + SIGMA_FLOOR_DEG**2)
+    return w / w.mean()
+
+
 def min_lines(name: str) -> int:
     """Fewest lines a cell of lattice system ``name`` is solved from: unknowns + 2 checks."""
     return SYSTEMS[name].m + 3
@@ -206,6 +228,7 @@ def refine_cell(
     weak: np.ndarray | None = None,
     centring_may_lose_strong: bool = False,
     centring: str | None = None,
+    sigma_deg: np.ndarray | None = None,
 ) -> CandidateCell | None:
     """Refine trial parameters ``p0`` of system ``name`` against lines ``tth`` (module docstring).
 
@@ -227,6 +250,9 @@ def refine_cell(
         the result against the primitive cell (:func:`~ratagent.indexing.indexing.index`)
     centring : take this lattice centring (one of the system's) instead of testing them:
         ``"P"`` keeps the primitive lattice
+    sigma_deg : (N,) standard uncertainties of ``tth`` (degrees), optional: each line is
+        weighted by 1/√(σ² + σ₀²), σ₀ = :data:`SIGMA_FLOOR_DEG`; without them all lines
+        weigh the same
 
     Returns
     -------
@@ -239,6 +265,7 @@ def refine_cell(
         raise ValueError(f"centring {centring!r} is not one of {name}'s {sys_.centrings}")
     T = sys_.matrix
     q_obs, slope = q_of_two_theta(tth, wl), dq_dtth(tth, wl)
+    weight = line_weights(sigma_deg, len(tth))
     p, z = p0.copy(), 0.0
     # at least twice as many indexed lines as unknowns (cell + zero); a pattern with fewer
     # lines than that (a small cubic or hexagonal cell) must have every line indexed but
@@ -279,12 +306,13 @@ def refine_cell(
             converged = True
             break
         previous = key
-        design = np.column_stack([rows, slope[hit]]) / slope[hit, None]
-        sol, *_ = np.linalg.lstsq(design, q_obs[hit] / slope[hit], rcond=None)
+        scale = weight[hit] / slope[hit]  # residuals in 2θ, over their uncertainty
+        design = np.column_stack([rows, slope[hit]]) * scale[:, None]
+        sol, *_ = np.linalg.lstsq(design, q_obs[hit] * scale, rcond=None)
         p_new, z_new = sol[:-1], float(sol[-1])
         if abs(z_new) > max_zero_deg:
             sol, *_ = np.linalg.lstsq(
-                rows / slope[hit, None], (q_obs[hit] - slope[hit] * z) / slope[hit], rcond=None
+                rows * scale[:, None], (q_obs[hit] - slope[hit] * z) * scale, rcond=None
             )
             p_new, z_new = sol, z
         full_new = T @ p_new
@@ -366,4 +394,5 @@ def refine_cell(
         hkl=hkl_out.astype(int),
         indexed=hit,
         weak=weak_arr,
+        sigma_deg=None if sigma_deg is None else np.asarray(sigma_deg, dtype=float),
     )
