@@ -40,19 +40,19 @@ Algorithm
 4. Merge solutions that are the same lattice (Niggli reduction, keeping the highest
    symmetry that fits as well), drop supercells of better solutions of the same system,
    add the supercells of the leading cells that index a strong line they leave out
-   (:func:`~ratagent.indexing.supercells.strong_supercells`), rank by M20 weighted by
-   the indexed fractions of strong and of all lines and a 15 % preference per level of
-   higher symmetry (:func:`_score`); a cell of higher symmetry that indexes every line a
-   better-ranked cell does, and more, with no more calculated lines, goes before it
-   (:func:`_prefer_dominant`), but a supercell that adds only chance lines (weak ones)
-   to a smaller cell of symmetry as high goes after it (:func:`_prefer_finer`); a
-   supercell of a leading cell that indexes two or more of its unindexed lines beyond
-   chance goes just before it (the smallest such supercell that larger ones extend only
-   by chance: :mod:`ratagent.indexing.supercells`); so does a finer lattice of a leading
-   cell (a supercell, or the primitive lattice of a centred cell) whose extra lines, too
-   weak for the peak search, the residual profile shows beyond chance (only when
-   ``data`` is a :class:`~ratagent.indexing.peaks.PeakList` from
-   :func:`~ratagent.indexing.find_peaks`, which carries that residual:
+   (:func:`~ratagent.indexing.supercells.strong_supercells`), rank by M20 corrected for
+   the parameters fitted, weighted by the indexed fractions of strong and of all lines,
+   and a 15 % preference per level of higher symmetry (:func:`_score`); a cell of higher
+   symmetry that indexes every line a better-ranked cell does, and more, with no more
+   calculated lines, goes before it (:func:`_prefer_dominant`), but a supercell that
+   adds only chance lines (weak ones) to a smaller cell of symmetry as high goes after
+   it (:func:`_prefer_finer`); a supercell of a leading cell that indexes two or more of
+   its unindexed lines beyond chance goes just before it (the smallest such supercell
+   that larger ones extend only by chance: :mod:`ratagent.indexing.supercells`); so does
+   a finer lattice of a leading cell (a supercell, or the primitive lattice of a centred
+   cell) whose extra lines, too weak for the peak search, the residual profile shows
+   beyond chance (only when ``data`` is a :class:`~ratagent.indexing.peaks.PeakList`
+   from :func:`~ratagent.indexing.find_peaks`, which carries that residual:
    :func:`~ratagent.indexing.supercells.profile_supercell`); a leading centred cell
    whose centring left a weak line out is followed by its primitive cell
    (:func:`_with_primitive`).
@@ -263,7 +263,7 @@ def _weak_lines(rel: np.ndarray, weak_fraction: float, need: int, few: bool) -> 
 
 
 def _score(c: CandidateCell) -> float:
-    """Ranking key: M20 × f_s⁴ × f², preferring higher symmetry by 15 % per level.
+    """Ranking key: M20 × √((n − p)/n) × f_s⁴ × f², preferring higher symmetry by 15 % per level.
 
     f_s is the indexed fraction of the lines that are not weak, f that of all lines.
     M20 ignores unindexed lines; the fourth power makes one unindexed strong line in 20
@@ -271,11 +271,22 @@ def _score(c: CandidateCell) -> float:
     (f⁴ ranked the true cell first in a few more simulated cases, 40 per system, but on
     measured RRUFF patterns, whose weak lines are often spurious, it let large cells
     that index those lines outrank the right one.)
+
+    M20 is inversely proportional to the mean error of the n indexed lines, which a
+    least-squares fit with p free parameters (the cell's and the zero shift) shrinks by
+    about √((n − p)/n): the factor makes cells with different numbers of parameters
+    compare on the error they would show on new lines. With few lines it matters: on
+    8 lines of a simulated cubic P cell (a = 4.892 Å), an orthorhombic cell with a
+    1.73 Å axis and a tetragonal one fit the positions 2.8 and 1.6 times more closely
+    with 4 and 3 parameters, and the cubic cell ranked 4th.
     """
     n_strong = max(int(np.count_nonzero(~c.weak)), 1)
     frac_strong = 1.0 - c.n_unindexed_strong / n_strong
     frac = c.n_indexed / c.n_lines
-    return c.m20 * frac_strong**4 * frac**2 * _SYMMETRY_PREFERENCE ** _SYMMETRY_RANK[c.crystal_system]
+    p = SYSTEMS["hexagonal" if c.crystal_system == "trigonal" else c.crystal_system].m + 1
+    fitted = math.sqrt(max(c.n_indexed - p, 1) / c.n_indexed)
+    symmetry = _SYMMETRY_PREFERENCE ** _SYMMETRY_RANK[c.crystal_system]
+    return c.m20 * fitted * frac_strong**4 * frac**2 * symmetry
 
 
 def _m20_needed(c: CandidateCell, min_m20: float) -> float:

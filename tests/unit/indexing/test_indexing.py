@@ -745,3 +745,29 @@ def test_a_supercell_that_indexes_the_one_strong_line_its_subcell_leaves_out():
     assert result.convincing, str(result)
     assert _found(result, (14.3461, 14.3461, 14.3461, 90, 90, 90), "F d -3 c:1", k=1) == [True], str(result)
     assert result.best.n_unindexed_strong == 0, str(result)
+
+
+def test_cells_with_more_parameters_do_not_win_few_lines_by_fitting_them_closer():
+    """Simulated peak lists (seed 3) with few lines, which cells of lower symmetry fit
+    more closely by their extra parameters alone. Cubic case 38 (P4₃32, a = 4.8916 Å, 8
+    lines): an orthorhombic cell with a 1.73 Å axis and a tetragonal cell index all 8
+    with 2.8 and 1.6 times smaller errors, and the cubic cell ranked 4th. Hexagonal case
+    57 (P-62m, a = 5.4749, c = 7.6102 Å, 10 lines): orthorhombic cells with 1.8–1.9 Å
+    axes leaving a line at 4.6 % out ranked before the hexagonal cell, which indexes all
+    10. The ranking corrects M20 for the parameters fitted."""
+    cubic = _recorded(
+        "25.7834 31.7032 41.2829 52.9461 63.0186 72.2475 78.1353 86.7433",
+        "0.1276 1.0000 0.1124 0.4983 0.2482 0.0860 0.0289 0.0836",
+        "0.0013 0.0005 0.0021 0.0005 0.0010 0.0043 0.0034 0.0039",
+    )
+    result = index(cubic)
+    assert result.convincing, str(result)
+    assert any(_found(result, (4.8916, 4.8916, 4.8916, 90, 90, 90), "P 43 3 2")), str(result)
+    hexagonal = _recorded(
+        "11.5997 18.6747 23.3384 35.3351 37.8999 44.9834 50.8940 52.3873 52.7886 63.4848",
+        "1.0000 0.0464 0.1291 0.1514 0.0679 0.0449 0.1034 0.0841 0.0438 0.0715",
+        "0.0004 0.0027 0.0015 0.0014 0.0033 0.0035 0.0016 0.0032 0.0040 0.0027",
+    )
+    result = index(hexagonal)
+    assert result.convincing, str(result)
+    assert _found(result, (5.4749, 5.4749, 7.6102, 90, 90, 120), "P -6 2 m", k=1) == [True], str(result)
