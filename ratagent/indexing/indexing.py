@@ -84,6 +84,7 @@ from ratagent.indexing.refine import (
     min_lines,
     q_of_two_theta,
     refine_cell,
+    setting_system,
     system_params,
 )
 from ratagent.indexing.supercells import (
@@ -283,7 +284,7 @@ def _score(c: CandidateCell) -> float:
     n_strong = max(int(np.count_nonzero(~c.weak)), 1)
     frac_strong = 1.0 - c.n_unindexed_strong / n_strong
     frac = c.n_indexed / c.n_lines
-    p = SYSTEMS["hexagonal" if c.crystal_system == "trigonal" else c.crystal_system].m + 1
+    p = SYSTEMS[setting_system(c.crystal_system)].m + 1
     fitted = math.sqrt(max(c.n_indexed - p, 1) / c.n_indexed)
     symmetry = _SYMMETRY_PREFERENCE ** _SYMMETRY_RANK[c.crystal_system]
     return c.m20 * fitted * frac_strong**4 * frac**2 * symmetry
@@ -373,7 +374,7 @@ def _refined_again(
     """``c`` refined afresh from its own cell (hexagonal axes for a rhombohedral lattice),
     with :func:`~ratagent.indexing.refine.refine_cell`'s centring ``options`` and the
     line uncertainties ``c`` was refined with."""
-    name = "hexagonal" if c.crystal_system == "trigonal" else c.crystal_system
+    name = setting_system(c.crystal_system)
     p0 = system_params(name, c.cell)
     return refine_cell(name, p0, tth, wl, tol_deg, max_zero_deg, c.weak, sigma_deg=c.sigma_deg, **options)
 

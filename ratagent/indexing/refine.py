@@ -39,6 +39,7 @@ __all__ = [
     "q_of_two_theta",
     "refine_cell",
     "reflections_of_form",
+    "setting_system",
     "system_params",
     "two_theta_of_q",
 ]
@@ -183,6 +184,12 @@ def reflections_of_form(
     hkl, q = hkl[sel], q[sel]
     order = np.argsort(q)
     return hkl[order], q[order]
+
+
+def setting_system(crystal_system: str) -> str:
+    """The lattice system whose parameters describe a cell of ``crystal_system``: a
+    rhombohedral lattice (``"trigonal"``) on its hexagonal axes, any other as itself."""
+    return "hexagonal" if crystal_system == "trigonal" else crystal_system
 
 
 def system_params(

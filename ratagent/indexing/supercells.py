@@ -49,6 +49,7 @@ from ratagent.indexing.refine import (
     q_of_two_theta,
     refine_cell,
     reflections_of_form,
+    setting_system,
     system_params,
     two_theta_of_q,
 )
@@ -121,7 +122,7 @@ def _refined_supercells(
     """``cand``'s supercells of :data:`AXIS_FACTORS`, each refined from scratch, that
     index at least one line more and no more strong lines unindexed; in its own setting
     (hexagonal axes for a rhombohedral lattice)."""
-    system = "hexagonal" if cand.crystal_system == "trigonal" else cand.crystal_system
+    system = setting_system(cand.crystal_system)
     out = []
     for factors in AXIS_FACTORS[system]:
         try:
@@ -311,7 +312,7 @@ def profile_supercell(
     unindexed, with M20 ≥ ``min_m20``, and carries that chance (``profile_chance``).
     ``peaks_tth``: every peak found.
     """
-    system = "hexagonal" if cand.crystal_system == "trigonal" else cand.crystal_system
+    system = setting_system(cand.crystal_system)
     t_max = float(residual.two_theta[-1])
     q_max = float(q_of_two_theta(np.array([min(t_max, 179.0)]), wl)[0])
     z0 = cand.zero_shift_deg

@@ -307,9 +307,7 @@ def test_one_dominant_line_and_weaker_impurity_lines_among_the_first():
     between = (lines[1] + lines[2]) / 2, (lines[4] + lines[5]) / 2
     inten = np.append(inten, [0.01, 0.003])
     peaks = PeakList.from_positions(np.append(lines, between), CU_KA1_ANGSTROM, inten)
-    result = index(peaks)
-    assert result.convincing, str(result)
-    assert _found(result, cell, sg, k=1) == [True], str(result)
+    _indexed_first(peaks, cell, sg)
 
 
 def test_a_small_tetragonal_cell_beside_a_weak_impurity_line():
@@ -398,6 +396,14 @@ def test_a_strong_impurity_line_on_a_primitive_reflection_does_not_hide_the_cent
     assert _found(result, cell, "C m c 21", k=1) == [True], str(result)
 
 
+def _indexed_first(peaks: PeakList, cell, sg: str):
+    """``index(peaks)``, asserted convincing with ``cell`` (space group ``sg``) first."""
+    result = index(peaks)
+    assert result.convincing, str(result)
+    assert _found(result, cell, sg, k=1) == [True], str(result)
+    return result
+
+
 def _recorded(two_theta: str, relative_intensity: str, sigma: str | None = None) -> PeakList:
     """A peak list written out as whitespace-separated 2θ (degrees), intensities and,
     optionally, position uncertainties (degrees), Cu Kα1."""
@@ -427,9 +433,7 @@ def test_few_strong_lines_with_the_cell_in_the_weak_ones():
         """,
     )
     cell = (3.4975, 5.3868, 5.7850, 90, 90, 90)
-    result = index(peaks)
-    assert result.convincing, str(result)
-    assert _found(result, cell, "C m m m", k=1) == [True], str(result)
+    _indexed_first(peaks, cell, "C m m m")
 
 
 def test_the_primitive_cell_follows_a_centred_one_that_gave_up_a_weak_line():
@@ -470,9 +474,7 @@ def test_an_f_lattice_whose_first_lines_have_an_index_3():
         0.0588 0.0542 0.0313 0.0385 0.0258 0.0241 0.0282 0.0774 0.0994 0.0385
         """,
     )
-    result = index(peaks)
-    assert result.convincing, str(result)
-    assert _found(result, (5.3762, 5.6227, 8.7911, 90, 90, 90), "F d d d", k=1) == [True], str(result)
+    _indexed_first(peaks, (5.3762, 5.6227, 8.7911, 90, 90, 90), "F d d d")
 
 
 def test_a_pseudo_tetragonal_cell_whose_first_lines_are_00l_and_11l():
@@ -592,9 +594,7 @@ def test_a_tiny_cell_beside_an_impurity_line_promoted_to_strong():
         "16.4990 36.7692 45.6538 45.8489 60.0221 78.2815 84.4892",
         "0.0109 0.7180 1.0000 0.0059 0.6600 0.0270 0.0839",
     )
-    result = index(peaks)
-    assert result.convincing, str(result)
-    assert _found(result, (2.2905, 2.2905, 2.4393, 90, 90, 120), "P 6/m m m", k=1) == [True], str(result)
+    _indexed_first(peaks, (2.2905, 2.2905, 2.4393, 90, 90, 120), "P 6/m m m")
 
 
 def test_strong_lines_of_one_rectangular_zone_of_an_f_lattice():
@@ -637,9 +637,7 @@ def test_lines_promoted_for_one_system_count_alike_for_every_cell():
         0.0063 0.0252 0.0095 0.1709 0.0105 0.0023 0.0858 0.0111 0.0047 0.0712
         """,
     )
-    result = index(peaks)
-    assert result.convincing, str(result)
-    assert _found(result, (8.8012, 4.2840, 4.9379, 90, 90, 90), "P n m a", k=1) == [True], str(result)
+    result = _indexed_first(peaks, (8.8012, 4.2840, 4.9379, 90, 90, 90), "P n m a")
     assert len({int(np.count_nonzero(~c.weak)) for c in result.candidates}) == 1
 
 
@@ -654,9 +652,7 @@ def test_with_few_lines_only_lines_above_the_weak_fraction_count_against_a_cell(
         "39.2673 44.1170 45.6601 66.5625 80.1043 84.4580",
         "1.0000 0.0452 0.4776 0.2520 0.2896 0.0697",
     )
-    result = index(peaks)
-    assert result.convincing, str(result)
-    assert _found(result, (3.9699, 3.9699, 3.9699, 90, 90, 90), "F m -3 m", k=1) == [True], str(result)
+    result = _indexed_first(peaks, (3.9699, 3.9699, 3.9699, 90, 90, 90), "F m -3 m")
     assert result.best.n_unindexed == 1 and result.best.n_unindexed_strong == 0, str(result)
 
 
@@ -677,9 +673,7 @@ def test_a_supercell_that_indexes_strong_lines_does_not_give_way_to_its_subcell(
         0.6671 0.0358 0.0761 0.0811 0.1516 0.0589 0.0927 0.1504 0.1051 0.1473
         """,
     )
-    result = index(peaks)
-    assert result.convincing, str(result)
-    assert _found(result, (6.6387, 6.6387, 9.7540, 90, 90, 120), "P -6 c 2", k=1) == [True], str(result)
+    result = _indexed_first(peaks, (6.6387, 6.6387, 9.7540, 90, 90, 120), "P -6 c 2")
     assert result.best.n_unindexed_strong == 0, str(result)
 
 
@@ -741,9 +735,7 @@ def test_a_supercell_that_indexes_the_one_strong_line_its_subcell_leaves_out():
         0.0391 0.3842 0.1766 0.0251 0.1054 0.0745 0.1060 0.0802 0.1523 0.0200
         """,
     )
-    result = index(peaks)
-    assert result.convincing, str(result)
-    assert _found(result, (14.3461, 14.3461, 14.3461, 90, 90, 90), "F d -3 c:1", k=1) == [True], str(result)
+    result = _indexed_first(peaks, (14.3461, 14.3461, 14.3461, 90, 90, 90), "F d -3 c:1")
     assert result.best.n_unindexed_strong == 0, str(result)
 
 
