@@ -56,7 +56,7 @@ rhombohedral), how often indexing declines, and seconds per pattern. Triclinic p
 are counted but cannot be right (triclinic cells are not searched).
 
     python benchmarks/indexing_accuracy.py [--n 100] [--seed 0] [--systems cubic ...] [--jobs 2]
-    python benchmarks/indexing_accuracy.py --rruff [--data shared/data/rruff_dev.npz] [--limit N] [--jobs 2]
+    python benchmarks/indexing_accuracy.py --rruff [--data training/data/rruff_dev.npz] [--limit N] [--jobs 2]
 """
 
 from __future__ import annotations
@@ -108,7 +108,7 @@ _LATTICE_SYSTEM = {
     "monoclinic": "monoclinic",
 }
 _POINTS = {"P": 1, "A": 2, "B": 2, "C": 2, "I": 2, "F": 4, "R": 3}
-_DEFAULT_RRUFF = Path("/work/shared/data/rruff_dev.npz")
+_DEFAULT_RRUFF = Path(__file__).resolve().parents[1] / "training" / "data" / "rruff_dev.npz"
 
 
 def _space_groups(systems: tuple[str, ...]) -> list[int]:

@@ -1,22 +1,20 @@
-"""Shared fixtures: paths to the project's shared reference data."""
+"""Shared fixtures: the measured dev set shipped with the project (``training/data``)."""
 
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-#: ``shared/`` beside the project's root (CI lays it there).
-SHARED = Path(__file__).resolve().parents[2] / "shared"
+from training.devsplit import DEV_SET
 
 
 @pytest.fixture(scope="session")
-def shared_dir() -> Path:
-    if not SHARED.is_dir():
-        pytest.fail(f"shared/ not found beside the project at {SHARED}")
-    return SHARED
+def dev_set_path() -> Path:
+    """``training/data/rruff_dev.npz`` (its provenance: ``training/data/PROVENANCE.md``)."""
+    return DEV_SET
 
 
 @pytest.fixture(scope="session")
-def rruff_dev(shared_dir):
-    with np.load(shared_dir / "data" / "rruff_dev.npz") as z:
+def rruff_dev(dev_set_path):
+    with np.load(dev_set_path) as z:
         return {k: z[k] for k in z.files}

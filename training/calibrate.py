@@ -71,7 +71,7 @@ def calibrate_checkpoint(
     )
     training = dict(ckpt.training)
     training["calibration"] = {
-        "data": "shared/data/rruff_dev.npz (measured; calibration only, 2 parameters)",
+        "data": "training/data/rruff_dev.npz (measured; calibration only, 2 parameters)",
         "n": int(len(eg_true)),
         "temperature": cal.temperature,
         "prior_weight": cal.prior_weight,

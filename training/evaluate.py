@@ -142,7 +142,7 @@ def synthetic_scores(
 
 
 def load_dev_set(path: str | Path) -> tuple[list[Pattern], np.ndarray]:
-    """The measured dev set (``shared/data/rruff_dev.npz``): patterns (Cu Kα1) and true EGs."""
+    """The measured dev set (``training/data/rruff_dev.npz``): patterns (Cu Kα1) and true EGs."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"dev set not found: {path}")

@@ -5,7 +5,7 @@ its extinction group). Three ship here:
 
 * :class:`NpzSource` — one ``.npz`` with ``two_theta`` (N,) or (n, N), ``intensity``
   (n, N), ``space_group`` or ``extinction_group`` (n,), and ``wavelength`` (scalar or
-  (n,)); the layout of ``shared/data/rruff_dev.npz``.
+  (n,)); the layout of ``training/data/rruff_dev.npz``.
 * :class:`DirectorySource` — pattern files readable by :func:`ratagent.patterns.read_pattern`
   plus a ``labels.csv`` with columns ``file`` and ``space_group`` (or
   ``extinction_group``) and optionally ``wavelength``.

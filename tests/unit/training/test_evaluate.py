@@ -41,8 +41,8 @@ def test_bad_shapes():
         evaluate_probs(np.ones((1, 99)) / 99, np.array([0]))
 
 
-def test_paper_prior_baseline_on_dev_set(shared_dir):
-    patterns, eg = load_dev_set(shared_dir / "data" / "rruff_dev.npz")
+def test_paper_prior_baseline_on_dev_set(dev_set_path):
+    patterns, eg = load_dev_set(dev_set_path)
     assert len(patterns) == 454 == eg.size
     r = evaluate_probs(prior_probs(eg.size), eg)
     # measured once: the paper's prior ranks EG 4 first -> 51/454 = 11.2 % top-1; top-5 = 50.9 %

@@ -53,9 +53,9 @@ def test_npz_source_errors_name_the_problem(tmp_path):
         NpzSource(tmp_path / "missing.npz")
 
 
-def test_the_dev_set_is_refused_as_a_training_source(shared_dir):
+def test_the_dev_set_is_refused_as_a_training_source(dev_set_path):
     with pytest.raises(ValueError, match="validation and calibration only"):
-        NpzSource(shared_dir / "data" / "rruff_dev.npz")
+        NpzSource(dev_set_path)
 
 
 def test_directory_source_reads_labels_csv(tmp_path):

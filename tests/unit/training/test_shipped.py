@@ -11,12 +11,12 @@ from training.evaluate import evaluate_probs, load_dev_set
 
 
 @pytest.mark.slow
-def test_shipped_checkpoint_reproduces_its_card(shared_dir):
+def test_shipped_checkpoint_reproduces_its_card(dev_set_path):
     card = (DEFAULT_CHECKPOINT / MODEL_CARD_FILE).read_text(encoding="utf-8")
     row = re.search(r"^model shipped\s+(\d+)\s+([\d.]+)%\s+([\d.]+)%", card, re.MULTILINE)
     assert row, "the model card has no measured 'model shipped' row"
     n, top1, top5 = int(row[1]), float(row[2]), float(row[3])
-    patterns, eg = load_dev_set(shared_dir / "data" / "rruff_dev.npz")
+    patterns, eg = load_dev_set(dev_set_path)
     clf = load()
     assert clf.model_id in card
     probs = np.stack([p.probs for p in clf.predict(patterns)])
