@@ -101,6 +101,31 @@ def _num(x: float | None) -> float:
     return math.nan if x is None else float(x)
 
 
+def _instrument_for(detector, radiation: str | None):
+    """The default agent's instrument: ``radiation``, else the detector's; None for one line.
+
+    Raises
+    ------
+    ValueError
+        An unknown radiation, or one whose Kα1 is not the detector's wavelength.
+    """
+    from ratagent.instrument import Instrument
+
+    if radiation is None:
+        signal = getattr(detector, "radiation", None)
+        radiation = str(signal.get()) if signal is not None else "mono"
+    signal = getattr(detector, "wavelength", None)
+    wavelength = float(signal.get()) if signal is not None else None
+    if wavelength is not None and not wavelength > 0:
+        wavelength = None
+    if radiation.lower() == "mono":
+        return None  # the agent fits one line at each frame's own wavelength
+    try:
+        return Instrument.for_radiation(radiation, wavelength)
+    except ValueError as exc:
+        raise ValueError(f"{detector.name}: {exc}") from None
+
+
 def _versions() -> dict[str, str]:
     out = {}
     for pkg in _PACKAGES:
@@ -134,6 +159,7 @@ def symmetry_scan(
     max_remeasure: int = 3,
     cell: Sequence[float] | None = None,
     agent: Agent | None = None,
+    radiation: str | None = None,
     md: dict | None = None,
 ):
     """Measure samples and decide each one's extinction group live, counting longer when asked.
@@ -165,7 +191,13 @@ def symmetry_scan(
         (a, b, c, α, β, γ) in Å and degrees for every sample (overrides the changer's).
         Without a cell the agent gives the posterior only and says it did not refine.
     agent : ratagent.agent.Agent, optional
-        Default: an agent on the shipped checkpoint (``ratagent.model.load()``).
+        Default: an agent on the shipped checkpoint (``ratagent.model.load()``) whose
+        instrument has the lines of ``radiation``.
+    radiation : str, optional
+        For the default agent: the tube anode (``"Cu"``, ``"Mo"``…: Kα1/Kα2,
+        :data:`ratagent.instrument.RADIATIONS`) or ``"mono"`` (one line at the detector's
+        wavelength). Default: the detector's ``radiation`` configuration signal where it
+        has one, else ``"mono"``. Recorded in the start document.
     md : dict, optional
         Metadata merged into the start document.
 
@@ -199,7 +231,10 @@ def symmetry_scan(
     if agent is None:
         from ratagent.model import load
 
-        agent = Agent(load())
+        agent = Agent(load(), instrument=_instrument_for(detector, radiation))
+    elif radiation is not None:
+        raise ValueError(f"radiation={radiation!r} is for the default agent; give the agent you pass "
+                         "its instrument (Agent(classifier, instrument=Instrument.for_radiation(...)))")
     if agent.config.max_count_time_s != max_count_time:
         from dataclasses import replace
 
@@ -219,6 +254,7 @@ def symmetry_scan(
                       "changer": None if changer is None else repr(changer), "count_time": count_time,
                       "max_count_time": max_count_time, "max_remeasure": max_remeasure, "cell": cell},
         "ratagent": {"model_id": agent.model_id, "agent_config": asdict(agent.config),
+                     "radiation": "mono" if agent.instrument is None else agent.instrument.radiation,
                      "versions": _versions()},
         "num_samples": 1 if samples is None else len(samples),
     }

@@ -57,7 +57,7 @@ def _cmd_classify(args: argparse.Namespace) -> int:
     print(
         classify_files(
             args.files,
-            wavelength=args.wavelength,
+            wavelength=_wavelength(args),
             top=args.top,
             as_json=args.json,
             plot_path=args.plot,
@@ -67,23 +67,59 @@ def _cmd_classify(args: argparse.Namespace) -> int:
     return 0
 
 
+def _wavelength(args: argparse.Namespace) -> float | None:
+    """``--wavelength``, else the Kα1 of ``--radiation`` (checked against each other)."""
+    from ratagent.instrument import radiation_lines
+
+    if args.radiation is None or args.radiation.lower() == "mono":
+        return args.wavelength
+    return radiation_lines(args.radiation, args.wavelength)[0][0]
+
+
+def _instrument(args: argparse.Namespace, pattern):
+    """The radiation of one file: ``--radiation``, else the file header's anode, else one line.
+
+    Returns ``(Instrument, where it came from)``.
+    """
+    from ratagent.instrument import Instrument
+
+    if args.radiation is not None:
+        name, source = args.radiation, "--radiation"
+    elif pattern.meta.get("radiation"):
+        name, source = pattern.meta["radiation"], "the file header"
+    else:
+        name, source = "mono", "no --radiation given"
+    wavelength = pattern.wavelength if name.lower() == "mono" else None
+    try:
+        inst = Instrument.for_radiation(name, wavelength)
+    except ValueError as exc:
+        raise ValueError(f"{pattern.meta.get('source', 'pattern')}: {exc}") from None
+    if name.lower() != "mono" and abs(inst.wavelength / pattern.wavelength - 1) > 0.005:
+        raise ValueError(f"{pattern.meta.get('source', 'pattern')}: wavelength {pattern.wavelength} Å "
+                         f"is not the Kα1 of {inst.radiation} ({inst.wavelength} Å, from {source})")
+    return inst, source
+
+
 def _refine_files(args: argparse.Namespace, classifier) -> int:
     """The agent's path for each file: posterior, DAG walk, indexing if no cell, Pawley."""
     from ratagent.agent import Agent
     from ratagent.patterns import read_pattern
 
-    agent = Agent(classifier)
     out = []
     for path in args.files:
-        pattern = read_pattern(path, wavelength=args.wavelength)
-        a = agent.assess(pattern, cell=args.cell, count_time=None)
+        pattern = read_pattern(path, wavelength=_wavelength(args))
+        instrument, source = _instrument(args, pattern)
+        a = Agent(classifier, instrument=instrument).assess(pattern, cell=args.cell, count_time=None)
         out.append(
             {
                 "source": str(path),
+                "radiation": f"{instrument.radiation} ({source})",
                 "verdict": a.verdict,
                 "refined": a.refined,
                 "cell": args.cell or a.meta.get("cell_from_indexing"),
                 "cells_refined": a.meta.get("cells_refined"),
+                "cell_fits": a.meta.get("cell_fits"),
+                "peak_snr": a.peak_snr,
                 "candidates": [
                     {
                         "eg": c.eg,
@@ -104,7 +140,8 @@ def _refine_files(args: argparse.Namespace, classifier) -> int:
         print(json.dumps(out, indent=1))
         return 0
     for r in out:
-        print(f"{r['source']}: {r['verdict']} (model {r['model_id']}; cell {r['cell']})")
+        print(f"{r['source']}: {r['verdict']} (model {r['model_id']}; cell {r['cell']}; "
+              f"radiation {r['radiation']})")
         for c in r["candidates"]:
             w = "—" if c["pawley_weight"] is None else f"{c['pawley_weight']:.3f}"
             rwp = "—" if c["rwp"] is None else f"{c['rwp']:.3f}"
@@ -137,6 +174,12 @@ def build_parser(plugins: dict | None = None) -> argparse.ArgumentParser:
     p.add_argument("files", nargs="+", help=".xy/.xye/.csv/.npy/.npz pattern files")
     p.add_argument(
         "--wavelength", type=float, default=None, help="λ in Å (required unless each file states it)"
+    )
+    p.add_argument(
+        "--radiation", default=None, metavar="ANODE",
+        help="Cr, Fe, Co, Cu, Mo or Ag (Kα1/Kα2 of that tube, published wavelengths), or 'mono' "
+             "(one line at --wavelength: synchrotron, Kα1 monochromator). Default: the file "
+             "header's anode, else mono",
     )
     p.add_argument("--top", type=int, default=5, help="number of ranked EGs (default 5)")
     p.add_argument("--json", action="store_true", help="print JSON")

@@ -14,12 +14,59 @@ import numpy as np
 
 from ratagent.patterns import CU_KA1_ANGSTROM, QGrid
 
-__all__ = ["CU_KA2_ANGSTROM", "CU_KA2_RATIO", "Instrument", "tch_mix"]
+__all__ = ["CU_KA2_ANGSTROM", "CU_KA2_RATIO", "RADIATIONS", "Instrument", "radiation_lines", "tch_mix"]
 
 #: Cu Kα2 wavelength in Å (Hölzer et al. 1997: 1.544 427 Å).
 CU_KA2_ANGSTROM = 1.5444
 #: Kα2/Kα1 intensity ratio for Cu (Hölzer et al. 1997 give 0.50–0.52; 0.5 is the usual value).
 CU_KA2_RATIO = 0.5
+
+#: Kα1 and Kα2 wavelengths (Å) of the usual X-ray tube anodes, with the Kα2/Kα1 ratio.
+#: Cr, Fe, Co, Cu: Hölzer, Fritsch, Deutsch, Härtwig & Förster, Phys. Rev. A 56, 4554
+#: (1997); Mo, Ag: International Tables for Crystallography Vol. C, Table 4.2.2.1
+#: (Deslattes et al.). Cu Kα1 is the 1.5406 Å that laboratory software writes (and the
+#: measured dev set states). The ratio is the 2p₃/₂ : 2p₁/₂ occupancy, 2 : 1.
+RADIATIONS: dict[str, tuple[float, float, float]] = {
+    "Cr": (2.289726, 2.293651, 0.5),
+    "Fe": (1.936041, 1.939973, 0.5),
+    "Co": (1.788996, 1.792835, 0.5),
+    "Cu": (CU_KA1_ANGSTROM, CU_KA2_ANGSTROM, CU_KA2_RATIO),
+    "Mo": (0.709317, 0.713607, 0.5),
+    "Ag": (0.559407, 0.563798, 0.5),
+}
+
+
+def radiation_lines(
+    radiation: str, wavelength_angstrom: float | None = None
+) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """(wavelengths Å, ratios) of a radiation: an anode (``"Cu"``, Kα1/Kα2) or ``"mono"``.
+
+    ``"mono"`` is one line at ``wavelength_angstrom`` (a synchrotron or a Kα1
+    monochromator). Names are case-insensitive; ``"CuKa"``, ``"Cu Kα"`` and ``"Cu-Ka12"``
+    name the Cu doublet.
+
+    Raises
+    ------
+    ValueError
+        An unknown radiation, ``"mono"`` without a positive wavelength, or an anode whose
+        Kα1 differs from a given ``wavelength_angstrom`` by more than 0.5 %.
+    """
+    key = str(radiation).strip()
+    lam = wavelength_angstrom
+    if key.lower() in ("mono", "monochromatic", "synchrotron"):
+        if lam is None or not (math.isfinite(lam) and lam > 0):
+            raise ValueError(f"radiation {radiation!r} needs a positive wavelength, got {lam!r}")
+        return (float(lam),), (1.0,)
+    element = key[:2].capitalize().rstrip("-_ ")
+    if element not in RADIATIONS or key[len(element):].strip(" -_").lower() not in (
+            "", "ka", "kα", "ka12", "kα12", "ka1ka2", "kα1kα2", "k-alpha"):
+        raise ValueError(f"unknown radiation {radiation!r}: give one of {', '.join(RADIATIONS)} "
+                         "(Kα1/Kα2 of that anode) or 'mono' with a wavelength")
+    ka1, ka2, ratio = RADIATIONS[element]
+    if wavelength_angstrom is not None and abs(wavelength_angstrom / ka1 - 1) > 0.005:
+        raise ValueError(f"wavelength {wavelength_angstrom} Å is not {element} Kα1 ({ka1} Å); "
+                         "for another wavelength use radiation 'mono'")
+    return (ka1, ka2), (1.0, ratio)
 
 
 def tch_mix(gamma_g, gamma_l):
@@ -94,6 +141,29 @@ class Instrument:
     def synchrotron(cls, wavelength_angstrom: float, **kwargs: float) -> Instrument:
         """A single-line instrument (no Kα2), e.g. a synchrotron beamline at λ Å."""
         return cls(wavelengths_angstrom=(wavelength_angstrom,), line_ratios=(1.0,), **kwargs)
+
+    @classmethod
+    def for_radiation(cls, radiation: str, wavelength_angstrom: float | None = None,
+                      **kwargs: float) -> Instrument:
+        """An instrument with the lines of ``radiation`` (:func:`radiation_lines`)."""
+        waves, ratios = radiation_lines(radiation, wavelength_angstrom)
+        return cls(wavelengths_angstrom=waves, line_ratios=ratios, **kwargs)
+
+    @property
+    def anode(self) -> str | None:
+        """The tube anode whose Kα1/Kα2 lines these are (``"Cu"``), else None (one line: mono)."""
+        for element, (ka1, ka2, ratio) in RADIATIONS.items():
+            if self.wavelengths_angstrom == (ka1, ka2) and self.line_ratios == (1.0, ratio):
+                return element
+        return None
+
+    @property
+    def radiation(self) -> str:
+        """The radiation in words: ``"Cu Kα1/Kα2"`` for a known anode, else ``"mono 0.7293 Å"``."""
+        if self.anode is not None:
+            return f"{self.anode} Kα1/Kα2"
+        lines = " + ".join(f"{w:.5g} Å" for w in self.wavelengths_angstrom)
+        return f"mono {lines}" if len(self.wavelengths_angstrom) == 1 else lines
 
     @property
     def wavelength(self) -> float:

@@ -206,6 +206,23 @@ def _wavelength_from_header(lines: list[str]) -> float | None:
     return None
 
 
+# "# radiation: Cu", "Anode = Co", "# target: Mo Ka", "CuKa1/Ka2"
+_RADIATION_RE = re.compile(
+    r"(?:radiation|anode|tube|target)\s*[:=]?\s*(Cr|Fe|Co|Cu|Mo|Ag)\b"
+    r"|\b(Cr|Fe|Co|Cu|Mo|Ag)[\s_-]?K(?:a|α|alpha)",
+    re.IGNORECASE,
+)
+
+
+def _radiation_from_header(lines: list[str]) -> str | None:
+    """The X-ray tube anode a header names (``"Cu"``), else None."""
+    for line in lines:
+        m = _RADIATION_RE.search(line)
+        if m:
+            return (m.group(1) or m.group(2)).capitalize()
+    return None
+
+
 def _read_text_columns(path: Path, delimiter: str | None) -> tuple[np.ndarray, list[str]]:
     header: list[str] = []
     rows: list[list[float]] = []
@@ -238,9 +255,10 @@ def read_pattern(path: str | Path, wavelength: float | None = None) -> Pattern:
 
     Text files hold columns 2θ, I and optionally σ; lines starting with ``#`` (or any
     non-numeric header line) are header. A header line such as ``# wavelength: 0.7293``
-    states the wavelength. ``.npy`` holds an array of shape (2, n), (3, n), (n, 2) or
-    (n, 3); ``.npz`` holds ``two_theta``, ``intensity``, optional ``sigma`` and optional
-    ``wavelength``.
+    states the wavelength; one such as ``# radiation: Cu`` or ``Cu Kα`` names the tube
+    anode, kept as ``meta["radiation"]`` (the caller decides what it implies). ``.npy``
+    holds an array of shape (2, n), (3, n), (n, 2) or (n, 3); ``.npz`` holds
+    ``two_theta``, ``intensity``, optional ``sigma`` and optional ``wavelength``.
 
     Parameters
     ----------
@@ -262,6 +280,7 @@ def read_pattern(path: str | Path, wavelength: float | None = None) -> Pattern:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file")
     stated: float | None = None
+    radiation: str | None = None
     if suffix == ".npz":
         with np.load(path, allow_pickle=False) as z:
             missing = {"two_theta", "intensity"} - set(z.files)
@@ -285,6 +304,7 @@ def read_pattern(path: str | Path, wavelength: float | None = None) -> Pattern:
             raise ValueError(f"{path}: need at least 2 columns (2θ, I), got {data.shape[1]}")
         cols = list(data.T[:3])
         stated = _wavelength_from_header(header)
+        radiation = _radiation_from_header(header)
     lam = wavelength if wavelength is not None else stated
     if lam is None:
         raise ValueError(
@@ -292,7 +312,8 @@ def read_pattern(path: str | Path, wavelength: float | None = None) -> Pattern:
             "pass wavelength= (Å), e.g. --wavelength 1.5406 for Cu Kα1"
         )
     sigma = cols[2] if len(cols) > 2 else None
-    return Pattern(cols[0], cols[1], lam, sigma=sigma, meta={"source": str(path)})
+    meta = {"source": str(path)} | ({"radiation": radiation} if radiation else {})
+    return Pattern(cols[0], cols[1], lam, sigma=sigma, meta=meta)
 
 
 # --------------------------------------------------------------------------- Q grid

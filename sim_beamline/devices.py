@@ -95,7 +95,8 @@ class PowderDetector(Device):
 
     intensity = Cpt(Signal, value=np.zeros(0), kind=Kind.normal)
     two_theta = Cpt(Signal, value=np.zeros(0), kind=Kind.config)  # degrees
-    wavelength = Cpt(Signal, value=0.0, kind=Kind.config)  # Å
+    wavelength = Cpt(Signal, value=0.0, kind=Kind.config)  # Å (Kα1 of a tube)
+    radiation = Cpt(Signal, value="mono", kind=Kind.config)  # tube anode ("Cu": Kα1/Kα2) or "mono"
     count_time = Cpt(Signal, value=1.0, kind=Kind.normal)  # s, read with every frame
 
     def __init__(self, *args, changer: SampleChanger | None = None, instrument: Instrument | None = None,
@@ -115,6 +116,7 @@ class PowderDetector(Device):
         self._fault: str | None = None
         self.two_theta.put(self.instrument.two_theta)
         self.wavelength.put(self.instrument.wavelength)
+        self.radiation.put(self.instrument.anode or "mono")
         self.intensity.put(np.zeros(self.instrument.two_theta.size))
 
     def describe(self):

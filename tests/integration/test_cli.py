@@ -100,3 +100,40 @@ def test_classify_refine_indexes_and_ranks(tmp_path):
     (r,) = json.loads(out.stdout)
     assert r["refined"] and r["candidates"][0]["eg"] == 94, r
     assert r["cell"][0] == pytest.approx(5.6402, rel=1e-3)
+
+
+def test_classify_takes_the_wavelength_from_the_radiation(tmp_path, rruff_dev):
+    xy = tmp_path / "dev0.xy"
+    np.savetxt(xy, np.c_[rruff_dev["two_theta"], rruff_dev["intensity"][0]])
+    ckpt = _tiny_checkpoint(tmp_path / "ckpt")
+    out = _run("classify", str(xy), "--radiation", "Cu", "--checkpoint", str(ckpt), "--json")
+    assert out.returncode == 0, out.stderr
+    (summary,) = json.loads(out.stdout)
+    assert summary["wavelength_angstrom"] == 1.5406  # Cu Kα1
+    out = _run("classify", str(xy), "--radiation", "W", "--checkpoint", str(ckpt))
+    assert out.returncode == 2 and "unknown radiation 'W'" in out.stderr
+    out = _run("classify", str(xy), "--radiation", "Mo", "--wavelength", "1.5406", "--checkpoint", str(ckpt))
+    assert out.returncode == 2 and "is not Mo Kα1" in out.stderr
+
+
+@pytest.mark.slow
+def test_classify_refine_reports_the_verdict_the_live_loop_stores(tmp_path):
+    """Halite (Walker et al. 2004) rendered with Cu Kα1/Kα2: `--radiation Cu --refine --json`
+    gives the verdict, candidates, competing cells and reasons, and names the radiation."""
+    inst = Instrument(two_theta_min_deg=10, two_theta_max_deg=80)
+    crystal = crystal_from_sites(225, (5.6402,) * 3 + (90,) * 3, [("Na", (0, 0, 0)), ("Cl", (0.5, 0.5, 0.5))],
+                                 b_iso=1.0)
+    p = simulate_pattern(reflection_list(crystal, d_min=1.0), inst, np.random.default_rng(0), counts=1e4,
+                         background=(0.05,))
+    xy = tmp_path / "halite.xy"
+    np.savetxt(xy, np.c_[p.two_theta, p.intensity])
+    ckpt = _tiny_checkpoint(tmp_path / "ckpt")
+    out = _run("classify", str(xy), "--radiation", "Cu", "--refine", "--json", "--checkpoint", str(ckpt))
+    assert out.returncode == 0, out.stderr
+    (r,) = json.loads(out.stdout)
+    assert r["radiation"] == "Cu Kα1/Kα2 (--radiation)"
+    assert r["refined"] and r["candidates"][0]["eg"] in r["indistinguishable"]
+    assert r["cell"][0] == pytest.approx(5.6402, rel=2e-3)
+    assert r["cell_fits"] and r["reasons"][0].startswith("no cell given; indexed: cubic F")
+    text = _run("classify", str(xy), "--radiation", "Cu", "--refine", "--checkpoint", str(ckpt))
+    assert f": {r['verdict']} (" in text.stdout and "radiation Cu Kα1/Kα2 (--radiation)" in text.stdout

@@ -1,0 +1,72 @@
+"""Radiation by element: published Kα1/Kα2 wavelengths, header reading, and the CLI's choice."""
+
+import pytest
+
+from ratagent.instrument import RADIATIONS, Instrument, radiation_lines
+from ratagent.patterns import read_pattern
+
+# Kα1, Kα2 in Å: Hölzer et al., Phys. Rev. A 56, 4554 (1997) (Cr, Fe, Co, Cu) and
+# International Tables Vol. C, Table 4.2.2.1 (Mo, Ag); Cu Kα1 as laboratory software writes it
+PUBLISHED = {
+    "Cr": (2.28970, 2.29361),
+    "Fe": (1.93604, 1.93998),
+    "Co": (1.78897, 1.79285),
+    "Cu": (1.54056, 1.54439),
+    "Mo": (0.70930, 0.71359),
+    "Ag": (0.55941, 0.56380),
+}
+
+
+@pytest.mark.parametrize("element", sorted(PUBLISHED))
+def test_each_anode_has_its_published_doublet(element):
+    inst = Instrument.for_radiation(element)
+    ka1, ka2 = PUBLISHED[element]
+    assert inst.wavelengths_angstrom == pytest.approx((ka1, ka2), abs=5e-5)
+    assert inst.line_ratios == (1.0, 0.5)
+    assert inst.anode == element and inst.radiation == f"{element} Kα1/Kα2"
+
+
+@pytest.mark.parametrize("name", ["cu", "CuKa", "Cu Kα", "Cu-Ka12", "CU"])
+def test_spellings_of_the_copper_doublet(name):
+    assert radiation_lines(name) == radiation_lines("Cu")
+
+
+def test_mono_is_one_line_at_the_given_wavelength():
+    inst = Instrument.for_radiation("mono", 0.7293)
+    assert inst.wavelengths_angstrom == (0.7293,) and inst.anode is None
+    assert inst.radiation == "mono 0.7293 Å"
+
+
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (("W",), "unknown radiation 'W'"),
+        (("Cux",), "unknown radiation 'Cux'"),
+        (("mono",), "needs a positive wavelength"),
+        (("Mo", 1.5406), "is not Mo Kα1"),
+    ],
+)
+def test_bad_radiation_is_named(args, words):
+    with pytest.raises(ValueError, match=words):
+        radiation_lines(*args)
+
+
+def test_every_table_entry_is_a_known_anode():
+    assert set(RADIATIONS) == set(PUBLISHED)
+
+
+@pytest.mark.parametrize(
+    "line, anode",
+    [
+        ("# radiation: Co", "Co"),
+        ("# Anode = Mo", "Mo"),
+        ("# CuKa1/Ka2, 40 kV 40 mA", "Cu"),
+        ("# target: Ag Kalpha", "Ag"),
+        ("# sample: quartz", None),
+    ],
+)
+def test_the_anode_is_read_from_a_header(tmp_path, line, anode):
+    path = tmp_path / "p.xy"
+    rows = "".join(f"{10 + 0.01 * i:.2f} {i % 7 + 1}\n" for i in range(200))
+    path.write_text(f"{line}\n# wavelength: 1.5406\n{rows}")
+    assert read_pattern(path).meta.get("radiation") == anode
