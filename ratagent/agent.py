@@ -1,7 +1,7 @@
 """The decision logic of the live loop: one :class:`~ratagent.patterns.Pattern` in, one
 :class:`Assessment` out. Pure Python; no Bluesky, no threads, testable on its own.
 
-Algorithm (:meth:`Agent.assess`, DESIGN.md "The loop, per frame")
+Algorithm (:meth:`Agent.assess`, docs/design.md "The loop, per frame")
 ------------------------------------------------------------------
 1. **Frame quality.** Background B = the 20th percentile of the intensity; the strongest
    point I_max gives the peak signal-to-noise S = (I_max − B) / √I_max (Poisson counts).
@@ -16,10 +16,8 @@ Algorithm (:meth:`Agent.assess`, DESIGN.md "The loop, per frame")
    The metric fixes the lattice system, as in extinction-symbol tables: a lower-symmetry
    EG in a cubic metric would be a pseudo-symmetry, and Pawley fits favour it for its
    extra free intensities (texture, peak-shape misfit) rather than for evidence of lower
-   symmetry. On 60 RRUFF dev patterns through the full pipeline (``python -m training
-   evaluate --pipeline --limit 60``, with an intermediate version of the indexing), the
-   restriction raised top-1 from 43.3 % to 46.7 % and top-5 from 58.3 % to 60.0 %.
-   Switched off, the posterior is restricted only to the EGs whose lattice the cell has.
+   symmetry. Switched off, the posterior is restricted only to the EGs whose lattice the
+   cell has.
    Top ``top_k`` by posterior plus their EG-DAG neighbours within
    ``dag_radius``, at most ``max_candidates``
    (:func:`ratagent.crystallography.candidates`). When the posterior is not confident
@@ -52,10 +50,15 @@ Algorithm (:meth:`Agent.assess`, DESIGN.md "The loop, per frame")
      third of the convincing cells on measured RRUFF patterns have the wrong lattice
      system (``benchmarks/indexing_accuracy.py --rruff``), and one cell would confine
      the candidates to that system. The reasons say which cells were indexed (with M20)
-     and which one was used; ``meta["cell"]`` holds it. When indexing declines:
-     ``accept`` when the top posterior ≥ ``accept_probability`` (posterior only, not
-     refined); otherwise ``flag`` (the model cannot decide and counting longer does not
-     change a well-counted frame's posterior). Both say "did not refine".
+     and which one was used; ``meta["cell"]`` holds it.
+   * **trust** (without a cell): an ``accept`` refined in an indexed cell stands only when
+     the cell passes :func:`ratagent.trust.gate` (M20, metric symmetry, the network's
+     lattice family, rival cells, χ²_ν; thresholds ``min_accept_m20`` …
+     ``max_accept_chi2_reduced``); otherwise it becomes a ``flag`` that names the doubts,
+     the competing cells and the leading EGs. ``meta["cell_evidence"]`` holds what was
+     weighed.
+   * when indexing declines: ``flag`` with the posterior ranking ("did not refine"): no
+     EG is accepted without a refined cell unless ``accept_posterior_only``.
 
 Any exception raised while assessing becomes a ``flag`` whose reason is the error text
 (:meth:`Agent.assess_safely`); the live loop never dies on one bad frame.
@@ -101,6 +104,7 @@ class AgentConfig:
     min_peak_snr: float = 10.0  # S of the strongest point below which the frame is re-measured
     target_peak_snr: float = 20.0  # S aimed at when re-measuring a weak frame
     accept_probability: float = 0.5  # top posterior needed to accept without refinement
+    accept_posterior_only: bool = False  # whether a posterior without a refined cell may be accepted
     max_chi2_reduced: float = 4.0  # best Pawley χ²_ν above which no candidate fits (GoF 2)
     separation_snr: float = 5.0  # S of separating reflections needed to tell two EGs apart
     min_delta_bic: float = 10.0  # BIC difference needed to tell two EGs apart
@@ -110,6 +114,14 @@ class AgentConfig:
     index_cells: int = 2  # most indexed cells refined: the best, then convincing higher-symmetry ones
     # with a cell, candidates only from the highest-symmetry lattice family its metric admits
     metric_family_only: bool = True
+    # accepting a ranking in an indexed cell (ratagent.trust; chosen on half A of the dev set)
+    min_accept_m20: float = 40.0  # de Wolff M20 of the cell
+    min_lines_per_parameter: float = 4.0  # lines in that merit per cell parameter (+1: zero), ≤ 20
+    metric_tolerance_deg: float = 0.25  # obliquity within which the metric's lattice symmetry is found
+    min_family_probability: float = 0.0  # network posterior on the cell's lattice family
+    min_cell_delta_bic: float = 50.0  # ΔB to the best cell of another lattice family
+    max_accept_chi2_reduced: float = 4.0  # χ²_ν of the best fit in the cell
+    accept_set_delta_bic: float = 60.0  # an accept reports every EG within this ΔB of the leader
 
     def __post_init__(self) -> None:
         for name in ("top_k", "max_candidates", "index_cells"):
@@ -137,8 +149,19 @@ class AgentConfig:
             raise ValueError(
                 f"AgentConfig.min_count_time_factor must be > 1, got {self.min_count_time_factor}"
             )
-        if self.min_delta_bic < 0:
-            raise ValueError(f"AgentConfig.min_delta_bic must be >= 0, got {self.min_delta_bic}")
+        for name in ("min_delta_bic", "min_accept_m20", "min_lines_per_parameter", "min_cell_delta_bic",
+                     "accept_set_delta_bic"):
+            if not getattr(self, name) >= 0:
+                raise ValueError(f"AgentConfig.{name} must be >= 0, got {getattr(self, name)!r}")
+        if not 0.0 < self.metric_tolerance_deg <= 5.0:
+            raise ValueError(f"AgentConfig.metric_tolerance_deg must be in (0, 5] degrees, got "
+                             f"{self.metric_tolerance_deg!r}")
+        if not 0.0 <= self.min_family_probability <= 1.0:
+            raise ValueError(f"AgentConfig.min_family_probability must be in [0, 1], got "
+                             f"{self.min_family_probability!r}")
+        if not self.max_accept_chi2_reduced > 0:
+            raise ValueError(f"AgentConfig.max_accept_chi2_reduced must be positive, got "
+                             f"{self.max_accept_chi2_reduced!r}")
 
 
 @dataclass(frozen=True)
@@ -277,9 +300,10 @@ class Agent:
         snr = frame_snr(pattern)
         posterior = self.classifier.predict(pattern)
         indexed_note = None
+        indexing: dict[str, Any] = {}
         cells: list[tuple[float, ...]] = [] if cell is None else [tuple(float(v) for v in cell)]
         if cell is None and cfg.index_when_no_cell and snr >= cfg.min_peak_snr:
-            cells, indexed_note = self._index(pattern)
+            cells, indexed_note, indexing = self._index(pattern)
         if cells and snr >= cfg.min_peak_snr:
             out = self._refined(pattern, cells, posterior, snr, count_time)
         else:
@@ -297,11 +321,51 @@ class Agent:
 
             used = out.meta.get("cell")
             out = replace(out, reasons=(indexed_note, *out.reasons),
-                          meta={**out.meta, "cell_from_indexing": used})
+                          meta={**out.meta, "cell_from_indexing": used, **indexing})
+            if out.verdict == "accept" and out.refined:
+                out = self._trusted(out, posterior)
+        if out.verdict == "accept" and out.refined:
+            out = self._widened(out)
         return _with_elapsed(out, time.perf_counter() - t0)
 
-    def _index(self, pattern: Pattern) -> tuple[list[tuple[float, ...]], str]:
-        """The leading convincing cells from autoindexing (maybe none), with a sentence saying which."""
+    def _widened(self, out: Assessment) -> Assessment:
+        """An accept reporting every EG within ``accept_set_delta_bic`` (:func:`~.trust.accepted_set`)."""
+        from dataclasses import replace
+
+        from ratagent.trust import accepted_set
+
+        cfg = self.config
+        wide = accepted_set(out.indistinguishable, [(c.eg, c.delta_bic) for c in out.candidates],
+                            cfg.accept_set_delta_bic)
+        if wide == out.indistinguishable:
+            return out
+        added = [eg for eg in wide if eg not in out.indistinguishable]
+        note = (f"EGs {added} fit within ΔB {cfg.accept_set_delta_bic:g} of EG {wide[0]}: on measured "
+                "data that is no proof of their absences, so they are accepted together")
+        return replace(out, indistinguishable=wide, reasons=(*out.reasons, note))
+
+    def _trusted(self, out: Assessment, posterior: EGPosterior) -> Assessment:
+        """``out`` if the indexed cell it was refined in holds (:mod:`ratagent.trust`), else a flag."""
+        from dataclasses import replace
+
+        from ratagent.trust import gate
+
+        evidence, why = gate(out.meta, posterior.probs, self.config)
+        meta = {**out.meta, "cell_evidence": evidence, "verdict_before_trust": out.verdict}
+        if not why:
+            return replace(out, meta=meta)
+        rivals = ", ".join(f"EG {c.eg}" + ("" if c.delta_bic is None else f" (ΔB {c.delta_bic:.0f})")
+                           for c in out.candidates[:4])
+        cells = "; ".join(_fmt_cell(c) for c in out.meta.get("cells_refined", []))
+        reasons = (*out.reasons[:-1],
+                   *(f"not accepted: {w}" for w in why),
+                   f"not decided: cells {cells}; leading EGs {rivals}; give the cell or check the "
+                   "sample for a second phase")
+        return replace(out, verdict="flag", reasons=reasons, meta=meta)
+
+    def _index(self, pattern: Pattern) -> tuple[list[tuple[float, ...]], str, dict[str, Any]]:
+        """The leading convincing cells from autoindexing (maybe none), a sentence saying which,
+        and what the indexing found (``meta["indexing"]``: its five best cells)."""
         from ratagent.indexing import find_peaks, index
 
         alpha2 = None
@@ -310,14 +374,17 @@ class Agent:
             alpha2 = (inst.wavelengths_angstrom[1], inst.line_ratios[1] / inst.line_ratios[0])
         result = index(find_peaks(pattern, alpha2=alpha2))
         leading = result.leading(self.config.index_cells)
+        info = {"indexing": [_cell_info(c, result.passes(c)) for c in result.candidates[:5]],
+                "indexing_convincing": bool(result.convincing),
+                "cells_indexed": [_cell_info(c, True) for c in leading]}
         if not leading:
-            return [], f"no cell given; indexing found no convincing cell ({result.message})"
+            return [], f"no cell given; indexing found no convincing cell ({result.message})", info
         text = "; ".join(f"{c.crystal_system} {c.centring} cell {_fmt_cell(c.cell)}, "
                          f"M{c.n_lines} = {c.m20:.0f}"
                          + (f" (its lines beyond the peaks seen in the profile, chance "
                             f"{c.profile_chance:.0e})" if c.profile_chance is not None else "")
                          for c in leading)
-        return [tuple(float(v) for v in c.cell) for c in leading], f"no cell given; indexed: {text}"
+        return [tuple(float(v) for v in c.cell) for c in leading], f"no cell given; indexed: {text}", info
 
     def _candidates(self, posterior: EGPosterior, cell: Sequence[float]) -> list[int]:
         """Candidate EGs for one cell (module docstring, step 3)."""
@@ -365,10 +432,14 @@ class Agent:
         cfg = self.config
         ranked = _posterior_candidates(posterior, cands)
         eg, p = posterior.top(1)[0]
-        reasons = ["no cell given: posterior only, did not refine"]
-        if p >= cfg.accept_probability:
+        reasons = ["no cell: posterior only, did not refine"]
+        if cfg.accept_posterior_only and p >= cfg.accept_probability:
             reasons.append(f"top posterior EG {eg} p = {p:.2f} ≥ {cfg.accept_probability:g}")
             verdict: Verdict = "accept"
+        elif p >= cfg.accept_probability:
+            reasons.append(f"top posterior EG {eg} p = {p:.2f}, but without a cell no EG is accepted: "
+                           "give a cell or count longer")
+            verdict = "flag"
         else:
             reasons.append(
                 f"posterior flat (top EG {eg} p = {p:.2f} < {cfg.accept_probability:g}) on a "
@@ -410,7 +481,8 @@ class Agent:
         indist += tuple(c.eg for c in ranked[len(rr.candidates):]
                         if c.delta_bic is not None and c.delta_bic < cfg.min_delta_bic and c.eg not in indist)
         meta = {"skipped": [int(eg) for eg, _ in rr.skipped], "cell": list(cell),
-                "cells_refined": [list(c) for c, _ in runs]}
+                "cells_refined": [list(c) for c, _ in runs],
+                "cell_fits": [_fit_info(c, r) for c, r in runs]}
         if best.result.chi2_reduced > cfg.max_chi2_reduced:
             reasons.append(
                 f"no candidate fits: best EG {best.eg} has χ²_ν = {best.result.chi2_reduced:.2f} > "
@@ -489,6 +561,21 @@ def _across_cells(runs, posterior: EGPosterior, min_delta_bic: float):
             reasons.append(f"cell {_fmt_cell(c)}: best EG {r.best.eg}, "
                            f"ΔB = {d:.1f}; the data {tell}")
     return cell, rr, tuple(ranked), reasons
+
+
+def _cell_info(c, passes: bool) -> dict[str, Any]:
+    """An indexed cell as plain values (``meta["indexing"]``)."""
+    return {"crystal_system": c.crystal_system, "centring": c.centring, "cell": [float(v) for v in c.cell],
+            "m20": float(c.m20), "n_lines": int(c.n_lines), "n_indexed": int(c.n_indexed),
+            "n_unindexed_strong": int(c.n_unindexed_strong), "passes": bool(passes)}
+
+
+def _fit_info(cell: Sequence[float], rr) -> dict[str, Any]:
+    """The best Pawley fit in one cell as plain values (``meta["cell_fits"]``)."""
+    res = rr.best.result
+    return {"cell": [float(v) for v in cell], "eg": int(rr.best.eg), "chi2": float(res.chi2),
+            "chi2_reduced": float(res.chi2_reduced), "rwp": float(res.rwp), "rexp": float(res.rexp),
+            "n_params": int(res.n_params), "n_obs": int(res.n_obs), "n_candidates": len(rr.candidates)}
 
 
 def _fmt_cell(cell: Sequence[float]) -> str:

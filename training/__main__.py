@@ -21,7 +21,7 @@ import logging
 import sys
 from pathlib import Path
 
-DEFAULT_DEV = Path(__file__).resolve().parents[2] / "shared" / "data" / "rruff_dev.npz"
+from training.devsplit import DEV_SET as DEFAULT_DEV
 
 
 def _bank(args: argparse.Namespace) -> int:
@@ -205,63 +205,52 @@ def _write_card_section(
 
 
 def _pipeline(args: argparse.Namespace) -> int:
-    """NN alone vs the full pipeline (NN + indexing + Pawley) on the dev set (or its first N)."""
+    """The agent's whole path (no cell) over the dev set; report on the whole set and each half."""
     import numpy as np
-    from tqdm import tqdm
 
-    from ratagent.agent import Agent, AgentConfig
-    from ratagent.instrument import Instrument
-    from ratagent.model.inference import load
+    from ratagent.agent import AgentConfig
+    from training.devsplit import dev_split
     from training.evaluate import load_dev_set
+    from training.pipeline import (
+        TRUST_GRID,
+        choose_thresholds,
+        format_report,
+        pipeline_report,
+        replayed,
+        run_pipeline,
+    )
 
     patterns, eg = load_dev_set(args.dev)
-    step = 1
+    halves = dev_split() if Path(args.dev).resolve() == DEFAULT_DEV.resolve() else np.full(len(eg), "-")
+    indices = None
     if args.limit:
-        step = max(1, len(patterns) // args.limit)
-        patterns, eg = patterns[::step][: args.limit], eg[::step][: args.limit]
-    clf = load(args.checkpoint)
-    config = AgentConfig() if args.index_cells is None else AgentConfig(index_cells=args.index_cells)
-    agent = Agent(clf, config, instrument=Instrument())  # RRUFF: Cu Kα1/Kα2 laboratory patterns
-    nn_top, pipe_top, refined, cases = [], [], 0, []
-    for i, pattern in enumerate(tqdm(patterns, desc="pipeline")):
-        a = agent.assess_safely(pattern, count_time=None)
-        post = clf.predict(pattern)
-        nn_top.append([e for e, _ in post.top(5)])
-        ranked = [c.eg for c in a.candidates] + [e for e, _ in post.top(99)]
-        pipe_top.append(list(dict.fromkeys(ranked))[:5])
-        refined += a.refined
-        cell = a.meta.get("cell_from_indexing")
-        cases.append(
-            {
-                "pattern": i * step,
-                "eg": int(eg[i]),
-                "nn_top5": nn_top[-1],
-                "pipeline_top5": pipe_top[-1],
-                "verdict": a.verdict,
-                "refined": bool(a.refined),
-                "cell": cell,
-                "cells_refined": a.meta.get("cells_refined"),
-                "reasons": list(a.reasons),
-            }
-        )
-    nn, pipe = np.array(nn_top), np.array(pipe_top)
-    rows = {
-        "NN alone": (float((nn[:, 0] == eg).mean()), float((nn == eg[:, None]).any(1).mean())),
-        "NN + index + Pawley": (float((pipe[:, 0] == eg).mean()), float((pipe == eg[:, None]).any(1).mean())),
-    }
-    print(f"dev set {args.dev}: {len(eg)} patterns, model {clf.model_id}; refined (indexed) {refined}")
-    print(f"{'':22s} {'top-1':>7s} {'top-5':>7s}")
-    for name, (t1, t5) in rows.items():
-        print(f"{name:22s} {t1:7.1%} {t5:7.1%}")
-    write_path = Path(args.out) / "pipeline.json"
-    write_path.parent.mkdir(parents=True, exist_ok=True)
-    write_path.write_text(
-        json.dumps(
-            {"n": len(eg), "refined": refined, "model_id": clf.model_id, "results": rows, "cases": cases},
-            indent=2,
-        )
-    )
-    print(f"report: {write_path}")
+        indices = range(0, len(patterns), max(1, len(patterns) // args.limit))[: args.limit]
+        print(f"{len(indices)} of {len(patterns)} patterns: a hint, not a figure to report")
+    config = {} if args.index_cells is None else {"index_cells": args.index_cells}
+    out = Path(args.out) / "pipeline"
+    cases = run_pipeline(patterns, eg, halves, out, checkpoint=args.checkpoint, config=config,
+                         radiation="Cu", jobs=args.jobs, indices=indices)
+    if indices is not None:
+        wanted = set(indices)
+        cases = [c for c in cases if c["index"] in wanted]
+    # the trust step as this configuration has it (the same function the agent calls; the
+    # stored cases keep what came before it, so cases of an earlier run are scored alike)
+    agent_config = AgentConfig(**config)
+    reports = {"whole set": pipeline_report(replayed(cases, agent_config))}
+    for h in ("A", "B"):
+        sel = [c for c in cases if c["half"] == h]
+        if sel:
+            reports[f"half {h}"] = pipeline_report(replayed(sel, agent_config))
+    if args.choose_thresholds:
+        for tune, held_out in (("A", "B"), ("B", "A")):
+            chosen, _ = choose_thresholds([c for c in cases if c["half"] == tune], agent_config)
+            picked = ", ".join(f"{k}={getattr(chosen, k):g}" for k in TRUST_GRID)
+            reports[f"half {held_out}, thresholds chosen on {tune} ({picked})"] = pipeline_report(
+                replayed([c for c in cases if c["half"] == held_out], chosen))
+    print(f"dev set {args.dev}; cases in {out}")
+    print(format_report(reports))
+    (out / "report.json").write_text(json.dumps(reports, indent=2))
+    print(f"report: {out / 'report.json'}")
     return 0
 
 
@@ -330,6 +319,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0, help="seed of the synthetic conditions")
     p.add_argument("--pipeline", action="store_true", help="NN alone vs NN + indexing + Pawley (slow)")
     p.add_argument("--limit", type=int, default=0, help="with --pipeline: evenly spaced subset of N patterns")
+    p.add_argument("--jobs", type=int, default=1, help="with --pipeline: worker processes (one thread each)")
+    p.add_argument("--choose-thresholds", action="store_true",
+                   help="with --pipeline: choose the trust thresholds on each half, report on the other")
     p.add_argument(
         "--index-cells", type=int, default=None,
         help="with --pipeline: most indexed cells refined per pattern (default: AgentConfig's)",

@@ -30,7 +30,7 @@ from ratagent.simulation import AugmentationConfig
 
 __all__ = ["PRESETS", "FitConfig", "Phase", "default_phases"]
 
-#: Augmentation presets of the curriculum (DESIGN.md: clean → instrument-realistic → hard).
+#: Augmentation presets of the curriculum (docs/design.md: clean → instrument-realistic → hard).
 PRESETS: dict[str, AugmentationConfig] = {
     # ideal powder, fixed narrow instrument profile, essentially no counting noise
     "clean": AugmentationConfig(

@@ -1,4 +1,4 @@
-"""Pawley refinement of extinction-group candidates and their ranking (DESIGN.md, loop step 4).
+"""Pawley refinement of extinction-group candidates and their ranking (docs/design.md, loop step 4).
 
 * :func:`pawley_fit` — one EG against a pattern from an approximate cell: lattice under the
   crystal-system constraints, zero shift, TCH profile, Chebyshev background; intensities

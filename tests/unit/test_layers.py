@@ -1,4 +1,4 @@
-"""The layer direction of DESIGN.md, checked on the source (import-linter runs it too in CI)."""
+"""The layer direction of docs/design.md, checked on the source (import-linter runs it too in CI)."""
 
 import ast
 from pathlib import Path

@@ -12,7 +12,8 @@ from ratagent.testing import tiny_agent
 
 @pytest.fixture(scope="module")
 def agent(tmp_path_factory):
-    return tiny_agent(tmp_path_factory.mktemp("ckpt"))
+    # the tiny network is untrained: its crystal-system posterior is no evidence about a cell
+    return tiny_agent(tmp_path_factory.mktemp("ckpt"), min_family_probability=0.0)
 
 
 def _peak_pattern(counts: float, background: float, rng) -> Pattern:
@@ -71,7 +72,7 @@ def test_weak_frame_at_the_cap_is_flagged(agent):
 def test_without_cell_it_says_posterior_only(agent):
     p = _peak_pattern(5000, 50, np.random.default_rng(3))
     a = agent.assess(p, count_time=1.0)
-    assert a.refined is False and a.verdict in ("accept", "flag")
+    assert a.refined is False and a.verdict == "flag"  # never accepted without a refined cell
     # one peak cannot be indexed: the agent says so, then falls back to the posterior
     assert a.reasons[0].startswith("no cell given; indexing found no convincing cell")
     assert "posterior only, did not refine" in a.reasons[1]
@@ -99,7 +100,7 @@ def test_agent_needs_a_classifier():
         Agent(object())
 
 
-def _halite(counts: float, seed: int = 0) -> Pattern:
+def _halite(counts: float, seed: int = 0, two_theta_range: tuple[float, float] = (10, 80)) -> Pattern:
     """NaCl, Fm-3m (EG 94), a = 5.6402 Å (Walker et al., Am. Mineral. 89, 2004), Cu Kα1 only."""
     from ratagent.instrument import Instrument
     from ratagent.simulation import crystal_from_sites, reflection_list, simulate_pattern
@@ -110,7 +111,8 @@ def _halite(counts: float, seed: int = 0) -> Pattern:
     record = reflection_list(crystal, d_min=1.0)
     return simulate_pattern(
         record,
-        Instrument.synchrotron(1.5406, two_theta_min_deg=10, two_theta_max_deg=80),
+        Instrument.synchrotron(1.5406, two_theta_min_deg=two_theta_range[0],
+                               two_theta_max_deg=two_theta_range[1]),
         np.random.default_rng(seed),
         counts=counts,
         background=(0.05,),
@@ -161,7 +163,12 @@ def test_without_a_cell_the_agent_indexes_and_refines(agent):
     assert a.reasons[0].startswith("no cell given; indexed: cubic F"), a.reasons[0]
     a0 = a.meta["cell_from_indexing"][0]
     assert a0 == pytest.approx(5.6402, rel=1e-3)  # Walker et al. 2004
-    assert a.best.eg == 94 and a.verdict == "accept", a.summary()
+    # 10–80° shows 7 lines of rock salt: too few to trust a cell found without one
+    assert a.best.eg == 94 and a.verdict == "flag", a.summary()
+    assert any("the cubic cell rests on 7 lines, fewer than the 8" in r for r in a.reasons), a.reasons
+    wide = agent.assess(_halite(1e4, two_theta_range=(5, 90)), count_time=1.0)  # 9 lines
+    assert wide.best.eg == 94 and wide.verdict == "accept", wide.summary()
+    assert wide.meta["cell_evidence"]["metric_family"] == "cubic"
 
 
 @pytest.mark.slow
@@ -170,7 +177,10 @@ def test_of_several_indexed_cells_the_pawley_fits_choose(agent, monkeypatch):
     keeps the cell whose best fit has the lower criterion; the tetragonal EGs follow the
     cubic ones with their ΔB, and the reasons say the data exclude the wrong cell."""
     wrong, right = (5.64, 5.64, 6.1, 90.0, 90.0, 90.0), (5.6402, 5.6402, 5.6402, 90.0, 90.0, 90.0)
-    monkeypatch.setattr(Agent, "_index", lambda self, pattern: ([wrong, right], "indexed: two cells"))
+    indexed = [{"crystal_system": system, "centring": "P", "cell": list(cell), "m20": 100.0}
+               for cell, system in ((wrong, "tetragonal"), (right, "cubic"))]
+    monkeypatch.setattr(Agent, "_index", lambda self, pattern: ([wrong, right], "indexed: two cells",
+                                                                  {"cells_indexed": indexed}))
     a = agent.assess(_halite(1e4), count_time=1.0)
     assert a.meta["cell"] == pytest.approx(list(right)), a.summary()
     assert a.meta["cells_refined"] == [list(wrong), list(right)]

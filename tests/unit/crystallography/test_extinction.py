@@ -75,7 +75,7 @@ def test_only_documented_eg_pairs_share_an_absence_set():
 
     72/78: P31.. vs P62.. (000l: l = 3n), trigonal vs hexagonal: the paper separates
     them by crystal system. 82/83: P2₁3 vs P4₂32 (h00: h = 2n): identical absences, kept
-    apart by the paper (DESIGN.md).
+    apart by the paper (docs/design.md).
     """
     box = hkl_box(12)
     seen = collections.defaultdict(set)

@@ -1,0 +1,176 @@
+"""Whether an indexed cell and the ranking refined in it can be trusted enough to accept.
+
+Without a given cell, the agent's EG ranking is only as good as the indexed cell it was
+refined in, and a Pawley fit in a wrong cell still picks a "best" EG: the lower
+symmetry wins for its extra free intensities. Before an ``accept`` on an indexed cell,
+the evidence for the cell itself is weighed (:func:`cell_evidence`), each item against a
+threshold of :class:`~ratagent.agent.AgentConfig` (:func:`doubts`):
+
+1. **Indexing merit.** de Wolff's M20 of the cell (J. Appl. Cryst. 1, 108 (1968)):
+   the mean line-position discrepancy against the density of calculated lines. An
+   accept needs ``min_accept_m20``; the indexing's own "convincing" threshold is lower,
+   because it only decides whether to refine. And the lines in the merit must be at
+   least ``min_lines_per_parameter`` × (cell parameters + 1 for the zero shift), at
+   most 20: a handful of lines is indexed by a high-symmetry cell of a low-symmetry
+   mineral with a fine M_N (measured patterns of monoclinic minerals with 5–9 lines
+   found were indexed as hexagonal or cubic), while 9 lines fix a cubic cell.
+2. **Metric symmetry.** The lattice symmetry of the cell's metric (gemmi's
+   ``find_lattice_symmetry``: the twofold axes of the lattice within an obliquity of
+   ``metric_tolerance_deg``, as in Le Page, J. Appl. Cryst. 15, 255 (1982)). A cell whose
+   metric has a higher lattice system than the cell is described in is not in its
+   conventional setting: its higher-symmetry description indexes the same lines and was
+   not the one refined.
+3. **The network's crystal system.** The posterior mass the classifier puts on the
+   lattice family of the cell, at least ``min_family_probability``. The network sees the
+   whole profile; a cell of a family it finds implausible has most often been a wrong
+   cell on measured patterns.
+4. **Competing cells.** When another indexed cell, of another lattice family, fits within
+   ``min_cell_delta_bic`` of the winner, the data do not decide between the cells.
+5. **Fit quality.** The best fit's χ²_ν at most ``max_accept_chi2_reduced``: a cell that
+   leaves systematic misfit behind may be a sub- or supercell of the truth.
+
+An accepted EG is reported with every candidate within ``accept_set_delta_bic`` of it
+(:func:`accepted_set`).
+
+Every function is pure over plain values (the ``meta`` that
+:class:`~ratagent.agent.Assessment` carries), so that ``python -m training evaluate
+--pipeline`` can choose the thresholds on one half of the measured dev set and report
+them on the other from stored assessments.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+__all__ = ["accepted_set", "cell_evidence", "doubts", "family_of", "gate", "metric_family"]
+
+#: Lattice family of each number of lattice rotations (the holohedry's proper rotations).
+_FAMILY_BY_ROTATIONS = {1: "triclinic", 2: "monoclinic", 4: "orthorhombic", 6: "hexagonal",
+                        8: "tetragonal", 12: "hexagonal", 24: "cubic"}
+#: Free cell parameters of each lattice family.
+_CELL_PARAMETERS = {"triclinic": 6, "monoclinic": 4, "orthorhombic": 3, "tetragonal": 2, "hexagonal": 2,
+                    "cubic": 1}
+_FAMILY_RANK = {"triclinic": 0, "monoclinic": 1, "orthorhombic": 2, "tetragonal": 3, "hexagonal": 3,
+                "cubic": 4}
+
+
+def family_of(crystal_system: str) -> str:
+    """The lattice family of a crystal system (trigonal → hexagonal)."""
+    return "hexagonal" if crystal_system == "trigonal" else crystal_system
+
+
+def metric_family(cell: Sequence[float], centring: str, tolerance_deg: float) -> str:
+    """The lattice family of a cell's metric: its twofold axes within ``tolerance_deg`` obliquity."""
+    import gemmi
+
+    ops = gemmi.find_lattice_symmetry(gemmi.UnitCell(*[float(v) for v in cell]), centring,
+                                      float(tolerance_deg))
+    return _FAMILY_BY_ROTATIONS.get(len(ops.sym_ops), "triclinic")
+
+
+def _family_probability(nn_probs: Sequence[float], family: str) -> float:
+    from ratagent.crystallography import extinction_group
+
+    p = np.asarray(nn_probs, float)
+    return float(sum(p[eg - 1] for eg in range(1, p.size + 1)
+                     if extinction_group(eg).lattice_family == family))
+
+
+def _criterion(fit: dict[str, Any], c_hat: float) -> float:
+    return fit["chi2"] / c_hat + fit["n_params"] * math.log(fit["n_obs"])
+
+
+def cell_evidence(
+    meta: dict[str, Any], nn_probs: Sequence[float], tolerance_deg: float
+) -> dict[str, Any] | None:
+    """What speaks for the indexed cell an assessment was refined in (module docstring).
+
+    ``meta`` is :attr:`Assessment.meta` of an assessment refined in indexed cells
+    (``cells_indexed``, ``cell_fits``, ``cell``); None when it holds no indexed cell.
+    Returns ``m20``, ``n_lines`` (in the merit), ``family`` (of the cell as indexed), ``metric_family``,
+    ``family_probability``, ``chi2_reduced`` (the best fit in it) and ``cell_delta_bic``
+    (how much worse the best fit in the best other cell of another lattice family is;
+    ∞ when there is none).
+    """
+    used = meta.get("cell")
+    indexed = meta.get("cells_indexed") or []
+    fits = meta.get("cell_fits") or []
+    if used is None or not indexed or not fits:
+        return None
+    match = [c for c in indexed if np.allclose(c["cell"], used, rtol=1e-9, atol=1e-9)]
+    if not match:
+        return None
+    cell = match[0]
+    family = family_of(cell["crystal_system"])
+    fit_of = {tuple(f["cell"]): f for f in fits}
+    win = fit_of.get(tuple(used))
+    if win is None:
+        return None
+    c_hat = max(1.0, min(f["chi2_reduced"] for f in fits))
+    others = [_criterion(fit_of[tuple(c["cell"])], c_hat) for c in indexed
+              if tuple(c["cell"]) in fit_of and tuple(c["cell"]) != tuple(used)
+              and family_of(c["crystal_system"]) != family]
+    return {
+        "m20": float(cell["m20"]),
+        "n_lines": int(cell.get("n_lines", 20)),
+        "family": family,
+        "metric_family": metric_family(cell["cell"], cell["centring"], tolerance_deg),
+        "family_probability": _family_probability(nn_probs, family),
+        "chi2_reduced": float(win["chi2_reduced"]),
+        "cell_delta_bic": (min(others) - _criterion(win, c_hat)) if others else math.inf,
+    }
+
+
+def doubts(evidence: dict[str, Any], config: Any) -> list[str]:
+    """The reasons, one sentence each, not to accept a ranking in this cell (empty: no doubt).
+
+    ``config`` holds the thresholds (:class:`~ratagent.agent.AgentConfig`).
+    """
+    out = []
+    if evidence["m20"] < config.min_accept_m20:
+        out.append(f"the indexed cell's M20 = {evidence['m20']:.0f} is below the {config.min_accept_m20:g} "
+                   "an accept needs")
+    need = min(20, math.ceil(config.min_lines_per_parameter * (_CELL_PARAMETERS[evidence["family"]] + 1)))
+    if evidence["n_lines"] < need:
+        out.append(f"the {evidence['family']} cell rests on {evidence['n_lines']} lines, fewer than the "
+                   f"{need} an accept needs")
+    if _FAMILY_RANK[evidence["metric_family"]] > _FAMILY_RANK[evidence["family"]]:
+        out.append(f"the {evidence['family']} cell has a {evidence['metric_family']} metric (within "
+                   f"{config.metric_tolerance_deg:g}°): it is not the conventional cell of its lattice")
+    if evidence["family_probability"] < config.min_family_probability:
+        out.append(f"the network gives the {evidence['family']} family p = "
+                   f"{evidence['family_probability']:.2f} < {config.min_family_probability:g}")
+    if evidence["cell_delta_bic"] < config.min_cell_delta_bic:
+        out.append(f"a cell of another lattice family fits within ΔB = {evidence['cell_delta_bic']:.1f} "
+                   f"< {config.min_cell_delta_bic:g}: the data do not decide the cell")
+    if evidence["chi2_reduced"] > config.max_accept_chi2_reduced:
+        out.append(f"the best fit leaves misfit: χ²_ν = {evidence['chi2_reduced']:.2f} > "
+                   f"{config.max_accept_chi2_reduced:g}")
+    return out
+
+
+def gate(
+    meta: dict[str, Any], nn_probs: Sequence[float], config: Any
+) -> tuple[dict[str, Any] | None, list[str]]:
+    """The evidence for the indexed cell in ``meta`` and the doubts it leaves (empty: accept)."""
+    evidence = cell_evidence(meta, nn_probs, config.metric_tolerance_deg)
+    if evidence is None:
+        return None, ["the indexed cell the ranking was refined in cannot be traced"]
+    return evidence, doubts(evidence, config)
+
+
+def accepted_set(indistinguishable: Sequence[int], ranking: Sequence[tuple[int, float | None]],
+                 delta_bic: float) -> tuple[int, ...]:
+    """The EGs an accept reports: the indistinguishable set and every candidate within ``delta_bic``.
+
+    ``ranking`` is (EG, ΔB) best first. On measured patterns texture and profile misfit
+    that no EG explains remain in χ² even after scaling by ĉ, so a ΔB of a few tens between
+    EGs in one cell is not proof of their absences; they are reported together.
+    """
+    out = list(indistinguishable)
+    out += [eg for eg, d in ranking if d is not None and d < delta_bic and eg not in out]
+    return tuple(out)

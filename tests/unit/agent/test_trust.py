@@ -1,0 +1,158 @@
+"""The trust step: cells in a non-conventional setting of a higher-symmetry lattice, and
+the doubts that turn an accept on an indexed cell into a flag."""
+
+import math
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from ratagent.agent import AgentConfig, Assessment, Candidate
+from ratagent.trust import cell_evidence, doubts, family_of, gate, metric_family
+
+HALITE_A = 5.6402  # NaCl, Fm-3m (Walker et al., Am. Mineral. 89, 2004)
+QUARTZ_A, QUARTZ_C = 4.9134, 5.4052  # α-quartz, P3₂21 (Levien et al., Am. Mineral. 65, 920 (1980))
+RUTILE_A, RUTILE_C = 4.5937, 2.9587  # TiO₂, P4₂/mnm (Burdett et al., JACS 109, 3639 (1987))
+# Mg₂SiO₄, Pbnm (Smyth & Hazen, Am. Mineral. 58, 588 (1973))
+FORSTERITE = (4.7535, 10.1943, 5.9807, 90, 90, 90)
+
+
+@pytest.mark.parametrize(
+    "cell, centring, family",
+    [
+        # the cubic F lattice of halite described as orthorhombic I: a/√2, a, a/√2
+        ((HALITE_A / math.sqrt(2), HALITE_A, HALITE_A / math.sqrt(2), 90, 90, 90), "I", "cubic"),
+        ((HALITE_A,) * 3 + (90,) * 3, "F", "cubic"),
+        # quartz's hexagonal lattice as a monoclinic cell (a, c, a, 90, 120, 90)
+        ((QUARTZ_A, QUARTZ_C, QUARTZ_A, 90, 120, 90), "P", "hexagonal"),
+        # rutile's tetragonal lattice as a monoclinic cell with β = 135°: a, c, a₂ − a₁
+        ((RUTILE_A, RUTILE_C, RUTILE_A * math.sqrt(2), 90, 135, 90), "P", "tetragonal"),
+        (FORSTERITE, "P", "orthorhombic"),
+        ((8.15, 12.87, 7.11, 93.5, 116.4, 90.3), "P", "triclinic"),  # albite-like, no symmetry
+    ],
+)
+def test_metric_family_of_published_lattices_in_any_setting(cell, centring, family):
+    assert metric_family(cell, centring, tolerance_deg=0.5) == family
+
+
+def test_a_slightly_distorted_metric_needs_the_tolerance():
+    """a/b = 1.005: a 2-fold along [110] is 0.29° oblique, tetragonal only within that."""
+    cell = (5.000, 5.025, 7.0, 90, 90, 90)
+    assert metric_family(cell, "P", 0.1) == "orthorhombic"
+    assert metric_family(cell, "P", 0.5) == "tetragonal"
+
+
+def test_family_of_trigonal_is_hexagonal():
+    assert family_of("trigonal") == "hexagonal" and family_of("cubic") == "cubic"
+
+
+def _meta(cell, system, centring, m20=100.0, chi2_reduced=2.0, others=(), n_lines=20):
+    """An assessment's meta as the agent writes it: the indexed cells and their best fits."""
+    cells = [(cell, system, centring, chi2_reduced * 4000), *others]
+    return {
+        "cell": list(cell),
+        "cell_from_indexing": list(cell),
+        "cells_indexed": [{"crystal_system": s, "centring": c, "cell": list(x), "m20": m20,
+                           "n_lines": n_lines}
+                          for x, s, c, _ in cells],
+        "cell_fits": [{"cell": list(x), "chi2": chi2, "chi2_reduced": chi2 / 4000, "n_params": 30,
+                       "n_obs": 4000} for x, _, _, chi2 in cells],
+        "cells_refined": [list(x) for x, _, _, _ in cells],
+    }
+
+
+def _probs_on(egs):
+    p = np.full(99, 1e-4)
+    p[np.asarray(egs) - 1] = 1.0
+    return p / p.sum()
+
+
+CUBIC_EGS = range(81, 99)
+CONFIG = AgentConfig()
+
+
+def test_a_conventional_cell_the_network_agrees_with_leaves_no_doubt():
+    meta = _meta((HALITE_A,) * 3 + (90,) * 3, "cubic", "F")
+    evidence, why = gate(meta, _probs_on(CUBIC_EGS), CONFIG)
+    assert why == [] and evidence["metric_family"] == "cubic" and evidence["cell_delta_bic"] == math.inf
+
+
+@pytest.mark.parametrize(
+    "change, words",
+    [
+        ({"m20": 5.0}, "M20 = 5"),
+        ({"n_lines": 6}, "cubic cell rests on 6 lines, fewer than the 8"),  # 4 × (1 + 1)
+        ({"chi2_reduced": 9.0}, "χ²_ν = 9.00"),
+        ({"cell": (HALITE_A / math.sqrt(2), HALITE_A, HALITE_A / math.sqrt(2), 90, 90, 90),
+          "system": "orthorhombic", "centring": "I"}, "not the conventional cell"),
+    ],
+)
+def test_each_doubt_is_named(change, words):
+    args = {"cell": (HALITE_A,) * 3 + (90,) * 3, "system": "cubic", "centring": "F"} | change
+    meta = _meta(args.pop("cell"), args.pop("system"), args.pop("centring"), **args)
+    _, why = gate(meta, _probs_on(CUBIC_EGS), CONFIG)
+    assert any(words in w for w in why), why
+
+
+def test_a_cell_the_network_finds_implausible_is_doubted():
+    config = AgentConfig(min_family_probability=0.2)
+    _, why = gate(_meta((HALITE_A,) * 3 + (90,) * 3, "cubic", "F"), _probs_on([1, 2, 3]), config)
+    assert any("network gives the cubic family p = 0.00 < 0.2" in w for w in why), why
+
+
+def test_a_rival_cell_of_another_family_within_the_margin_is_doubted():
+    rival = ((HALITE_A, HALITE_A, 6.1, 90, 90, 90), "tetragonal", "P", 2.0 * 4000 + 5.0)
+    meta = _meta((HALITE_A,) * 3 + (90,) * 3, "cubic", "F", others=[rival])
+    evidence, why = gate(meta, _probs_on(CUBIC_EGS), CONFIG)
+    assert evidence["cell_delta_bic"] == pytest.approx(5.0 / 2.0)  # χ² over ĉ = the best χ²_ν
+    assert any("the data do not decide the cell" in w for w in why), why
+    far = ((HALITE_A, HALITE_A, 6.1, 90, 90, 90), "tetragonal", "P", 2.0 * 4000 + 500.0)
+    assert gate(_meta((HALITE_A,) * 3 + (90,) * 3, "cubic", "F", others=[far]),
+                _probs_on(CUBIC_EGS), CONFIG)[1] == []
+
+
+def test_an_untraceable_cell_is_doubted():
+    evidence, why = gate({"cell": [5.0] * 3 + [90] * 3}, _probs_on(CUBIC_EGS), CONFIG)
+    assert evidence is None and "cannot be traced" in why[0]
+    assert cell_evidence({}, _probs_on(CUBIC_EGS), 0.5) is None
+
+
+def test_doubts_follow_the_thresholds():
+    evidence = {"m20": 25.0, "n_lines": 9, "family": "cubic", "metric_family": "cubic",
+                "family_probability": 0.3, "chi2_reduced": 3.0, "cell_delta_bic": 20.0}
+    loose = SimpleNamespace(min_accept_m20=20, min_lines_per_parameter=4, metric_tolerance_deg=0.5,
+                            min_family_probability=0.2, min_cell_delta_bic=10, max_accept_chi2_reduced=4)
+    assert doubts(evidence, loose) == []
+    strict = SimpleNamespace(min_accept_m20=30, min_lines_per_parameter=5, metric_tolerance_deg=0.5,
+                             min_family_probability=0.5, min_cell_delta_bic=50, max_accept_chi2_reduced=2)
+    assert len(doubts(evidence, strict)) == 5  # 9 lines < 5 × (1 + 1) for a cubic cell, and 4 more
+
+
+def test_a_doubtful_indexed_cell_never_yields_accept(tmp_path):
+    """The agent's last step: an accept refined in the orthorhombic-I description of
+    halite's cubic lattice becomes a flag that names the doubt and the competing answers."""
+    from ratagent.testing import tiny_agent
+
+    agent = tiny_agent(tmp_path)
+    ortho = (HALITE_A / math.sqrt(2), HALITE_A, HALITE_A / math.sqrt(2), 90, 90, 90)
+    accepted = Assessment(
+        verdict="accept", candidates=(Candidate(34, "I m m m", 0.3, 1.0, 0.0, 0.1, 2.0),),
+        indistinguishable=(34,), reasons=("indexed", "EG 34 fits best"), count_time_s=None,
+        suggested_count_time_s=None, model_id=None, refined=True,
+        meta=_meta(ortho, "orthorhombic", "I"),
+    )
+    posterior = SimpleNamespace(probs=_probs_on(range(1, 100)))
+    out = agent._trusted(accepted, posterior)
+    assert out.verdict == "flag"
+    assert any("not the conventional cell" in r for r in out.reasons), out.reasons
+    assert out.reasons[-1].startswith("not decided: cells (3.988, 5.64, 3.988") and "EG 34" in out.reasons[-1]
+    assert out.meta["verdict_before_trust"] == "accept"
+
+
+def test_an_accept_reports_every_eg_within_the_set_margin():
+    from ratagent.trust import accepted_set
+
+    ranking = [(29, 0.0), (33, 12.0), (26, 45.0), (55, 80.0), (54, None)]
+    assert accepted_set((29,), ranking, 10.0) == (29,)
+    assert accepted_set((29,), ranking, 60.0) == (29, 33, 26)
+    assert accepted_set((29, 55), ranking, 60.0) == (29, 55, 33, 26)  # the given set first

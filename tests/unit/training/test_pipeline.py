@@ -1,0 +1,122 @@
+"""The dev-set split, the pipeline report with its intervals, and the trust-threshold replay."""
+
+import csv
+import math
+
+import numpy as np
+import pytest
+
+from ratagent.agent import AgentConfig
+from training.devsplit import SPLIT_FILE, build_split, dev_split
+from training.pipeline import (
+    accepted_right,
+    choose_thresholds,
+    pipeline_report,
+    read_cases,
+    replay,
+    run_pipeline,
+    wilson,
+)
+
+
+def test_the_shipped_split_is_the_one_the_rule_builds(dev_set_path):
+    half, group = build_split(dev_set_path)
+    assert dev_split().tolist() == half.tolist()
+    with SPLIT_FILE.open() as f:
+        assert [int(r["group"]) for r in csv.DictReader(f)] == group.tolist()
+    # a mineral's near duplicates never straddle the halves; the halves are equal in size
+    for g in np.unique(group):
+        assert len(set(half[group == g])) == 1
+    assert (half == "A").sum() == (half == "B").sum() == 227
+
+
+def test_split_file_errors_name_the_file(tmp_path):
+    bad = tmp_path / "split.csv"
+    bad.write_text("index,half,group\n0,A,0\n1,C,1\n")
+    with pytest.raises(ValueError, match=r"split.csv: half must be A or B, got \['C'\]"):
+        dev_split(bad)
+
+
+@pytest.mark.parametrize(
+    "k, n, lo, hi",
+    [  # Wilson (1927) intervals, as tabulated by Newcombe, Stat. Med. 17, 857 (1998), table I
+        (81, 263, 0.2553, 0.3662),
+        (15, 148, 0.0624, 0.1605),
+        (0, 20, 0.0, 0.1611),
+        (1, 29, 0.0061, 0.1718),
+    ],
+)
+def test_wilson_interval_matches_newcombe(k, n, lo, hi):
+    assert wilson(k, n) == pytest.approx((lo, hi), abs=6e-4)
+    assert all(math.isnan(v) for v in wilson(0, 0))
+
+
+def _case(eg, ranking, verdict, indist=(), refined=True, half="A"):
+    return {"index": 0, "half": half, "eg": eg, "ranking": list(ranking), "verdict": verdict,
+            "indistinguishable": list(indist), "refined": refined, "elapsed_s": 1.0, "meta": {},
+            "nn_probs": [1 / 99] * 99, "candidates": [{"eg": e, "delta_bic": 100.0 * i}
+                                                     for i, e in enumerate(ranking)]}
+
+
+def test_report_counts_accepts_right_when_the_truth_is_indistinguishable():
+    cases = [
+        _case(14, [14, 4], "accept"),  # right EG
+        _case(4, [14, 4], "accept", indist=[14, 4]),  # right: in the reported set
+        _case(62, [14, 62], "accept"),  # wrong EG and wrong system
+        _case(33, [29, 33], "flag"),  # flagged, right system
+        _case(94, [1], "remeasure"),
+    ]
+    assert [accepted_right(c) for c in cases[:3]] == [True, True, False]
+    rep = pipeline_report(cases)
+    assert rep["accept_precision"]["k"] == 2 and rep["accept_precision"]["n"] == 3
+    assert rep["coverage"]["rate"] == pytest.approx(0.6)
+    assert rep["top1"]["k"] == 1 and rep["top5"]["k"] == 4
+    assert rep["verdicts"]["accept"] == {"right EG": 2, "right system": 0, "wrong system": 1}
+    assert rep["verdicts"]["flag"] == {"right EG": 0, "right system": 1, "wrong system": 0}
+
+
+def test_replay_never_accepts_a_posterior_alone_and_keeps_other_verdicts():
+    config = AgentConfig()
+    assert replay(_case(14, [14], "accept", refined=False), config) == "flag"
+    assert replay(_case(14, [14], "remeasure"), config) == "remeasure"
+    given_cell = _case(14, [14], "accept")  # refined in a cell the user gave: not re-checked
+    assert replay(given_cell, config) == "accept"
+
+
+def _indexed_case(eg_true, eg_best, m20, half="A"):
+    cell = [5.0, 6.0, 7.0, 90.0, 90.0, 90.0]
+    c = _case(eg_true, [eg_best], "accept", half=half)
+    c["meta"] = {"cell": cell, "cell_from_indexing": cell,
+                 "cells_indexed": [{"crystal_system": "orthorhombic", "centring": "P", "cell": cell,
+                                    "m20": m20, "n_lines": 20}],
+                 "cell_fits": [{"cell": cell, "chi2": 4000.0, "chi2_reduced": 1.0, "n_params": 30,
+                                "n_obs": 4000}]}
+    c["nn_probs"] = [1.0 / 99] * 99
+    return c
+
+
+def test_thresholds_are_chosen_for_precision_then_coverage():
+    """Right answers have M20 ≥ 40, wrong ones ≤ 20: the chosen M20 bound separates them."""
+    cases = [_indexed_case(29, 29, 60.0)] * 6 + [_indexed_case(29, 33, 15.0)] * 3
+    config, rep = choose_thresholds(cases, AgentConfig(), min_precision=0.95,
+                                    grid={"min_accept_m20": (0.0, 10.0, 30.0, 70.0)})
+    assert config.min_accept_m20 == 30.0
+    assert rep["accept_precision"]["rate"] == 1.0 and rep["coverage"]["k"] == 6
+
+
+@pytest.mark.slow
+def test_run_pipeline_resumes_from_its_cases(tmp_path, dev_set_path):
+    from ratagent.testing import tiny_checkpoint
+    from training.evaluate import load_dev_set
+
+    patterns, eg = load_dev_set(dev_set_path)
+    halves = dev_split()
+    ckpt = tiny_checkpoint(tmp_path / "ckpt")
+    out = tmp_path / "run"
+    cases = run_pipeline(patterns, eg, halves, out, checkpoint=str(ckpt), jobs=1, indices=[339],
+                         progress=False)
+    assert [c["index"] for c in cases] == [339] and cases[0]["eg"] == int(eg[339])
+    assert cases[0]["half"] == halves[339] and len(cases[0]["nn_probs"]) == 99
+    again = run_pipeline(patterns, eg, halves, out, checkpoint=str(ckpt), jobs=1, indices=[339],
+                         progress=False)
+    assert again == cases == read_cases(out)  # nothing assessed twice

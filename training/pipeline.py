@@ -1,0 +1,338 @@
+"""The agent's whole path over the measured dev set, in parallel, resumable, and its report.
+
+:func:`run_pipeline` assesses every pattern as the live loop would with no cell (peak
+search, indexing, Pawley ranking, decision) in ``jobs`` worker processes of one thread
+each, and appends one JSON line per pattern to ``cases.jsonl``, so an interrupted run
+resumes where it stopped. :func:`pipeline_report` turns the cases into the figures the
+project reports, each with its Wilson 95 % interval, on the whole set and on each fixed
+half (:mod:`training.devsplit`):
+
+* top-1 / top-5 EG and crystal system of the agent's ranking (the network's posterior
+  fills the ranking after the refined candidates);
+* the verdict table: accept / remeasure / flag × right EG / right system / wrong system;
+* **accept precision**: among accepted patterns, the share whose true EG is the accepted
+  one or in the set the agent reported as indistinguishable from it;
+* **coverage**: the share of patterns accepted.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["CASES_FILE", "assess_case", "pipeline_report", "read_cases", "run_pipeline", "wilson"]
+
+CASES_FILE = "cases.jsonl"
+SYSTEMS = ("triclinic", "monoclinic", "orthorhombic", "tetragonal", "trigonal", "hexagonal", "cubic")
+
+_worker: dict[str, Any] = {}
+
+
+def wilson(k: int, n: int, z: float = 1.959964) -> tuple[float, float]:
+    """Wilson score interval of a binomial proportion k/n (95 % for the default z).
+
+    (E. B. Wilson, J. Am. Stat. Assoc. 22, 209 (1927).) ``(nan, nan)`` when n = 0.
+    """
+    if n <= 0:
+        return (math.nan, math.nan)
+    p = k / n
+    den = 1 + z * z / n
+    mid = (p + z * z / (2 * n)) / den
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / den
+    return (max(0.0, mid - half), min(1.0, mid + half))
+
+
+def _init_worker(checkpoint: str | None, config: dict[str, Any], radiation: str) -> None:
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    from ratagent.agent import Agent, AgentConfig
+    from ratagent.instrument import Instrument
+    from ratagent.model.inference import load
+
+    torch.set_num_threads(1)
+    _worker["limits"] = threadpool_limits(1)
+    clf = load(checkpoint)
+    _worker["agent"] = Agent(clf, AgentConfig(**config), instrument=Instrument.for_radiation(radiation))
+
+
+def assess_case(agent, pattern, eg_true: int, index: int, half: str) -> dict[str, Any]:
+    """One dev pattern through ``agent`` with no cell, as a JSON-ready record."""
+    a = agent.assess_safely(pattern, count_time=None)
+    post = agent.classifier.predict(pattern)
+    ranked = [c.eg for c in a.candidates] + [e for e, _ in post.top(99)]
+    return {
+        "index": int(index),
+        "half": half,
+        "eg": int(eg_true),
+        "verdict": a.verdict,
+        "ranking": list(dict.fromkeys(ranked))[:10],
+        "indistinguishable": list(a.indistinguishable),
+        "candidates": [
+            {"eg": c.eg, "delta_bic": c.delta_bic, "rwp": c.rwp, "chi2_reduced": c.chi2_reduced,
+             "probability": c.probability}
+            for c in a.candidates
+        ],
+        "refined": bool(a.refined),
+        "nn_probs": [round(float(p), 6) for p in post.probs],
+        "reasons": list(a.reasons),
+        "meta": a.meta,
+        "elapsed_s": float(a.elapsed_s),
+    }
+
+
+def _run_one(item: tuple[int, np.ndarray, np.ndarray, float, int, str]) -> dict[str, Any]:
+    from ratagent.patterns import Pattern
+
+    index, two_theta, intensity, wavelength, eg_true, half = item
+    pattern = Pattern(two_theta, intensity, wavelength, meta={"source": f"dev[{index}]"})
+    return assess_case(_worker["agent"], pattern, eg_true, index, half)
+
+
+def read_cases(out_dir: str | Path) -> list[dict[str, Any]]:
+    """The cases written so far by :func:`run_pipeline`, in dev-set order."""
+    path = Path(out_dir) / CASES_FILE
+    if not path.is_file():
+        return []
+    cases = {}
+    for n, line in enumerate(path.read_text().splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            case = json.loads(line)
+        except json.JSONDecodeError as exc:  # a line cut short by an interrupted run
+            if n == len(path.read_text().splitlines()):
+                break
+            raise ValueError(f"{path}:{n}: not a JSON record: {exc}") from exc
+        cases[case["index"]] = case
+    return [cases[k] for k in sorted(cases)]
+
+
+def run_pipeline(
+    patterns: Sequence[Any],
+    eg_true: Sequence[int],
+    halves: Sequence[str],
+    out_dir: str | Path,
+    *,
+    checkpoint: str | None = None,
+    config: dict[str, Any] | None = None,
+    radiation: str = "Cu",
+    jobs: int = 1,
+    indices: Iterable[int] | None = None,
+    progress: bool = True,
+) -> list[dict[str, Any]]:
+    """Assess the given dev patterns (default: all) in ``jobs`` processes; resumes from ``out_dir``.
+
+    Returns every case in ``out_dir`` (those of earlier runs included), in dev-set order.
+    """
+    import multiprocessing as mp
+
+    from tqdm import tqdm
+
+    if jobs < 1:
+        raise ValueError(f"jobs must be >= 1, got {jobs}")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    done = {c["index"] for c in read_cases(out)}
+    todo = [i for i in (range(len(patterns)) if indices is None else indices) if i not in done]
+    items = [(i, np.asarray(patterns[i].two_theta), np.asarray(patterns[i].intensity),
+              float(patterns[i].wavelength), int(eg_true[i]), str(halves[i])) for i in todo]
+    args = (checkpoint, dict(config or {}), radiation)
+    bar = tqdm(total=len(items), desc="pipeline", disable=not progress)
+    with (out / CASES_FILE).open("a") as f, bar:
+        if jobs == 1:
+            _init_worker(*args)
+            results: Iterable[dict[str, Any]] = map(_run_one, items)
+            pool = None
+        else:
+            pool = mp.get_context("spawn").Pool(jobs, initializer=_init_worker, initargs=args)
+            results = pool.imap_unordered(_run_one, items, chunksize=1)
+        try:
+            for case in results:
+                f.write(json.dumps(case) + "\n")
+                f.flush()
+                os.fsync(f.fileno())
+                bar.update(1)
+        finally:
+            if pool is not None:
+                pool.terminate()
+    return read_cases(out)
+
+
+def _system(eg: int) -> str:
+    from ratagent.crystallography import extinction_group
+
+    return extinction_group(int(eg)).crystal_system
+
+
+def _rate(k: int, n: int) -> dict[str, Any]:
+    lo, hi = wilson(k, n)
+    return {"k": int(k), "n": int(n), "rate": k / n if n else math.nan, "ci95": [lo, hi]}
+
+
+def accepted_right(case: dict[str, Any]) -> bool:
+    """Whether an accepted case is right: its EG, or the truth in its indistinguishable set."""
+    best = case["ranking"][0] if case["ranking"] else None
+    return case["eg"] == best or case["eg"] in case["indistinguishable"]
+
+
+def pipeline_report(cases: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """The figures of one set of cases (module docstring), each with k, n, rate and 95 % interval."""
+    n = len(cases)
+    top1 = sum(c["ranking"][:1] == [c["eg"]] for c in cases)
+    top5 = sum(c["eg"] in c["ranking"][:5] for c in cases)
+    system_right = [bool(c["ranking"]) and _system(c["ranking"][0]) == _system(c["eg"]) for c in cases]
+    table: dict[str, dict[str, int]] = {}
+    for c, sys_ok in zip(cases, system_right, strict=True):
+        col = "right EG" if accepted_right(c) else ("right system" if sys_ok else "wrong system")
+        row = table.setdefault(c["verdict"], {"right EG": 0, "right system": 0, "wrong system": 0})
+        row[col] += 1
+    accepted = [c for c in cases if c["verdict"] == "accept"]
+    per_system = {}
+    for s in SYSTEMS:
+        sel = [c for c in cases if _system(c["eg"]) == s]
+        if sel:
+            per_system[s] = {
+                "top1": _rate(sum(c["ranking"][:1] == [c["eg"]] for c in sel), len(sel)),
+                "accepted": len([c for c in sel if c["verdict"] == "accept"]),
+                "accepted_right": len([c for c in sel if c["verdict"] == "accept" and accepted_right(c)]),
+            }
+    return {
+        "n": n,
+        "top1": _rate(top1, n),
+        "top5": _rate(top5, n),
+        "crystal_system": _rate(sum(system_right), n),
+        "accept_precision": _rate(sum(accepted_right(c) for c in accepted), len(accepted)),
+        "coverage": _rate(len(accepted), n),
+        "accepted_set_size": float(np.mean([max(1, len(c["indistinguishable"])) for c in accepted]))
+        if accepted else math.nan,
+        "refined": int(sum(c["refined"] for c in cases)),
+        "verdicts": table,
+        "per_system": per_system,
+        "median_s": float(np.median([c["elapsed_s"] for c in cases])) if cases else math.nan,
+    }
+
+
+def _fmt(r: dict[str, Any]) -> str:
+    lo, hi = r["ci95"]
+    return f"{r['rate']:6.1%} [{lo:5.1%}, {hi:5.1%}] ({r['k']}/{r['n']})"
+
+
+def format_report(reports: dict[str, dict[str, Any]]) -> str:
+    """The reports of several subsets (e.g. whole set, half A, half B) as a text table."""
+    rows = ["top1", "top5", "crystal_system", "accept_precision", "coverage"]
+    lines = []
+    for name, rep in reports.items():
+        lines.append(f"{name}: {rep['n']} patterns, {rep['refined']} refined, median {rep['median_s']:.1f} s")
+        lines += [f"  {r:17s} {_fmt(rep[r])}" for r in rows]
+        lines.append(f"  EGs per accept    {rep['accepted_set_size']:.1f}")
+        lines.append(f"  {'verdict':10s} {'right EG':>9s} {'right sys':>10s} {'wrong sys':>10s}")
+        for v in ("accept", "remeasure", "flag"):
+            row = rep["verdicts"].get(v, {})
+            lines.append(f"  {v:10s} {row.get('right EG', 0):9d} {row.get('right system', 0):10d} "
+                         f"{row.get('wrong system', 0):10d}")
+        lines.append("  per system (true): top-1, accepted right/accepted")
+        for s, r in rep["per_system"].items():
+            lines.append(f"    {s:13s} {_fmt(r['top1'])}  {r['accepted_right']}/{r['accepted']}")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------- trust thresholds
+
+#: Values tried for each threshold of :mod:`ratagent.trust` by :func:`choose_thresholds`.
+TRUST_GRID: dict[str, tuple[float, ...]] = {
+    "min_accept_m20": (0.0, 20.0, 40.0, 70.0, 100.0),
+    "min_lines_per_parameter": (0.0, 3.0, 4.0, 5.0),
+    "metric_tolerance_deg": (0.25, 0.5, 1.0),
+    "min_family_probability": (0.0, 0.1, 0.2, 0.3),
+    "min_cell_delta_bic": (0.0, 10.0, 50.0),
+    "max_accept_chi2_reduced": (2.0, 3.0, 4.0),
+    "accept_set_delta_bic": (10.0, 30.0, 60.0),
+}
+
+
+def replay(case: dict[str, Any], config: Any) -> str:
+    """The verdict the agent with ``config`` gives a stored case (only the trust step is re-run).
+
+    Everything before the trust step (indexing, Pawley ranking, their thresholds) is as
+    stored; an accept on an indexed cell is re-checked with :func:`ratagent.trust.gate`, and
+    a posterior-only accept follows ``config.accept_posterior_only``.
+    """
+    from ratagent.trust import gate
+
+    return _replay(case, config, lambda: gate(case["meta"], case["nn_probs"], config)[1])
+
+
+def _replay(case: dict[str, Any], config: Any, doubts_of) -> str:
+    verdict = case["meta"].get("verdict_before_trust", case["verdict"])
+    if verdict != "accept":
+        return verdict
+    if not case["refined"]:
+        return "accept" if config.accept_posterior_only else "flag"
+    if case["meta"].get("cell_from_indexing") is None:
+        return "accept"  # refined in a given cell
+    return "flag" if doubts_of() else "accept"
+
+
+def _with_verdict(case: dict[str, Any], verdict: str, config: Any) -> dict[str, Any]:
+    """The case with a replayed verdict and, for a refined accept, its reported set."""
+    from ratagent.trust import accepted_set
+
+    out = {**case, "verdict": verdict}
+    if verdict == "accept" and case["refined"]:
+        ranking = [(c["eg"], c["delta_bic"]) for c in case["candidates"]]
+        out["indistinguishable"] = list(accepted_set(case["indistinguishable"], ranking,
+                                                     config.accept_set_delta_bic))
+    return out
+
+
+def replayed(cases: Sequence[dict[str, Any]], config: Any) -> list[dict[str, Any]]:
+    """The cases with their verdicts (and accepted sets) replayed under ``config`` (:func:`replay`)."""
+    return [_with_verdict(c, replay(c, config), config) for c in cases]
+
+
+def choose_thresholds(cases: Sequence[dict[str, Any]], base: Any, *, min_precision: float = 0.95,
+                      grid: dict[str, tuple[float, ...]] | None = None) -> tuple[Any, dict[str, Any]]:
+    """The trust thresholds that accept most of ``cases`` at accept precision ≥ ``min_precision``.
+
+    Exhaustive over ``grid`` (default :data:`TRUST_GRID`); ties go to the higher precision,
+    then to the stricter thresholds (the grid's later values for lower bounds). Returns the
+    config (``base`` with the chosen thresholds) and its report on ``cases``.
+    """
+    import itertools
+    from dataclasses import replace
+
+    from ratagent.trust import cell_evidence, doubts
+
+    grid = TRUST_GRID if grid is None else grid
+    names = list(grid)
+    # the evidence depends on the metric tolerance only: computed once per tolerance
+    tolerances = grid.get("metric_tolerance_deg", (base.metric_tolerance_deg,))
+    evidence = {t: [cell_evidence(c["meta"], c["nn_probs"], t) if c["refined"] else None for c in cases]
+                for t in tolerances}
+    best: tuple[tuple[float, float], Any] | None = None
+    for values in itertools.product(*(grid[n] for n in names)):
+        config = replace(base, **dict(zip(names, values, strict=True)))
+        evs = evidence[config.metric_tolerance_deg]
+        verdicts = [_replay(c, config, lambda ev=ev, config=config: ev is None or bool(doubts(ev, config)))
+                    for c, ev in zip(cases, evs, strict=True)]
+        acc = [_with_verdict(c, v, config) for c, v in zip(cases, verdicts, strict=True) if v == "accept"]
+        if not acc:
+            continue
+        precision = sum(accepted_right(c) for c in acc) / len(acc)
+        if precision < min_precision:
+            continue
+        key = (len(acc), precision)
+        if best is None or key >= best[0]:
+            best = (key, config)
+    if best is None:
+        config = replace(base, min_family_probability=1.0)  # accepts nothing
+    else:
+        config = best[1]
+    return config, pipeline_report(replayed(cases, config))
