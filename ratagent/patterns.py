@@ -198,12 +198,14 @@ _WAVELENGTH_RE = re.compile(
 )
 
 
+def _header_match(pattern: re.Pattern[str], lines: list[str]) -> re.Match[str] | None:
+    """The first match of ``pattern`` in the header lines."""
+    return next((m for m in map(pattern.search, lines) if m), None)
+
+
 def _wavelength_from_header(lines: list[str]) -> float | None:
-    for line in lines:
-        m = _WAVELENGTH_RE.search(line)
-        if m:
-            return float(m.group(1))
-    return None
+    m = _header_match(_WAVELENGTH_RE, lines)
+    return None if m is None else float(m.group(1))
 
 
 # "# radiation: Cu", "Anode = Co", "# target: Mo Ka", "CuKa1/Ka2"
@@ -216,11 +218,8 @@ _RADIATION_RE = re.compile(
 
 def _radiation_from_header(lines: list[str]) -> str | None:
     """The X-ray tube anode a header names (``"Cu"``), else None."""
-    for line in lines:
-        m = _RADIATION_RE.search(line)
-        if m:
-            return (m.group(1) or m.group(2)).capitalize()
-    return None
+    m = _header_match(_RADIATION_RE, lines)
+    return None if m is None else (m.group(1) or m.group(2)).capitalize()
 
 
 def _read_text_columns(path: Path, delimiter: str | None) -> tuple[np.ndarray, list[str]]:

@@ -250,6 +250,14 @@ def _pipeline(args: argparse.Namespace) -> int:
     print(f"dev set {args.dev}; cases in {out}")
     print(format_report(reports))
     (out / "report.json").write_text(json.dumps(reports, indent=2))
+    if args.results:
+        from training.pipeline import results_markdown
+
+        command = ("python -m training evaluate --pipeline --jobs 2 --choose-thresholds "
+                   "--results docs/results.md")
+        text = results_markdown(reports, command)
+        Path(args.results).write_text("# Verdicts on the measured dev set\n\n" + text, encoding="utf-8")
+        print(f"results: {args.results}")
     print(f"report: {out / 'report.json'}")
     return 0
 
@@ -322,6 +330,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--jobs", type=int, default=1, help="with --pipeline: worker processes (one thread each)")
     p.add_argument("--choose-thresholds", action="store_true",
                    help="with --pipeline: choose the trust thresholds on each half, report on the other")
+    p.add_argument("--results", default=None, metavar="FILE.md",
+                   help="with --pipeline: also write the figures as a Markdown table (docs/results.md)")
     p.add_argument(
         "--index-cells", type=int, default=None,
         help="with --pipeline: most indexed cells refined per pattern (default: AgentConfig's)",

@@ -336,3 +336,21 @@ def choose_thresholds(cases: Sequence[dict[str, Any]], base: Any, *, min_precisi
     else:
         config = best[1]
     return config, pipeline_report(replayed(cases, config))
+
+
+def results_markdown(reports: dict[str, dict[str, Any]], command: str) -> str:
+    """The reports as a Markdown table (one column per report), with the command that made them."""
+    rows = [("accept precision", "accept_precision"), ("coverage (accepted)", "coverage"),
+            ("top-1 EG", "top1"), ("top-5 EG", "top5"), ("crystal system", "crystal_system")]
+    names = list(reports)
+    lines = ["| | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+    for label, key in rows:
+        cells = []
+        for name in names:
+            r = reports[name][key]
+            lo, hi = r["ci95"]
+            cells.append(f"{r['rate']:.1%} [{lo:.1%}, {hi:.1%}] ({r['k']}/{r['n']})" if r["n"] else "—")
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    sizes = [f"{reports[n]['accepted_set_size']:.1f}" for n in names]
+    lines.append("| EGs reported per accept | " + " | ".join(sizes) + " |")
+    return "\n".join(lines) + f"\n\nProduced by `{command}`.\n"

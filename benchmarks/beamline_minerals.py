@@ -1,0 +1,98 @@
+"""Verdicts of the plan's default agent on the simulated beamline's minerals, no cell given.
+
+Runs ``RE(symmetry_scan(det, samples=every library mineral, changer=..., count_time=1.0))``
+with each sample's cell withheld (``Sample(..., cell=None)``), the default agent (the
+shipped checkpoint, the detector's radiation), once per seed, and scores the **final**
+decision of each sample (after the re-measurements the agent asked for) against the
+mineral's published space group: accept precision (accepted EG is the truth or in the
+reported set) and coverage (share accepted), with Wilson 95 % intervals. The truth is
+exact here; the seeds drive the counting noise only.
+
+    python benchmarks/beamline_minerals.py --seeds 5 [--minerals quartz,halite] [--out DIR]
+
+Each (seed, mineral) result is appended to ``DIR/cases.jsonl``; a rerun resumes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def _run_seed(seed: int, names: list[str], time_scale: float) -> list[dict]:
+    import numpy as np
+    from bluesky import RunEngine
+
+    from plans import symmetry_scan
+    from sim_beamline import PowderDetector, SampleChanger, mineral_sample
+
+    samples = [mineral_sample(n) for n in names]
+    blind = [type(s)(s.name, s.record, None, s.scattering_power, s.background, s.impurity,
+                     s.impurity_fraction, s.meta) for s in samples]
+    changer = SampleChanger(name="changer", samples=blind)
+    det = PowderDetector(name="det", changer=changer, time_scale=time_scale, rng=np.random.default_rng(seed))
+    events: list[dict] = []
+
+    def collect(name, doc):
+        if name == "event" and "assessment_verdict" in doc["data"]:
+            events.append(doc["data"])
+
+    RE = RunEngine()
+    RE(symmetry_scan(det, samples=names, changer=changer, count_time=1.0), collect)
+    final = {}
+    for ev in events:  # the last decision of each sample is its final one
+        final[ev["assessment_sample"]] = ev
+    out = []
+    for s in samples:
+        ev = final[s.name]
+        out.append({"seed": seed, "mineral": s.name, "sg": int(s.meta["sg_number"]),
+                    "verdict": ev["assessment_verdict"], "eg_1": int(ev["assessment_eg_1"]),
+                    "indistinguishable": [int(e) for e in str(ev["assessment_indistinguishable"]).split()],
+                    "attempts": int(ev["assessment_attempt"]) + 1, "reasons": ev["assessment_reasons"]})
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    from ratagent.crystallography import sg_to_eg
+    from sim_beamline import MINERALS
+    from training.pipeline import wilson
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--first-seed", type=int, default=1000)
+    parser.add_argument("--minerals", default=None, help="comma-separated (default: the whole library)")
+    parser.add_argument("--time-scale", type=float, default=0.0, help="real seconds per count second")
+    parser.add_argument("--out", default="outputs/beamline_minerals")
+    args = parser.parse_args(argv)
+    names = list(MINERALS) if args.minerals is None else [n.strip() for n in args.minerals.split(",")]
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "cases.jsonl"
+    cases = [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else []
+    for seed in range(args.first_seed, args.first_seed + args.seeds):
+        todo = [n for n in names if not any(c["seed"] == seed and c["mineral"] == n for c in cases)]
+        if not todo:
+            continue
+        new = _run_seed(seed, todo, args.time_scale)
+        with path.open("a") as f:
+            f.writelines(json.dumps(c) + "\n" for c in new)
+        cases += new
+        print(f"seed {seed}: {sum(c['verdict'] == 'accept' for c in new)} of {len(new)} accepted")
+    cases = [c for c in cases if c["mineral"] in names]
+    accepted = [c for c in cases if c["verdict"] == "accept"]
+    right = [c for c in accepted
+             if sg_to_eg(c["sg"]) in (c["eg_1"], *c["indistinguishable"])]
+    figures = (("accept precision", len(right), len(accepted)), ("coverage", len(accepted), len(cases)))
+    for label, k, n in figures:
+        lo, hi = wilson(k, n)
+        print(f"{label:17s} {k / n if n else float('nan'):6.1%} [{lo:5.1%}, {hi:5.1%}] ({k}/{n})")
+    for c in accepted:
+        if c not in right:
+            truth = sg_to_eg(c["sg"])
+            print(f"  wrong accept: {c['mineral']} seed {c['seed']}: EG {c['eg_1']} (truth EG {truth})")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
