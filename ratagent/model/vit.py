@@ -301,9 +301,9 @@ class ConvStem(nn.Module):
     detect a peak wherever it falls and keep its position to the pooling resolution. Early
     convolutions make ViTs train faster and more stably (Xiao et al., "Early convolutions
     help transformers see better", NeurIPS 2021; the hybrid ViT of Dosovitskiy et al. 2021).
-    On powder patterns the patchify stem stayed at chance in our CPU runs (13 500 steps of
-    ``configs/cpu_long.toml``). The stem sees the intensity channel only: position enters through the
-    positional encoding, and unmeasured points are zero and their tokens masked.
+    On powder patterns the patchify stem stayed at chance in CPU runs of 13 500 steps.
+    The stem sees the intensity channel only: position enters through the positional
+    encoding, and unmeasured points are zero and their tokens masked.
 
     Stages: one per pooling factor of :func:`_pool_factors` (patch 100 → 5, 5, 2, 2);
     kernels 7, 5, 3, 3…; channels c, 2c, 3c…, the last stage ``width``.
