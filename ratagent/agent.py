@@ -114,13 +114,15 @@ class AgentConfig:
     index_cells: int = 2  # most indexed cells refined: the best, then convincing higher-symmetry ones
     # with a cell, candidates only from the highest-symmetry lattice family its metric admits
     metric_family_only: bool = True
-    # accepting a ranking in an indexed cell (ratagent.trust; chosen on half A of the dev set)
-    min_accept_m20: float = 40.0  # de Wolff M20 of the cell
+    # accepting a ranking in an indexed cell (ratagent.trust): the thresholds that
+    # `python -m training evaluate --pipeline --choose-thresholds` chose on half A of the
+    # measured dev set (most accepts at accept precision ≥ 90 % there)
+    min_accept_m20: float = 20.0  # de Wolff M20 of the cell
     min_lines_per_parameter: float = 4.0  # lines in that merit per cell parameter (+1: zero), ≤ 20
     metric_tolerance_deg: float = 0.25  # obliquity within which the metric's lattice symmetry is found
-    min_family_probability: float = 0.0  # network posterior on the cell's lattice family
+    min_family_probability: float = 0.1  # network posterior on the cell's lattice family
     min_cell_delta_bic: float = 50.0  # ΔB to the best cell of another lattice family
-    max_accept_chi2_reduced: float = 4.0  # χ²_ν of the best fit in the cell
+    max_accept_chi2_reduced: float = 2.0  # χ²_ν of the best fit in the cell
     accept_set_delta_bic: float = 60.0  # an accept reports every EG within this ΔB of the leader
 
     def __post_init__(self) -> None:

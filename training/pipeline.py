@@ -297,7 +297,7 @@ def replayed(cases: Sequence[dict[str, Any]], config: Any) -> list[dict[str, Any
     return [_with_verdict(c, replay(c, config), config) for c in cases]
 
 
-def choose_thresholds(cases: Sequence[dict[str, Any]], base: Any, *, min_precision: float = 0.95,
+def choose_thresholds(cases: Sequence[dict[str, Any]], base: Any, *, min_precision: float = 0.9,
                       grid: dict[str, tuple[float, ...]] | None = None) -> tuple[Any, dict[str, Any]]:
     """The trust thresholds that accept most of ``cases`` at accept precision ≥ ``min_precision``.
 
@@ -351,6 +351,7 @@ def results_markdown(reports: dict[str, dict[str, Any]], command: str) -> str:
             lo, hi = r["ci95"]
             cells.append(f"{r['rate']:.1%} [{lo:.1%}, {hi:.1%}] ({r['k']}/{r['n']})" if r["n"] else "—")
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
-    sizes = [f"{reports[n]['accepted_set_size']:.1f}" for n in names]
+    sizes = [f"{reports[n]['accepted_set_size']:.1f}" if reports[n]["accept_precision"]["n"] else "—"
+             for n in names]
     lines.append("| EGs reported per accept | " + " | ".join(sizes) + " |")
     return "\n".join(lines) + f"\n\nProduced by `{command}`.\n"
