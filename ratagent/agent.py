@@ -52,9 +52,9 @@ Algorithm (:meth:`Agent.assess`, docs/design.md "The loop, per frame")
      the candidates to that system. The reasons say which cells were indexed (with M20)
      and which one was used; ``meta["cell"]`` holds it.
    * **trust** (without a cell): an ``accept`` refined in an indexed cell stands only when
-     the cell passes :func:`ratagent.trust.gate` (M20, metric symmetry, the network's
-     lattice family, rival cells, χ²_ν; thresholds ``min_accept_m20`` …
-     ``max_accept_chi2_reduced``); otherwise it becomes a ``flag`` that names the doubts,
+     the cell passes :func:`ratagent.trust.gate` (M20 and lines per cell parameter,
+     metric symmetry, the network's lattice family, rival cells, χ²_ν; thresholds
+     ``min_accept_m20`` … ``max_accept_chi2_reduced``); otherwise it becomes a ``flag`` that names the doubts,
      the competing cells and the leading EGs. ``meta["cell_evidence"]`` holds what was
      weighed.
    * when indexing declines: ``flag`` with the posterior ranking ("did not refine"): no

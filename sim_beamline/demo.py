@@ -112,9 +112,9 @@ def run_demo(directory: str | Path, n_samples: int = 4, *, checkpoint: str | Pat
     if untrained:
         console.print("[bold yellow]No trained checkpoint is shipped: using an UNTRAINED tiny network; "
                       "its posteriors are noise, only the Pawley ranking is informative.[/]")
-    agent = Agent(classifier)
     changer = SampleChanger(name="changer", samples=[hard_sample()])
     instrument = Instrument(two_theta_min_deg=10.0, two_theta_max_deg=80.0, step_deg=0.02)
+    agent = Agent(classifier, instrument=instrument)  # fit the Kα1/Kα2 doublet the detector measures
     detector = PowderDetector(name="detector", changer=changer, instrument=instrument,
                               time_scale=time_scale, rng=np.random.default_rng(seed))
     samples = list(DEMO_SAMPLES[:n_samples])
