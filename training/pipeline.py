@@ -101,13 +101,14 @@ def read_cases(out_dir: str | Path) -> list[dict[str, Any]]:
     if not path.is_file():
         return []
     cases = {}
-    for n, line in enumerate(path.read_text().splitlines(), start=1):
+    lines = path.read_text().splitlines()
+    for n, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         try:
             case = json.loads(line)
-        except json.JSONDecodeError as exc:  # a line cut short by an interrupted run
-            if n == len(path.read_text().splitlines()):
+        except json.JSONDecodeError as exc:
+            if n == len(lines):  # the last line, cut short by an interrupted run
                 break
             raise ValueError(f"{path}:{n}: not a JSON record: {exc}") from exc
         cases[case["index"]] = case
