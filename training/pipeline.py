@@ -141,12 +141,17 @@ def run_pipeline(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     done = {c["index"] for c in read_cases(out)}
+    path = out / CASES_FILE
+    if path.is_file():  # drop a last line cut short by an interrupted run before appending
+        text = path.read_text()
+        if text and not text.endswith("\n"):
+            path.write_text(text[: text.rfind("\n") + 1])
     todo = [i for i in (range(len(patterns)) if indices is None else indices) if i not in done]
     items = [(i, np.asarray(patterns[i].two_theta), np.asarray(patterns[i].intensity),
               float(patterns[i].wavelength), int(eg_true[i]), str(halves[i])) for i in todo]
     args = (checkpoint, dict(config or {}), radiation)
     bar = tqdm(total=len(items), desc="pipeline", disable=not progress)
-    with (out / CASES_FILE).open("a") as f, bar:
+    with path.open("a") as f, bar:
         if jobs == 1:
             _init_worker(*args)
             results: Iterable[dict[str, Any]] = map(_run_one, items)

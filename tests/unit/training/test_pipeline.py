@@ -120,3 +120,9 @@ def test_run_pipeline_resumes_from_its_cases(tmp_path, dev_set_path):
     again = run_pipeline(patterns, eg, halves, out, checkpoint=str(ckpt), jobs=1, indices=[339],
                          progress=False)
     assert again == cases == read_cases(out)  # nothing assessed twice
+    with (out / "cases.jsonl").open("a") as f:
+        f.write('{"index": 7, "half"')  # a record cut short by an interrupted run
+    assert read_cases(out) == cases
+    resumed = run_pipeline(patterns, eg, halves, out, checkpoint=str(ckpt), jobs=1, indices=[339],
+                           progress=False)
+    assert resumed == cases and (out / "cases.jsonl").read_text().endswith("\n")
