@@ -89,14 +89,11 @@ def _instrument(args: argparse.Namespace, pattern):
         name, source = pattern.meta["radiation"], "the file header"
     else:
         name, source = "mono", "no --radiation given"
-    wavelength = pattern.wavelength if name.lower() == "mono" else None
-    try:
-        inst = Instrument.for_radiation(name, wavelength)
+    try:  # the pattern's wavelength is the mono line, or must be the anode's Kα1
+        inst = Instrument.for_radiation(name, pattern.wavelength)
     except ValueError as exc:
-        raise ValueError(f"{pattern.meta.get('source', 'pattern')}: {exc}") from None
-    if name.lower() != "mono" and abs(inst.wavelength / pattern.wavelength - 1) > 0.005:
-        raise ValueError(f"{pattern.meta.get('source', 'pattern')}: wavelength {pattern.wavelength} Å "
-                         f"is not the Kα1 of {inst.radiation} ({inst.wavelength} Å, from {source})")
+        where = pattern.meta.get("source", "pattern")
+        raise ValueError(f"{where}: {exc} (radiation from {source})") from None
     return inst, source
 
 

@@ -101,15 +101,13 @@ def cell_evidence(
     fits = meta.get("cell_fits") or []
     if used is None or not indexed or not fits:
         return None
-    match = [c for c in indexed if np.allclose(c["cell"], used, rtol=1e-9, atol=1e-9)]
-    if not match:
-        return None
-    cell = match[0]
-    family = family_of(cell["crystal_system"])
+    # the agent writes the same floats into all three: cells match exactly
+    cell = next((c for c in indexed if list(c["cell"]) == list(used)), None)
     fit_of = {tuple(f["cell"]): f for f in fits}
     win = fit_of.get(tuple(used))
-    if win is None:
+    if cell is None or win is None:
         return None
+    family = family_of(cell["crystal_system"])
     c_hat = max(1.0, min(f["chi2_reduced"] for f in fits))
     others = [_criterion(fit_of[tuple(c["cell"])], c_hat) for c in indexed
               if tuple(c["cell"]) in fit_of and tuple(c["cell"]) != tuple(used)
