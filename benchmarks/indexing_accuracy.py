@@ -52,11 +52,12 @@ RRUFF mode (``--rruff``): the 454 measured patterns of ``data/rruff_dev.npz`` (C
 2θ 5–90°, Kα2 present), peak search with the Cu Kα2 line stripped; reports how often the
 best convincing cell has the lattice system of the labelled space group (trigonal groups
 on hexagonal axes count as hexagonal lattices; rhombohedral ones as either hexagonal or
-rhombohedral), how often indexing declines, and seconds per pattern. Triclinic patterns
-are counted but cannot be right (triclinic cells are not searched).
+rhombohedral), how often indexing declines, and seconds per pattern, with binomial 95 %
+intervals; ``--half A`` or ``--half B`` takes one fixed half of the dev set
+(``training/data/rruff_dev_split.csv``): rules are tuned on one half and reported on the other.
 
     python benchmarks/indexing_accuracy.py [--n 100] [--seed 0] [--systems cubic ...] [--jobs 2]
-    python benchmarks/indexing_accuracy.py --rruff [--data training/data/rruff_dev.npz] [--limit N] [--jobs 2]
+    python benchmarks/indexing_accuracy.py --rruff [--half A|B] [--limit N] [--jobs 2]
 """
 
 from __future__ import annotations
@@ -76,6 +77,8 @@ from ratagent.indexing.reduction import cell_volume, lattice_q_values, niggli_ce
 from ratagent.indexing.refine import min_lines
 from ratagent.instrument import Instrument
 from ratagent.patterns import CU_KA1_ANGSTROM, Pattern
+from training.devsplit import dev_split
+from training.pipeline import wilson
 
 log = logging.getLogger("indexing_accuracy")
 
@@ -86,6 +89,7 @@ SYSTEMS = {
     "hexagonal": ("hexagonal", "trigonal"),
     "orthorhombic": ("orthorhombic",),
     "monoclinic": ("monoclinic",),
+    "triclinic": ("triclinic",),
 }
 #: Lattice systems a space group's lattice may be indexed as (by crystal system).
 _LATTICE_OK = {
@@ -95,10 +99,9 @@ _LATTICE_OK = {
     "trigonal": {"hexagonal", "trigonal"},
     "orthorhombic": {"orthorhombic"},
     "monoclinic": {"monoclinic"},
-    "triclinic": set(),
+    "triclinic": {"triclinic"},
 }
-#: Lattice system of a crystal system (the atoms obey at least their nominal group, so
-#: the lattice found by spglib is never triclinic here).
+#: Lattice system of a crystal system.
 _LATTICE_SYSTEM = {
     "cubic": "cubic",
     "tetragonal": "tetragonal",
@@ -106,6 +109,7 @@ _LATTICE_SYSTEM = {
     "trigonal": "hexagonal",
     "orthorhombic": "orthorhombic",
     "monoclinic": "monoclinic",
+    "triclinic": "triclinic",
 }
 _POINTS = {"P": 1, "A": 2, "B": 2, "C": 2, "I": 2, "F": 4, "R": 3}
 _DEFAULT_RRUFF = Path(__file__).resolve().parents[1] / "training" / "data" / "rruff_dev.npz"
@@ -476,11 +480,14 @@ def _map(fn, tasks: list[tuple], jobs: int):
         yield from pool.map(fn, *zip(*tasks, strict=True))
 
 
-def rruff(path: Path, limit: int | None, verbose: bool, jobs: int = 1) -> None:
+def rruff(path: Path, limit: int | None, verbose: bool, jobs: int = 1, half: str | None = None) -> None:
     n_all = len(np.load(path)["space_group"])
-    n = n_all if limit is None else min(limit, n_all)
+    cases = list(range(n_all))
+    if half is not None:
+        cases = [i for i, h in enumerate(dev_split()) if h == half]
+    cases = cases if limit is None else cases[:limit]
     by: dict[str, list[tuple[bool, bool, float]]] = defaultdict(list)
-    for system, row, line in _map(_rruff_case, [(path, i) for i in range(n)], jobs):
+    for system, row, line in _map(_rruff_case, [(path, i) for i in cases], jobs):
         by[system].append(row)
         if verbose:
             print(line, flush=True)
@@ -506,6 +513,9 @@ def rruff(path: Path, limit: int | None, verbose: bool, jobs: int = 1) -> None:
         f"{'all':13s} {len(r):5d} {r[:, 0].mean():13.1%} {r[:, 1].mean():9.1%} "
         f"{conv[:, 0].mean() if len(conv) else float('nan'):19.1%} {r[:, 2].mean():10.2f}"
     )
+    lo, hi = wilson(int(r[:, 0].sum()), len(r))
+    print(f"right system {int(r[:, 0].sum())}/{len(r)}: {r[:, 0].mean():.1%} [{lo:.1%}, {hi:.1%}] (95 %)")
+
 
 
 def main() -> None:
@@ -516,12 +526,13 @@ def main() -> None:
     ap.add_argument("--rruff", action="store_true", help="measured RRUFF patterns instead")
     ap.add_argument("--data", type=Path, default=_DEFAULT_RRUFF)
     ap.add_argument("--limit", type=int, default=None, help="first N RRUFF patterns only")
+    ap.add_argument("--half", choices=("A", "B"), default=None, help="one fixed half of the dev set")
     ap.add_argument("-v", "--verbose", action="store_true", help="one line per case")
     ap.add_argument("--jobs", type=int, default=1, help="cases run in parallel processes")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
     if args.rruff:
-        rruff(args.data, args.limit, args.verbose, args.jobs)
+        rruff(args.data, args.limit, args.verbose, args.jobs, args.half)
     else:
         simulated(args.n, args.seed, args.systems, args.verbose, args.jobs)
 

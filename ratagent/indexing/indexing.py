@@ -27,16 +27,20 @@ Algorithm
    orthorhombic trials also from a rectangular zone of the strong lines, with one or both
    axes doubled (a centred lattice's zone), plus a third axis from one more line;
    monoclinic trials also from a rectangular zone plus a third axis
-   (:mod:`ratagent.indexing.zones`, after ITO). Of the trials grown from each seed (a
-   higher system's cell, a zone), the best few are kept as well as the best of all.
+   (:mod:`ratagent.indexing.zones`, after ITO); triclinic trials, whenever the
+   monoclinic search runs, only from pairs of oblique zones that share a row
+   (:mod:`ratagent.indexing.triclinic`, ITO's zone method). Of the trials grown from
+   each seed (a higher system's cell, a zone), the best few are kept as well as the
+   best of all.
 3. Refine each kept trial by linear least squares on all indexed lines with a zero
    shift z of the 2θ scale, re-indexing between cycles, each line weighted by the
    uncertainty of its position when ``data`` is a peak list
    (:func:`~ratagent.indexing.refine.line_weights`); find the lattice centring
    (P, A, B, C, I, F, R) that all indexed lines obey and that removes the most
    calculated lines; compute de Wolff's M20 and Smith–Snyder F_N; a monoclinic cell
-   with β within 0.1° of 90° is also refined as orthorhombic
-   (:mod:`ratagent.indexing.refine`, :mod:`ratagent.indexing.merit`).
+   is put on its reduced axes (shortest a and c, 90° ≤ β ≤ 120°) and a triclinic one
+   Niggli-reduced; a monoclinic cell with β within 0.1° of 90° is also refined as
+   orthorhombic (:mod:`ratagent.indexing.refine`, :mod:`ratagent.indexing.merit`).
 4. Merge solutions that are the same lattice (Niggli reduction, keeping the highest
    symmetry that fits as well), drop supercells of better solutions of the same system,
    add the supercells of the leading cells that index a strong line they leave out
@@ -61,8 +65,6 @@ Algorithm
    unindexed lines), doubled for each unindexed strong line beyond the first (large
    cells index random lines with M20 ≈ 10 when three may be left out); otherwise say
    "no convincing cell".
-
-Triclinic cells are not searched.
 """
 
 from __future__ import annotations
@@ -77,7 +79,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ratagent.indexing.peaks import PeakList, find_peaks
-from ratagent.indexing.reduction import keys_match, lattice_key, niggli_cell
+from ratagent.indexing.reduction import higher_metric_cells, keys_match, lattice_key, niggli_cell
 from ratagent.indexing.refine import (
     CandidateCell,
     dq_dtth,
@@ -107,6 +109,7 @@ from ratagent.indexing.trials import (
     solve_trials,
     zone_seeds,
 )
+from ratagent.indexing.triclinic import triclinic_trials
 from ratagent.indexing.zones import monoclinic_zone_trials, off_zone_lines, rectangular_zones
 from ratagent.patterns import Pattern
 
@@ -115,7 +118,7 @@ __all__ = ["KEEP_PER_SYSTEM", "SEARCH_ORDER", "CandidateCell", "IndexingResult",
 log = logging.getLogger(__name__)
 
 #: Lattice systems searched, highest symmetry first.
-SEARCH_ORDER = ("cubic", "tetragonal", "hexagonal", "orthorhombic", "monoclinic")
+SEARCH_ORDER = ("cubic", "tetragonal", "hexagonal", "orthorhombic", "monoclinic", "triclinic")
 #: Strong lines the trials are screened on.
 _SCREEN_LINES = 12
 #: Trial cells refined per lattice system from each screened list. The screen's merit
@@ -124,7 +127,14 @@ _SCREEN_LINES = 12
 #: index the same lines (55th for a simulated tetragonal I cell, a = 3.89, c = 1.73 Å,
 #: with 6 lines); refinement, which counts them exactly, takes 1.5–2 ms a trial. The
 #: monoclinic search, the slowest, keeps 40.
-KEEP_PER_SYSTEM = {"cubic": 120, "tetragonal": 120, "hexagonal": 120, "orthorhombic": 120, "monoclinic": 40}
+KEEP_PER_SYSTEM = {
+    "cubic": 120,
+    "tetragonal": 120,
+    "hexagonal": 120,
+    "orthorhombic": 120,
+    "monoclinic": 40,
+    "triclinic": 40,
+}
 #: Trials kept by the screen on the strong lines and re-ranked on all lines.
 _DEEP_SCREEN = 1500
 #: Trials of a higher system, screened on the first strong lines, that the lower system's
@@ -141,6 +151,14 @@ _RIGHT_ANGLE_DEG = 0.1
 _CENTRING_CHECKS = 10
 #: Leading cells whose supercells are tried on the strong lines they leave out.
 _SUPERCELL_CHECKS = 5
+#: Most calculated lines per observed line of a triclinic cell (as :func:`_settles` asks
+#: of a cell that ends the search): a triclinic cell predicting 6–8 per line indexes
+#: 20 lines of an orthorhombic or monoclinic pattern with M20 ≈ 20–35.
+_TRICLINIC_CALC_PER_LINE = 4.0
+#: Leading triclinic and monoclinic cells refined again in the system of their metric,
+#: and the obliquity (degrees) within which a twofold axis of the metric counts.
+_METRIC_CHECKS = 5
+_METRIC_TOLERANCE_DEG = 1.0
 #: Ranking weight per symmetry level (see :func:`_score`).
 _SYMMETRY_PREFERENCE = 1.15
 _SYMMETRY_RANK = {
@@ -150,6 +168,7 @@ _SYMMETRY_RANK = {
     "tetragonal": 3,
     "orthorhombic": 2,
     "monoclinic": 1,
+    "triclinic": 0,
 }
 
 
@@ -263,6 +282,54 @@ def _weak_lines(rel: np.ndarray, weak_fraction: float, need: int, few: bool) -> 
     return weak
 
 
+def _refined(
+    name: str,
+    trials: np.ndarray,
+    tth: np.ndarray,
+    wl: float,
+    tol_deg: float,
+    max_zero_deg: float,
+    weak: np.ndarray,
+    sigma: np.ndarray | None,
+    max_unindexed: int,
+) -> list[CandidateCell]:
+    """The refined cells of ``trials`` of system ``name`` that leave at most ``max_unindexed``
+    strong lines unindexed."""
+    cells = (refine_cell(name, p0, tth, wl, tol_deg, max_zero_deg, weak, sigma_deg=sigma) for p0 in trials)
+    return [c for c in cells if c is not None and c.n_unindexed_strong <= max_unindexed]
+
+
+def _higher_metric(
+    found: list[CandidateCell],
+    tth: np.ndarray,
+    wl: float,
+    tol_deg: float,
+    max_zero_deg: float,
+    sigma: np.ndarray | None,
+    max_unindexed: int,
+) -> list[CandidateCell]:
+    """The leading triclinic and monoclinic cells refined again in the higher lattice system
+    their metric has (:func:`~ratagent.indexing.reduction.higher_metric_cells`).
+
+    A triclinic cell with α and γ within a few hundredths of a degree of 90° is a
+    monoclinic lattice; its extra freedom lets it index a chance line more, and the
+    merge (:func:`_merge`) keeps the higher symmetry only when the lattice is there in
+    it. Of the cells of each system, the best :data:`_METRIC_CHECKS` by :func:`_score`.
+    """
+    out: list[CandidateCell] = []
+    for system in ("triclinic", "monoclinic"):
+        cells = sorted((c for c in found if c.crystal_system == system), key=_score, reverse=True)
+        for c in cells[:_METRIC_CHECKS]:
+            for name, conv in higher_metric_cells(c.cell, c.centring, _METRIC_TOLERANCE_DEG):
+                if _SYMMETRY_RANK[name] <= _SYMMETRY_RANK[system]:
+                    continue
+                r = refine_cell(name, system_params(name, conv), tth, wl, tol_deg, max_zero_deg, c.weak,
+                                sigma_deg=sigma)
+                if r is not None and r.n_unindexed_strong <= max_unindexed:
+                    out.append(r)
+    return out
+
+
 def _score(c: CandidateCell) -> float:
     """Ranking key: M20 × √((n − p)/n) × f_s⁴ × f², preferring higher symmetry by 15 % per level.
 
@@ -314,8 +381,21 @@ def _settles(c: CandidateCell, stop_m20: float) -> bool:
     return c.m20 >= stop_m20 and indexes_all and c.n_calc <= 4 * c.n_lines
 
 
-def _merge(cands: list[CandidateCell], rtol: float = 2e-3) -> list[CandidateCell]:
-    """Same lattice → one entry (the highest symmetry fitting nearly as well); drop supercells."""
+def _merge(
+    cands: list[CandidateCell], tth: np.ndarray, tol_deg: float, rtol: float = 2e-3
+) -> list[CandidateCell]:
+    """Same lattice → one entry (the highest symmetry fitting nearly as well); drop supercells.
+
+    A description fits nearly as well as the best one (highest M20) when its M20 is at
+    least 70 % of it and it indexes as many lines, or when the lines the best one indexes
+    beyond it are chance at the best one's density of calculated lines
+    (:func:`~ratagent.indexing.supercells.by_chance` ≥ ``CHANCE_LEVEL``: a triclinic
+    description of a monoclinic lattice catches one line of an impurity more). One that
+    indexes every line the best one does needs half its M20 only: the extra parameters
+    of a lower-symmetry description, and its split calculated lines, fit the same lines
+    closer (a monoclinic lattice as triclinic, α and γ within 0.02° of 90°: M20 145
+    against 101).
+    """
     cands = sorted(cands, key=lambda c: -c.m20)
     groups: list[list[CandidateCell]] = []
     keys: list[tuple[np.ndarray, int]] = []
@@ -331,7 +411,19 @@ def _merge(cands: list[CandidateCell], rtol: float = 2e-3) -> list[CandidateCell
     merged = []
     for g in groups:
         top = g[0].m20
-        fits = [c for c in g if c.m20 >= 0.7 * top and c.n_indexed >= g[0].n_indexed]
+        fits = [
+            c
+            for c in g
+            if (c.m20 >= 0.5 * top and np.all(c.indexed | ~g[0].indexed))
+            or (
+                c.m20 >= 0.7 * top
+                and (
+                    c.n_indexed >= g[0].n_indexed
+                    or by_chance(g[0], c.n_unindexed, g[0].n_indexed - c.n_indexed, tth, tol_deg)
+                    >= CHANCE_LEVEL
+                )
+            )
+        ]
         merged.append(max(fits, key=lambda c: (_SYMMETRY_RANK[c.crystal_system], c.m20)))
     merged.sort(key=_score, reverse=True)
     kept: list[CandidateCell] = []
@@ -573,7 +665,7 @@ def index(
         array of 2θ) no line is weak.
     keep_per_system : trial cells refined per lattice system from each screened list
         (``None``: :data:`KEEP_PER_SYSTEM`)
-    stop_m20 : monoclinic cells are not searched once a cell of higher symmetry with
+    stop_m20 : monoclinic and triclinic cells are not searched once a cell of higher symmetry with
         M20 ≥ this, at most one unindexed strong line and two unindexed lines, and at
         most 4 calculated lines per observed one is found (``None``: search all)
     min_translation : cells whose lattice has a translation shorter than this (Å) are
@@ -640,12 +732,31 @@ def index(
         # Only the slow monoclinic search is skipped on a good higher-symmetry cell: a
         # wrong cell of one system can index the strong lines well enough to stop the
         # search before the right system, but is then outranked by the right cell.
+        # (the triclinic search, cheaper, follows the monoclinic one whenever that runs: a
+        # monoclinic supercell can index a triclinic pattern's 20 lines with M20 > 40)
         if name == "monoclinic" and stop_m20 is not None:
             if any(_settles(c, stop_m20) for c in found):
                 break
         ts = time.perf_counter()
-        p = solve_trials(name, q_strong)
         tol_strong = dq_dtth(tth[~weak], wl) * screen_tolerance_deg
+        if name == "triclinic":
+            # zones of the strong lines, and of all the lines (the first lines of the
+            # lattice can be weak); screened on the strong lines and on all of them; six
+            # free parameters fit random lines when they predict many lines
+            p = triclinic_trials(q_strong, tol_strong, axis_lines=q_all)
+            if n_weak:
+                p = np.concatenate([p, triclinic_trials(q_all, tol_all_lines)])
+            keep = KEEP_PER_SYSTEM[name] if keep_per_system is None else keep_per_system
+            best, _ = screen(name, p, q_screen, tol_q, max_missing, keep, _TRICLINIC_CALC_PER_LINE)
+            if more_lines:
+                again, _ = screen(name, p, q_all, tol_all_lines, max_missing + n_weak, keep,
+                                  _TRICLINIC_CALC_PER_LINE, first_pass=False)
+                best = np.unique(np.concatenate([best, again]), axis=0)
+            cells = _refined(name, best, tth, wl, tolerance_deg, max_zero_deg, weak, sigma, max_unindexed)
+            found += [c for c in cells if c.n_calc <= _TRICLINIC_CALC_PER_LINE * c.n_lines]
+            log.debug("%s: %d trials, %d screened, %.2f s", name, len(p), len(best), time.perf_counter() - ts)
+            continue
+        p = solve_trials(name, q_strong)
         if name == "monoclinic":
             p = np.concatenate([p, monoclinic_zone_trials(q_strong, tol_strong, axis_lines=q_all)])
         # screen on the first strong lines; also re-rank the survivors on all the lines:
@@ -752,6 +863,7 @@ def index(
                     if o is not None and o.n_unindexed_strong <= max_unindexed:
                         found.append(o)
         log.debug("%s: %d trials, %d screened, %.2f s", name, len(p), len(best), time.perf_counter() - ts)
+    found += _higher_metric(found, tth, wl, tolerance_deg, max_zero_deg, sigma, max_unindexed)
     if min_translation > 0:
         found = [c for c in found if niggli_cell(c.cell, c.centring)[0] >= min_translation]
     # every cell is ranked on the same strong lines: those of the system that needs the
@@ -765,7 +877,7 @@ def index(
     most = max(min_lines(s) for s in systems)  # beside ``fewest``; ``need`` is an M20 below
     rank_weak = rel < weak_fraction if few else _weak_lines(rel, weak_fraction, most, few=False)
     found = [dataclasses.replace(c, weak=rank_weak) for c in found]
-    merged = _merge(found)
+    merged = _merge(found, tth, tolerance_deg)
     alternatives = [
         _centred_alternative(c, tth, wl, tolerance_deg, max_zero_deg) for c in merged[:_CENTRING_CHECKS]
     ]
@@ -776,7 +888,7 @@ def index(
         for s in strong_supercells(c, tth, wl, tolerance_deg, max_zero_deg, min_m20)
     ]
     if alternatives:
-        merged = _merge(merged + alternatives)
+        merged = _merge(merged + alternatives, tth, tolerance_deg)
     ranked = _prefer_dominant(merged, tth, tolerance_deg)
     ranked = _prefer_finer(ranked, tth, tolerance_deg)
     ranked = _promote_supercells(

@@ -15,6 +15,7 @@ their powder pattern, which is what a powder measurement can tell apart.
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import gemmi
@@ -24,9 +25,11 @@ __all__ = [
     "cell_from_form",
     "cell_volume",
     "form_from_cell",
+    "higher_metric_cells",
     "keys_match",
     "lattice_key",
     "lattice_q_values",
+    "metric_family",
     "niggli_cell",
     "same_lattice",
 ]
@@ -185,3 +188,86 @@ def same_lattice(
     reduced parameters jump.
     """
     return keys_match(lattice_key(cell1, centring1), lattice_key(cell2, centring2), rtol)
+
+
+#: Lattice family of each number of lattice rotations (the holohedry's proper rotations).
+_FAMILY_BY_ROTATIONS = {
+    1: "triclinic",
+    2: "monoclinic",
+    4: "orthorhombic",
+    6: "hexagonal",
+    8: "tetragonal",
+    12: "hexagonal",
+    24: "cubic",
+}
+#: Integer vectors, |x_i| ≤ 4, that lattice rows and planes are looked up among.
+_SMALL_VECTORS = np.array(
+    [v for v in itertools.product(range(-4, 5), repeat=3) if any(v)], dtype=int
+)
+
+
+def _lattice_rotations(cell: np.ndarray | tuple[float, ...], centring: str, tolerance_deg: float):
+    """The Niggli-reduced primitive cell and the proper rotations (integer 3 × 3 on its
+    fractional coordinates) of its lattice's metric within ``tolerance_deg`` obliquity."""
+    prim = niggli_cell(cell, centring)
+    ops = gemmi.find_lattice_symmetry(gemmi.UnitCell(*prim), "P", float(tolerance_deg))
+    return prim, [np.array(op.rot, dtype=int) // gemmi.Op.DEN for op in ops.sym_ops]
+
+
+def metric_family(cell: np.ndarray | tuple[float, ...], centring: str, tolerance_deg: float) -> str:
+    """The lattice family of a cell's metric: its twofold axes within ``tolerance_deg``
+    obliquity (Le Page, J. Appl. Cryst. 15, 255 (1982), as gemmi's ``find_lattice_symmetry``)."""
+    _, rotations = _lattice_rotations(_check_cell(cell), centring, tolerance_deg)
+    return _FAMILY_BY_ROTATIONS.get(len(rotations), "triclinic")
+
+
+def _shortest(vectors: np.ndarray, metric: np.ndarray) -> np.ndarray:
+    """``vectors`` (n, 3) sorted by length in ``metric``."""
+    return vectors[np.argsort(np.einsum("ni,ij,nj->n", vectors, metric, vectors), kind="stable")]
+
+
+def higher_metric_cells(
+    cell: np.ndarray | tuple[float, ...], centring: str, tolerance_deg: float
+) -> list[tuple[str, np.ndarray]]:
+    """Conventional cells of the monoclinic or orthorhombic metric a cell has within
+    ``tolerance_deg`` (:func:`metric_family`), to be refined in that system.
+
+    The lattice rows along the twofold axes of the metric are the conventional axes: b
+    along the monoclinic one, with a and c the reduced basis of the lattice plane normal
+    to it (β obtuse); a, b, c along the three orthorhombic ones. The axes may span a
+    sublattice of index 2 or 4 of the lattice: a refinement of the cell finds the
+    centring from the lines. Empty for a triclinic metric and for the families above
+    orthorhombic (whose cells the trial search finds).
+    """
+    prim, rotations = _lattice_rotations(_check_cell(cell), centring, tolerance_deg)
+    family = _FAMILY_BY_ROTATIONS.get(len(rotations), "triclinic")
+    if family not in ("monoclinic", "orthorhombic"):
+        return []
+    g = _metric(prim)
+    eye = np.eye(3, dtype=int)
+    twofolds = [r for r in rotations if np.trace(r) == -1]
+
+    def kernel(m: np.ndarray) -> np.ndarray:
+        """The small integer vectors x with m x = 0, shortest first."""
+        return _shortest(_SMALL_VECTORS[np.all(_SMALL_VECTORS @ m.T == 0, axis=1)], g)
+
+    axes = [kernel(r - eye)[0] for r in twofolds]
+    if family == "orthorhombic":
+        lengths = [math.sqrt(float(u @ g @ u)) for u in axes]
+        return [(family, np.array([*lengths, 90.0, 90.0, 90.0]))]
+    (r,), (u,) = twofolds, axes
+    plane = kernel(r + eye)
+    w1 = plane[0]
+    w2 = next(w for w in plane if np.any(np.cross(w1, w) != 0))
+    for _ in range(20):  # Gauss reduction of the plane: |2 w1·w2| ≤ w1² ≤ w2²
+        if w1 @ g @ w1 > w2 @ g @ w2:
+            w1, w2 = w2, w1
+        m = round(float(w1 @ g @ w2) / float(w1 @ g @ w1))
+        if m == 0:
+            break
+        w2 = w2 - m * w1
+    if w1 @ g @ w2 > 0:
+        w2 = -w2  # obtuse β
+    a, b, c = (math.sqrt(float(v @ g @ v)) for v in (w1, u, w2))
+    beta = math.degrees(math.acos(float(w1 @ g @ w2) / (a * c)))
+    return [(family, np.array([a, b, c, 90.0, beta, 90.0]))]

@@ -27,8 +27,8 @@ from ratagent.indexing.merit import (
     de_wolff_m,
     smith_snyder_f,
 )
-from ratagent.indexing.reduction import cell_from_form, cell_volume, form_from_cell
-from ratagent.indexing.trials import SYSTEMS, monomials
+from ratagent.indexing.reduction import cell_from_form, cell_volume, form_from_cell, niggli_cell
+from ratagent.indexing.trials import SYSTEMS, monomials, positive_forms
 
 __all__ = [
     "CENTRING_CHANCE",
@@ -37,6 +37,8 @@ __all__ = [
     "dq_dtth",
     "nearest_index",
     "q_of_two_theta",
+    "reduced_monoclinic",
+    "reduced_triclinic",
     "refine_cell",
     "reflections_of_form",
     "setting_system",
@@ -136,18 +138,39 @@ def two_theta_of_q(q: np.ndarray, wl: float) -> np.ndarray:
 
 
 def _axes(full: np.ndarray) -> tuple[float, float, float]:
-    """a, b, c (Å) of a form with F = 0 (every system here): √ of the diagonal of G = G*⁻¹.
+    """a, b, c (Å) of a form: √ of the diagonal of G = G*⁻¹.
 
     Raises ValueError when the form is not positive definite.
     """
-    A, B, C, D, E = (float(x) for x in full[:5])
-    if full[5] != 0:
-        raise ValueError(f"form {full.tolist()} has F ≠ 0")
-    det = A * B * C - B * E * E / 4 - C * D * D / 4
-    g = (B * C / det, (A * C - E * E / 4) / det, (A * B - D * D / 4) / det) if det > 0 else (-1.0,)
-    if not (A > 0 and B > 0 and C > 0 and min(g) > 0):
-        raise ValueError(f"quadratic form {full.tolist()} is not positive definite")
+    A, B, C, D, E, F = (float(x) for x in full[:6])
+    det = A * B * C + D * E * F / 4 - A * F * F / 4 - B * E * E / 4 - C * D * D / 4
+    if not (A > 0 and B > 0 and C > 0 and D * D < 4 * A * B and det > 0):
+        raise ValueError(f"quadratic form {np.asarray(full).tolist()} is not positive definite")
+    g = ((B * C - F * F / 4) / det, (A * C - E * E / 4) / det, (A * B - D * D / 4) / det)
     return math.sqrt(g[0]), math.sqrt(g[1]), math.sqrt(g[2])
+
+
+def reduced_monoclinic(p: np.ndarray) -> np.ndarray:
+    """Monoclinic parameters (A, B, C, E) with the a*–c* net Gauss-reduced: |E| ≤ A ≤ C.
+
+    The reduced reciprocal net is the dual of the reduced direct one, so the cell has
+    its shortest a and c with β in [90°, 120°] (after the obtuse-β convention): the same
+    lattice as a trial with β = 150°, on the axes a reader expects.
+    """
+    A, B, C, E = (float(x) for x in p)
+    for _ in range(100):
+        if A > C:
+            A, C = C, A
+        m = round(E / (2 * A))
+        if m == 0:
+            break
+        C, E = C - m * E + m * m * A, E - 2 * m * A
+    return np.array([A, B, C, E])
+
+
+def reduced_triclinic(p: np.ndarray) -> np.ndarray:
+    """The form (A, B, C, D, E, F) of the Niggli-reduced cell of the lattice of form ``p``."""
+    return form_from_cell(niggli_cell(cell_from_form(p)))
 
 
 def nearest_index(ref: np.ndarray, t: np.ndarray) -> np.ndarray:
@@ -220,6 +243,10 @@ def line_weights(sigma_deg: np.ndarray | None, n: int) -> np.ndarray:
     return w / w.mean()
 
 
+#: Reduction of a refined form, by lattice system: the cell is reported on reduced axes.
+_REDUCED = {"monoclinic": reduced_monoclinic, "triclinic": reduced_triclinic}
+
+
 def min_lines(name: str) -> int:
     """Fewest lines a cell of lattice system ``name`` is solved from: unknowns + 2 checks."""
     return SYSTEMS[name].m + 3
@@ -273,7 +300,12 @@ def refine_cell(
     T = sys_.matrix
     q_obs, slope = q_of_two_theta(tth, wl), dq_dtth(tth, wl)
     weight = line_weights(sigma_deg, len(tth))
-    p, z = p0.copy(), 0.0
+    p, z = np.array(p0, dtype=float), 0.0
+    if name == "triclinic":
+        try:  # reduced axes bound the hkl box of the first cycle
+            p = reduced_triclinic(p)
+        except ValueError:
+            return None
     # at least twice as many indexed lines as unknowns (cell + zero); a pattern with fewer
     # lines than that (a small cubic or hexagonal cell) must have every line indexed but
     # the weak ones (an impurity's line beside the five of a small tetragonal cell); a
@@ -322,15 +354,13 @@ def refine_cell(
                 rows * scale[:, None], (q_obs[hit] - slope[hit] * z) * scale, rcond=None
             )
             p_new, z_new = sol, z
-        full_new = T @ p_new
-        if (
-            full_new[0] <= 0
-            or full_new[1] <= 0
-            or full_new[2] <= 0
-            or full_new[4] ** 2 >= 4 * full_new[0] * full_new[2]
-        ):
+        if not positive_forms((T @ p_new)[None, :], margin=0.0)[0]:
             return None
         p, z = p_new, z_new
+    if name in _REDUCED:
+        p_red = _REDUCED[name](p)
+        converged &= bool(np.allclose(p_red, p, rtol=0, atol=1e-12))
+        p = p_red
     full = T @ p
     if not converged:
         hkl, qc = reflections_of_form(full, q_max, grid)

@@ -97,6 +97,9 @@ AXIS_FACTORS: dict[str, tuple[tuple[float, float, float], ...]] = {
     ),
     "orthorhombic": tuple(f for f in itertools.product((1.0, 2.0), repeat=3) if f != (1.0, 1.0, 1.0)),
     "monoclinic": tuple(f for f in itertools.product((1.0, 2.0), repeat=3) if f != (1.0, 1.0, 1.0)),
+    # a triclinic supercell is another triclinic cell, which the zone search finds on its
+    # own when the lines call for it: doubled axes only add free, chance-catching lines
+    "triclinic": (),
 }
 
 

@@ -34,10 +34,13 @@ __all__ = [
     "ZONES",
     "LatticeSystem",
     "descent_trials",
+    "form_determinant",
     "forms_of",
     "in_zone",
+    "least_q",
     "line_trials",
     "off_zone",
+    "positive_forms",
     "screen",
     "solve_trials",
     "zone_seeds",
@@ -47,7 +50,7 @@ __all__ = [
 _MONOMIALS = ("h2", "k2", "l2", "hk", "hl", "kl")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class LatticeSystem:
     """How one lattice system constrains the quadratic form.
 
@@ -77,38 +80,71 @@ class LatticeSystem:
 
 SYSTEMS: dict[str, LatticeSystem] = {
     "cubic": LatticeSystem(
-        "cubic", ((1,), (1,), (1,), (0,), (0,), (0,)), (4, 4, 4), 6, False, 48, 4, ("P", "I", "F")
+        name="cubic",
+        transform=((1,), (1,), (1,), (0,), (0,), (0,)),
+        base_hkl_max=(4, 4, 4),
+        base_sum_max=6,
+        negative_h=False,
+        laue_multiplicity=48,
+        n_base_lines=4,
+        centrings=("P", "I", "F"),
     ),
     "tetragonal": LatticeSystem(
-        "tetragonal", ((1, 0), (1, 0), (0, 1), (0, 0), (0, 0), (0, 0)), (3, 3, 4), 6, False, 16, 7, ("P", "I")
+        name="tetragonal",
+        transform=((1, 0), (1, 0), (0, 1), (0, 0), (0, 0), (0, 0)),
+        base_hkl_max=(3, 3, 4),
+        base_sum_max=6,
+        negative_h=False,
+        laue_multiplicity=16,
+        n_base_lines=7,
+        centrings=("P", "I"),
     ),
     "hexagonal": LatticeSystem(
-        "hexagonal", ((1, 0), (1, 0), (0, 1), (1, 0), (0, 0), (0, 0)), (3, 3, 6), 8, False, 24, 7, ("P", "R")
+        name="hexagonal",
+        transform=((1, 0), (1, 0), (0, 1), (1, 0), (0, 0), (0, 0)),
+        base_hkl_max=(3, 3, 6),
+        base_sum_max=8,
+        negative_h=False,
+        laue_multiplicity=24,
+        n_base_lines=7,
+        centrings=("P", "R"),
     ),
     "orthorhombic": LatticeSystem(
-        "orthorhombic",
-        ((1, 0, 0), (0, 1, 0), (0, 0, 1), (0, 0, 0), (0, 0, 0), (0, 0, 0)),
-        (2, 2, 2),
-        6,
-        False,
-        8,
-        7,
-        ("P", "C", "A", "B", "I", "F"),
+        name="orthorhombic",
+        transform=((1, 0, 0), (0, 1, 0), (0, 0, 1), (0, 0, 0), (0, 0, 0), (0, 0, 0)),
+        base_hkl_max=(2, 2, 2),
+        base_sum_max=6,
+        negative_h=False,
+        laue_multiplicity=8,
+        n_base_lines=7,
+        centrings=("P", "C", "A", "B", "I", "F"),
         # an F lattice's first lines are 111, 311, 131, 113, 220…: with indices ≤ 2 only
         # 111 and the all-even lines, which leave a, b, c undetermined when a d glide
         # removes 200, 020, 002, 202… (simulated Fddd, a = 5.38, b = 5.62, c = 8.79 Å:
         # 111, 131, 040, 222, 311, 113, 151)
-        ("F", ((1, 1, 3), (1, 3, 1), (3, 1, 1), (1, 3, 3), (3, 1, 3), (3, 3, 1))),
+        centred_base=("F", ((1, 1, 3), (1, 3, 1), (3, 1, 1), (1, 3, 3), (3, 1, 3), (3, 3, 1))),
     ),
     "monoclinic": LatticeSystem(
-        "monoclinic",
-        ((1, 0, 0, 0), (0, 1, 0, 0), (0, 0, 1, 0), (0, 0, 0, 0), (0, 0, 0, 1), (0, 0, 0, 0)),
-        (2, 2, 2),
-        3,
-        True,
-        4,
-        8,
-        ("P", "C", "A", "I"),
+        name="monoclinic",
+        transform=((1, 0, 0, 0), (0, 1, 0, 0), (0, 0, 1, 0), (0, 0, 0, 0), (0, 0, 0, 1), (0, 0, 0, 0)),
+        base_hkl_max=(2, 2, 2),
+        base_sum_max=3,
+        negative_h=True,
+        laue_multiplicity=4,
+        n_base_lines=8,
+        centrings=("P", "C", "A", "I"),
+    ),
+    # trials from pairs of zones (:mod:`ratagent.indexing.triclinic`), not from base lines:
+    # six lines and six index triples are too many combinations
+    "triclinic": LatticeSystem(
+        name="triclinic",
+        transform=tuple(tuple(float(i == j) for j in range(6)) for i in range(6)),
+        base_hkl_max=(1, 1, 1),
+        base_sum_max=3,
+        negative_h=True,
+        laue_multiplicity=2,
+        n_base_lines=12,
+        centrings=("P",),
     ),
 }
 
@@ -125,6 +161,7 @@ _LATTICE_POINTS = {
     "hexagonal": (1, 3),
     "orthorhombic": (1, 2, 4),
     "monoclinic": (1, 2),
+    "triclinic": (1,),
 }
 
 
@@ -237,11 +274,35 @@ def solve_trials(name: str, q_obs: np.ndarray, n_lines: int | None = None) -> np
     return p[_positive_definite(sys_, p)]
 
 
+def form_determinant(full: np.ndarray) -> np.ndarray:
+    """det G* (Å⁻⁶) of forms (n, 6) (A, B, C, D, E, F)."""
+    A, B, C, D, E, F = (full[..., i] for i in range(6))
+    return A * B * C + D * E * F / 4 - A * F * F / 4 - B * E * E / 4 - C * D * D / 4
+
+
+def positive_forms(full: np.ndarray, margin: float = 1e-3) -> np.ndarray:
+    """Whether each form of ``full`` (n, 6) is positive definite, det G* > ``margin`` · ABC.
+
+    Sylvester's criterion on G*; the margin drops nearly flat cells (with D = F = 0 it is
+    E² < 4AC (1 − margin)).
+    """
+    A, B, C, D = full[:, 0], full[:, 1], full[:, 2], full[:, 3]
+    return (A > 0) & (B > 0) & (C > 0) & (D * D < 4 * A * B) & (form_determinant(full) > margin * A * B * C)
+
+
+def least_q(full: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The least q(hkl)/h² over k, l and q(hkl)/k² over h, l of forms (n, 6): 1/G₁₁ and 1/G₂₂.
+
+    They bound the h and k that can index a line (G = G*⁻¹, the direct metric).
+    """
+    A, B, C, E, F = full[:, 0], full[:, 1], full[:, 2], full[:, 4], full[:, 5]
+    det = np.maximum(form_determinant(full), 1e-30)
+    return det / np.maximum(B * C - F * F / 4, 1e-30), det / np.maximum(A * C - E * E / 4, 1e-30)
+
+
 def _positive_definite(sys_: LatticeSystem, p: np.ndarray) -> np.ndarray:
     """Whether each parameter vector of ``p`` (n, m) gives a positive-definite form (with margin)."""
-    full = p @ sys_.matrix.T
-    A, B, C, E = full[:, 0], full[:, 1], full[:, 2], full[:, 4]
-    return (A > 0) & (B > 0) & (C > 0) & (E * E < 4 * A * C * 0.999)
+    return positive_forms(p @ sys_.matrix.T)
 
 
 #: Lattices of a higher system in the parameters of a lower one, and the one direction
@@ -351,25 +412,29 @@ def off_zone(name: str, zone: int, p0: np.ndarray, q_obs: np.ndarray, tol_q: np.
 
 
 def form_volume(full: np.ndarray) -> np.ndarray:
-    """Cell volume 1/√det G* (Å³) of forms (n, 6) with F = 0."""
-    A, B, C, D, E = (full[:, i] for i in range(5))
-    det = A * B * C - A * 0 - B * E * E / 4 - C * D * D / 4 + D * E * 0
-    return 1.0 / np.sqrt(np.maximum(det, 1e-30))
+    """Cell volume 1/√det G* (Å³) of forms (n, 6)."""
+    return 1.0 / np.sqrt(np.maximum(form_determinant(full), 1e-30))
 
 
 @cache
 def _plane(name: str, hmax: int = 12) -> tuple[np.ndarray, np.ndarray]:
-    """Distinct (h, k) terms of a system and one (|h|, k) of each.
+    """Distinct (h, k) terms of a system and one (|h|, |k|) of each.
 
-    Returns ``(terms, hk)``: terms (n, m + 1) are (r(h, k, 0) in parameter space…, h), with
-    which q(hkl) = r(h,k,0)·p + l² C + h l E, a quadratic in l for each term; hk (n, 2).
+    Returns ``(terms, hk)``: terms (n, m + 2) are (r(h, k, 0) in parameter space…, h, k),
+    with which q(hkl) = r(h,k,0)·p + l² C + l (h E + k F), a quadratic in l for each term;
+    hk (n, 2). Negative k only where F ≠ 0 (triclinic): there (h, k) and (−h, −k) are
+    distinct terms, each of whose upper root is the other's lower one.
     """
     sys_ = SYSTEMS[name]
     h_neg = sys_.negative_h or name == "hexagonal"
-    hh, kk = np.meshgrid(np.arange(-hmax if h_neg else 0, hmax + 1), np.arange(hmax + 1), indexing="ij")
+    k_neg = name == "triclinic"
+    hh, kk = np.meshgrid(
+        np.arange(-hmax if h_neg else 0, hmax + 1), np.arange(-hmax if k_neg else 0, hmax + 1), indexing="ij"
+    )
     hk0 = np.stack([hh.ravel(), kk.ravel(), np.zeros(hh.size, int)], axis=1)
     rows = monomials(hk0) @ sys_.matrix
-    key = np.column_stack([rows, hk0[:, 0] if sys_.negative_h else np.zeros(len(rows))])
+    zeros = np.zeros(len(rows))
+    key = np.column_stack([rows, hk0[:, 0] if sys_.negative_h else zeros, hk0[:, 1] if k_neg else zeros])
     terms, first = np.unique(key, axis=0, return_index=True)
     return terms, np.abs(hk0[first, :2])
 
@@ -383,11 +448,11 @@ _COUNT_BLOCK = 4_000_000
 def _count(name: str, p: np.ndarray, q_obs: np.ndarray, tol_q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Lines indexed by each trial (within ``tol_q``) and the sum of |Δq|/tol over them.
 
-    A term (h, k) can index a line only if |h| ≤ √(q_max / a′) and k ≤ √(q_max / b′),
-    with a′ = A − D²/4B − E²/4C and b′ = B − D²/4A the least q(h, k, l)/h² and /k² over
-    the other indices (D = 0 or E = 0 in every system here). Trials are evaluated in
-    blocks of equal bounds, each on the terms within them whose least q over l is within
-    the last line: about as many terms as one trial needs.
+    A term (h, k) can index a line only if |h| ≤ √(q_max / a′) and |k| ≤ √(q_max / b′),
+    with a′ and b′ the least q(h, k, l)/h² and /k² over the other indices
+    (:func:`least_q`). Trials are evaluated in blocks of equal bounds, each on the terms
+    within them whose least q over l is within the last line: about as many terms as one
+    trial needs.
     """
     sys_ = SYSTEMS[name]
     m = sys_.m
@@ -401,9 +466,7 @@ def _count(name: str, p: np.ndarray, q_obs: np.ndarray, tol_q: np.ndarray) -> tu
     qo = q_obs.astype(np.float32)[None, :, None]
     tq = tol_q.astype(np.float32)[None, :]
     q_max = float(q_obs[-1] + tol_q[-1])
-    A, B, C, D, E = (full[:, i] for i in range(5))
-    a_min = A - D * D / (4 * B) - E * E / (4 * C)
-    b_min = B - D * D / (4 * A)
+    a_min, b_min = least_q(full)
     h_top = np.floor(np.sqrt(q_max / np.maximum(a_min, 1e-12)))
     k_top = np.floor(np.sqrt(q_max / np.maximum(b_min, 1e-12)))
     order = np.lexsort((k_top, h_top))
@@ -414,19 +477,22 @@ def _count(name: str, p: np.ndarray, q_obs: np.ndarray, tol_q: np.ndarray) -> tu
         f, pc = full[idx], p[idx]
         in_box = (hk[:, 0] <= h_top[idx].max()) & (hk[:, 1] <= k_top[idx].max())
         box = terms[in_box]
-        # least q over l of each (h, k) term: r·p − h² E² / 4C
-        lower = pc @ box[:, :m].T - (f[:, 4] ** 2 / (4 * f[:, 2]))[:, None] * box[:, m] ** 2
-        rows = box[lower.min(axis=0) <= q_max]
+        # least q over l of each (h, k) term: r·p − (hE + kF)² / 4C
+        lin = f[:, 4, None] * box[None, :, m] + f[:, 5, None] * box[None, :, m + 1]
+        lower = pc @ box[:, :m].T - lin**2 / (4 * f[:, 2, None])
+        keep_rows = lower.min(axis=0) <= q_max
+        rows, lin = box[keep_rows], lin[:, keep_rows]
         if len(rows) * (e - s) * n_l > _COUNT_BLOCK and e - s > 1:
             size = max(1, int(_COUNT_BLOCK // (len(rows) * n_l)))
             continue  # a smaller block of larger cells
         base = (pc @ rows[:, :m].T).astype(np.float32)[:, None, :]  # (c, 1, n_hk)
         C32 = f[:, 2].astype(np.float32)[:, None, None]
-        c1 = rows[:, m].astype(np.float32) * f[:, 4].astype(np.float32)[:, None, None]  # h E
-        # q(h, k, l) − q_obs = C l² + hE l − u with u = q_obs − r(h, k, 0)·p; the nearest
-        # integer to the upper root only: (h, k, l) and (−h, k, −l) have the same q and
-        # both signs of h are terms when E ≠ 0 (the lower root of term h is minus the
-        # upper root of term −h); with E = 0 the roots differ only in sign
+        c1 = lin.astype(np.float32)[:, None, :]  # h E + k F
+        # q(h, k, l) − q_obs = C l² + c₁ l − u with u = q_obs − r(h, k, 0)·p; the nearest
+        # integer to the upper root only: (h, k, l) and (−h, −k, −l) have the same q and
+        # both are terms when the linear term is not 0 (the lower root of term (h, k) is
+        # minus the upper root of term (−h, −k), which is (−h, k) where F = 0); with
+        # c₁ = 0 the roots differ only in sign
         u = qo - base  # (c, lines, n_hk)
         l = u * (4 * C32)
         l += c1 * c1
@@ -490,7 +556,7 @@ def screen(
     if len(p) == 0:
         return p, np.zeros(0, dtype=int)
     # Too small a*, b*, c* predict lines far below the first observed one: not a solution.
-    a_eff = full[:, 0] - full[:, 4] ** 2 / (4 * full[:, 2])
+    a_eff = least_q(full)[0]
     small = np.minimum(np.minimum(a_eff, full[:, 1]), full[:, 2])
     ok = small >= q_obs[0] / 20.0
     p, full, n_est, a_eff = p[ok], full[ok], n_est[ok], a_eff[ok]

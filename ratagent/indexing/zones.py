@@ -30,7 +30,7 @@ from functools import cache
 
 import numpy as np
 
-__all__ = ["monoclinic_zone_trials", "off_zone_lines", "rectangular_zones"]
+__all__ = ["monoclinic_zone_trials", "off_zone_lines", "rectangular_zones", "zone_match"]
 
 
 @cache
@@ -69,9 +69,12 @@ def _axis_rows(h_max: int = 2, k_max: int = 2, l_max: int = 2) -> tuple[np.ndarr
 _ZONE_GRID = np.array([(h * h, k * k) for h in range(7) for k in range(9) if h or k], dtype=float)
 
 
-def _zone_match(ab: np.ndarray, q: np.ndarray, tol: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per zone (n, 2) and line: the nearest hk0 grid row and whether it lies within ``tol``."""
-    qz = ab @ _ZONE_GRID.T  # (n, grid)
+def zone_match(
+    ab: np.ndarray, q: np.ndarray, tol: np.ndarray, grid: np.ndarray = _ZONE_GRID
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per zone (n, m) and line: the nearest ``grid`` row (default: the hk0 rows (h², k²))
+    and whether it lies within ``tol``."""
+    qz = ab @ grid.T  # (n, grid)
     d = np.abs(qz[:, None, :] - q[None, :, None])  # (n, lines, grid)
     nearest = d.argmin(axis=2)
     hit = np.take_along_axis(d, nearest[..., None], axis=2)[..., 0] <= tol[None, :]
@@ -80,7 +83,7 @@ def _zone_match(ab: np.ndarray, q: np.ndarray, tol: np.ndarray) -> tuple[np.ndar
 
 def _refine_zones(ab: np.ndarray, q: np.ndarray, tol: np.ndarray) -> np.ndarray:
     """(A, B) of each zone by least squares on the lines it indexes (base lines carry errors)."""
-    nearest, hit = _zone_match(ab, q, tol)
+    nearest, hit = zone_match(ab, q, tol)
     out = ab.copy()
     for i in range(len(ab)):
         rows = _ZONE_GRID[nearest[i, hit[i]]]
@@ -123,7 +126,7 @@ def rectangular_zones(
         return np.empty((0, 2))
     _, first = np.unique(np.round(np.log(ab), 3), axis=0, return_index=True)
     ab = ab[first]
-    count = _zone_match(ab, q, tol)[1].sum(axis=1)
+    count = zone_match(ab, q, tol)[1].sum(axis=1)
     keep = count >= min_zone_lines
     ab, count = ab[keep], count[keep]
     if len(ab) == 0:
@@ -141,7 +144,7 @@ def rectangular_zones(
 def off_zone_lines(ab: np.ndarray, q_obs: np.ndarray, tol_q: np.ndarray) -> np.ndarray:
     """(k, L) bool: the lines of ``q_obs`` that no hk0 row (h ≤ 6, k ≤ 8) of each zone
     (A, B) of ``ab`` (k, 2) indexes within ``tol_q``: those that can fix the third axis."""
-    return ~_zone_match(np.asarray(ab, dtype=float).reshape(-1, 2), q_obs, tol_q)[1]
+    return ~zone_match(np.asarray(ab, dtype=float).reshape(-1, 2), q_obs, tol_q)[1]
 
 
 def monoclinic_zone_trials(

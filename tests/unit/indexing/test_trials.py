@@ -81,3 +81,22 @@ def test_zone_seeds_and_one_line_give_the_tetragonal_cell():
     assert np.all(in_zone("tetragonal", 0, seeds, hk0[-1])[:, 1] > 10 * hk0[-1])
     trials = line_trials("tetragonal", seeds, np.array([0.0, 1.0]), np.array([1 / a**2 + 1 / c**2]))  # 101
     assert np.abs(trials / true - 1).max(axis=1).min() < 1e-5
+
+
+def test_triclinic_count_matches_every_hkl():
+    """The zone-pair trials of kyanite's lines (P-1, Winter & Ghose 1979): the screen's count
+    with the kl F term agrees with every hkl, and some trial indexes all 12 lines."""
+    from ratagent.indexing import lines_from_cell
+    from ratagent.indexing.triclinic import triclinic_trials
+
+    tth = lines_from_cell((7.1262, 7.8520, 5.5724, 89.99, 101.11, 106.03), 2, CU_KA1_ANGSTROM)[:12]
+    q, tol = q_of_two_theta(tth, CU_KA1_ANGSTROM), dq_dtth(tth, CU_KA1_ANGSTROM) * 0.06
+    p = triclinic_trials(q, tol)
+    assert np.any(p[:, 5] != 0)
+    p = p[np.all(p[:, :3] > 0.004, axis=1)]
+    p = np.random.default_rng(0).permutation(p)[:400]
+    n_fast, _ = _count("triclinic", p, q, tol)
+    n_slow = _brute_force("triclinic", p, q, tol)
+    assert np.mean(n_fast == n_slow) >= 0.99, np.flatnonzero(n_fast != n_slow)
+    full = triclinic_trials(q, tol)
+    assert np.max(_count("triclinic", full, q, tol)[0]) == len(q)
