@@ -118,8 +118,8 @@ class AgentConfig:
     # `python -m training evaluate --pipeline --choose-thresholds` chose on half A of the
     # measured dev set (most accepts at accept precision ≥ 90 % there)
     min_accept_m20: float = 20.0  # de Wolff M20 of the cell
-    min_lines_per_parameter: float = 4.0  # lines in that merit per cell parameter (+1: zero), ≤ 20
-    metric_tolerance_deg: float = 0.25  # obliquity within which the metric's lattice symmetry is found
+    min_lines_per_parameter: float = 3.0  # lines in that merit per cell parameter (+1: zero), ≤ 20
+    metric_tolerance_deg: float = 1.0  # obliquity within which the metric's lattice symmetry is found
     min_family_probability: float = 0.1  # network posterior on the cell's lattice family
     min_cell_delta_bic: float = 50.0  # ΔB to the best cell of another lattice family
     max_accept_chi2_reduced: float = 2.0  # χ²_ν of the best fit in the cell
@@ -179,7 +179,7 @@ class Candidate:
     chi2_reduced: float | None = None  # χ²_ν of its Pawley fit
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Assessment:
     """The agent's decision about one frame.
 
@@ -216,7 +216,9 @@ class Assessment:
                 model_id: str | None = None) -> Assessment:
         """A ``flag`` whose only reason is the error text."""
         text = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
-        return cls("flag", (), (), (f"assessment failed: {text}",), count_time_s, None, model_id, False)
+        return cls(verdict="flag", candidates=(), indistinguishable=(),
+                   reasons=(f"assessment failed: {text}",), count_time_s=count_time_s,
+                   suggested_count_time_s=None, model_id=model_id, refined=False)
 
     def summary(self) -> str:
         """One line for logs and tables."""
@@ -417,17 +419,15 @@ class Agent:
                    "did not refine"]
         if count_time is None:
             reasons.append("the count time is unknown, so no longer time can be predicted")
-            return Assessment("flag", ranked, (), tuple(reasons), None, None, posterior.model_id, False, snr)
+            return _unrefined("flag", ranked, reasons, None, None, posterior, snr)
         predicted = count_time * (cfg.target_peak_snr / max(snr, 1e-3)) ** 2
         t_next = self._time_for(count_time, predicted)
         if t_next is None:
             reasons.append(f"already at the maximum count time {cfg.max_count_time_s:g} s")
-            return Assessment("flag", ranked, (), tuple(reasons), count_time, None, posterior.model_id,
-                              False, snr)
+            return _unrefined("flag", ranked, reasons, count_time, None, posterior, snr)
         reasons.append(f"S grows as √t: {count_time:.3g} s → {t_next:.3g} s "
                        f"should reach S ≈ {snr * math.sqrt(t_next / count_time):.0f}")
-        return Assessment("remeasure", ranked, (), tuple(reasons), count_time, t_next,
-                          posterior.model_id, False, snr)
+        return _unrefined("remeasure", ranked, reasons, count_time, t_next, posterior, snr)
 
     def _posterior_only(self, posterior: EGPosterior, cands: list[int], snr: float,
                         count_time: float | None) -> Assessment:
@@ -447,8 +447,7 @@ class Agent:
                 f"posterior flat (top EG {eg} p = {p:.2f} < {cfg.accept_probability:g}) on a "
                 f"well-counted frame (S = {snr:.0f}): the model cannot decide; give a cell to refine")
             verdict = "flag"
-        return Assessment(verdict, ranked, (), tuple(reasons), count_time, None, posterior.model_id,
-                          False, snr)
+        return _unrefined(verdict, ranked, reasons, count_time, None, posterior, snr)
 
     def _refined(self, pattern: Pattern, cells: Sequence[Sequence[float]], posterior: EGPosterior,
                  snr: float, count_time: float | None) -> Assessment:
@@ -490,8 +489,9 @@ class Agent:
                 f"no candidate fits: best EG {best.eg} has χ²_ν = {best.result.chi2_reduced:.2f} > "
                 f"{cfg.max_chi2_reduced:g} (Rwp {best.result.rwp:.3f}); wrong phase, second phase "
                 "or wrong cell")
-            return Assessment("flag", ranked, indist, tuple(reasons), count_time, None,
-                              posterior.model_id, True, snr, meta=meta)
+            return Assessment(verdict="flag", candidates=ranked, indistinguishable=indist,
+                              reasons=tuple(reasons), count_time_s=count_time, suggested_count_time_s=None,
+                              model_id=posterior.model_id, refined=True, peak_snr=snr, meta=meta)
         noisy = [s for s in rr.separations if not s.distinguishable and s.suggested_count_time_s is not None]
         if noisy:
             worst = max(noisy, key=lambda s: s.suggested_count_time_s)
@@ -501,8 +501,10 @@ class Agent:
                     f"EG {best.eg} vs EG {worst.eg}: separating reflections at S = {worst.snr:.1f} "
                     f"< {cfg.separation_snr:g}; S grows as √t, so count {t_next:.3g} s "
                     f"(predicted {worst.suggested_count_time_s:.3g} s)")
-                return Assessment("remeasure", ranked, indist, tuple(reasons), count_time, t_next,
-                                  posterior.model_id, True, snr, meta=meta)
+                return Assessment(verdict="remeasure", candidates=ranked, indistinguishable=indist,
+                                  reasons=tuple(reasons), count_time_s=count_time,
+                                  suggested_count_time_s=t_next, model_id=posterior.model_id,
+                                  refined=True, peak_snr=snr, meta=meta)
             reasons.append(f"separating reflections below the noise even at the maximum count time "
                            f"{cfg.max_count_time_s:g} s")
         if len(indist) > 1:
@@ -512,8 +514,9 @@ class Agent:
         else:
             reasons.append(f"EG {best.eg} fits best (Rwp {best.result.rwp:.3f}) and every other "
                            "candidate is excluded by the data")
-        return Assessment("accept", ranked, indist, tuple(reasons), count_time, None,
-                          posterior.model_id, True, snr, meta=meta)
+        return Assessment(verdict="accept", candidates=ranked, indistinguishable=indist,
+                          reasons=tuple(reasons), count_time_s=count_time, suggested_count_time_s=None,
+                          model_id=posterior.model_id, refined=True, peak_snr=snr, meta=meta)
 
 
 def _across_cells(runs, posterior: EGPosterior, min_delta_bic: float):
@@ -530,10 +533,12 @@ def _across_cells(runs, posterior: EGPosterior, min_delta_bic: float):
 
     Returns ``(cell, rank result, candidates, reasons)``.
     """
+    from ratagent.refinement import criterion
+
     c_hat = max(1.0, min(rr.best.result.chi2_reduced for _, rr in runs))
 
     def crit(res) -> float:
-        return res.chi2 / c_hat + res.n_params * math.log(res.n_obs)
+        return criterion(res.chi2, res.n_params, res.n_obs, c_hat)
 
     # the indexing's best cell stays unless another one's best fit is decisively better
     best_b = [crit(r.best.result) for _, r in runs]
@@ -633,6 +638,14 @@ def _restrict_to_cell(
     if p.sum() <= 0:
         raise ValueError(f"the posterior gives zero weight to every EG the cell {arr.tolist()} admits")
     return p / p.sum()
+
+
+def _unrefined(verdict: Verdict, ranked: tuple[Candidate, ...], reasons: list[str], count_time: float | None,
+               suggested: float | None, posterior: EGPosterior, snr: float) -> Assessment:
+    """A decision made without Pawley refinement: candidates by posterior, none indistinguishable."""
+    return Assessment(verdict=verdict, candidates=ranked, indistinguishable=(), reasons=tuple(reasons),
+                      count_time_s=count_time, suggested_count_time_s=suggested, model_id=posterior.model_id,
+                      refined=False, peak_snr=snr)
 
 
 def _posterior_candidates(posterior: EGPosterior, cands: list[int]) -> tuple[Candidate, ...]:

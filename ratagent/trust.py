@@ -46,11 +46,11 @@ from typing import Any
 
 import numpy as np
 
+from ratagent.indexing.reduction import metric_family
+from ratagent.refinement.ranking import criterion
+
 __all__ = ["accepted_set", "cell_evidence", "doubts", "family_of", "gate", "metric_family"]
 
-#: Lattice family of each number of lattice rotations (the holohedry's proper rotations).
-_FAMILY_BY_ROTATIONS = {1: "triclinic", 2: "monoclinic", 4: "orthorhombic", 6: "hexagonal",
-                        8: "tetragonal", 12: "hexagonal", 24: "cubic"}
 #: Free cell parameters of each lattice family.
 _CELL_PARAMETERS = {"triclinic": 6, "monoclinic": 4, "orthorhombic": 3, "tetragonal": 2, "hexagonal": 2,
                     "cubic": 1}
@@ -63,13 +63,6 @@ def family_of(crystal_system: str) -> str:
     return "hexagonal" if crystal_system == "trigonal" else crystal_system
 
 
-def metric_family(cell: Sequence[float], centring: str, tolerance_deg: float) -> str:
-    """The lattice family of a cell's metric: its twofold axes within ``tolerance_deg`` obliquity."""
-    import gemmi
-
-    ops = gemmi.find_lattice_symmetry(gemmi.UnitCell(*[float(v) for v in cell]), centring,
-                                      float(tolerance_deg))
-    return _FAMILY_BY_ROTATIONS.get(len(ops.sym_ops), "triclinic")
 
 
 def _family_probability(nn_probs: Sequence[float], family: str) -> float:
@@ -81,7 +74,7 @@ def _family_probability(nn_probs: Sequence[float], family: str) -> float:
 
 
 def _criterion(fit: dict[str, Any], c_hat: float) -> float:
-    return fit["chi2"] / c_hat + fit["n_params"] * math.log(fit["n_obs"])
+    return criterion(fit["chi2"], fit["n_params"], fit["n_obs"], c_hat)
 
 
 def cell_evidence(

@@ -10,7 +10,7 @@ Importing is cheap: nothing is computed until a function is called.
 """
 
 from ratagent.refinement.pawley import PawleyConfig, PawleyResult, Profile, pawley_fit
-from ratagent.refinement.ranking import Evidence, RankedCandidate, RankResult, Separation, rank
+from ratagent.refinement.ranking import Evidence, RankedCandidate, RankResult, Separation, criterion, rank
 
 __all__ = [
     "Evidence",
@@ -20,6 +20,7 @@ __all__ = [
     "RankResult",
     "RankedCandidate",
     "Separation",
+    "criterion",
     "pawley_fit",
     "rank",
 ]

@@ -52,7 +52,7 @@ from ratagent.refinement import pawley, stages
 from ratagent.refinement.pawley import PawleyConfig, PawleyResult
 from ratagent.refinement.reflections import allowed_reflections, check_cell, lattice_model, settings_for_cell
 
-__all__ = ["Evidence", "RankResult", "RankedCandidate", "Separation", "rank"]
+__all__ = ["Evidence", "RankResult", "RankedCandidate", "Separation", "criterion", "rank"]
 
 logger = logging.getLogger(__name__)
 
@@ -128,6 +128,15 @@ class RankResult:
         """Count time that would separate the leader from every candidate now below the noise."""
         times = [s.suggested_count_time_s for s in self.separations if s.suggested_count_time_s is not None]
         return max(times) if times else None
+
+
+def criterion(chi2: float, n_params: int, n_obs: int, c_hat: float) -> float:
+    """The ranking criterion B = χ²/ĉ + p ln n of one fit (module docstring, step 3).
+
+    ``c_hat`` ≥ 1 is the overdispersion the leading fit shows (the smallest χ²_ν of the
+    fits compared); every fit of one pattern is scored with the same ĉ.
+    """
+    return chi2 / c_hat + n_params * math.log(n_obs)
 
 
 def _check_candidates(candidates: Sequence[int]) -> list[int]:
@@ -209,7 +218,7 @@ def rank(
     if not results:
         raise ValueError(f"no candidate EG fits the lattice of cell {cell_arr.tolist()}: {dict(skipped)}")
     c_hat = max(1.0, min(r.chi2_reduced for r in results.values()))
-    crit = {eg: r.chi2 / c_hat + r.n_params * math.log(r.n_obs) for eg, r in results.items()}
+    crit = {eg: criterion(r.chi2, r.n_params, r.n_obs, c_hat) for eg, r in results.items()}
     order = sorted(crit, key=lambda eg: (crit[eg], eg))
     b_min = crit[order[0]]
     raw = np.array([math.exp(-(crit[eg] - b_min) / 2.0) for eg in order])

@@ -81,7 +81,7 @@ def test_a_conventional_cell_the_network_agrees_with_leaves_no_doubt():
     "change, words",
     [
         ({"m20": 5.0}, "M20 = 5"),
-        ({"n_lines": 6}, "cubic cell rests on 6 lines, fewer than the 8"),  # 4 × (1 + 1)
+        ({"n_lines": 5}, "cubic cell rests on 5 lines, fewer than the 6"),  # 3 × (1 + 1)
         ({"chi2_reduced": 9.0}, "χ²_ν = 9.00"),
         ({"cell": (HALITE_A / math.sqrt(2), HALITE_A, HALITE_A / math.sqrt(2), 90, 90, 90),
           "system": "orthorhombic", "centring": "I"}, "not the conventional cell"),
