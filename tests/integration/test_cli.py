@@ -40,6 +40,7 @@ def _tiny_checkpoint(path):
     return path
 
 
+@pytest.mark.slow
 def test_classify_a_dev_pattern_written_as_xy(tmp_path, rruff_dev):
     xy = tmp_path / "dev0.xy"
     np.savetxt(xy, np.c_[rruff_dev["two_theta"], rruff_dev["intensity"][0]])
@@ -79,6 +80,7 @@ def test_classify_with_a_corrupt_checkpoint(tmp_path, rruff_dev):
     assert "model.safetensors" in out.stderr
 
 
+@pytest.mark.slow
 def test_classify_refine_indexes_and_ranks(tmp_path):
     """`--refine` on a simulated halite file: indexed as cubic F, EG 94 (Fm-3m) leads."""
     crystal = crystal_from_sites(
@@ -102,6 +104,7 @@ def test_classify_refine_indexes_and_ranks(tmp_path):
     assert r["cell"][0] == pytest.approx(5.6402, rel=1e-3)
 
 
+@pytest.mark.slow
 def test_classify_takes_the_wavelength_from_the_radiation(tmp_path, rruff_dev):
     xy = tmp_path / "dev0.xy"
     np.savetxt(xy, np.c_[rruff_dev["two_theta"], rruff_dev["intensity"][0]])

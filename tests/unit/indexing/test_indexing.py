@@ -44,6 +44,8 @@ TRICLINIC_REDUCED = {
     "kyanite": (5.5724, 7.1262, 7.8520, 73.97, 89.99, 78.89),
     "albite": (7.158, 7.4390, 7.7133, 115.07, 107.32, 100.43),
 }
+#: Cases of the test below that take several seconds each (the whole suite runs them).
+SLOW_EXACT = ("gypsum", "albite", "kyanite")
 
 
 def _found(result, cell, sg, k=3):
@@ -52,7 +54,8 @@ def _found(result, cell, sg, k=3):
 
 
 @pytest.mark.parametrize(
-    "name", [pytest.param(n, marks=pytest.mark.slow) if n in ("gypsum", "albite") else n for n in MINERALS]
+    "name",
+    [pytest.param(n, marks=pytest.mark.slow) if n in SLOW_EXACT else n for n in MINERALS],
 )
 def test_exact_lines_of_known_minerals_give_their_cell_first(name):
     cell, sg, system = MINERALS[name]
@@ -63,7 +66,9 @@ def test_exact_lines_of_known_minerals_give_their_cell_first(name):
     assert abs(result.best.zero_shift_deg) < 1e-3
 
 
-@pytest.mark.parametrize("name", list(MINERALS))
+@pytest.mark.parametrize(
+    "name", [pytest.param(n, marks=pytest.mark.slow) if n in ("gypsum", "kyanite") else n for n in MINERALS]
+)
 def test_noise_zero_shift_and_an_impurity_line(name):
     cell, sg, _ = MINERALS[name]
     rng = np.random.default_rng(sum(map(ord, name)))
@@ -452,6 +457,7 @@ def test_few_strong_lines_with_the_cell_in_the_weak_ones():
     _indexed_first(peaks, cell, "C m m m")
 
 
+@pytest.mark.slow
 def test_the_primitive_cell_follows_a_centred_one_that_gave_up_a_weak_line():
     """A simulated peak list (seed 0, orthorhombic case 82: Pnnm, a = 3.1329, b = 6.9676,
     c = 6.5468 Å): of the lines with h + k + l odd only 120 shows, at 2 % (38.64°), so the
@@ -634,6 +640,7 @@ def test_strong_lines_of_one_rectangular_zone_of_an_f_lattice():
     assert _found(result, (3.1718, 7.3956, 17.8378, 90, 90, 90), "F m m m", k=1) == [True], str(result)
 
 
+@pytest.mark.slow
 def test_lines_promoted_for_one_system_count_alike_for_every_cell():
     """A simulated peak list (seed 3, orthorhombic case 88: Pnma, a = 8.801, b = 4.284,
     c = 4.938 Å, 3 % impurity): one line dominates and only 5 of the first 20 reach 5 %
@@ -672,6 +679,7 @@ def test_with_few_lines_only_lines_above_the_weak_fraction_count_against_a_cell(
     assert result.best.n_unindexed == 1 and result.best.n_unindexed_strong == 0, str(result)
 
 
+@pytest.mark.slow
 def test_a_supercell_that_indexes_strong_lines_does_not_give_way_to_its_subcell():
     """The peak list of a measured pattern (RRUFF dev set, pattern 63: SG 188,
     a = 6.639, c = 9.754 Å): c = 4.877 Å indexes 14 of 20 lines and leaves two strong
@@ -709,6 +717,7 @@ def test_no_cell_has_a_translation_shorter_than_like_atoms_allow():
     assert min(niggli_cell(c.cell, c.centring)[0] for c in result.candidates) >= 1.5
 
 
+@pytest.mark.slow
 def test_the_position_uncertainties_of_the_peak_search_weight_the_cell():
     """A simulated peak list with the peak search's position uncertainties (seed 3,
     orthorhombic case 98: Pccn, a = 5.6049, b = 9.6842, c = 7.6600 Å, 3 % impurity):
@@ -735,6 +744,7 @@ def test_the_position_uncertainties_of_the_peak_search_weight_the_cell():
     assert any(_found(result, (5.6049, 9.6842, 7.6600, 90, 90, 90), "P c c n")), str(result)
 
 
+@pytest.mark.slow
 def test_a_supercell_that_indexes_the_one_strong_line_its_subcell_leaves_out():
     """A simulated peak list (seed 3, cubic case 74: Fd-3c, a = 14.346 Å, 3 % impurity):
     every line of the phase among the first 20 has even indices but 355 (48.71°, 6 %),
@@ -782,6 +792,7 @@ def test_cells_with_more_parameters_do_not_win_few_lines_by_fitting_them_closer(
 
 
 @pytest.mark.parametrize("name", sorted(TRICLINIC_REDUCED))
+@pytest.mark.slow
 def test_triclinic_minerals_index_on_their_reduced_cell(name):
     cell, sg, _ = MINERALS[name]
     rng = np.random.default_rng(7)

@@ -48,6 +48,8 @@ MINERALS = {
     ),
 }
 _IMPURITY = {"rutile": "calcite", "corundum": "quartz", "calcite": "rutile", "quartz": "corundum"}
+#: Cases of the test below that take several seconds each (the whole suite runs them).
+SLOW = ("corundum", "rutile", "calcite")
 
 
 def _record(name):
@@ -56,7 +58,10 @@ def _record(name):
     return reflection_list(crystal, d_min=1.0, name=name)
 
 
-@pytest.mark.parametrize("name", list(MINERALS))
+@pytest.mark.parametrize(
+    "name",
+    [pytest.param(n, marks=pytest.mark.slow) if n in SLOW else n for n in MINERALS],
+)
 def test_published_cell_recovered_from_a_simulated_pattern_with_an_impurity(name):
     _, cell, _, system, centring = MINERALS[name]
     rng = np.random.default_rng(sum(map(ord, name)))

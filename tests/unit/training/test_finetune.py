@@ -70,6 +70,7 @@ def test_directory_source_reads_labels_csv(tmp_path):
         list(DirectorySource(tmp_path))
 
 
+@pytest.mark.slow
 def test_finetune_fits_the_measured_patterns_and_writes_an_uncalibrated_checkpoint(npz, tmp_path):
     start = tiny_checkpoint(tmp_path / "start", stem="conv", pool="flatten")
     before = load_checkpoint(start)
