@@ -21,6 +21,8 @@ import math
 import gemmi
 import numpy as np
 
+from ratagent.crystallography.cell import cell_volume, check_cell, metric_tensor
+
 __all__ = [
     "cell_from_form",
     "cell_volume",
@@ -35,31 +37,12 @@ __all__ = [
 ]
 
 
-def _check_cell(cell: np.ndarray | tuple[float, ...]) -> np.ndarray:
-    arr = np.asarray(cell, dtype=float)
-    if arr.shape != (6,):
-        raise ValueError(f"cell must be (a, b, c, alpha, beta, gamma), got shape {arr.shape}")
-    if not np.all(np.isfinite(arr)) or np.any(arr[:3] <= 0):
-        raise ValueError(f"cell lengths must be positive finite Å, got {arr.tolist()}")
-    if np.any(arr[3:] <= 0) or np.any(arr[3:] >= 180):
-        raise ValueError(f"cell angles must be in (0, 180) degrees, got {arr[3:].tolist()}")
-    return arr
-
-
-def _metric(cell: np.ndarray) -> np.ndarray:
-    a, b, c = cell[:3]
-    ca, cb, cg = np.cos(np.radians(cell[3:]))
-    return np.array(
-        [[a * a, a * b * cg, a * c * cb], [a * b * cg, b * b, b * c * ca], [a * c * cb, b * c * ca, c * c]]
-    )
-
-
 def form_from_cell(cell: np.ndarray | tuple[float, ...]) -> np.ndarray:
     """Quadratic-form coefficients ``(A, B, C, D, E, F)`` in Å⁻² of a cell ``(a, b, c, α, β, γ)``.
 
     ``A = a*², B = b*², C = c*², D = 2 a* b* cos γ*, E = 2 a* c* cos β*, F = 2 b* c* cos α*``.
     """
-    g = np.linalg.inv(_metric(_check_cell(cell)))
+    g = np.linalg.inv(metric_tensor(check_cell(cell)))
     return np.array([g[0, 0], g[1, 1], g[2, 2], 2 * g[0, 1], 2 * g[0, 2], 2 * g[1, 2]])
 
 
@@ -83,11 +66,6 @@ def cell_from_form(form: np.ndarray) -> np.ndarray:
     return np.array([a, b, c, alpha, beta, gamma])
 
 
-def cell_volume(cell: np.ndarray | tuple[float, ...]) -> float:
-    """Cell volume V = √det G in Å³."""
-    return float(math.sqrt(max(np.linalg.det(_metric(_check_cell(cell))), 0.0)))
-
-
 def niggli_cell(cell: np.ndarray | tuple[float, ...], centring: str = "P") -> np.ndarray:
     """Niggli-reduced primitive cell of a lattice given by a conventional cell and its centring.
 
@@ -97,7 +75,7 @@ def niggli_cell(cell: np.ndarray | tuple[float, ...], centring: str = "P") -> np
     centring : {"P", "A", "B", "C", "I", "F", "R"}
         Lattice centring of ``cell`` (``R``: obverse rhombohedral on hexagonal axes).
     """
-    cell = _check_cell(cell)
+    cell = check_cell(cell)
     if centring not in ("P", "A", "B", "C", "I", "F", "R"):
         raise ValueError(f"centring must be one of P, A, B, C, I, F, R; got {centring!r}")
     gv = gemmi.GruberVector(gemmi.UnitCell(*cell), centring, False)
@@ -117,7 +95,7 @@ def _reduced_reciprocal_metric(cell: np.ndarray | tuple[float, ...], centring: s
     rec = gemmi.UnitCell(*niggli_cell(cell, centring)).reciprocal()
     gv = gemmi.GruberVector(rec, "P", False)
     gv.niggli_reduce()
-    return _metric(np.array(gv.cell_parameters()))
+    return metric_tensor(np.array(gv.cell_parameters()))
 
 
 def lattice_key(
@@ -217,7 +195,7 @@ def _lattice_rotations(cell: np.ndarray | tuple[float, ...], centring: str, tole
 def metric_family(cell: np.ndarray | tuple[float, ...], centring: str, tolerance_deg: float) -> str:
     """The lattice family of a cell's metric: its twofold axes within ``tolerance_deg``
     obliquity (Le Page, J. Appl. Cryst. 15, 255 (1982), as gemmi's ``find_lattice_symmetry``)."""
-    _, rotations = _lattice_rotations(_check_cell(cell), centring, tolerance_deg)
+    _, rotations = _lattice_rotations(check_cell(cell), centring, tolerance_deg)
     return _FAMILY_BY_ROTATIONS.get(len(rotations), "triclinic")
 
 
@@ -239,11 +217,11 @@ def higher_metric_cells(
     centring from the lines. Empty for a triclinic metric and for the families above
     orthorhombic (whose cells the trial search finds).
     """
-    prim, rotations = _lattice_rotations(_check_cell(cell), centring, tolerance_deg)
+    prim, rotations = _lattice_rotations(check_cell(cell), centring, tolerance_deg)
     family = _FAMILY_BY_ROTATIONS.get(len(rotations), "triclinic")
     if family not in ("monoclinic", "orthorhombic"):
         return []
-    g = _metric(prim)
+    g = metric_tensor(prim)
     eye = np.eye(3, dtype=int)
     twofolds = [r for r in rotations if np.trace(r) == -1]
 

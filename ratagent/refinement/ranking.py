@@ -46,11 +46,12 @@ import numpy as np
 from scipy.special import log_ndtr
 
 from ratagent.crystallography import extinction_group, systematically_absent
+from ratagent.crystallography.cell import check_cell
 from ratagent.instrument import Instrument
 from ratagent.patterns import Pattern
 from ratagent.refinement import pawley, stages
 from ratagent.refinement.pawley import PawleyConfig, PawleyResult
-from ratagent.refinement.reflections import allowed_reflections, check_cell, lattice_model, settings_for_cell
+from ratagent.refinement.reflections import allowed_reflections, lattice_model, settings_for_cell
 
 __all__ = ["Evidence", "RankResult", "RankedCandidate", "Separation", "criterion", "rank"]
 

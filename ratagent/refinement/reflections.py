@@ -33,7 +33,7 @@ import gemmi
 import numpy as np
 
 from ratagent.crystallography import eg_settings, extinction_group, systematically_absent
-from ratagent.simulation.lattice import metric_tensor
+from ratagent.crystallography.cell import check_cell, metric_tensor
 
 __all__ = [
     "LatticeModel",
@@ -51,35 +51,6 @@ LENGTH_TOLERANCE = 0.03
 ANGLE_TOLERANCE_DEG = 2.0
 
 _AXES = "abc"
-
-
-def check_cell(cell: object) -> np.ndarray:
-    """Validate a cell (a, b, c, α, β, γ) in Å and degrees; return it as float array (6,).
-
-    Raises
-    ------
-    ValueError
-        Naming the cell when it has not six finite numbers, a length ≤ 0, an angle outside
-        (0, 180)°, or angles that enclose no volume.
-    """
-    try:
-        arr = np.asarray(cell, dtype=float)
-    except (TypeError, ValueError):
-        raise ValueError(f"cell must be six numbers (a, b, c, alpha, beta, gamma), got {cell!r}") from None
-    if arr.shape != (6,):
-        raise ValueError(
-            f"cell must be six numbers (a, b, c, alpha, beta, gamma), got {np.size(arr)} values: {cell!r}"
-        )
-    if not np.isfinite(arr).all():
-        raise ValueError(f"cell has non-finite values: {arr.tolist()}")
-    if (arr[:3] <= 0).any():
-        raise ValueError(f"cell lengths must be positive (Å), got a, b, c = {arr[:3].tolist()}")
-    if (arr[3:] <= 0).any() or (arr[3:] >= 180).any():
-        raise ValueError(f"cell angles must lie in (0, 180) degrees, got {arr[3:].tolist()}")
-    ca, cb, cg = np.cos(np.radians(arr[3:]))
-    if 1 - ca * ca - cb * cb - cg * cg + 2 * ca * cb * cg <= 1e-8:
-        raise ValueError(f"cell angles {arr[3:].tolist()} enclose no volume")
-    return arr
 
 
 def _cell_from_metric(g: np.ndarray) -> np.ndarray:

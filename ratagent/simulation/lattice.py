@@ -11,6 +11,7 @@ import math
 
 import numpy as np
 
+from ratagent.crystallography.cell import cell_volume, check_cell, metric_tensor
 from ratagent.crystallography.spacegroups import CRYSTAL_SYSTEMS
 
 __all__ = [
@@ -32,54 +33,9 @@ _MONOCLINIC_BETA_DEG = (90.0, 120.0)
 _TRICLINIC_ANGLE_DEG = (70.0, 115.0)
 
 
-def check_cell(cell: np.ndarray | tuple[float, ...]) -> np.ndarray:
-    """Validate a cell ``(a, b, c, α, β, γ)`` and return it as float64 array of shape (6,).
-
-    Raises
-    ------
-    ValueError
-        Wrong shape, non-finite or non-positive lengths, angles outside (0, 180)°, or
-        angles that enclose no volume.
-    """
-    arr = np.asarray(cell, dtype=float)
-    if arr.shape != (6,):
-        raise ValueError(f"cell must be (a, b, c, alpha, beta, gamma), got shape {arr.shape}")
-    if not np.all(np.isfinite(arr)):
-        raise ValueError(f"cell has non-finite values: {arr.tolist()}")
-    if np.any(arr[:3] <= 0):
-        raise ValueError(f"cell lengths must be positive Å, got {arr[:3].tolist()}")
-    if np.any(arr[3:] <= 0) or np.any(arr[3:] >= 180):
-        raise ValueError(f"cell angles must be in (0, 180) degrees, got {arr[3:].tolist()}")
-    if _volume_factor(arr) <= 1e-6:
-        raise ValueError(f"cell angles {arr[3:].tolist()} enclose no volume")
-    return arr
-
-
 def _volume_factor(cell: np.ndarray) -> float:
     ca, cb, cg = np.cos(np.radians(cell[3:]))
     return float(1.0 - ca * ca - cb * cb - cg * cg + 2.0 * ca * cb * cg)
-
-
-def cell_volume(cell: np.ndarray | tuple[float, ...]) -> float:
-    """V = abc √(1 − cos²α − cos²β − cos²γ + 2 cosα cosβ cosγ), Å³."""
-    arr = check_cell(cell)
-    return float(arr[0] * arr[1] * arr[2] * math.sqrt(_volume_factor(arr)))
-
-
-def metric_tensor(cell: np.ndarray | tuple[float, ...]) -> np.ndarray:
-    """Real-space metric G_ij = a_i · a_j, shape (3, 3), Å².
-
-    G = [[a², ab cosγ, ac cosβ], [ab cosγ, b², bc cosα], [ac cosβ, bc cosα, c²]].
-    """
-    a, b, c, al, be, ga = check_cell(cell)
-    ca, cb, cg = np.cos(np.radians([al, be, ga]))
-    return np.array(
-        [
-            [a * a, a * b * cg, a * c * cb],
-            [a * b * cg, b * b, b * c * ca],
-            [a * c * cb, b * c * ca, c * c],
-        ]
-    )
 
 
 def reciprocal_metric(cell: np.ndarray | tuple[float, ...]) -> np.ndarray:
