@@ -739,6 +739,7 @@ def index(
                 break
         ts = time.perf_counter()
         tol_strong = dq_dtth(tth[~weak], wl) * screen_tolerance_deg
+        keep = KEEP_PER_SYSTEM[name] if keep_per_system is None else keep_per_system
         if name == "triclinic":
             # zones of the strong lines, and of all the lines (the first lines of the
             # lattice can be weak); screened on the strong lines and on all of them; six
@@ -746,7 +747,6 @@ def index(
             p = triclinic_trials(q_strong, tol_strong, axis_lines=q_all)
             if n_weak:
                 p = np.concatenate([p, triclinic_trials(q_all, tol_all_lines)])
-            keep = KEEP_PER_SYSTEM[name] if keep_per_system is None else keep_per_system
             best, _ = screen(name, p, q_screen, tol_q, max_missing, keep, _TRICLINIC_CALC_PER_LINE)
             if more_lines:
                 again, _ = screen(name, p, q_all, tol_all_lines, max_missing + n_weak, keep,
@@ -764,7 +764,6 @@ def index(
         # few hundredth, while the weak lines of the true phase tell it apart. Both lists
         # are refined (on measured patterns, spurious weak lines favour large cells in
         # the second one)
-        keep = KEEP_PER_SYSTEM[name] if keep_per_system is None else keep_per_system
         deep, _ = screen(name, p, q_screen, tol_q, max_missing, max(keep, _DEEP_SCREEN))
         best = deep[:keep]
         if len(deep) > keep and more_lines:
@@ -848,20 +847,15 @@ def index(
                 )
                 best = np.concatenate([best, down])
         best = np.unique(best, axis=0)
-        for p0 in best:
-            c = refine_cell(name, p0, tth, wl, tolerance_deg, max_zero_deg, weak, sigma_deg=sigma)
-            if c is not None and c.n_unindexed_strong <= max_unindexed:
-                found.append(c)
-                if name == "monoclinic" and abs(c.cell[4] - 90.0) <= _RIGHT_ANGLE_DEG:
-                    # a right-angled monoclinic cell is an orthorhombic metric: refined as
-                    # such it finds its own centring (C, F, I need not be a monoclinic
-                    # one), and the merge keeps it when it fits as well
-                    p_o = system_params("orthorhombic", c.cell)
-                    o = refine_cell(
-                        "orthorhombic", p_o, tth, wl, tolerance_deg, max_zero_deg, weak, sigma_deg=sigma
-                    )
-                    if o is not None and o.n_unindexed_strong <= max_unindexed:
-                        found.append(o)
+        for c in _refined(name, best, tth, wl, tolerance_deg, max_zero_deg, weak, sigma, max_unindexed):
+            found.append(c)
+            if name == "monoclinic" and abs(c.cell[4] - 90.0) <= _RIGHT_ANGLE_DEG:
+                # a right-angled monoclinic cell is an orthorhombic metric: refined as such
+                # it finds its own centring (C, F, I need not be a monoclinic one), and the
+                # merge keeps it when it fits as well
+                p_o = system_params("orthorhombic", c.cell)
+                found += _refined("orthorhombic", p_o[None, :], tth, wl, tolerance_deg, max_zero_deg, weak,
+                                  sigma, max_unindexed)
         log.debug("%s: %d trials, %d screened, %.2f s", name, len(p), len(best), time.perf_counter() - ts)
     found += _higher_metric(found, tth, wl, tolerance_deg, max_zero_deg, sigma, max_unindexed)
     if min_translation > 0:

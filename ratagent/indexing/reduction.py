@@ -42,7 +42,7 @@ def form_from_cell(cell: np.ndarray | tuple[float, ...]) -> np.ndarray:
 
     ``A = a*², B = b*², C = c*², D = 2 a* b* cos γ*, E = 2 a* c* cos β*, F = 2 b* c* cos α*``.
     """
-    g = np.linalg.inv(metric_tensor(check_cell(cell)))
+    g = np.linalg.inv(metric_tensor(cell))
     return np.array([g[0, 0], g[1, 1], g[2, 2], 2 * g[0, 1], 2 * g[0, 2], 2 * g[1, 2]])
 
 
@@ -195,7 +195,7 @@ def _lattice_rotations(cell: np.ndarray | tuple[float, ...], centring: str, tole
 def metric_family(cell: np.ndarray | tuple[float, ...], centring: str, tolerance_deg: float) -> str:
     """The lattice family of a cell's metric: its twofold axes within ``tolerance_deg``
     obliquity (Le Page, J. Appl. Cryst. 15, 255 (1982), as gemmi's ``find_lattice_symmetry``)."""
-    _, rotations = _lattice_rotations(check_cell(cell), centring, tolerance_deg)
+    _, rotations = _lattice_rotations(cell, centring, tolerance_deg)
     return _FAMILY_BY_ROTATIONS.get(len(rotations), "triclinic")
 
 
@@ -217,7 +217,7 @@ def higher_metric_cells(
     centring from the lines. Empty for a triclinic metric and for the families above
     orthorhombic (whose cells the trial search finds).
     """
-    prim, rotations = _lattice_rotations(check_cell(cell), centring, tolerance_deg)
+    prim, rotations = _lattice_rotations(cell, centring, tolerance_deg)
     family = _FAMILY_BY_ROTATIONS.get(len(rotations), "triclinic")
     if family not in ("monoclinic", "orthorhombic"):
         return []
