@@ -81,6 +81,7 @@ import numpy as np
 from ratagent.indexing.peaks import PeakList, find_peaks
 from ratagent.indexing.reduction import higher_metric_cells, keys_match, lattice_key, niggli_cell
 from ratagent.indexing.refine import (
+    TRICLINIC_CALC_PER_LINE,
     CandidateCell,
     dq_dtth,
     min_lines,
@@ -151,10 +152,6 @@ _RIGHT_ANGLE_DEG = 0.1
 _CENTRING_CHECKS = 10
 #: Leading cells whose supercells are tried on the strong lines they leave out.
 _SUPERCELL_CHECKS = 5
-#: Most calculated lines per observed line of a triclinic cell (as :func:`_settles` asks
-#: of a cell that ends the search): a triclinic cell predicting 6–8 per line indexes
-#: 20 lines of an orthorhombic or monoclinic pattern with M20 ≈ 20–35.
-_TRICLINIC_CALC_PER_LINE = 4.0
 #: Leading triclinic and monoclinic cells refined again in the system of their metric,
 #: and the obliquity (degrees) within which a twofold axis of the metric counts.
 _METRIC_CHECKS = 5
@@ -747,13 +744,13 @@ def index(
             p = triclinic_trials(q_strong, tol_strong, axis_lines=q_all)
             if n_weak:
                 p = np.concatenate([p, triclinic_trials(q_all, tol_all_lines)])
-            best, _ = screen(name, p, q_screen, tol_q, max_missing, keep, _TRICLINIC_CALC_PER_LINE)
+            best, _ = screen(name, p, q_screen, tol_q, max_missing, keep, TRICLINIC_CALC_PER_LINE)
             if more_lines:
                 again, _ = screen(name, p, q_all, tol_all_lines, max_missing + n_weak, keep,
-                                  _TRICLINIC_CALC_PER_LINE, first_pass=False)
+                                  TRICLINIC_CALC_PER_LINE, first_pass=False)
                 best = np.unique(np.concatenate([best, again]), axis=0)
             cells = _refined(name, best, tth, wl, tolerance_deg, max_zero_deg, weak, sigma, max_unindexed)
-            found += [c for c in cells if c.n_calc <= _TRICLINIC_CALC_PER_LINE * c.n_lines]
+            found += [c for c in cells if c.n_calc <= TRICLINIC_CALC_PER_LINE * c.n_lines]
             log.debug("%s: %d trials, %d screened, %.2f s", name, len(p), len(best), time.perf_counter() - ts)
             continue
         p = solve_trials(name, q_strong)
@@ -881,6 +878,8 @@ def index(
         for c in merged[:_SUPERCELL_CHECKS]
         for s in strong_supercells(c, tth, wl, tolerance_deg, max_zero_deg, min_m20)
     ]
+    # a supercell of a triclinic subcell may have the metric of the true monoclinic cell
+    alternatives += _higher_metric(alternatives, tth, wl, tolerance_deg, max_zero_deg, sigma, max_unindexed)
     if alternatives:
         merged = _merge(merged + alternatives, tth, tolerance_deg)
     ranked = _prefer_dominant(merged, tth, tolerance_deg)

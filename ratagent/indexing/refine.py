@@ -32,6 +32,7 @@ from ratagent.indexing.trials import SYSTEMS, form_determinant, monomials, posit
 
 __all__ = [
     "CENTRING_CHANCE",
+    "TRICLINIC_CALC_PER_LINE",
     "CENTRING_POINTS",
     "CandidateCell",
     "dq_dtth",
@@ -53,6 +54,10 @@ _MIN_ERROR_DEG = 0.001
 #: it leaves out (:func:`~ratagent.indexing.merit.coincidence_chance`).
 CENTRING_CHANCE = 0.01
 
+#: Most calculated lines per observed line of a triclinic cell (as the indexing's
+#: stopping rule asks of a cell that ends the search): a triclinic cell predicting 6–8
+#: per line indexes 20 lines of an orthorhombic or monoclinic pattern with M20 ≈ 20–35.
+TRICLINIC_CALC_PER_LINE = 4.0
 
 #: Smallest position uncertainty a line is weighted by in the least squares, degrees of
 #: 2θ (a diffractometer's reproducibility; fitted σ of strong lines are far smaller).

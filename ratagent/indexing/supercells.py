@@ -44,6 +44,7 @@ from scipy.stats import binom
 from ratagent.indexing.merit import centring_mask, coincidence_chance
 from ratagent.indexing.peaks import ResidualFilter
 from ratagent.indexing.refine import (
+    TRICLINIC_CALC_PER_LINE,
     CandidateCell,
     nearest_index,
     q_of_two_theta,
@@ -97,9 +98,10 @@ AXIS_FACTORS: dict[str, tuple[tuple[float, float, float], ...]] = {
     ),
     "orthorhombic": tuple(f for f in itertools.product((1.0, 2.0), repeat=3) if f != (1.0, 1.0, 1.0)),
     "monoclinic": tuple(f for f in itertools.product((1.0, 2.0), repeat=3) if f != (1.0, 1.0, 1.0)),
-    # a triclinic supercell is another triclinic cell, which the zone search finds on its
-    # own when the lines call for it: doubled axes only add free, chance-catching lines
-    "triclinic": (),
+    # a doubled triclinic subcell may be the true (often monoclinic C) cell: simulated
+    # diopside, whose half-volume subcell (3.30, 5.25, 6.60 Å) indexes every strong line;
+    # kept only within TRICLINIC_CALC_PER_LINE, as free doubled cells catch chance lines
+    "triclinic": tuple(f for f in itertools.product((1.0, 2.0), repeat=3) if f != (1.0, 1.0, 1.0)),
 }
 
 
@@ -133,6 +135,8 @@ def _refined_supercells(
         except ValueError:
             continue
         sup = refine_cell(system, p0, tth, wl, tol_deg, max_zero_deg, cand.weak, sigma_deg=cand.sigma_deg)
+        if system == "triclinic" and sup is not None and sup.n_calc > TRICLINIC_CALC_PER_LINE * sup.n_lines:
+            continue
         if _keeps(sup, cand, 0.0, gained=1):
             out.append(sup)
     return out
