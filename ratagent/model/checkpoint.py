@@ -6,10 +6,13 @@ Layout of a checkpoint directory::
     config.json         format, model id, ViTConfig (with the Q grid), calibration, training summary
     MODEL_CARD.md       how it was trained and what it measured, for people
 
-The **model id** is the first 16 hex digits of the SHA-256 of ``model.safetensors``; it is
-written into ``config.json`` on :func:`save` and checked on :func:`load_checkpoint`, so a
-changed or truncated weights file is caught, and every posterior names the weights that
-made it.
+The **model id** is the first 16 hex digits of the SHA-256 of everything that changes an
+answer: the bytes of ``model.safetensors`` and the network configuration (with its Q
+grid and input transform) and calibration of ``config.json``. :func:`save` writes it and
+the weights' own SHA-256 into ``config.json``; :func:`load_checkpoint` checks both, so a
+changed or truncated weights file and a hand-edited configuration are caught, and every
+posterior names the model that made it. (Format 1 checkpoints hashed the weights alone;
+they still load, and report the id of weights and configuration together.)
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,7 +47,9 @@ WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 MODEL_CARD_FILE = "MODEL_CARD.md"
 FORMAT = "ratagent-vit"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+#: Format versions this code reads.
+_READABLE_VERSIONS = (1, 2)
 #: Where the shipped checkpoint lives inside the package.
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parent / "checkpoints" / "default"
 _ID_HEX_DIGITS = 16
@@ -66,10 +71,15 @@ class Checkpoint:
         return self.model.config
 
 
-def model_id_of(weights_path: str | Path) -> str:
-    """First 16 hex digits of the SHA-256 of a weights file."""
-    digest = hashlib.sha256(Path(weights_path).read_bytes()).hexdigest()
-    return digest[:_ID_HEX_DIGITS]
+def model_id_of(weights: bytes | str | Path, vit: Mapping[str, Any], calibration: Mapping[str, Any]) -> str:
+    """The model id: first 16 hex digits of the SHA-256 of the weights (bytes or a file),
+    the network configuration and the calibration (as their ``to_dict()``)."""
+    raw = weights if isinstance(weights, bytes) else Path(weights).read_bytes()
+    digest = hashlib.sha256(raw)
+    digest.update(b"\0")
+    digest.update(json.dumps({"vit": vit, "calibration": calibration}, sort_keys=True,
+                             separators=(",", ":")).encode())
+    return digest.hexdigest()[:_ID_HEX_DIGITS]
 
 
 def _default_card(model: ViT, calibration: Calibration, model_id: str, training: dict) -> str:
@@ -140,13 +150,16 @@ def save(
     path.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     save_file(state, str(path / WEIGHTS_FILE), metadata={"format": FORMAT})
-    model_id = model_id_of(path / WEIGHTS_FILE)
+    raw = (path / WEIGHTS_FILE).read_bytes()
+    vit, cal = model.config.to_dict(), calibration.to_dict()
+    model_id = model_id_of(raw, vit, cal)
     config = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "model_id": model_id,
-        "vit": model.config.to_dict(),
-        "calibration": calibration.to_dict(),
+        "weights_sha256": hashlib.sha256(raw).hexdigest(),
+        "vit": vit,
+        "calibration": cal,
         "training": training,
     }
     (path / CONFIG_FILE).write_text(json.dumps(config, indent=1) + "\n", encoding="utf-8")
@@ -166,12 +179,14 @@ def _read_config(file: Path) -> dict[str, Any]:
         raise ValueError(f"{file}: not valid JSON ({err})") from None
     if not isinstance(cfg, dict) or cfg.get("format") != FORMAT:
         raise ValueError(f"{file}: not a ratagent ViT config (expected format={FORMAT!r})")
-    if cfg.get("format_version") != FORMAT_VERSION:
+    if cfg.get("format_version") not in _READABLE_VERSIONS:
         raise ValueError(
             f"{file}: format_version {cfg.get('format_version')!r} is not supported "
-            f"(this ratagent reads {FORMAT_VERSION})"
+            f"(this ratagent reads {', '.join(map(str, _READABLE_VERSIONS))})"
         )
     missing = {"model_id", "vit", "calibration"} - set(cfg)
+    if cfg["format_version"] >= 2:
+        missing |= {"weights_sha256"} - set(cfg)
     if missing:
         raise ValueError(f"{file}: missing entries {sorted(missing)}")
     return cfg
@@ -218,11 +233,12 @@ def load_checkpoint(path: str | Path | None = None) -> Checkpoint:
         raise ValueError(
             f"{weights_file}: not a readable safetensors file, truncated or corrupt ({err})"
         ) from None
-    model_id = hashlib.sha256(raw).hexdigest()[:_ID_HEX_DIGITS]
-    if model_id != cfg["model_id"]:
+    weights_sha = hashlib.sha256(raw).hexdigest()
+    stated_sha = cfg.get("weights_sha256") or cfg["model_id"]  # format 1: the id was the weights' hash
+    if not weights_sha.startswith(stated_sha):
         raise ValueError(
-            f"{weights_file}: weights hash to model id {model_id}, but {cfg_file} states "
-            f"{cfg['model_id']}; the weights were changed or corrupted"
+            f"{weights_file}: the weights hash to {weights_sha[:_ID_HEX_DIGITS]}, but {cfg_file} states "
+            f"{stated_sha[:_ID_HEX_DIGITS]}; the weights were changed or corrupted"
         )
     if "code_matrix" not in state:
         raise ValueError(f"{weights_file}: missing tensor 'code_matrix'")
@@ -258,5 +274,12 @@ def load_checkpoint(path: str | Path | None = None) -> Checkpoint:
     bad = [k for k, v in state.items() if v.is_floating_point() and not bool(v.isfinite().all())]
     if bad:
         raise ValueError(f"{weights_file}: non-finite values in {bad}")
+    model_id = model_id_of(raw, config.to_dict(), calibration.to_dict())
+    if cfg["format_version"] >= 2 and model_id != cfg["model_id"]:
+        raise ValueError(
+            f"{cfg_file}: the network configuration or calibration differs from the one model "
+            f"{cfg['model_id']} was saved with (they give id {model_id}); an edited checkpoint "
+            "gives other answers under the same id: save it again to give it its own id"
+        )
     logger.info("loaded checkpoint %s from %s", model_id, path)
     return Checkpoint(model, calibration, model_id, path, dict(cfg.get("training") or {}))

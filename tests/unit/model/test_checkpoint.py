@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import numpy as np
@@ -28,7 +29,9 @@ def saved(tmp_path, tiny_model):
 def test_round_trip_gives_identical_outputs(saved):
     model, cal, path, model_id = saved
     ckpt = load_checkpoint(path)
-    assert ckpt.model_id == model_id == model_id_of(path / "model.safetensors")
+    cfg = json.loads((path / "config.json").read_text())
+    weights = path / "model.safetensors"
+    assert ckpt.model_id == model_id == model_id_of(weights, cfg["vit"], cfg["calibration"])
     assert len(model_id) == 16
     assert ckpt.config == model.config
     assert ckpt.training == {"steps": 10, "data": "unit test"}
@@ -91,8 +94,45 @@ def test_changed_weights_do_not_match_the_model_id(saved):
 def _rewrite_weights(path, state):
     save_file(state, str(path / "model.safetensors"))
     cfg = json.loads((path / "config.json").read_text())
-    cfg["model_id"] = model_id_of(path / "model.safetensors")
+    cfg["weights_sha256"] = hashlib.sha256((path / "model.safetensors").read_bytes()).hexdigest()
+    cfg["model_id"] = model_id_of(path / "model.safetensors", cfg["vit"], cfg["calibration"])
     (path / "config.json").write_text(json.dumps(cfg))
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        lambda cfg: cfg["vit"]["grid"].update(wavelength_angstrom=0.7093),
+        lambda cfg: cfg["vit"].update(intensity_transform="log"),
+        lambda cfg: cfg["vit"].update(background_quantile=0.3),
+        lambda cfg: cfg["calibration"].update(temperature=1.0),
+    ],
+    ids=["grid wavelength", "intensity transform", "background quantile", "temperature"],
+)
+def test_edited_configuration_does_not_keep_the_model_id(saved, edit):
+    """Each of these edits changes the answers: it must not load under the saved id."""
+    path = saved[2]
+    cfg = json.loads((path / "config.json").read_text())
+    edit(cfg)
+    (path / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(ValueError, match=r"config\.json: the network configuration or calibration differs"):
+        load_checkpoint(path)
+
+
+def test_the_model_id_covers_weights_configuration_and_calibration(saved, tmp_path):
+    model, cal, _, model_id = saved
+    other = Calibration(temperature=2.0, prior_weight=0.6, log_prior=cal.log_prior)
+    assert save(model, other, tmp_path / "recalibrated") != model_id
+
+
+def test_format_1_checkpoint_loads_with_the_id_of_weights_and_configuration(saved):
+    """Format 1 stated the weights' hash as the id; it loads, reporting the full id."""
+    path, model_id = saved[2], saved[3]
+    cfg = json.loads((path / "config.json").read_text())
+    sha = cfg.pop("weights_sha256")
+    cfg.update(format_version=1, model_id=sha[:16])
+    (path / "config.json").write_text(json.dumps(cfg))
+    assert load_checkpoint(path).model_id == model_id
 
 
 def test_missing_tensor_is_named(saved):
