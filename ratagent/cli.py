@@ -54,17 +54,35 @@ def _cmd_classify(args: argparse.Namespace) -> int:
     classifier = load(args.checkpoint)
     if args.refine or args.cell:
         return _refine_files(args, classifier)
-    print(
-        classify_files(
-            args.files,
-            wavelength=_wavelength(args),
-            top=args.top,
-            as_json=args.json,
-            plot_path=args.plot,
-            classifier=classifier,
-        )
+    errors: list[str] = []
+    text = classify_files(
+        args.files,
+        wavelength=_wavelength(args),
+        top=args.top,
+        as_json=args.json,
+        plot_path=args.plot,
+        classifier=classifier,
+        columns=args.columns,
+        errors=errors,
     )
-    return 0
+    if text and text != "[]":
+        print(text)
+    return _report_errors(errors)
+
+
+def _report_errors(errors: list[str]) -> int:
+    """Print each file's error (they name their file); the exit status: 2 if any."""
+    for e in errors:
+        print(f"ratagent classify: error: {e}", file=sys.stderr)
+    return 2 if errors else 0
+
+
+def _columns(text: str) -> list[int | str]:
+    """``--columns 0,1,2`` or ``--columns 2theta,counts,esd``."""
+    items = [t.strip() for t in text.split(",")]
+    if len(items) not in (2, 3) or not all(items):
+        raise argparse.ArgumentTypeError(f"expected 2θ,I[,σ] columns (indices or header names), got {text!r}")
+    return [int(t) if t.isdigit() else t for t in items]
 
 
 def _wavelength(args: argparse.Namespace) -> float | None:
@@ -102,11 +120,15 @@ def _refine_files(args: argparse.Namespace, classifier) -> int:
     from ratagent.agent import Agent
     from ratagent.patterns import read_pattern
 
-    out = []
+    out, errors = [], []
     for path in args.files:
-        pattern = read_pattern(path, wavelength=_wavelength(args))
-        instrument, source = _instrument(args, pattern)
-        a = Agent(classifier, instrument=instrument).assess(pattern, cell=args.cell, count_time=None)
+        try:
+            pattern = read_pattern(path, wavelength=_wavelength(args), columns=args.columns)
+            instrument, source = _instrument(args, pattern)
+            a = Agent(classifier, instrument=instrument).assess(pattern, cell=args.cell, count_time=None)
+        except (ValueError, FileNotFoundError) as exc:
+            errors.append(str(exc) if str(exc).startswith(str(path)) else f"{path}: {exc}")
+            continue
         out.append(
             {
                 "source": str(path),
@@ -135,7 +157,7 @@ def _refine_files(args: argparse.Namespace, classifier) -> int:
         )
     if args.json:
         print(json.dumps(out, indent=1))
-        return 0
+        return _report_errors(errors)
     for r in out:
         print(f"{r['source']}: {r['verdict']} (model {r['model_id']}; cell {r['cell']}; "
               f"radiation {r['radiation']})")
@@ -149,7 +171,7 @@ def _refine_files(args: argparse.Namespace, classifier) -> int:
             print(f"  not separable by these data: EGs {r['indistinguishable']}")
         for reason in r["reasons"]:
             print(f"  - {reason}")
-    return 0
+    return _report_errors(errors)
 
 
 def build_parser(plugins: dict | None = None) -> argparse.ArgumentParser:
@@ -177,6 +199,11 @@ def build_parser(plugins: dict | None = None) -> argparse.ArgumentParser:
         help="Cr, Fe, Co, Cu, Mo or Ag (Kα1/Kα2 of that tube, published wavelengths), or 'mono' "
              "(one line at --wavelength: synchrotron, Kα1 monochromator). Default: the file "
              "header's anode, else mono",
+    )
+    p.add_argument(
+        "--columns", type=_columns, default=None, metavar="2THETA,I[,SIGMA]",
+        help="the columns of text files holding 2θ, I and optionally σ: 0-based indices or header "
+             "names (default: by the header's names; two columns are 2θ, I; .xye three are 2θ, I, σ)",
     )
     p.add_argument("--top", type=int, default=5, help="number of ranked EGs (default 5)")
     p.add_argument("--json", action="store_true", help="print JSON")

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -31,6 +31,7 @@ __all__ = [
     "q_from_two_theta",
     "read_pattern",
     "resample_to_q_grid",
+    "signal_problem",
     "two_theta_from_q",
 ]
 
@@ -191,21 +192,65 @@ class Pattern:
 
 # --------------------------------------------------------------------------- readers
 
+#: h·c in keV·Å (CODATA 2018): λ / Å = 12.398 419 843 / (E / keV).
+HC_KEV_ANGSTROM = 12.398419843320026
+
+_NUMBER = r"([-+]?[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)"
+_UNIT = r"([A-Za-zÅμ]+)"
+# "# wavelength: 0.7293", "lambda (A) = 1.5406", "Wavelength [nm] 0.0729", "λ = 72.9 pm",
+# "Alpha1 1.540598"
 _WAVELENGTH_RE = re.compile(
-    r"(?:wavelength|lambda|λ|wave_length|alpha1)\s*(?:\(\s*[aåA]\w*\s*\))?\s*[:=]?\s*"
-    r"([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)",
+    r"(?:wavelength|lambda|λ|wave_length|alpha1)\s*(?:[(\[]\s*" + _UNIT + r"\s*[)\]])?\s*[:=]?\s*"
+    + _NUMBER + r"(?:\s*" + _UNIT + r")?",
     re.IGNORECASE,
 )
+# "# energy: 17.0 keV", "Energy (keV) = 30", "beam energy [eV]: 17000"
+_ENERGY_RE = re.compile(
+    r"\benergy\s*(?:[(\[]\s*" + _UNIT + r"\s*[)\]])?\s*[:=]?\s*" + _NUMBER + r"(?:\s*" + _UNIT + r")?",
+    re.IGNORECASE,
+)
+#: Length units of a stated wavelength, in Å; energy units, in keV.
+_LENGTH_UNITS = {"a": 1.0, "å": 1.0, "ang": 1.0, "angstrom": 1.0, "angstroms": 1.0, "nm": 10.0, "pm": 0.01}
+_ENERGY_UNITS = {"kev": 1.0, "ev": 1e-3}
 
 
-def _header_match(pattern: re.Pattern[str], lines: list[str]) -> re.Match[str] | None:
-    """The first match of ``pattern`` in the header lines."""
-    return next((m for m in map(pattern.search, lines) if m), None)
+def _header_match(pattern: re.Pattern[str], lines: list[str]) -> tuple[str, re.Match[str]] | None:
+    """The first header line ``pattern`` matches, and the match."""
+    return next(((line, m) for line in lines if (m := pattern.search(line))), None)
 
 
-def _wavelength_from_header(lines: list[str]) -> float | None:
-    m = _header_match(_WAVELENGTH_RE, lines)
-    return None if m is None else float(m.group(1))
+def _unit(match: re.Match[str], before: int, after: int, units: dict[str, float]) -> float | None:
+    """The factor of the unit stated before or after the number (None: no known unit stated)."""
+    for group in (before, after):
+        word = match.group(group)
+        if word and word.lower() in units:
+            return units[word.lower()]
+    return None
+
+
+def _wavelength_from_header(lines: list[str], path: Path) -> float | None:
+    """λ in Å that the header states, as a wavelength (Å by default, nm, pm) or a photon
+    energy (keV or eV; the unit is required); None when it states neither."""
+    found = _header_match(_WAVELENGTH_RE, lines)
+    if found is not None:
+        line, m = found
+        if m.group(1) and m.group(1).lower() not in _LENGTH_UNITS:
+            raise ValueError(f"{path}: header line {line!r}: wavelength unit {m.group(1)!r} is not one of "
+                             "Å, nm, pm")
+        factor = _unit(m, 1, 3, _LENGTH_UNITS)
+        return float(m.group(2)) * (1.0 if factor is None else factor)
+    found = _header_match(_ENERGY_RE, lines)
+    if found is None:
+        return None
+    line, m = found
+    factor = _unit(m, 1, 3, _ENERGY_UNITS)
+    if factor is None:
+        raise ValueError(f"{path}: header line {line!r} states an energy without a unit (keV or eV); "
+                         "pass the wavelength instead")
+    energy_kev = float(m.group(2)) * factor
+    if energy_kev <= 0:
+        raise ValueError(f"{path}: header line {line!r}: the energy must be positive")
+    return HC_KEV_ANGSTROM / energy_kev
 
 
 # "# radiation: Cu", "Anode = Co", "# target: Mo Ka", "CuKa1/Ka2"
@@ -218,8 +263,11 @@ _RADIATION_RE = re.compile(
 
 def _radiation_from_header(lines: list[str]) -> str | None:
     """The X-ray tube anode a header names (``"Cu"``), else None."""
-    m = _header_match(_RADIATION_RE, lines)
-    return None if m is None else (m.group(1) or m.group(2)).capitalize()
+    found = _header_match(_RADIATION_RE, lines)
+    if found is None:
+        return None
+    m = found[1]
+    return (m.group(1) or m.group(2)).capitalize()
 
 
 def _read_text_columns(path: Path, delimiter: str | None) -> tuple[np.ndarray, list[str]]:
@@ -249,15 +297,89 @@ def _read_text_columns(path: Path, delimiter: str | None) -> tuple[np.ndarray, l
     return np.asarray(rows, float), header
 
 
-def read_pattern(path: str | Path, wavelength: float | None = None) -> Pattern:
+#: Names a header may give each column, compared in lower case without spaces, "_", "-"
+#: and a unit in brackets ("2Theta (deg)" → "2theta").
+COLUMN_NAMES: dict[str, tuple[str, ...]] = {
+    "two_theta": ("2theta", "2θ", "twotheta", "tth", "2th", "angle", "2thetadeg"),
+    "intensity": ("intensity", "i", "int", "counts", "count", "yobs", "iobs", "y", "cps"),
+    "sigma": ("sigma", "σ", "esd", "err", "error", "uncertainty", "sigmai", "sig", "dy", "e", "stderr",
+              "std"),
+}
+
+
+def _column_key(name: str) -> str:
+    name = re.sub(r"[(\[].*?[)\]]", "", name.strip().lower())
+    return re.sub(r"[\s_\-]", "", name)
+
+
+def _header_names(header: list[str], ncols: int, delimiter: str | None) -> list[str] | None:
+    """The column names of the last header line with one name per column, if any."""
+    for line in reversed(header):
+        text = line.lstrip("#!;'\" ").strip()
+        names = [n.strip() for n in (text.split(delimiter) if delimiter else text.split())]
+        if len(names) == ncols and all(names):
+            return names
+    return None
+
+
+def _choose_columns(
+    path: Path, ncols: int, names: list[str] | None, columns: Sequence[int | str] | None
+) -> list[int]:
+    """Indices of the 2θ, I (and σ) columns: ``columns`` as given (indices or header names),
+    else by the header's names, else the two columns of a two-column file or the three of an
+    ``.xye`` file; anything else is not guessed."""
+    keys = None if names is None else [_column_key(n) for n in names]
+    if columns is not None:
+        if len(columns) not in (2, 3):
+            raise ValueError(f"{path}: columns= names 2θ, I and optionally σ; got {list(columns)}")
+        out = []
+        for c in columns:
+            if isinstance(c, str) and not c.strip().lstrip("-").isdigit():
+                if keys is None or _column_key(c) not in keys:
+                    raise ValueError(f"{path}: no column named {c!r} (the header names {names or 'none'})")
+                out.append(keys.index(_column_key(c)))
+            else:
+                i = int(c)
+                if not 0 <= i < ncols:
+                    raise ValueError(f"{path}: column {i} does not exist; the file has {ncols} "
+                                     f"(0–{ncols - 1})")
+                out.append(i)
+        return out
+    if ncols == 2:
+        return [0, 1]
+    if keys is not None:
+        found = {role: next((i for i, k in enumerate(keys) if k in accepted), None)
+                 for role, accepted in COLUMN_NAMES.items()}
+        if found["two_theta"] is not None and found["intensity"] is not None:
+            sigma = [] if found["sigma"] is None else [found["sigma"]]
+            return [found["two_theta"], found["intensity"], *sigma]
+    if path.suffix.lower() == ".xye" and ncols == 3:
+        return [0, 1, 2]
+    named = f" named {names}" if names else " and no header naming them"
+    raise ValueError(
+        f"{path}: {ncols} columns{named}: which hold 2θ, I and σ is not guessed; pass columns= "
+        "(--columns), e.g. 0,1,2 when the third is σ, or 0,1 to use only the first two"
+    )
+
+
+def read_pattern(
+    path: str | Path, wavelength: float | None = None, *, columns: Sequence[int | str] | None = None
+) -> Pattern:
     """Read a powder pattern from ``.xy``, ``.xye``, ``.dat``, ``.txt``, ``.csv``, ``.npy`` or ``.npz``.
 
-    Text files hold columns 2θ, I and optionally σ; lines starting with ``#`` (or any
-    non-numeric header line) are header. A header line such as ``# wavelength: 0.7293``
-    states the wavelength; one such as ``# radiation: Cu`` or ``Cu Kα`` names the tube
-    anode, kept as ``meta["radiation"]`` (the caller decides what it implies). ``.npy``
-    holds an array of shape (2, n), (3, n), (n, 2) or (n, 3); ``.npz`` holds
-    ``two_theta``, ``intensity``, optional ``sigma`` and optional ``wavelength``.
+    Text files hold columns of numbers below a header (lines starting with ``#`` or any
+    non-numeric line). Which columns hold 2θ (degrees), I and optionally σ is taken from
+    ``columns``, else from the column names of the header (:data:`COLUMN_NAMES`), else a
+    file of two columns is 2θ, I and an ``.xye`` file of three is 2θ, I, σ; more columns
+    than that without names are an error. σ = 0 on a point of zero counts (as ``.xye``
+    writers give it) is taken as σ = 1 count.
+
+    A header line such as ``# wavelength: 0.7293`` states the wavelength (Å unless it says
+    nm or pm), one such as ``# energy: 17 keV`` the photon energy (keV or eV; the unit is
+    required); one such as ``# radiation: Cu`` or ``Cu Kα`` names the tube anode, kept as
+    ``meta["radiation"]`` (the caller decides what it implies). ``.npy`` holds an array of
+    shape (2, n), (3, n), (n, 2) or (n, 3); ``.npz`` holds ``two_theta``, ``intensity``,
+    optional ``sigma`` and optional ``wavelength``.
 
     Parameters
     ----------
@@ -265,12 +387,15 @@ def read_pattern(path: str | Path, wavelength: float | None = None) -> Pattern:
         File to read.
     wavelength : float, optional
         λ in Å. Overrides a wavelength stated in the file. Required when the file states none.
+    columns : sequence of int or str, optional
+        The 2θ, I (and σ) columns of a text file: 0-based indices or header names.
 
     Raises
     ------
     ValueError
-        Unknown suffix, unreadable numbers, wrong shape, or no wavelength anywhere; plus the
-        checks of :class:`Pattern`.
+        Unknown suffix, unreadable numbers, wrong shape, columns that cannot be told apart,
+        a header wavelength or energy without a known unit, or no wavelength anywhere; plus
+        the checks of :class:`Pattern`. Every message starts with the file's path.
     """
     path = Path(path)
     suffix = path.suffix.lower()
@@ -280,30 +405,40 @@ def read_pattern(path: str | Path, wavelength: float | None = None) -> Pattern:
         raise FileNotFoundError(f"{path}: no such file")
     stated: float | None = None
     radiation: str | None = None
-    if suffix == ".npz":
-        with np.load(path, allow_pickle=False) as z:
-            missing = {"two_theta", "intensity"} - set(z.files)
-            if missing:
-                raise ValueError(f"{path}: npz lacks {sorted(missing)} (has {z.files})")
-            if z["intensity"].ndim != 1:
-                raise ValueError(f"{path}: intensity has shape {z['intensity'].shape}; one pattern per file")
-            cols = [z["two_theta"], z["intensity"]] + ([z["sigma"]] if "sigma" in z.files else [])
-            if "wavelength" in z.files:
-                stated = float(z["wavelength"])
-    elif suffix == ".npy":
-        arr = np.load(path, allow_pickle=False)
-        if arr.ndim != 2 or (2 not in arr.shape and 3 not in arr.shape):
-            raise ValueError(f"{path}: expected shape (2|3, n) or (n, 2|3), got {arr.shape}")
-        if arr.shape[0] not in (2, 3):
-            arr = arr.T
-        cols = list(arr)
-    else:
-        data, header = _read_text_columns(path, "," if suffix == ".csv" else None)
-        if data.shape[1] < 2:
-            raise ValueError(f"{path}: need at least 2 columns (2θ, I), got {data.shape[1]}")
-        cols = list(data.T[:3])
-        stated = _wavelength_from_header(header)
-        radiation = _radiation_from_header(header)
+    try:
+        if suffix == ".npz":
+            with np.load(path, allow_pickle=False) as z:
+                missing = {"two_theta", "intensity"} - set(z.files)
+                if missing:
+                    raise ValueError(f"{path}: npz lacks {sorted(missing)} (has {z.files})")
+                if z["intensity"].ndim != 1:
+                    raise ValueError(f"{path}: intensity has shape {z['intensity'].shape}; one pattern per "
+                                     "file")
+                cols = [z["two_theta"], z["intensity"]] + ([z["sigma"]] if "sigma" in z.files else [])
+                if "wavelength" in z.files:
+                    stated = float(z["wavelength"])
+        elif suffix == ".npy":
+            arr = np.load(path, allow_pickle=False)
+            if arr.ndim != 2 or (2 not in arr.shape and 3 not in arr.shape):
+                raise ValueError(f"{path}: expected shape (2|3, n) or (n, 2|3), got {arr.shape}")
+            if arr.shape[0] not in (2, 3):
+                arr = arr.T
+            cols = list(arr)
+        else:
+            delimiter = "," if suffix == ".csv" else None
+            data, header = _read_text_columns(path, delimiter)
+            if data.shape[1] < 2:
+                raise ValueError(f"{path}: need at least 2 columns (2θ, I), got {data.shape[1]}")
+            names = _header_names(header, data.shape[1], delimiter)
+            cols = [data[:, i] for i in _choose_columns(path, data.shape[1], names, columns)]
+            stated = _wavelength_from_header(header, path)
+            radiation = _radiation_from_header(header)
+    except (OSError, EOFError) as exc:  # a truncated or foreign binary file
+        raise ValueError(f"{path}: cannot be read as {suffix} ({exc})") from None
+    except ValueError as exc:  # e.g. numpy refusing a pickled object array
+        if str(exc).startswith(str(path)):
+            raise
+        raise ValueError(f"{path}: {exc}") from None
     lam = wavelength if wavelength is not None else stated
     if lam is None:
         raise ValueError(
@@ -311,8 +446,53 @@ def read_pattern(path: str | Path, wavelength: float | None = None) -> Pattern:
             "pass wavelength= (Å), e.g. --wavelength 1.5406 for Cu Kα1"
         )
     sigma = cols[2] if len(cols) > 2 else None
-    meta = {"source": str(path)} | ({"radiation": radiation} if radiation else {})
-    return Pattern(cols[0], cols[1], lam, sigma=sigma, meta=meta)
+    meta: dict[str, Any] = {"source": str(path)} | ({"radiation": radiation} if radiation else {})
+    if sigma is not None:
+        zero = (np.asarray(sigma) == 0) & (np.asarray(cols[1]) == 0)
+        if zero.any():  # no counts: the Poisson σ of √max(I, 1)
+            sigma = np.where(zero, 1.0, sigma)
+            meta["sigma_of_zero_counts"] = int(zero.sum())
+    try:
+        return Pattern(cols[0], cols[1], lam, sigma=sigma, meta=meta)
+    except (TypeError, ValueError) as exc:
+        raise type(exc)(f"{path}: {exc}") from None
+
+
+# ------------------------------------------------------------------------- signal
+
+
+def signal_problem(pattern: Pattern, min_peak_sigma: float | None = 8.0) -> str | None:
+    """Why ``pattern`` holds no diffraction signal to classify, or None when it has some.
+
+    In order: a constant (an all-zero frame too); no positive value; mostly negative
+    values larger than the positive ones (a sign-flipped pattern); and, unless ``min_peak_sigma`` is None, no
+    point more than ``min_peak_sigma`` noise standard deviations above a running median
+    of the profile (background only). The noise is the MAD of successive differences
+    (robust to the peaks themselves). 8 500 points of pure noise reach 4.5 σ (Gaussian)
+    to 7.6 σ (Poisson, 5 counts per point); the 454 measured RRUFF patterns of the dev
+    set all exceed 10 σ (``tests/unit/patterns/test_signal.py``).
+    """
+    from scipy.ndimage import median_filter
+
+    y = np.asarray(pattern.intensity, float)
+    if np.ptp(y) == 0:
+        return f"the intensity is constant ({y[0]:g}) everywhere"
+    if not (y > 0).any():
+        return f"no positive intensity: every value is ≤ 0 (down to {y.min():.3g}): a sign-flipped pattern?"
+    if np.median(y) < 0 and -y.min() > y.max():
+        return (f"most intensities are negative (median {np.median(y):.3g}, minimum {y.min():.3g} "
+                f"against a maximum of {y.max():.3g}): a sign-flipped pattern?")
+    if min_peak_sigma is None:
+        return None
+    noise = 1.4826 * float(np.median(np.abs(np.diff(y) - np.median(np.diff(y))))) / math.sqrt(2.0)
+    if noise <= 0:
+        noise = float(np.std(np.diff(y))) / math.sqrt(2.0)
+    window = max(51, (y.size // 20) | 1)
+    excess = float(np.max(y - median_filter(y, size=window, mode="nearest")))
+    if noise > 0 and excess < min_peak_sigma * noise:
+        return (f"no peak above the noise: the highest point is {excess / noise:.1f} σ above the "
+                f"background, fewer than {min_peak_sigma:g}")
+    return None
 
 
 # --------------------------------------------------------------------------- Q grid

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ratagent.model.calibration import EGPosterior
-from ratagent.patterns import Pattern, read_pattern
+from ratagent.patterns import Pattern, read_pattern, signal_problem
 
 if TYPE_CHECKING:
     from ratagent.model.inference import Classifier
@@ -135,6 +135,12 @@ def _plot_target(plot_path: Path, source: Path, n_files: int) -> Path:
     return plot_path.with_name(f"{plot_path.stem}_{source.stem}{plot_path.suffix or '.png'}")
 
 
+def _no_signal(pattern: Pattern, problem: str) -> dict[str, Any]:
+    """The account of a file with no diffraction signal: the problem, nothing ranked."""
+    return {"source": pattern.meta.get("source"), "wavelength_angstrom": pattern.wavelength,
+            "no_signal": problem, "top": []}
+
+
 def classify_files(
     paths: Sequence[str | Path],
     wavelength: float | None = None,
@@ -143,8 +149,13 @@ def classify_files(
     plot_path: str | Path | None = None,
     *,
     classifier: Classifier | None = None,
+    columns: Sequence[int | str] | None = None,
+    errors: list[str] | None = None,
 ) -> str:
     """Classify pattern files; return the report as text (a table, or JSON).
+
+    A file without diffraction signal (:func:`ratagent.patterns.signal_problem`) is
+    reported as such, with nothing ranked.
 
     Parameters
     ----------
@@ -161,6 +172,12 @@ def classify_files(
         named ``<stem>_<file stem><suffix>``.
     classifier : Classifier, optional
         Default: the shipped checkpoint (:func:`ratagent.model.load`).
+    columns : sequence of int or str, optional
+        The 2θ, I (and σ) columns of text files (:func:`~ratagent.patterns.read_pattern`).
+    errors : list, optional
+        When given, a file that cannot be read or classified is skipped and its error
+        (which names the file) appended here; the other files are still answered. By
+        default the first such error is raised.
 
     Raises
     ------
@@ -174,20 +191,40 @@ def classify_files(
         raise ValueError(f"top must be >= 1, got {top}")
     if not paths:
         raise ValueError("no pattern files given")
-    patterns = [read_pattern(p, wavelength=wavelength) for p in paths]
     if classifier is None:
         from ratagent.model.inference import load
 
         classifier = load()
-    posteriors = classifier.predict(patterns)
     summaries = []
-    for src, pattern, post in zip(paths, patterns, posteriors, strict=True):
-        summary = summarise(pattern, post, top)
-        if plot_path is not None:
-            target = _plot_target(Path(plot_path), Path(src), len(paths))
-            summary["plot"] = str(plot_classification(pattern, post, target, top=max(top, 10)))
+    for src in paths:
+        try:
+            pattern = read_pattern(src, wavelength=wavelength, columns=columns)
+            problem = signal_problem(pattern)
+            if problem is not None:
+                summaries.append(_no_signal(pattern, problem))
+                continue
+            try:
+                post = classifier.predict(pattern)
+            except ValueError as exc:
+                if str(exc).startswith(str(src)):
+                    raise
+                raise ValueError(f"{src}: {exc}") from None
+            summary = summarise(pattern, post, top)
+            if plot_path is not None:
+                target = _plot_target(Path(plot_path), Path(src), len(paths))
+                summary["plot"] = str(plot_classification(pattern, post, target, top=max(top, 10)))
+        except (ValueError, FileNotFoundError) as exc:
+            if errors is None:
+                raise
+            errors.append(str(exc))
+            continue
         summaries.append(summary)
     if as_json:
         return json.dumps(summaries, indent=1)
-    blocks = [_format_text(s) + (f"\n  plot: {s['plot']}" if "plot" in s else "") for s in summaries]
+    blocks = []
+    for s in summaries:
+        if "no_signal" in s:
+            blocks.append(f"{s['source']}: not classified: no diffraction signal: {s['no_signal']}")
+        else:
+            blocks.append(_format_text(s) + (f"\n  plot: {s['plot']}" if "plot" in s else ""))
     return "\n\n".join(blocks)
