@@ -16,6 +16,7 @@ from typing import Any
 import bluesky.plan_stubs as bps
 import bluesky.preprocessors as bpp
 import numpy as np
+from bluesky.utils import RunEngineControlException
 
 from ratagent.agent import Agent, Assessment
 from ratagent.callbacks import AssessmentCallback, Result
@@ -136,17 +137,43 @@ def _versions() -> dict[str, str]:
     return out
 
 
+def _finished(callback: AssessmentCallback, seq: int, early: dict[int, Result]) -> Assessment | None:
+    """The assessment of frame ``seq`` if the callback has handed it over, else None."""
+    while not callback.results.empty():
+        r = callback.results.get_nowait()
+        early[r.seq_num] = r
+    return early.pop(seq).assessment if seq in early else None
+
+
 def _wait_for(callback: AssessmentCallback, seq: int, early: dict[int, Result], poll_s: float):
     """Poll the callback's queue for the assessment of frame ``seq``; yield sleeps and checkpoints."""
-    while seq not in early:
-        while not callback.results.empty():
-            r = callback.results.get_nowait()
-            early[r.seq_num] = r
-        if seq in early:
-            break
+    while (a := _finished(callback, seq, early)) is None:
         yield from bps.checkpoint()
         yield from bps.sleep(poll_s)
-    return early.pop(seq).assessment
+    return a
+
+
+def _check_samples(samples: list, changer) -> None:
+    """Every sample name checked before the first exposure: a str, and mountable where the
+    changer can say (its ``check_sample(name)`` raises ``ValueError`` for one it cannot)."""
+    if not samples:
+        raise ValueError("samples is empty: give at least one sample name, or None to measure what is "
+                         "mounted")
+    bad = [s for s in samples if not isinstance(s, str) or not s]
+    if bad:
+        raise TypeError(f"samples must be non-empty names (str), got {bad!r}")
+    check = getattr(changer, "check_sample", None)
+    if check is None:
+        return
+    problems = []
+    for n, name in enumerate(samples, start=1):
+        try:
+            check(name)
+        except ValueError as exc:
+            problems.append(f"sample {n} of {len(samples)} ({name!r}): {exc}")
+    if problems:
+        raise ValueError(f"{changer.name} cannot mount every sample; nothing was measured: "
+                         + "; ".join(problems))
 
 
 def symmetry_scan(
@@ -178,6 +205,8 @@ def symmetry_scan(
         :class:`sim_beamline.devices.PowderDetector`).
     samples : list of str, optional
         Sample names to mount through ``changer``, in order. None: measure what is mounted.
+        All are checked before the first exposure, through the changer's
+        ``check_sample(name)`` where it has one.
     changer : Device, optional
         Sample changer (``set(name)`` mounts; its ``cell`` field, NaN for unknown, gives
         the agent each sample's cell). Required when ``samples`` is given.
@@ -215,6 +244,9 @@ def symmetry_scan(
     ``assessment_count_time`` and ``assessment_suggested_count_time``
     (see :data:`ASSESSMENT_FIELDS`); its ``assessment_frame_seq_num`` is the ``seq_num``
     of the ``primary`` event assessed (−1 when the detector failed and there is no frame).
+    When the run ends (abort, stop, Ctrl-C) while a frame is being assessed, its event is
+    still written: the agent's result if it has come, else ``verdict="interrupted"``.
+    (``RE.halt()`` lets a plan write nothing more: the frame is stored, its decision not.)
     """
     if not (math.isfinite(count_time) and count_time > 0):
         raise ValueError(f"count_time must be a positive number of seconds, got {count_time!r}")
@@ -222,8 +254,13 @@ def symmetry_scan(
         raise ValueError(f"max_count_time must be >= count_time={count_time}, got {max_count_time!r}")
     if not isinstance(max_remeasure, int) or max_remeasure < 0:
         raise ValueError(f"max_remeasure must be an integer >= 0, got {max_remeasure!r}")
+    if isinstance(samples, str):
+        raise TypeError(f"samples must be a list of sample names, got the string {samples!r}; "
+                        f"pass samples=[{samples!r}]")
     if samples is not None and changer is None:
         raise ValueError(f"samples={list(samples)} need a changer to mount them")
+    if samples is not None:
+        _check_samples(list(samples), changer)
     if cell is not None:
         cell = [float(v) for v in cell]
         if len(cell) != 6:
@@ -274,11 +311,21 @@ def symmetry_scan(
                 yield from bps.checkpoint()
                 try:
                     yield from bps.trigger_and_read(readables)
+                except RunEngineControlException:  # abort or stop during the exposure ends the run
+                    raise
                 except Exception as exc:  # a failed readout is this frame's flag, not the run's end
                     a, seq = Assessment.failure(_cause(exc), count_time_s=t, model_id=agent.model_id), -1
                 else:
                     seq = callback.last_seq
-                    a = yield from _wait_for(callback, seq, early, POLL_S)
+                    try:
+                        a = yield from _wait_for(callback, seq, early, POLL_S)
+                    except Exception as exc:  # abort, stop, Ctrl-C: the frame's decision is still stored
+                        a = _finished(callback, seq, early)
+                        if a is None:
+                            a = Assessment.interrupted(exc, count_time_s=t, model_id=agent.model_id)
+                        recorder.update(a, sample=label or "", frame=seq, attempt=attempt)
+                        yield from bps.trigger_and_read([recorder], name="symmetry")
+                        raise
                 recorder.update(a, sample=label or "", frame=seq, attempt=attempt)
                 yield from bps.trigger_and_read([recorder], name="symmetry")
                 if a.verdict != "remeasure" or a.suggested_count_time_s is None:

@@ -3,6 +3,9 @@
 
 Algorithm (:meth:`Agent.assess`, docs/design.md "The loop, per frame")
 ------------------------------------------------------------------
+0. **Signal.** A frame with no positive intensity, a constant one or a sign-flipped one
+   (:func:`ratagent.patterns.signal_problem`) is flagged at once: counting longer does not
+   help a detector or beam fault, and nothing is ranked on it.
 1. **Frame quality.** Background B = the 20th percentile of the intensity; the strongest
    point I_max gives the peak signal-to-noise S = (I_max − B) / √I_max (Poisson counts).
    S grows as √t, so when S < ``min_peak_snr`` the frame is re-measured for
@@ -78,7 +81,7 @@ import numpy as np
 from ratagent.crystallography import N_EG, extinction_group
 from ratagent.crystallography import candidates as dag_candidates
 from ratagent.crystallography.spacegroups import LATTICE_FAMILIES
-from ratagent.patterns import Pattern
+from ratagent.patterns import Pattern, signal_problem
 
 if TYPE_CHECKING:
     from ratagent.instrument import Instrument
@@ -89,8 +92,10 @@ __all__ = ["Agent", "AgentConfig", "Assessment", "Candidate", "Verdict", "frame_
 
 logger = logging.getLogger(__name__)
 
-Verdict = Literal["accept", "remeasure", "flag"]
-VERDICTS: tuple[str, ...] = ("accept", "remeasure", "flag")
+#: ``interrupted`` is never the agent's: the plan records it for a frame whose assessment
+#: the run's end (abort, stop, Ctrl-C) cut short (:meth:`Assessment.interrupted`).
+Verdict = Literal["accept", "remeasure", "flag", "interrupted"]
+VERDICTS: tuple[str, ...] = ("accept", "remeasure", "flag", "interrupted")
 
 
 @dataclass(frozen=True)
@@ -220,6 +225,15 @@ class Assessment:
                    reasons=(f"assessment failed: {text}",), count_time_s=count_time_s,
                    suggested_count_time_s=None, model_id=model_id, refined=False)
 
+    @classmethod
+    def interrupted(cls, why: BaseException | str, *, count_time_s: float | None = None,
+                    model_id: str | None = None) -> Assessment:
+        """The record of a frame whose assessment the end of the run cut short."""
+        text = why if isinstance(why, str) else ": ".join(filter(None, (type(why).__name__, str(why))))
+        return cls(verdict="interrupted", candidates=(), indistinguishable=(),
+                   reasons=(f"the run ended before the assessment did ({text}); nothing was decided",),
+                   count_time_s=count_time_s, suggested_count_time_s=None, model_id=model_id, refined=False)
+
     def summary(self) -> str:
         """One line for logs and tables."""
         top = ", ".join(f"EG {eg} ({p:.2f})" for eg, p in self.top(3)) or "—"
@@ -300,6 +314,9 @@ class Agent:
             raise TypeError(f"pattern must be a ratagent.patterns.Pattern, got {type(pattern).__name__}")
         if count_time is not None and not (math.isfinite(count_time) and count_time > 0):
             raise ValueError(f"count_time must be a positive number of seconds, got {count_time!r}")
+        problem = signal_problem(pattern, min_peak_sigma=None)
+        if problem is not None:
+            return _with_elapsed(self._no_signal(problem, count_time), time.perf_counter() - t0)
         cfg = self.config
         snr = frame_snr(pattern)
         posterior = self.classifier.predict(pattern)
@@ -331,6 +348,14 @@ class Agent:
         if out.verdict == "accept" and out.refined:
             out = self._widened(out)
         return _with_elapsed(out, time.perf_counter() - t0)
+
+    def _no_signal(self, problem: str, count_time: float | None) -> Assessment:
+        """A ``flag`` with nothing ranked: the frame holds no diffraction signal (step 0)."""
+        return Assessment(verdict="flag", candidates=(), indistinguishable=(),
+                          reasons=(f"no diffraction signal: {problem}; counting longer does not help: "
+                                   "check the beam, shutter, sample and detector",),
+                          count_time_s=count_time, suggested_count_time_s=None,
+                          model_id=getattr(self.classifier, "model_id", None), refined=False, peak_snr=0.0)
 
     def _widened(self, out: Assessment) -> Assessment:
         """An accept reporting every EG within ``accept_set_delta_bic`` (:func:`~.trust.accepted_set`)."""

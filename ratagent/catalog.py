@@ -44,6 +44,9 @@ class Catalog:
         if (directory is None) == (uri is None):
             raise ValueError(
                 f"give exactly one of directory and uri, got directory={directory!r}, uri={uri!r}")
+        if directory is not None and not str(directory).strip():
+            raise ValueError("directory is an empty path: name the catalog's folder (the current folder "
+                             "is never taken by default)")
         from tiled.client import from_uri
 
         self.directory = None if directory is None else Path(directory).resolve()

@@ -58,6 +58,11 @@ class SampleChanger(Device):
         """Put a sample into the magazine."""
         self.magazine[sample.name] = sample
 
+    def check_sample(self, name: str) -> None:
+        """Raise ``ValueError`` when ``name`` is neither in the magazine nor a library mineral."""
+        if name not in self.magazine:
+            mineral_sample(name)  # ValueError names the library if unknown
+
     def set(self, name: str) -> DeviceStatus:
         """Mount sample ``name`` (a library mineral name is loaded on demand)."""
         if name not in self.magazine:

@@ -32,8 +32,8 @@ from ratagent.indexing.trials import SYSTEMS, form_determinant, monomials, posit
 
 __all__ = [
     "CENTRING_CHANCE",
-    "TRICLINIC_CALC_PER_LINE",
     "CENTRING_POINTS",
+    "TRICLINIC_CALC_PER_LINE",
     "CandidateCell",
     "dq_dtth",
     "nearest_index",

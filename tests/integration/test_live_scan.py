@@ -1,5 +1,6 @@
 """The live loop on a real RunEngine with the simulated beamline and the embedded catalog."""
 
+import re
 import subprocess
 import sys
 import threading
@@ -156,3 +157,64 @@ def test_pause_resume_mid_assessment_then_abort_close_the_run(agent, beamline, c
     RE.abort(reason="test abort")
     run = catalog[catalog.uids()[-1]]
     assert run.metadata["stop"]["exit_status"] == "abort"
+
+
+@pytest.mark.parametrize(
+    ("samples", "error", "words"),
+    [
+        (["quartz", "qaurtz", "rutile"], ValueError, "sample 2 of 3 ('qaurtz')"),
+        ("quartz", TypeError, "got the string 'quartz'; pass samples=['quartz']"),
+        ([], ValueError, "samples is empty"),
+    ],
+    ids=["typo in the second name", "a string", "empty"],
+)
+def test_samples_are_checked_before_the_first_exposure(agent, beamline, samples, error, words):
+    det, changer = beamline
+    docs = []
+    RE = RunEngine({})
+    RE.subscribe(lambda name, doc: docs.append(name))
+    with pytest.raises(error, match=re.escape(words)):
+        RE(symmetry_scan(det, samples=samples, changer=changer, agent=agent))
+    assert docs == []  # no run was opened, nothing exposed
+
+
+@pytest.mark.parametrize("directory", ["", "  "])
+def test_an_empty_catalog_path_is_refused(directory, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ValueError, match="empty path"):
+        Catalog(directory)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("end", ["abort", "stop"])
+def test_an_assessment_cut_short_by_the_end_of_the_run_is_stored(agent, beamline, catalog, end):
+    det, changer = beamline
+    slow = _SlowAgent(agent.classifier, agent.config)
+    RE = RunEngine({})
+    RE.subscribe(catalog.writer)
+    threading.Timer(0.8, RE.request_pause).start()
+    with pytest.raises(RunEngineInterrupted):
+        RE(symmetry_scan(det, samples=["rutile", "rutile"], changer=changer, agent=slow, cell=None))
+    getattr(RE, end)()
+    run = catalog[catalog.uids()[-1]]
+    assert run["primary"].read()["det_intensity"].shape[0] == 1
+    sym = _symmetry(run)
+    assert sym["verdict"].tolist() == ["interrupted"] and sym["frame_seq_num"].tolist() == [1]
+    assert "the run ended before the assessment did" in sym["reasons"][0]
+    assert run.metadata["stop"]["exit_status"] == ("abort" if end == "abort" else "success")
+
+
+def test_abort_during_an_exposure_ends_the_run(agent, tmp_path, catalog):
+    changer = SampleChanger(name="changer", samples=[hard_sample()])
+    det = PowderDetector(name="det", changer=changer, instrument=INSTRUMENT, time_scale=2.0,
+                         rng=np.random.default_rng(0))
+    RE = RunEngine({})
+    RE.subscribe(catalog.writer)
+    threading.Timer(0.5, RE.request_pause).start()  # immediate pause, inside the 2 s exposure
+    with pytest.raises(RunEngineInterrupted):
+        RE(symmetry_scan(det, samples=["rutile", "quartz"], changer=changer, agent=agent, cell=None))
+    RE.abort()
+    run = catalog[catalog.uids()[-1]]
+    assert run.metadata["stop"]["exit_status"] == "abort"
+    assert "symmetry" not in run  # no frame was read, so no decision; and no next sample
+    assert changer.sample_name.get() == "rutile"

@@ -70,6 +70,16 @@ def test_weak_frame_at_the_cap_is_flagged(agent):
     assert any("maximum count time" in r for r in a.reasons)
 
 
+@pytest.mark.parametrize("intensity", [0.0, -1.0], ids=["all zero", "all negative"])
+def test_a_frame_without_signal_is_flagged_at_once(agent, intensity):
+    """Counting longer cannot help a frame with no diffraction signal: no 60 s re-measure."""
+    tth = np.linspace(10, 80, 3501)
+    a = agent.assess(Pattern(tth, np.full(tth.size, intensity) - (tth > 40), 1.5406), count_time=1.0)
+    assert a.verdict == "flag" and a.suggested_count_time_s is None
+    assert a.candidates == () and not a.refined
+    assert a.reasons[0].startswith("no diffraction signal")
+
+
 def test_without_cell_it_says_posterior_only(agent):
     p = _peak_pattern(5000, 50, np.random.default_rng(3))
     a = agent.assess(p, count_time=1.0)
