@@ -75,6 +75,7 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -83,9 +84,9 @@ from ratagent.indexing.reduction import higher_metric_cells, keys_match, lattice
 from ratagent.indexing.refine import (
     TRICLINIC_CALC_PER_LINE,
     CandidateCell,
-    dq_dtth,
+    inv_d2_of_two_theta,
+    inv_d2_slope,
     min_lines,
-    q_of_two_theta,
     refine_cell,
     setting_system,
     system_params,
@@ -683,6 +684,41 @@ def index(
         or non-positive tolerances.
     """
     t0 = time.perf_counter()
+    _check_settings(systems, tolerance_deg, screen_tolerance_deg, n_lines, weak_fraction, min_translation)
+    if isinstance(data, Pattern):
+        data = find_peaks(data)
+    tth, rel, sigma, wl = _lines(data, wavelength, n_lines, min_relative_intensity)
+    fewest = min(min_lines(s) for s in systems)
+    if len(tth) < fewest:
+        return IndexingResult((), False, min_m20, max_unindexed, len(tth), wl, time.perf_counter() - t0,
+                              f"no convincing cell: only {len(tth)} lines (at least {fewest} needed)")
+    search = _Search(tth=tth, rel=rel, sigma=sigma, wl=wl, q_all=inv_d2_of_two_theta(tth, wl),
+                     tol_all=inv_d2_slope(tth, wl) * screen_tolerance_deg, few=len(tth) <= 2 * fewest,
+                     tolerance_deg=tolerance_deg, screen_tolerance_deg=screen_tolerance_deg,
+                     max_unindexed=max_unindexed, max_zero_deg=max_zero_deg, weak_fraction=weak_fraction)
+    found: list[CandidateCell] = []
+    for name in systems:
+        # Only the slow monoclinic search is skipped on a good higher-symmetry cell: a
+        # wrong cell of one system can index the strong lines well enough to stop the
+        # search before the right system, but is then outranked by the right cell.
+        # (the triclinic search, cheaper, follows the monoclinic one whenever that runs: a
+        # monoclinic supercell can index a triclinic pattern's 20 lines with M20 > 40)
+        lines = _system_lines(search, name, keep_per_system)
+        if lines is None:
+            continue
+        if name == "monoclinic" and stop_m20 is not None and any(_settles(c, stop_m20) for c in found):
+            break
+        ts = time.perf_counter()
+        cells = _triclinic_cells(search, lines) if name == "triclinic" else _system_cells(search, lines)
+        found += cells
+        log.debug("%s: %d cells, %.2f s", name, len(cells), time.perf_counter() - ts)
+    ranked = _ranked(found, search, data, systems, min_m20, min_translation)
+    return _result(ranked, search, min_m20, time.perf_counter() - t0)
+
+
+def _check_settings(systems: Sequence[str], tolerance_deg: float, screen_tolerance_deg: float, n_lines: int,
+                    weak_fraction: float, min_translation: float) -> None:
+    """The ``ValueError`` :func:`index` raises for a bad setting, naming it."""
     for s in systems:
         if s not in SYSTEMS:
             raise ValueError(f"unknown lattice system {s!r}; expected some of {SEARCH_ORDER}")
@@ -695,166 +731,202 @@ def index(
         raise ValueError(f"weak_fraction must be in [0, 1), got {weak_fraction!r}")
     if not (math.isfinite(min_translation) and min_translation >= 0):
         raise ValueError(f"min_translation must be ≥ 0 Å, got {min_translation!r}")
-    if isinstance(data, Pattern):
-        data = find_peaks(data)
-    tth, rel, sigma, wl = _lines(data, wavelength, n_lines, min_relative_intensity)
-    fewest = min(min_lines(s) for s in systems)
-    if len(tth) < fewest:
-        return IndexingResult(
-            (),
-            False,
-            min_m20,
-            max_unindexed,
-            len(tth),
-            wl,
-            time.perf_counter() - t0,
-            f"no convincing cell: only {len(tth)} lines (at least {fewest} needed)",
-        )
-    q_all = q_of_two_theta(tth, wl)
-    tol_all_lines = dq_dtth(tth, wl) * screen_tolerance_deg
-    few = len(tth) <= 2 * fewest
-    found: list[CandidateCell] = []
-    for name in systems:
-        weak = _weak_lines(rel, weak_fraction, min_lines(name), few)
-        q_strong = q_of_two_theta(tth[~weak], wl)
-        if len(q_strong) < min_lines(name):
-            continue
-        n_screen = min(len(q_strong), _SCREEN_LINES)
-        q_screen = q_strong[:n_screen]
-        tol_q = dq_dtth(tth[~weak][:n_screen], wl) * screen_tolerance_deg
-        # few lines (a small cell of high symmetry): every one must be indexed
-        max_missing = min(max_unindexed, max(1, (n_screen - 6) // 2)) if n_screen >= 6 else 0
-        n_weak = int(np.count_nonzero(weak))
-        more_lines = len(tth) > n_screen  # lines beyond those of the first screen
-        # Only the slow monoclinic search is skipped on a good higher-symmetry cell: a
-        # wrong cell of one system can index the strong lines well enough to stop the
-        # search before the right system, but is then outranked by the right cell.
-        # (the triclinic search, cheaper, follows the monoclinic one whenever that runs: a
-        # monoclinic supercell can index a triclinic pattern's 20 lines with M20 > 40)
-        if name == "monoclinic" and stop_m20 is not None:
-            if any(_settles(c, stop_m20) for c in found):
-                break
-        ts = time.perf_counter()
-        tol_strong = dq_dtth(tth[~weak], wl) * screen_tolerance_deg
-        keep = KEEP_PER_SYSTEM[name] if keep_per_system is None else keep_per_system
-        if name == "triclinic":
-            # zones of the strong lines, and of all the lines (the first lines of the
-            # lattice can be weak); screened on the strong lines and on all of them; six
-            # free parameters fit random lines when they predict many lines
-            p = triclinic_trials(q_strong, tol_strong, axis_lines=q_all)
-            if n_weak:
-                p = np.concatenate([p, triclinic_trials(q_all, tol_all_lines)])
-            best, _ = screen(name, p, q_screen, tol_q, max_missing, keep, TRICLINIC_CALC_PER_LINE)
-            if more_lines:
-                again, _ = screen(name, p, q_all, tol_all_lines, max_missing + n_weak, keep,
-                                  TRICLINIC_CALC_PER_LINE, first_pass=False)
-                best = np.unique(np.concatenate([best, again]), axis=0)
-            cells = _refined(name, best, tth, wl, tolerance_deg, max_zero_deg, weak, sigma, max_unindexed)
-            found += [c for c in cells if c.n_calc <= TRICLINIC_CALC_PER_LINE * c.n_lines]
-            log.debug("%s: %d trials, %d screened, %.2f s", name, len(p), len(best), time.perf_counter() - ts)
-            continue
-        p = solve_trials(name, q_strong)
-        if name == "monoclinic":
-            p = np.concatenate([p, monoclinic_zone_trials(q_strong, tol_strong, axis_lines=q_all)])
-        # screen on the first strong lines; also re-rank the survivors on all the lines:
-        # among thousands of trials that index the strong lines the true cell can rank a
-        # few hundredth, while the weak lines of the true phase tell it apart. Both lists
-        # are refined (on measured patterns, spurious weak lines favour large cells in
-        # the second one)
-        deep, _ = screen(name, p, q_screen, tol_q, max_missing, max(keep, _DEEP_SCREEN))
-        best = deep[:keep]
-        if len(deep) > keep and more_lines:
-            again, _ = screen(name, deep, q_all, tol_all_lines, max_missing + n_weak, keep, first_pass=False)
-            best = np.unique(np.concatenate([best, again]), axis=0)
-        if n_screen < _SCREEN_LINES and len(tth) > n_screen:
-            # few strong lines (one line dominates): they may not determine the cell with
-            # low indices, nor tell the trials apart; solve trials from the first lines,
-            # weak ones included, too, and screen them there (simulated Cmmm, a = 3.50,
-            # b = 5.39, c = 5.79 Å: 6 of 20 lines above 5 %, whose indices span only
-            # c* and a* + b* but for 131; cells with a 1.6 Å axis indexing them won)
-            n_first = min(len(tth), _SCREEN_LINES)
-            extra = int(np.count_nonzero(weak[:n_first]))
-            first, _ = screen(
-                name,
-                solve_trials(name, q_all),
-                q_all[:n_first],
-                tol_all_lines[:n_first],
-                max_missing + extra,
-                keep,
-                first_pass=False,
-            )
-            best = np.unique(np.concatenate([best, first]), axis=0)
 
-        def on_all_lines(
-            per_seed: list[np.ndarray], name: str = name, missing: int = max_missing + n_weak
-        ) -> np.ndarray:
-            """The best ``_DESCENT_KEEP`` trials of all seeds' and the best ``_SEED_KEEP`` of
-            each seed's (``per_seed``: one array of trials per seed), screened on all lines."""
 
-            def best_of(trials: np.ndarray, n_keep: int) -> np.ndarray:
-                return screen(name, trials, q_all, tol_all_lines, missing, n_keep, first_pass=False)[0]
+@dataclass(frozen=True, eq=False)
+class _Search:
+    """The lines of one search and the settings every lattice system shares."""
 
-            kept = [best_of(t, _SEED_KEEP) for t in per_seed]
-            kept.append(best_of(np.concatenate(per_seed), _DESCENT_KEEP))
-            return np.concatenate(kept)
+    tth: np.ndarray  # 2θ of the lines used, degrees
+    rel: np.ndarray  # their intensities relative to the strongest
+    sigma: np.ndarray | None  # their position uncertainties, degrees
+    wl: float  # Å
+    q_all: np.ndarray  # 1/d² of every line
+    tol_all: np.ndarray  # the screen's window of every line, in 1/d²
+    few: bool  # so few lines that the system needing most must index them all
+    tolerance_deg: float
+    screen_tolerance_deg: float
+    max_unindexed: int
+    max_zero_deg: float
+    weak_fraction: float
 
-        for high, low in DESCENTS:
-            if low == name:
-                # cells that the first strong lines cannot tell from the higher system's
-                n_first = min(len(q_strong), SYSTEMS[high].n_base_lines)
-                seeds, _ = screen(
-                    high, solve_trials(high, q_strong), q_strong[:n_first], tol_q[:n_first], 1, _DESCENT_SEEDS
-                )
-                if len(seeds):
-                    down = on_all_lines([descent_trials(high, name, s, q_all) for s in seeds])
-                    best = np.concatenate([best, down])
-        for zone, (_, free) in enumerate(ZONES.get(name, ())):
-            # strong lines of one zone (hk0, or 00l), the last parameter in the others
-            zs, _ = screen(
-                name,
-                in_zone(name, zone, zone_seeds(name, zone, q_strong), float(q_all[-1])),
-                q_screen,
-                tol_q,
-                max_missing,
-                _DESCENT_SEEDS,
-            )
-            if len(zs):
-                off = off_zone(name, zone, zs, q_all, tol_all_lines)
-                free_n = np.asarray(free)
-                down = on_all_lines(
-                    [line_trials(name, z, free_n, q_all, use=u[None]) for z, u in zip(zs, off, strict=True)]
-                )
-                best = np.concatenate([best, down])
-        if name == "orthorhombic":
-            # strong lines of one rectangular zone (all 0kl, say), the third axis from one
-            # more line, as ITO's zones; a centred lattice's zone has one or both axes
-            # halved (F: 0kl with k, l even; simulated Fmmm, a = 3.17, b = 7.40,
-            # c = 17.84 Å, whose h ≠ 0 lines are all weak), so each is also doubled
-            ab = rectangular_zones(q_strong, tol_strong)
-            if len(ab):
-                ab = np.concatenate([ab * f for f in ((1, 1), (0.25, 1), (1, 0.25), (0.25, 0.25))])
-                starts = np.column_stack([ab, np.zeros(len(ab))])
-                off = off_zone_lines(ab, q_all, tol_all_lines)
-                c_axis = np.array([0.0, 0.0, 1.0])
-                down = on_all_lines(
-                    [
-                        line_trials(name, z, c_axis, q_all, use=u[None])
-                        for z, u in zip(starts, off, strict=True)
-                    ]
-                )
-                best = np.concatenate([best, down])
-        best = np.unique(best, axis=0)
-        for c in _refined(name, best, tth, wl, tolerance_deg, max_zero_deg, weak, sigma, max_unindexed):
-            found.append(c)
-            if name == "monoclinic" and abs(c.cell[4] - 90.0) <= _RIGHT_ANGLE_DEG:
-                # a right-angled monoclinic cell is an orthorhombic metric: refined as such
-                # it finds its own centring (C, F, I need not be a monoclinic one), and the
-                # merge keeps it when it fits as well
-                p_o = system_params("orthorhombic", c.cell)
-                found += _refined("orthorhombic", p_o[None, :], tth, wl, tolerance_deg, max_zero_deg, weak,
-                                  sigma, max_unindexed)
-        log.debug("%s: %d trials, %d screened, %.2f s", name, len(p), len(best), time.perf_counter() - ts)
-    found += _higher_metric(found, tth, wl, tolerance_deg, max_zero_deg, sigma, max_unindexed)
+    def refined(self, name: str, trials: np.ndarray, weak: np.ndarray) -> list[CandidateCell]:
+        """:func:`_refined` on these lines."""
+        return _refined(name, trials, self.tth, self.wl, self.tolerance_deg, self.max_zero_deg, weak,
+                        self.sigma, self.max_unindexed)
+
+    def tol(self, tth: np.ndarray) -> np.ndarray:
+        """The screen's window of lines at ``tth``, in 1/d²."""
+        return inv_d2_slope(tth, self.wl) * self.screen_tolerance_deg
+
+
+@dataclass(frozen=True, eq=False)
+class _SystemLines:
+    """The lines one lattice system's trials are built and screened from."""
+
+    name: str
+    weak: np.ndarray  # lines of :data:`_Search.tth` left out of the trials
+    q_strong: np.ndarray  # 1/d² of the others
+    tol_strong: np.ndarray  # their screen windows
+    n_screen: int  # the first strong lines the trials are screened on
+    max_missing: int  # of those, most left unindexed
+    n_weak: int
+    more_lines: bool  # lines beyond those of the first screen
+    keep: int  # trials refined from each screened list
+
+    @property
+    def q_screen(self) -> np.ndarray:
+        return self.q_strong[: self.n_screen]
+
+    @property
+    def tol_q(self) -> np.ndarray:
+        return self.tol_strong[: self.n_screen]
+
+
+def _system_lines(search: _Search, name: str, keep_per_system: int | None) -> _SystemLines | None:
+    """The lines lattice system ``name`` searches on; None when it has too few strong lines."""
+    weak = _weak_lines(search.rel, search.weak_fraction, min_lines(name), search.few)
+    q_strong = inv_d2_of_two_theta(search.tth[~weak], search.wl)
+    if len(q_strong) < min_lines(name):
+        return None
+    n_screen = min(len(q_strong), _SCREEN_LINES)
+    # few lines (a small cell of high symmetry): every one must be indexed
+    max_missing = min(search.max_unindexed, max(1, (n_screen - 6) // 2)) if n_screen >= 6 else 0
+    return _SystemLines(
+        name=name, weak=weak, q_strong=q_strong, tol_strong=search.tol(search.tth[~weak]), n_screen=n_screen,
+        max_missing=max_missing, n_weak=int(np.count_nonzero(weak)), more_lines=len(search.tth) > n_screen,
+        keep=KEEP_PER_SYSTEM[name] if keep_per_system is None else keep_per_system,
+    )
+
+
+def _triclinic_cells(search: _Search, lines: _SystemLines) -> list[CandidateCell]:
+    """Triclinic cells from ITO zones (:func:`~ratagent.indexing.triclinic.triclinic_trials`).
+
+    Zones of the strong lines, and of all the lines (the first lines of the lattice can be
+    weak); screened on the strong lines and on all of them. Six free parameters fit random
+    lines when they predict many, so at most ``TRICLINIC_CALC_PER_LINE`` per line.
+    """
+    name, q_all = lines.name, search.q_all
+    p = triclinic_trials(lines.q_strong, lines.tol_strong, axis_lines=q_all)
+    if lines.n_weak:
+        p = np.concatenate([p, triclinic_trials(q_all, search.tol_all)])
+    best, _ = screen(name, p, lines.q_screen, lines.tol_q, lines.max_missing, lines.keep,
+                     TRICLINIC_CALC_PER_LINE)
+    if lines.more_lines:
+        again, _ = screen(name, p, q_all, search.tol_all, lines.max_missing + lines.n_weak, lines.keep,
+                          TRICLINIC_CALC_PER_LINE, first_pass=False)
+        best = np.unique(np.concatenate([best, again]), axis=0)
+    cells = search.refined(name, best, lines.weak)
+    return [c for c in cells if c.n_calc <= TRICLINIC_CALC_PER_LINE * c.n_lines]
+
+
+def _system_cells(search: _Search, lines: _SystemLines) -> list[CandidateCell]:
+    """The refined cells of every trial of a system above triclinic: solved from the strong
+    lines (:func:`_solved_trials`) and descended from higher systems and zones
+    (:func:`_descended_trials`)."""
+    name = lines.name
+    trials = [_solved_trials(search, lines), *_descended_trials(search, lines)]
+    best = np.unique(np.concatenate(trials), axis=0)
+    found = []
+    for c in search.refined(name, best, lines.weak):
+        found.append(c)
+        if name == "monoclinic" and abs(c.cell[4] - 90.0) <= _RIGHT_ANGLE_DEG:
+            # a right-angled monoclinic cell is an orthorhombic metric: refined as such
+            # it finds its own centring (C, F, I need not be a monoclinic one), and the
+            # merge keeps it when it fits as well
+            p_o = system_params("orthorhombic", c.cell)
+            found += search.refined("orthorhombic", p_o[None, :], lines.weak)
+    return found
+
+
+def _solved_trials(search: _Search, lines: _SystemLines) -> np.ndarray:
+    """Trials solved from sets of strong lines (and monoclinic zones), screened."""
+    name, q_all, tth = lines.name, search.q_all, search.tth
+    p = solve_trials(name, lines.q_strong)
+    if name == "monoclinic":
+        p = np.concatenate([p, monoclinic_zone_trials(lines.q_strong, lines.tol_strong, axis_lines=q_all)])
+    # screen on the first strong lines; also re-rank the survivors on all the lines:
+    # among thousands of trials that index the strong lines the true cell can rank a
+    # few hundredth, while the weak lines of the true phase tell it apart. Both lists
+    # are refined (on measured patterns, spurious weak lines favour large cells in
+    # the second one)
+    deep, _ = screen(name, p, lines.q_screen, lines.tol_q, lines.max_missing, max(lines.keep, _DEEP_SCREEN))
+    best = deep[: lines.keep]
+    if len(deep) > lines.keep and lines.more_lines:
+        again, _ = screen(name, deep, q_all, search.tol_all, lines.max_missing + lines.n_weak, lines.keep,
+                          first_pass=False)
+        best = np.unique(np.concatenate([best, again]), axis=0)
+    if lines.n_screen < _SCREEN_LINES and len(tth) > lines.n_screen:
+        # few strong lines (one line dominates): they may not determine the cell with
+        # low indices, nor tell the trials apart; solve trials from the first lines,
+        # weak ones included, too, and screen them there (simulated Cmmm, a = 3.50,
+        # b = 5.39, c = 5.79 Å: 6 of 20 lines above 5 %, whose indices span only
+        # c* and a* + b* but for 131; cells with a 1.6 Å axis indexing them won)
+        n_first = min(len(tth), _SCREEN_LINES)
+        extra = int(np.count_nonzero(lines.weak[:n_first]))
+        first, _ = screen(name, solve_trials(name, q_all), q_all[:n_first], search.tol_all[:n_first],
+                          lines.max_missing + extra, lines.keep, first_pass=False)
+        best = np.unique(np.concatenate([best, first]), axis=0)
+    return best
+
+
+def _on_all_lines(search: _Search, lines: _SystemLines, per_seed: list[np.ndarray]) -> np.ndarray:
+    """The best ``_DESCENT_KEEP`` trials of all seeds' and the best ``_SEED_KEEP`` of each
+    seed's (``per_seed``: one array of trials per seed), screened on all lines."""
+
+    def best_of(trials: np.ndarray, n_keep: int) -> np.ndarray:
+        missing = lines.max_missing + lines.n_weak
+        return screen(lines.name, trials, search.q_all, search.tol_all, missing, n_keep, first_pass=False)[0]
+
+    kept = [best_of(t, _SEED_KEEP) for t in per_seed]
+    kept.append(best_of(np.concatenate(per_seed), _DESCENT_KEEP))
+    return np.concatenate(kept)
+
+
+def _descended_trials(search: _Search, lines: _SystemLines) -> list[np.ndarray]:
+    """Trials moved off a higher system's cells, and built from one zone's strong lines
+    with the last parameters from the other lines; each screened on all lines."""
+    name, q_all, q_strong = lines.name, search.q_all, lines.q_strong
+    out = []
+    for high, low in DESCENTS:
+        if low == name:
+            # cells that the first strong lines cannot tell from the higher system's
+            n_first = min(len(q_strong), SYSTEMS[high].n_base_lines)
+            seeds, _ = screen(high, solve_trials(high, q_strong), q_strong[:n_first], lines.tol_q[:n_first],
+                              1, _DESCENT_SEEDS)
+            if len(seeds):
+                down = [descent_trials(high, name, s, q_all) for s in seeds]
+                out.append(_on_all_lines(search, lines, down))
+    for zone, (_, free) in enumerate(ZONES.get(name, ())):
+        # strong lines of one zone (hk0, or 00l), the last parameter in the others
+        zs, _ = screen(name, in_zone(name, zone, zone_seeds(name, zone, q_strong), float(q_all[-1])),
+                       lines.q_screen, lines.tol_q, lines.max_missing, _DESCENT_SEEDS)
+        if len(zs):
+            off = off_zone(name, zone, zs, q_all, search.tol_all)
+            free_n = np.asarray(free)
+            out.append(_on_all_lines(search, lines, [line_trials(name, z, free_n, q_all, use=u[None])
+                                                     for z, u in zip(zs, off, strict=True)]))
+    if name == "orthorhombic":
+        # strong lines of one rectangular zone (all 0kl, say), the third axis from one
+        # more line, as ITO's zones; a centred lattice's zone has one or both axes
+        # halved (F: 0kl with k, l even; simulated Fmmm, a = 3.17, b = 7.40,
+        # c = 17.84 Å, whose h ≠ 0 lines are all weak), so each is also doubled
+        ab = rectangular_zones(q_strong, lines.tol_strong)
+        if len(ab):
+            ab = np.concatenate([ab * f for f in ((1, 1), (0.25, 1), (1, 0.25), (0.25, 0.25))])
+            starts = np.column_stack([ab, np.zeros(len(ab))])
+            off = off_zone_lines(ab, q_all, search.tol_all)
+            c_axis = np.array([0.0, 0.0, 1.0])
+            out.append(_on_all_lines(search, lines, [line_trials(name, z, c_axis, q_all, use=u[None])
+                                                     for z, u in zip(starts, off, strict=True)]))
+    return out
+
+
+def _ranked(found: list[CandidateCell], search: _Search, data: Any, systems: Sequence[str], min_m20: float,
+            min_translation: float) -> tuple[CandidateCell, ...]:
+    """The cells of every system, with their higher-metric, centred and super cells, ranked."""
+    tth, wl, tol, zero = search.tth, search.wl, search.tolerance_deg, search.max_zero_deg
+    found = found + _higher_metric(found, tth, wl, tol, zero, search.sigma, search.max_unindexed)
     if min_translation > 0:
         found = [c for c in found if niggli_cell(c.cell, c.centring)[0] >= min_translation]
     # every cell is ranked on the same strong lines: those of the system that needs the
@@ -865,53 +937,43 @@ def index(
     # only those above weak_fraction: promoted to the 7 that monoclinic cells need, all
     # 6 lines of a simulated cubic F cell (5 lines and a 3 % impurity's at 4.5 %) were
     # strong, and an orthorhombic C cell with a 2.05 Å axis that indexes all 6 went first
-    most = max(min_lines(s) for s in systems)  # beside ``fewest``; ``need`` is an M20 below
-    rank_weak = rel < weak_fraction if few else _weak_lines(rel, weak_fraction, most, few=False)
+    most = max(min_lines(s) for s in systems)
+    rank_weak = (search.rel < search.weak_fraction if search.few
+                 else _weak_lines(search.rel, search.weak_fraction, most, few=False))
     found = [dataclasses.replace(c, weak=rank_weak) for c in found]
-    merged = _merge(found, tth, tolerance_deg)
-    alternatives = [
-        _centred_alternative(c, tth, wl, tolerance_deg, max_zero_deg) for c in merged[:_CENTRING_CHECKS]
-    ]
-    alternatives = [a for a in alternatives if a is not None and a.n_unindexed_strong <= max_unindexed]
-    alternatives += [
-        s
-        for c in merged[:_SUPERCELL_CHECKS]
-        for s in strong_supercells(c, tth, wl, tolerance_deg, max_zero_deg, min_m20)
-    ]
+    merged = _merge(found, tth, tol)
+    alternatives = [_centred_alternative(c, tth, wl, tol, zero) for c in merged[:_CENTRING_CHECKS]]
+    alternatives = [a for a in alternatives if a is not None and a.n_unindexed_strong <= search.max_unindexed]
+    alternatives += [s for c in merged[:_SUPERCELL_CHECKS]
+                     for s in strong_supercells(c, tth, wl, tol, zero, min_m20)]
     # a supercell of a triclinic subcell may have the metric of the true monoclinic cell
-    alternatives += _higher_metric(alternatives, tth, wl, tolerance_deg, max_zero_deg, sigma, max_unindexed)
+    alternatives += _higher_metric(alternatives, tth, wl, tol, zero, search.sigma, search.max_unindexed)
     if alternatives:
-        merged = _merge(merged + alternatives, tth, tolerance_deg)
-    ranked = _prefer_dominant(merged, tth, tolerance_deg)
-    ranked = _prefer_finer(ranked, tth, tolerance_deg)
-    ranked = _promote_supercells(
-        ranked, lambda c: better_supercell(c, tth, wl, tolerance_deg, max_zero_deg, min_m20)
-    )
+        merged = _merge(merged + alternatives, tth, tol)
+    ranked = _prefer_finer(_prefer_dominant(merged, tth, tol), tth, tol)
+    ranked = _promote_supercells(ranked, lambda c: better_supercell(c, tth, wl, tol, zero, min_m20))
     if isinstance(data, PeakList) and data.residual is not None:
         residual, peaks_tth = data.residual, data.two_theta
         ranked = _promote_supercells(
-            ranked,
-            lambda c: profile_supercell(
-                c, residual, peaks_tth, tth, wl, tolerance_deg, max_zero_deg, min_m20
-            ),
-        )
-    ranked = tuple(_with_primitive(list(ranked), tth, wl, tolerance_deg, max_zero_deg))
+            ranked, lambda c: profile_supercell(c, residual, peaks_tth, tth, wl, tol, zero, min_m20))
+    return tuple(_with_primitive(list(ranked), tth, wl, tol, zero))
+
+
+def _result(ranked: tuple[CandidateCell, ...], search: _Search, min_m20: float,
+            seconds: float) -> IndexingResult:
+    """The result of a search: whether its best cell convinces, and why not."""
     need = _m20_needed(ranked[0], min_m20) if ranked else min_m20
-    convincing = bool(ranked) and ranked[0].m20 >= need and ranked[0].n_unindexed_strong <= max_unindexed
+    convincing = (bool(ranked) and ranked[0].m20 >= need
+                  and ranked[0].n_unindexed_strong <= search.max_unindexed)
     if convincing:
         message = f"best cell: {ranked[0].describe()}"
     elif ranked and math.isinf(need):
-        message = (
-            f"no convincing cell: the best cell rests on {ranked[0].n_indexed} lines "
-            f"but predicts {ranked[0].n_calc} there"
-        )
+        message = (f"no convincing cell: the best cell rests on {ranked[0].n_indexed} lines "
+                   f"but predicts {ranked[0].n_calc} there")
     elif ranked:
-        message = (
-            f"no convincing cell: best M{ranked[0].n_lines}={ranked[0].m20:.1f} < {need:g} "
-            f"({ranked[0].n_unindexed_strong} strong lines unindexed)"
-        )
+        message = (f"no convincing cell: best M{ranked[0].n_lines}={ranked[0].m20:.1f} < {need:g} "
+                   f"({ranked[0].n_unindexed_strong} strong lines unindexed)")
     else:
         message = "no convincing cell: no trial cell indexes the first lines"
-    return IndexingResult(
-        ranked, convincing, min_m20, max_unindexed, len(tth), wl, time.perf_counter() - t0, message
-    )
+    return IndexingResult(ranked, convincing, min_m20, search.max_unindexed, len(search.tth), search.wl,
+                          seconds, message)

@@ -11,11 +11,16 @@ lines obey and that removes the most calculated lines is chosen (it may leave ou
 weak line, or more when the primitive lattice's extra reflections would catch as many
 of the lines left out by chance: :data:`CENTRING_CHANCE`), and de Wolff's M_N and
 Smith–Snyder F_N are computed (:mod:`ratagent.indexing.merit`).
+
+In the indexing, q is 1/d² in Å⁻² (the quadratic form of ITO, Visser 1969), not the
+scattering vector Q = 4π sin θ / λ of :mod:`ratagent.patterns`; the functions that
+convert are named for it (:func:`inv_d2_of_two_theta`, :func:`two_theta_of_inv_d2`).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -35,16 +40,16 @@ __all__ = [
     "CENTRING_POINTS",
     "TRICLINIC_CALC_PER_LINE",
     "CandidateCell",
-    "dq_dtth",
+    "inv_d2_of_two_theta",
+    "inv_d2_slope",
     "nearest_index",
-    "q_of_two_theta",
     "reduced_monoclinic",
     "reduced_triclinic",
     "refine_cell",
     "reflections_of_form",
     "setting_system",
     "system_params",
-    "two_theta_of_q",
+    "two_theta_of_inv_d2",
 ]
 
 #: Smallest 2θ error counted in the figures of merit, degrees.
@@ -127,18 +132,18 @@ class CandidateCell:
         )
 
 
-def q_of_two_theta(tth: np.ndarray, wl: float) -> np.ndarray:
+def inv_d2_of_two_theta(tth: np.ndarray, wl: float) -> np.ndarray:
     """q = 1/d² = 4 sin²θ / λ², Å⁻², of 2θ in degrees."""
     return (2.0 * np.sin(np.radians(tth) / 2.0) / wl) ** 2
 
 
-def dq_dtth(tth: np.ndarray, wl: float) -> np.ndarray:
+def inv_d2_slope(tth: np.ndarray, wl: float) -> np.ndarray:
     """dq/d(2θ) per degree, q = 4 sin²θ/λ²."""
     return 2.0 * np.sin(np.radians(tth)) / wl**2 * math.pi / 180.0
 
 
-def two_theta_of_q(q: np.ndarray, wl: float) -> np.ndarray:
-    """2θ (degrees) of q = 1/d², Å⁻² (inverse of :func:`q_of_two_theta`)."""
+def two_theta_of_inv_d2(q: np.ndarray, wl: float) -> np.ndarray:
+    """2θ (degrees) of q = 1/d², Å⁻² (inverse of :func:`inv_d2_of_two_theta`)."""
     return np.degrees(2.0 * np.arcsin(np.clip(np.sqrt(q) * wl / 2.0, 0, 1)))
 
 
@@ -303,10 +308,7 @@ def refine_cell(
     sys_ = SYSTEMS[name]
     if centring is not None and centring not in sys_.centrings:
         raise ValueError(f"centring {centring!r} is not one of {name}'s {sys_.centrings}")
-    T = sys_.matrix
-    q_obs, slope = q_of_two_theta(tth, wl), dq_dtth(tth, wl)
-    weight = line_weights(sigma_deg, len(tth))
-    p, z = np.array(p0, dtype=float), 0.0
+    p = np.array(p0, dtype=float)
     if name == "triclinic":
         try:  # reduced axes bound the hkl box of the first cycle
             p = reduced_triclinic(p)
@@ -324,25 +326,54 @@ def refine_cell(
     weak_arr = np.zeros(len(tth), dtype=bool) if weak is None else np.asarray(weak, dtype=bool)
     spare = 1 if sys_.m <= 2 else 0
     need = min(2 * (sys_.m + 1), max(min_lines(name), int(np.count_nonzero(~weak_arr)) - spare))
-    q_max = float(q_of_two_theta(np.array([min(tth[-1] + 1.0, 179.0)]), wl)[0])
+    fit = _refined_form(name, p, tth, wl, tol_deg, max_zero_deg, line_weights(sigma_deg, len(tth)), need)
+    if fit is None:
+        return None
+    if centring is None:
+        may_lose = "any" if weak is None else ("strong" if centring_may_lose_strong else "weak")
+        best_c = _best_centring(fit, tth, tol_deg, weak_arr, sys_.centrings, may_lose)
+    else:
+        best_c = centring
+    return _candidate(name, fit, best_c, tth, wl, tol_deg, need, weak_arr, sigma_deg)
+
+
+@dataclass(frozen=True, eq=False)
+class _FormFit:
+    """A refined form and the primitive lattice's reflections against the lines."""
+
+    full: np.ndarray  # the six form coefficients, Å⁻²
+    zero: float  # zero shift, degrees of 2θ
+    hkl: np.ndarray  # (M, 3) reflections up to the last line
+    qc: np.ndarray  # (M,) their 1/d²
+    tc: np.ndarray  # (M,) their 2θ, with the zero shift
+    hit: np.ndarray  # (N,) lines within the tolerance of a reflection
+
+
+def _refined_form(name: str, p: np.ndarray, tth: np.ndarray, wl: float, tol_deg: float, max_zero_deg: float,
+                  weight: np.ndarray, need: int) -> _FormFit | None:
+    """Up to four weighted least-squares cycles of the form and zero shift (module docstring).
+
+    None when a cycle indexes fewer than ``need`` lines or leaves no positive-definite form.
+    """
+    T = SYSTEMS[name].matrix
+    q_obs, slope = inv_d2_of_two_theta(tth, wl), inv_d2_slope(tth, wl)
+    z = 0.0
+    q_max = float(inv_d2_of_two_theta(np.array([min(tth[-1] + 1.0, 179.0)]), wl)[0])
     grid: list = []  # hkl box shared by the cycles (:func:`_reflections`)
     # A cycle that indexes the same lines with the same rows r(hkl) as the one before
     # solves the same least-squares problem: every later cycle would repeat it, so the
     # refinement stops there with its reflections (the result is the same as after 4).
     previous, converged = b"", False
     for cycle in range(4):
-        full = T @ p
         try:
-            hkl, qc = reflections_of_form(full, q_max, grid)
+            hkl, qc = reflections_of_form(T @ p, q_max, grid)
         except ValueError:
             return None
         if len(qc) == 0:
             return None
-        tc = two_theta_of_q(qc, wl) + z
+        tc = two_theta_of_inv_d2(qc, wl) + z
         j = nearest_index(tc, tth)
-        d = tth - tc[j]
-        tol = tol_deg * (2.0 if cycle == 0 else 1.0)
-        hit = np.abs(d) <= tol
+        hit = np.abs(tth - tc[j]) <= tol_deg * (2.0 if cycle == 0 else 1.0)
         if hit.sum() < need:
             return None
         rows = monomials(hkl[j[hit]]) @ T
@@ -356,9 +387,8 @@ def refine_cell(
         sol, *_ = np.linalg.lstsq(design, q_obs[hit] * scale, rcond=None)
         p_new, z_new = sol[:-1], float(sol[-1])
         if abs(z_new) > max_zero_deg:
-            sol, *_ = np.linalg.lstsq(
-                rows * scale[:, None], (q_obs[hit] - slope[hit] * z) * scale, rcond=None
-            )
+            fixed_zero = (q_obs[hit] - slope[hit] * z) * scale
+            sol, *_ = np.linalg.lstsq(rows * scale[:, None], fixed_zero, rcond=None)
             p_new, z_new = sol, z
         if not positive_forms((T @ p_new)[None, :], margin=0.0)[0]:
             return None
@@ -370,21 +400,28 @@ def refine_cell(
     full = T @ p
     if not converged:
         hkl, qc = reflections_of_form(full, q_max, grid)
-        tc = two_theta_of_q(qc, wl) + z
-        j = nearest_index(tc, tth)
-        d = tth - tc[j]
-        hit = np.abs(d) <= tol_deg
-    # centring: the indexed lines keep an allowed hkl within tolerance, but for at most one
-    # weak line (an impurity line that a primitive cell indexes by chance must not hide
-    # the centring; a strong line is never given up); ranked as the final merit would,
-    # (indexed fraction)⁴ / N_calc
+        tc = two_theta_of_inv_d2(qc, wl) + z
+        hit = np.abs(tth - tc[nearest_index(tc, tth)]) <= tol_deg
+    return _FormFit(full, z, hkl, qc, tc, hit)
+
+
+def _best_centring(fit: _FormFit, tth: np.ndarray, tol_deg: float, weak: np.ndarray,
+                   centrings: Sequence[str], may_lose: str) -> str:
+    """The lattice centring of ``centrings`` ranked first by the final merit.
+
+    The indexed lines keep an allowed hkl within tolerance, but for at most one line
+    (``may_lose``: ``"any"`` line, a ``"weak"`` one, or a ``"strong"`` one too: an
+    impurity line that a primitive cell indexes by chance must not hide the centring); more
+    weak lines only as :data:`CENTRING_CHANCE` allows. Ranked as the final merit would:
+    (indexed fraction)⁴ / N_calc.
+    """
+    hkl, qc, tc, hit = fit.hkl, fit.qc, fit.tc, fit.hit
     t_last = tth[-1] + tol_deg
-    best_c = "P" if centring is None else centring
-    best_mask = centring_mask(hkl, best_c)
-    best_n = n_primitive = count_distinct(qc[best_mask][tc[best_mask] <= t_last], np.inf)
-    best_merit = (hit.sum() / len(tth)) ** 4 / max(best_n, 1)
+    best_c = "P"
+    n_primitive = count_distinct(qc[tc <= t_last], np.inf)
+    best_merit = (hit.sum() / len(tth)) ** 4 / max(n_primitive, 1)
     span = float(tth[-1] - tth[0])
-    for c in () if centring is not None else sys_.centrings[1:]:
+    for c in centrings[1:]:
         mask = centring_mask(hkl, c)
         tcm = tc[mask]
         if len(tcm) == 0:
@@ -394,48 +431,52 @@ def refine_cell(
         merit = (near.sum() / len(tth)) ** 4 / max(n_c, 1)
         lost = ~near
         n_lost = int(lost.sum())
-        all_weak = bool(np.all(weak_arr[hit][lost]))
+        all_weak = bool(np.all(weak[hit][lost]))
         if n_lost <= 1:
-            # without intensities any one line may go
-            may_lose = weak is None or centring_may_lose_strong or all_weak
+            ok = may_lose in ("any", "strong") or all_weak
         else:
             # weak lines only, no more than the lines the centring removes catch by chance
             # among all the lines it leaves out (simulated I4₁/acd, a = 12.39, c = 10.22 Å:
             # two impurity lines at 1 % on its h + k + l odd lines, chance 0.04)
             n_out = n_lost + int(np.count_nonzero(~hit))
             chance = coincidence_chance(n_out, n_lost, n_primitive - n_c, span, tol_deg)
-            may_lose = all_weak and chance >= CENTRING_CHANCE
-        if may_lose and merit > best_merit:
-            best_c, best_mask, best_n, best_merit = c, mask, n_c, merit
-    hkl_m, tc_m, qc_m = hkl[best_mask], tc[best_mask], qc[best_mask]
+            ok = all_weak and chance >= CENTRING_CHANCE
+        if ok and merit > best_merit:
+            best_c, best_merit = c, merit
+    return best_c
+
+
+def _candidate(name: str, fit: _FormFit, centring: str, tth: np.ndarray, wl: float, tol_deg: float, need: int,
+               weak: np.ndarray, sigma_deg: np.ndarray | None) -> CandidateCell | None:
+    """The cell of a refined form with ``centring``: its indexing and figures of merit
+    (None when it indexes fewer than ``need`` lines)."""
+    mask = centring_mask(fit.hkl, centring)
+    hkl_m, tc_m, qc_m = fit.hkl[mask], fit.tc[mask], fit.qc[mask]
+    n_calc = count_distinct(qc_m[tc_m <= tth[-1] + tol_deg], np.inf)
     j = nearest_index(tc_m, tth)
     d = tth - tc_m[j]
     hit = np.abs(d) <= tol_deg
     if hit.sum() < need:
         return None
-    q_corr = q_of_two_theta(tth - z, wl)
+    q_corr = inv_d2_of_two_theta(tth - fit.zero, wl)
     # errors below a 2θ reading precision of _MIN_ERROR_DEG carry no information (exact data)
-    abs_dq = np.maximum(np.abs(q_corr - qc_m[j]), slope * _MIN_ERROR_DEG)[hit]
-    m20 = de_wolff_m(float(q_corr[-1]), abs_dq, best_n)
-    f_n = smith_snyder_f(np.maximum(np.abs(d[hit]), _MIN_ERROR_DEG), len(tth), best_n)
-    cell = cell_from_form(full)
+    abs_dq = np.maximum(np.abs(q_corr - qc_m[j]), inv_d2_slope(tth, wl) * _MIN_ERROR_DEG)[hit]
+    cell = cell_from_form(fit.full)
     if name == "monoclinic" and cell[4] < 90.0:
         cell[4] = 180.0 - cell[4]  # same lattice with −a: the obtuse-β convention
-    system = "trigonal" if best_c == "R" else name
-    hkl_out = np.where(hit[:, None], hkl_m[j], 0)
     return CandidateCell(
-        crystal_system=system,
-        centring=best_c,
+        crystal_system="trigonal" if centring == "R" else name,
+        centring=centring,
         cell=tuple(float(x) for x in cell),
-        zero_shift_deg=z,
-        m20=m20,
-        f_n=f_n,
+        zero_shift_deg=fit.zero,
+        m20=de_wolff_m(float(q_corr[-1]), abs_dq, n_calc),
+        f_n=smith_snyder_f(np.maximum(np.abs(d[hit]), _MIN_ERROR_DEG), len(tth), n_calc),
         n_lines=len(tth),
         n_indexed=int(hit.sum()),
-        n_calc=best_n,
+        n_calc=n_calc,
         mean_abs_d2theta_deg=float(np.mean(np.abs(d[hit]))),
-        hkl=hkl_out.astype(int),
+        hkl=np.where(hit[:, None], hkl_m[j], 0).astype(int),
         indexed=hit,
-        weak=weak_arr,
+        weak=weak,
         sigma_deg=None if sigma_deg is None else np.asarray(sigma_deg, dtype=float),
     )

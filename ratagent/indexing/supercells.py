@@ -46,13 +46,13 @@ from ratagent.indexing.peaks import ResidualFilter
 from ratagent.indexing.refine import (
     TRICLINIC_CALC_PER_LINE,
     CandidateCell,
+    inv_d2_of_two_theta,
     nearest_index,
-    q_of_two_theta,
     refine_cell,
     reflections_of_form,
     setting_system,
     system_params,
-    two_theta_of_q,
+    two_theta_of_inv_d2,
 )
 from ratagent.indexing.trials import SYSTEMS
 
@@ -246,7 +246,7 @@ def _positions(
     """hkl and 2θ (degrees, ascending, no zero shift) of ``cell``'s axes times ``factors``."""
     full = SYSTEMS[name].matrix @ system_params(name, cell, factors)
     hkl, q = reflections_of_form(full, q_max)
-    return hkl, two_theta_of_q(q, wl)
+    return hkl, two_theta_of_inv_d2(q, wl)
 
 
 def _near(t: np.ndarray, ref: np.ndarray, tol: float) -> np.ndarray:
@@ -321,7 +321,7 @@ def profile_supercell(
     """
     system = setting_system(cand.crystal_system)
     t_max = float(residual.two_theta[-1])
-    q_max = float(q_of_two_theta(np.array([min(t_max, 179.0)]), wl)[0])
+    q_max = float(inv_d2_of_two_theta(np.array([min(t_max, 179.0)]), wl)[0])
     z0 = cand.zero_shift_deg
     hkl_p, t_p = _positions(system, cand.cell, (1.0, 1.0, 1.0), wl, q_max)
     parent = np.unique(t_p[centring_mask(hkl_p, cand.centring)]) + z0

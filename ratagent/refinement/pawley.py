@@ -42,6 +42,7 @@ from ratagent.crystallography import extinction_group
 from ratagent.instrument import Instrument
 from ratagent.patterns import Pattern
 from ratagent.refinement import stages
+from ratagent.refinement.config import PawleyConfig
 from ratagent.refinement.reflections import (
     Reflections,
     allowed_reflections,
@@ -70,30 +71,6 @@ def single_threaded_blas() -> contextlib.AbstractContextManager:
     except ImportError:  # optional: without it the fit is correct, only slower
         return contextlib.nullcontext()
     return threadpool_limits(limits=1, user_api="blas")
-
-
-@dataclass(frozen=True)
-class PawleyConfig:
-    """Settings of the Pawley fit."""
-
-    n_background: int = 6  # Chebyshev background terms
-    window_fwhm: float = 8.0  # half-width of each peak's window, in FWHM (the simulator's default)
-    overlap_fwhm: float = 0.3  # families closer than this × FWHM share one intensity
-    coarse_broadening: tuple[float, ...] = (4.0, 2.0)  # width multipliers of the cell search stages
-    cell_tolerance: float = 0.03  # refined lengths may move this fraction from the start
-    zero_bound_deg: float = 0.5  # |zero shift − start| ≤ this
-    refine_profile: bool = True  # stage (c)
-    max_nfev: int = 100  # function evaluations per least-squares stage
-    tolerance: float = 1e-7  # ftol = xtol of least_squares
-
-    def __post_init__(self) -> None:
-        if self.n_background < 1:
-            raise ValueError(f"n_background must be ≥ 1, got {self.n_background}")
-        for name in ("window_fwhm", "overlap_fwhm", "cell_tolerance", "zero_bound_deg", "tolerance"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
-        if any(b < 1 for b in self.coarse_broadening):
-            raise ValueError(f"coarse_broadening factors must be ≥ 1, got {self.coarse_broadening}")
 
 
 @dataclass(frozen=True)

@@ -8,18 +8,15 @@ residual and the staged ``scipy.optimize.least_squares`` refinement.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ratagent.instrument import Instrument
 from ratagent.patterns import Pattern
 from ratagent.refinement import linear
+from ratagent.refinement.config import PawleyConfig
 from ratagent.refinement.profile import chebyshev_basis, design_matrix, tch_fwhm_eta
 from ratagent.refinement.reflections import Reflections
-
-if TYPE_CHECKING:
-    from ratagent.refinement.pawley import PawleyConfig
 
 __all__ = ["Problem", "bic", "parameter_bounds", "refine", "solve", "start_theta"]
 

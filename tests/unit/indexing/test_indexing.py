@@ -401,14 +401,14 @@ def test_a_strong_impurity_line_on_a_primitive_reflection_does_not_hide_the_cent
     The centring may not give up a strong line, so the refinement keeps that P cell; it
     is refined again with the centring free to lose one (``_centred_alternative``), and
     the C cell, with half the calculated lines, ranks first."""
-    from ratagent.indexing.refine import q_of_two_theta
+    from ratagent.indexing.refine import inv_d2_of_two_theta
 
     cell = (5.70, 4.64, 11.82, 90, 90, 90)
     lines = lines_from_cell(cell, "C m c 21", CU_KA1_ANGSTROM, merge_deg=0.05)[:19]
     q102 = 1 / cell[0] ** 2 + 4 / cell[2] ** 2
     t102 = float(np.degrees(2 * np.arcsin(np.sqrt(q102) * CU_KA1_ANGSTROM / 2)))
     assert np.abs(lines - t102).min() > 0.1 and np.isclose(
-        q_of_two_theta(np.array([t102]), CU_KA1_ANGSTROM)[0], q102
+        inv_d2_of_two_theta(np.array([t102]), CU_KA1_ANGSTROM)[0], q102
     )
     inten = np.random.default_rng(5).uniform(0.1, 1.0, len(lines))
     peaks = PeakList.from_positions(np.append(lines, t102), CU_KA1_ANGSTROM, np.append(inten, 0.06))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ratagent.indexing.refine import dq_dtth, q_of_two_theta
+from ratagent.indexing.refine import inv_d2_of_two_theta, inv_d2_slope
 from ratagent.indexing.trials import SYSTEMS, _count, descent_trials, monomials, solve_trials
 from ratagent.patterns import CU_KA1_ANGSTROM
 
@@ -40,7 +40,7 @@ def test_count_matches_every_hkl(name):
     from ratagent.indexing import lines_from_cell
 
     tth = lines_from_cell(CELLS[name], 1, CU_KA1_ANGSTROM)[:12]
-    q, tol = q_of_two_theta(tth, CU_KA1_ANGSTROM), dq_dtth(tth, CU_KA1_ANGSTROM) * 0.06
+    q, tol = inv_d2_of_two_theta(tth, CU_KA1_ANGSTROM), inv_d2_slope(tth, CU_KA1_ANGSTROM) * 0.06
     p = solve_trials(name, q)
     p = p[np.all(p[:, :3] > 0.004, axis=1)]  # axes below 16 Å
     p = np.random.default_rng(0).permutation(p)[:400]
@@ -90,7 +90,7 @@ def test_triclinic_count_matches_every_hkl():
     from ratagent.indexing.triclinic import triclinic_trials
 
     tth = lines_from_cell((7.1262, 7.8520, 5.5724, 89.99, 101.11, 106.03), 2, CU_KA1_ANGSTROM)[:12]
-    q, tol = q_of_two_theta(tth, CU_KA1_ANGSTROM), dq_dtth(tth, CU_KA1_ANGSTROM) * 0.06
+    q, tol = inv_d2_of_two_theta(tth, CU_KA1_ANGSTROM), inv_d2_slope(tth, CU_KA1_ANGSTROM) * 0.06
     p = triclinic_trials(q, tol)
     assert np.any(p[:, 5] != 0)
     p = p[np.all(p[:, :3] > 0.004, axis=1)]
