@@ -128,6 +128,8 @@ class AgentConfig:
     min_family_probability: float = 0.1  # network posterior on the cell's lattice family
     min_cell_delta_bic: float = 50.0  # ΔB to the best cell of another lattice family
     max_accept_chi2_reduced: float = 2.0  # χ²_ν of the best fit in the cell
+    max_accept_unindexed_strong: int = 3  # strong lines among the first 20 the cell leaves unindexed
+    min_indexed_fraction: float = 0.0  # share of the first lines (up to 20) the cell indexes
     accept_set_delta_bic: float = 60.0  # an accept reports every EG within this ΔB of the leader
 
     def __post_init__(self) -> None:
@@ -163,6 +165,12 @@ class AgentConfig:
         if not 0.0 < self.metric_tolerance_deg <= 5.0:
             raise ValueError(f"AgentConfig.metric_tolerance_deg must be in (0, 5] degrees, got "
                              f"{self.metric_tolerance_deg!r}")
+        if not isinstance(self.max_accept_unindexed_strong, int) or self.max_accept_unindexed_strong < 0:
+            raise ValueError(f"AgentConfig.max_accept_unindexed_strong must be an integer >= 0, got "
+                             f"{self.max_accept_unindexed_strong!r}")
+        if not 0.0 <= self.min_indexed_fraction <= 1.0:
+            raise ValueError(f"AgentConfig.min_indexed_fraction must be in [0, 1], got "
+                             f"{self.min_indexed_fraction!r}")
         if not 0.0 <= self.min_family_probability <= 1.0:
             raise ValueError(f"AgentConfig.min_family_probability must be in [0, 1], got "
                              f"{self.min_family_probability!r}")

@@ -28,6 +28,10 @@ threshold of :class:`~ratagent.agent.AgentConfig` (:func:`doubts`):
    ``min_cell_delta_bic`` of the winner, the data do not decide between the cells.
 5. **Fit quality.** The best fit's χ²_ν at most ``max_accept_chi2_reduced``: a cell that
    leaves systematic misfit behind may be a sub- or supercell of the truth.
+6. **Lines left out.** At most ``max_accept_unindexed_strong`` strong lines of the first
+   20 unindexed, and at least ``min_indexed_fraction`` of them indexed: a line no cell
+   reflection explains is evidence against the cell, or for a second phase whose lines
+   the Pawley fit of one phase cannot account for either.
 
 An accepted EG is reported with every candidate within ``accept_set_delta_bic`` of it
 (:func:`accepted_set`).
@@ -41,7 +45,7 @@ them on the other from stored assessments.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -49,7 +53,7 @@ import numpy as np
 from ratagent.indexing.reduction import metric_family
 from ratagent.refinement.ranking import criterion
 
-__all__ = ["accepted_set", "cell_evidence", "doubts", "family_of", "gate", "metric_family"]
+__all__ = ["CHECKS", "accepted_set", "cell_evidence", "doubts", "family_of", "gate", "metric_family"]
 
 #: Free cell parameters of each lattice family.
 _CELL_PARAMETERS = {"triclinic": 6, "monoclinic": 4, "orthorhombic": 3, "tetragonal": 2, "hexagonal": 2,
@@ -84,7 +88,8 @@ def cell_evidence(
 
     ``meta`` is :attr:`Assessment.meta` of an assessment refined in indexed cells
     (``cells_indexed``, ``cell_fits``, ``cell``); None when it holds no indexed cell.
-    Returns ``m20``, ``n_lines`` (in the merit), ``family`` (of the cell as indexed), ``metric_family``,
+    Returns ``m20``, ``n_lines`` (in the merit), ``n_indexed``, ``n_unindexed_strong``,
+    ``family`` (of the cell as indexed), ``metric_family``,
     ``family_probability``, ``chi2_reduced`` (the best fit in it) and ``cell_delta_bic``
     (how much worse the best fit in the best other cell of another lattice family is;
     ∞ when there is none).
@@ -108,6 +113,8 @@ def cell_evidence(
     return {
         "m20": float(cell["m20"]),
         "n_lines": int(cell.get("n_lines", 20)),
+        "n_indexed": int(cell.get("n_indexed", cell.get("n_lines", 20))),
+        "n_unindexed_strong": int(cell.get("n_unindexed_strong", 0)),
         "family": family,
         "metric_family": metric_family(cell["cell"], cell["centring"], tolerance_deg),
         "family_probability": _family_probability(nn_probs, family),
@@ -116,32 +123,81 @@ def cell_evidence(
     }
 
 
+def _m20(ev: dict[str, Any], cfg: Any) -> str | None:
+    if ev["m20"] >= cfg.min_accept_m20:
+        return None
+    return f"the indexed cell's M20 = {ev['m20']:.0f} is below the {cfg.min_accept_m20:g} an accept needs"
+
+
+def _lines(ev: dict[str, Any], cfg: Any) -> str | None:
+    need = min(20, math.ceil(cfg.min_lines_per_parameter * (_CELL_PARAMETERS[ev["family"]] + 1)))
+    if ev["n_lines"] >= need:
+        return None
+    return f"the {ev['family']} cell rests on {ev['n_lines']} lines, fewer than the {need} an accept needs"
+
+
+def _metric(ev: dict[str, Any], cfg: Any) -> str | None:
+    if _FAMILY_RANK[ev["metric_family"]] <= _FAMILY_RANK[ev["family"]]:
+        return None
+    return (f"the {ev['family']} cell has a {ev['metric_family']} metric (within "
+            f"{cfg.metric_tolerance_deg:g}°): it is not the conventional cell of its lattice")
+
+
+def _network(ev: dict[str, Any], cfg: Any) -> str | None:
+    if ev["family_probability"] >= cfg.min_family_probability:
+        return None
+    return (f"the network gives the {ev['family']} family p = {ev['family_probability']:.2f} < "
+            f"{cfg.min_family_probability:g}")
+
+
+def _rival(ev: dict[str, Any], cfg: Any) -> str | None:
+    if ev["cell_delta_bic"] >= cfg.min_cell_delta_bic:
+        return None
+    return (f"a cell of another lattice family fits within ΔB = {ev['cell_delta_bic']:.1f} < "
+            f"{cfg.min_cell_delta_bic:g}: the data do not decide the cell")
+
+
+def _fit(ev: dict[str, Any], cfg: Any) -> str | None:
+    if ev["chi2_reduced"] <= cfg.max_accept_chi2_reduced:
+        return None
+    return f"the best fit leaves misfit: χ²_ν = {ev['chi2_reduced']:.2f} > {cfg.max_accept_chi2_reduced:g}"
+
+
+def _unindexed(ev: dict[str, Any], cfg: Any) -> str | None:
+    if ev["n_unindexed_strong"] <= cfg.max_accept_unindexed_strong:
+        return None
+    return (f"the cell leaves {ev['n_unindexed_strong']} strong lines unindexed, more than the "
+            f"{cfg.max_accept_unindexed_strong} an accept allows (a wrong cell, or a second phase)")
+
+
+def _indexed(ev: dict[str, Any], cfg: Any) -> str | None:
+    if ev["n_indexed"] >= cfg.min_indexed_fraction * ev["n_lines"]:
+        return None
+    return (f"the cell indexes {ev['n_indexed']} of the first {ev['n_lines']} lines, fewer than the "
+            f"{cfg.min_indexed_fraction:.0%} an accept needs")
+
+
+#: Each check of the evidence (module docstring), by the threshold of
+#: :class:`~ratagent.agent.AgentConfig` it reads: the doubt it raises, or None.
+CHECKS: dict[str, Callable[[dict[str, Any], Any], str | None]] = {
+    "min_accept_m20": _m20,
+    "min_lines_per_parameter": _lines,
+    "metric_tolerance_deg": _metric,
+    "min_family_probability": _network,
+    "min_cell_delta_bic": _rival,
+    "max_accept_unindexed_strong": _unindexed,
+    "min_indexed_fraction": _indexed,
+    "max_accept_chi2_reduced": _fit,
+}
+
+
 def doubts(evidence: dict[str, Any], config: Any) -> list[str]:
     """The reasons, one sentence each, not to accept a ranking in this cell (empty: no doubt).
 
-    ``config`` holds the thresholds (:class:`~ratagent.agent.AgentConfig`).
+    ``config`` holds the thresholds (:class:`~ratagent.agent.AgentConfig`); one sentence
+    per failed check of :data:`CHECKS`.
     """
-    out = []
-    if evidence["m20"] < config.min_accept_m20:
-        out.append(f"the indexed cell's M20 = {evidence['m20']:.0f} is below the {config.min_accept_m20:g} "
-                   "an accept needs")
-    need = min(20, math.ceil(config.min_lines_per_parameter * (_CELL_PARAMETERS[evidence["family"]] + 1)))
-    if evidence["n_lines"] < need:
-        out.append(f"the {evidence['family']} cell rests on {evidence['n_lines']} lines, fewer than the "
-                   f"{need} an accept needs")
-    if _FAMILY_RANK[evidence["metric_family"]] > _FAMILY_RANK[evidence["family"]]:
-        out.append(f"the {evidence['family']} cell has a {evidence['metric_family']} metric (within "
-                   f"{config.metric_tolerance_deg:g}°): it is not the conventional cell of its lattice")
-    if evidence["family_probability"] < config.min_family_probability:
-        out.append(f"the network gives the {evidence['family']} family p = "
-                   f"{evidence['family_probability']:.2f} < {config.min_family_probability:g}")
-    if evidence["cell_delta_bic"] < config.min_cell_delta_bic:
-        out.append(f"a cell of another lattice family fits within ΔB = {evidence['cell_delta_bic']:.1f} "
-                   f"< {config.min_cell_delta_bic:g}: the data do not decide the cell")
-    if evidence["chi2_reduced"] > config.max_accept_chi2_reduced:
-        out.append(f"the best fit leaves misfit: χ²_ν = {evidence['chi2_reduced']:.2f} > "
-                   f"{config.max_accept_chi2_reduced:g}")
-    return out
+    return [why for check in CHECKS.values() if (why := check(evidence, config)) is not None]
 
 
 def gate(

@@ -260,6 +260,8 @@ TRUST_GRID: dict[str, tuple[float, ...]] = {
     "min_cell_delta_bic": (0.0, 10.0, 50.0),
     "max_accept_chi2_reduced": (2.0, 3.0, 4.0),
     "accept_set_delta_bic": (10.0, 30.0, 60.0),
+    "max_accept_unindexed_strong": (3, 2, 1, 0),
+    "min_indexed_fraction": (0.0, 0.8, 0.9),
 }
 
 
@@ -308,39 +310,65 @@ def choose_thresholds(cases: Sequence[dict[str, Any]], base: Any, *, min_precisi
     """The trust thresholds that accept most of ``cases`` at accept precision ≥ ``min_precision``.
 
     Exhaustive over ``grid`` (default :data:`TRUST_GRID`); ties go to the higher precision,
-    then to the stricter thresholds (the grid's later values for lower bounds). Returns the
-    config (``base`` with the chosen thresholds) and its report on ``cases``.
+    then to the stricter thresholds (the grid's later values). Returns the config (``base``
+    with the chosen thresholds) and its report on ``cases``. Each check of
+    :data:`ratagent.trust.CHECKS` reads one threshold, so it is evaluated once per value
+    of its threshold and the combinations are logical ands of those.
     """
     import itertools
     from dataclasses import replace
 
-    from ratagent.trust import cell_evidence, doubts
+    from ratagent.trust import CHECKS, accepted_set, cell_evidence
 
     grid = TRUST_GRID if grid is None else grid
     names = list(grid)
-    # the evidence depends on the metric tolerance only: computed once per tolerance
     tolerances = grid.get("metric_tolerance_deg", (base.metric_tolerance_deg,))
     evidence = {t: [cell_evidence(c["meta"], c["nn_probs"], t) if c["refined"] else None for c in cases]
                 for t in tolerances}
-    best: tuple[tuple[float, float], Any] | None = None
+    gated = np.array([_replay(c, base, lambda: True) == "flag" and _replay(c, base, lambda: False) == "accept"
+                      for c in cases])  # accepted exactly when the trust step has no doubt
+    free = np.array([_replay(c, base, lambda: True) == "accept" for c in cases])  # accepted regardless
+    traced = np.array([ev is not None for ev in evidence[tolerances[0]]])
+
+    def passes(name: str, value: float) -> np.ndarray:
+        config = replace(base, **{name: value})
+        evs = evidence[value if name == "metric_tolerance_deg" else tolerances[0]]
+        return np.array([ev is not None and CHECKS[name](ev, config) is None for ev in evs])
+
+    ok = {n: {v: passes(n, v) for v in grid[n]} for n in names if n in CHECKS}
+    fixed = [passes(n, getattr(base, n)) for n in CHECKS if n not in grid]
+    base_ok = np.logical_and.reduce([traced, *fixed]) if fixed else traced
+
+    def right_with(delta: float) -> np.ndarray:
+        out = []
+        for c in cases:
+            ranking = [(x["eg"], x["delta_bic"]) for x in c["candidates"]]
+            indist = c["indistinguishable"]
+            if c["refined"]:
+                indist = list(accepted_set(indist, ranking, delta))
+            out.append(accepted_right({**c, "indistinguishable": indist}))
+        return np.array(out)
+
+    deltas = grid.get("accept_set_delta_bic", (base.accept_set_delta_bic,))
+    right = {d: right_with(d) for d in deltas}
+    best: tuple[tuple[int, float], dict[str, float]] | None = None
     for values in itertools.product(*(grid[n] for n in names)):
-        config = replace(base, **dict(zip(names, values, strict=True)))
-        evs = evidence[config.metric_tolerance_deg]
-        verdicts = [_replay(c, config, lambda ev=ev, config=config: ev is None or bool(doubts(ev, config)))
-                    for c, ev in zip(cases, evs, strict=True)]
-        acc = [_with_verdict(c, v, config) for c, v in zip(cases, verdicts, strict=True) if v == "accept"]
-        if not acc:
+        chosen = dict(zip(names, values, strict=True))
+        accept = base_ok.copy()
+        for n, v in chosen.items():
+            if n in ok:
+                accept &= ok[n][v]
+        accept = free | (gated & accept)
+        n_acc = int(accept.sum())
+        if not n_acc:
             continue
-        precision = sum(accepted_right(c) for c in acc) / len(acc)
+        precision = float(right[chosen.get("accept_set_delta_bic", base.accept_set_delta_bic)][accept].mean())
         if precision < min_precision:
             continue
-        key = (len(acc), precision)
+        key = (n_acc, precision)
         if best is None or key >= best[0]:
-            best = (key, config)
-    if best is None:
-        config = replace(base, min_family_probability=1.0)  # accepts nothing
-    else:
-        config = best[1]
+            best = (key, chosen)
+    config = replace(base, min_family_probability=1.0) if best is None else replace(base, **best[1])
     return config, pipeline_report(replayed(cases, config))
 
 

@@ -46,14 +46,16 @@ def test_family_of_trigonal_is_hexagonal():
     assert family_of("trigonal") == "hexagonal" and family_of("cubic") == "cubic"
 
 
-def _meta(cell, system, centring, m20=100.0, chi2_reduced=2.0, others=(), n_lines=20):
+def _meta(cell, system, centring, m20=100.0, chi2_reduced=2.0, others=(), n_lines=20, n_indexed=None,
+          n_unindexed_strong=0):
     """An assessment's meta as the agent writes it: the indexed cells and their best fits."""
     cells = [(cell, system, centring, chi2_reduced * 4000), *others]
     return {
         "cell": list(cell),
         "cell_from_indexing": list(cell),
         "cells_indexed": [{"crystal_system": s, "centring": c, "cell": list(x), "m20": m20,
-                           "n_lines": n_lines}
+                           "n_lines": n_lines, "n_indexed": n_lines if n_indexed is None else n_indexed,
+                           "n_unindexed_strong": n_unindexed_strong}
                           for x, s, c, _ in cells],
         "cell_fits": [{"cell": list(x), "chi2": chi2, "chi2_reduced": chi2 / 4000, "n_params": 30,
                        "n_obs": 4000} for x, _, _, chi2 in cells],
@@ -94,6 +96,21 @@ def test_each_doubt_is_named(change, words):
     assert any(words in w for w in why), why
 
 
+@pytest.mark.parametrize(
+    "config, change, words",
+    [
+        (AgentConfig(max_accept_unindexed_strong=1), {"n_unindexed_strong": 2},
+         "leaves 2 strong lines unindexed, more than the 1"),
+        (AgentConfig(min_indexed_fraction=0.9), {"n_indexed": 15}, "indexes 15 of the first 20 lines"),
+    ],
+)
+def test_lines_the_cell_leaves_out_are_doubted(config, change, words):
+    meta = _meta((HALITE_A,) * 3 + (90,) * 3, "cubic", "F", **change)
+    assert gate(meta, _probs_on(CUBIC_EGS), AgentConfig())[1] == []
+    _, why = gate(meta, _probs_on(CUBIC_EGS), config)
+    assert any(words in w for w in why), why
+
+
 def test_a_cell_the_network_finds_implausible_is_doubted():
     config = AgentConfig(min_family_probability=0.2)
     _, why = gate(_meta((HALITE_A,) * 3 + (90,) * 3, "cubic", "F"), _probs_on([1, 2, 3]), config)
@@ -118,14 +135,17 @@ def test_an_untraceable_cell_is_doubted():
 
 
 def test_doubts_follow_the_thresholds():
-    evidence = {"m20": 25.0, "n_lines": 9, "family": "cubic", "metric_family": "cubic",
-                "family_probability": 0.3, "chi2_reduced": 3.0, "cell_delta_bic": 20.0}
+    evidence = {"m20": 25.0, "n_lines": 9, "n_indexed": 8, "n_unindexed_strong": 1, "family": "cubic",
+                "metric_family": "cubic", "family_probability": 0.3, "chi2_reduced": 3.0,
+                "cell_delta_bic": 20.0}
     loose = SimpleNamespace(min_accept_m20=20, min_lines_per_parameter=4, metric_tolerance_deg=0.5,
-                            min_family_probability=0.2, min_cell_delta_bic=10, max_accept_chi2_reduced=4)
+                            min_family_probability=0.2, min_cell_delta_bic=10, max_accept_chi2_reduced=4,
+                            max_accept_unindexed_strong=1, min_indexed_fraction=0.8)
     assert doubts(evidence, loose) == []
     strict = SimpleNamespace(min_accept_m20=30, min_lines_per_parameter=5, metric_tolerance_deg=0.5,
-                             min_family_probability=0.5, min_cell_delta_bic=50, max_accept_chi2_reduced=2)
-    assert len(doubts(evidence, strict)) == 5  # 9 lines < 5 × (1 + 1) for a cubic cell, and 4 more
+                             min_family_probability=0.5, min_cell_delta_bic=50, max_accept_chi2_reduced=2,
+                             max_accept_unindexed_strong=0, min_indexed_fraction=0.9)
+    assert len(doubts(evidence, strict)) == 7  # 9 lines < 5 × (1 + 1) for a cubic cell, and 6 more
 
 
 def test_a_doubtful_indexed_cell_never_yields_accept(tmp_path):
