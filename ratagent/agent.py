@@ -130,6 +130,7 @@ class AgentConfig:
     max_accept_chi2_reduced: float = 2.0  # χ²_ν of the best fit in the cell
     max_accept_unindexed_strong: int = 3  # strong lines among the first 20 the cell leaves unindexed
     min_indexed_fraction: float = 0.0  # share of the first lines (up to 20) the cell indexes
+    rival_m20_fraction: float | None = None  # M20 share of a rival indexing of another family (None: off)
     accept_set_delta_bic: float = 60.0  # an accept reports every EG within this ΔB of the leader
 
     def __post_init__(self) -> None:
@@ -168,6 +169,9 @@ class AgentConfig:
         if not isinstance(self.max_accept_unindexed_strong, int) or self.max_accept_unindexed_strong < 0:
             raise ValueError(f"AgentConfig.max_accept_unindexed_strong must be an integer >= 0, got "
                              f"{self.max_accept_unindexed_strong!r}")
+        if self.rival_m20_fraction is not None and not self.rival_m20_fraction > 0:
+            raise ValueError(f"AgentConfig.rival_m20_fraction must be positive or None, got "
+                             f"{self.rival_m20_fraction!r}")
         if not 0.0 <= self.min_indexed_fraction <= 1.0:
             raise ValueError(f"AgentConfig.min_indexed_fraction must be in [0, 1], got "
                              f"{self.min_indexed_fraction!r}")

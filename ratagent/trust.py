@@ -28,7 +28,13 @@ threshold of :class:`~ratagent.agent.AgentConfig` (:func:`doubts`):
    ``min_cell_delta_bic`` of the winner, the data do not decide between the cells.
 5. **Fit quality.** The best fit's χ²_ν at most ``max_accept_chi2_reduced``: a cell that
    leaves systematic misfit behind may be a sub- or supercell of the truth.
-6. **Lines left out.** At most ``max_accept_unindexed_strong`` strong lines of the first
+6. **Rival indexings.** Among the indexing's five best cells, another lattice of lower
+   symmetry (not a lower description of this one: its metric says so) that indexes at
+   least as many lines with an M20 of at least ``rival_m20_fraction`` × this cell's: the
+   lines do not decide the lattice (a pseudo-cubic tetragonal mineral and its cubic
+   look-alike index the same 17 lines), and the indexing's preference for symmetry is all
+   that chose. Such a cell is often not refined at all; when it is, check 4 weighs its fit.
+7. **Lines left out.** At most ``max_accept_unindexed_strong`` strong lines of the first
    20 unindexed, and at least ``min_indexed_fraction`` of them indexed: a line no cell
    reflection explains is evidence against the cell, or for a second phase whose lines
    the Pawley fit of one phase cannot account for either.
@@ -81,6 +87,17 @@ def _criterion(fit: dict[str, Any], c_hat: float) -> float:
     return criterion(fit["chi2"], fit["n_params"], fit["n_obs"], c_hat)
 
 
+def _rival_lattice(other: dict[str, Any], cell: dict[str, Any], family: str, tolerance_deg: float) -> bool:
+    """Whether indexed cell ``other`` is another lattice of lower symmetry than ``cell``
+    (of ``family``) that indexes as many lines: not a lower-symmetry description of the
+    same lattice (an orthohexagonal C cell of a hexagonal one), whose metric shows it."""
+    own = family_of(other["crystal_system"])
+    return (_FAMILY_RANK[own] < _FAMILY_RANK[family] and other.get("passes", True)
+            and other.get("n_indexed", 0) >= cell.get("n_indexed", cell.get("n_lines", 20))
+            and _FAMILY_RANK[metric_family(other["cell"], other["centring"], tolerance_deg)]
+            < _FAMILY_RANK[family])
+
+
 def cell_evidence(
     meta: dict[str, Any], nn_probs: Sequence[float], tolerance_deg: float
 ) -> dict[str, Any] | None:
@@ -89,7 +106,9 @@ def cell_evidence(
     ``meta`` is :attr:`Assessment.meta` of an assessment refined in indexed cells
     (``cells_indexed``, ``cell_fits``, ``cell``); None when it holds no indexed cell.
     Returns ``m20``, ``n_lines`` (in the merit), ``n_indexed``, ``n_unindexed_strong``,
-    ``family`` (of the cell as indexed), ``metric_family``,
+    ``family`` (of the cell as indexed), ``metric_family``, ``rival_m20_ratio`` and
+    ``rival_family`` (the best rival indexing of another family, check 6; 0 and None when
+    there is none),
     ``family_probability``, ``chi2_reduced`` (the best fit in it) and ``cell_delta_bic``
     (how much worse the best fit in the best other cell of another lattice family is;
     ∞ when there is none).
@@ -110,7 +129,12 @@ def cell_evidence(
     others = [_criterion(fit_of[tuple(c["cell"])], c_hat) for c in indexed
               if tuple(c["cell"]) in fit_of and tuple(c["cell"]) != tuple(used)
               and family_of(c["crystal_system"]) != family]
+    rival = max(((r["m20"] / max(cell["m20"], 1e-9), family_of(r["crystal_system"]))
+                 for r in meta.get("indexing") or [] if _rival_lattice(r, cell, family, tolerance_deg)),
+                default=(0.0, None))
     return {
+        "rival_m20_ratio": float(rival[0]),
+        "rival_family": rival[1],
         "m20": float(cell["m20"]),
         "n_lines": int(cell.get("n_lines", 20)),
         "n_indexed": int(cell.get("n_indexed", cell.get("n_lines", 20))),
@@ -157,6 +181,13 @@ def _rival(ev: dict[str, Any], cfg: Any) -> str | None:
             f"{cfg.min_cell_delta_bic:g}: the data do not decide the cell")
 
 
+def _rival_indexing(ev: dict[str, Any], cfg: Any) -> str | None:
+    if cfg.rival_m20_fraction is None or ev.get("rival_m20_ratio", 0.0) < cfg.rival_m20_fraction:
+        return None
+    return (f"a {ev['rival_family']} cell indexes as many lines with {ev['rival_m20_ratio']:.0%} of this "
+            f"cell's M20 (at least {cfg.rival_m20_fraction:.0%} counts): the lines do not decide the lattice")
+
+
 def _fit(ev: dict[str, Any], cfg: Any) -> str | None:
     if ev["chi2_reduced"] <= cfg.max_accept_chi2_reduced:
         return None
@@ -185,6 +216,7 @@ CHECKS: dict[str, Callable[[dict[str, Any], Any], str | None]] = {
     "metric_tolerance_deg": _metric,
     "min_family_probability": _network,
     "min_cell_delta_bic": _rival,
+    "rival_m20_fraction": _rival_indexing,
     "max_accept_unindexed_strong": _unindexed,
     "min_indexed_fraction": _indexed,
     "max_accept_chi2_reduced": _fit,

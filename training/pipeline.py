@@ -252,7 +252,7 @@ def format_report(reports: dict[str, dict[str, Any]]) -> str:
 # ---------------------------------------------------------------------- trust thresholds
 
 #: Values tried for each threshold of :mod:`ratagent.trust` by :func:`choose_thresholds`.
-TRUST_GRID: dict[str, tuple[float, ...]] = {
+TRUST_GRID: dict[str, tuple[float | None, ...]] = {
     "min_accept_m20": (0.0, 20.0, 40.0, 70.0, 100.0),
     "min_lines_per_parameter": (0.0, 3.0, 4.0, 5.0),
     "metric_tolerance_deg": (0.25, 0.5, 1.0),
@@ -262,6 +262,7 @@ TRUST_GRID: dict[str, tuple[float, ...]] = {
     "accept_set_delta_bic": (10.0, 30.0, 60.0),
     "max_accept_unindexed_strong": (3, 2, 1, 0),
     "min_indexed_fraction": (0.0, 0.8, 0.9),
+    "rival_m20_fraction": (None, 1.5, 1.2, 1.0, 0.8),
 }
 
 

@@ -111,6 +111,39 @@ def test_lines_the_cell_leaves_out_are_doubted(config, change, words):
     assert any(words in w for w in why), why
 
 
+def _with_rival(meta, cell, system, centring, m20, n_indexed=20):
+    rival = {"crystal_system": system, "centring": centring, "cell": list(cell), "m20": m20, "n_lines": 20,
+             "n_indexed": n_indexed, "n_unindexed_strong": 0, "passes": True}
+    return {**meta, "indexing": [*meta["cells_indexed"], rival]}
+
+
+def test_a_rival_lattice_indexing_the_same_lines_is_doubted():
+    """Pseudo-cubic tetragonal minerals (dev patterns 20–22): a tetragonal I cell indexed the
+    17 lines of the cubic I cell that was refined and accepted, with a higher M20."""
+    cubic = (13.73,) * 3 + (90,) * 3
+    meta = _with_rival(_meta(cubic, "cubic", "I", m20=101.0), (13.73, 13.73, 6.14, 90, 90, 90),
+                       "tetragonal", "I", m20=115.0)
+    config = AgentConfig(rival_m20_fraction=1.0)
+    evidence, why = gate(meta, _probs_on(CUBIC_EGS), config)
+    assert evidence["rival_family"] == "tetragonal"
+    assert evidence["rival_m20_ratio"] == pytest.approx(115 / 101)
+    assert any("a tetragonal cell indexes as many lines with 114% of this cell's M20" in w for w in why), why
+    assert gate(meta, _probs_on(CUBIC_EGS), AgentConfig(rival_m20_fraction=1.2))[1] == []
+    fewer = _with_rival(_meta(cubic, "cubic", "I", m20=101.0), (13.73, 13.73, 6.14, 90, 90, 90),
+                        "tetragonal", "I", m20=115.0, n_indexed=15)
+    assert gate(fewer, _probs_on(CUBIC_EGS), config)[1] == []
+
+
+def test_a_lower_description_of_the_same_lattice_is_no_rival():
+    """The orthohexagonal C cell (a, a√3, c) of a hexagonal lattice has a hexagonal metric."""
+    a, c = 4.913, 5.405  # quartz
+    meta = _with_rival(_meta((a, a, c, 90, 90, 120), "hexagonal", "P", m20=80.0),
+                       (a, a * math.sqrt(3), c, 90, 90, 90), "orthorhombic", "C", m20=90.0)
+    evidence, why = gate(meta, _probs_on(range(60, 81)), AgentConfig(rival_m20_fraction=1.0,
+                                                                     min_family_probability=0.0))
+    assert evidence["rival_m20_ratio"] == 0.0 and why == []
+
+
 def test_a_cell_the_network_finds_implausible_is_doubted():
     config = AgentConfig(min_family_probability=0.2)
     _, why = gate(_meta((HALITE_A,) * 3 + (90,) * 3, "cubic", "F"), _probs_on([1, 2, 3]), config)
@@ -137,15 +170,15 @@ def test_an_untraceable_cell_is_doubted():
 def test_doubts_follow_the_thresholds():
     evidence = {"m20": 25.0, "n_lines": 9, "n_indexed": 8, "n_unindexed_strong": 1, "family": "cubic",
                 "metric_family": "cubic", "family_probability": 0.3, "chi2_reduced": 3.0,
-                "cell_delta_bic": 20.0}
+                "cell_delta_bic": 20.0, "rival_m20_ratio": 1.2, "rival_family": "tetragonal"}
     loose = SimpleNamespace(min_accept_m20=20, min_lines_per_parameter=4, metric_tolerance_deg=0.5,
                             min_family_probability=0.2, min_cell_delta_bic=10, max_accept_chi2_reduced=4,
-                            max_accept_unindexed_strong=1, min_indexed_fraction=0.8)
+                            max_accept_unindexed_strong=1, min_indexed_fraction=0.8, rival_m20_fraction=None)
     assert doubts(evidence, loose) == []
     strict = SimpleNamespace(min_accept_m20=30, min_lines_per_parameter=5, metric_tolerance_deg=0.5,
                              min_family_probability=0.5, min_cell_delta_bic=50, max_accept_chi2_reduced=2,
-                             max_accept_unindexed_strong=0, min_indexed_fraction=0.9)
-    assert len(doubts(evidence, strict)) == 7  # 9 lines < 5 × (1 + 1) for a cubic cell, and 6 more
+                             max_accept_unindexed_strong=0, min_indexed_fraction=0.9, rival_m20_fraction=1.0)
+    assert len(doubts(evidence, strict)) == 8  # 9 lines < 5 × (1 + 1) for a cubic cell, and 7 more
 
 
 def test_a_doubtful_indexed_cell_never_yields_accept(tmp_path):
