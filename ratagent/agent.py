@@ -121,7 +121,7 @@ class AgentConfig:
     metric_family_only: bool = True
     # accepting a ranking in an indexed cell (ratagent.trust): the thresholds that
     # `python -m training evaluate --pipeline --choose-thresholds` chose on half A of the
-    # measured dev set (most accepts at accept precision ≥ 90 % there)
+    # measured dev set (most accepts while the 95 % lower bound of their precision is ≥ 80 %)
     min_accept_m20: float = 20.0  # de Wolff M20 of the cell
     min_lines_per_parameter: float = 3.0  # lines in that merit per cell parameter (+1: zero), ≤ 20
     metric_tolerance_deg: float = 1.0  # obliquity within which the metric's lattice symmetry is found

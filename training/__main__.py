@@ -244,7 +244,7 @@ def _pipeline(args: argparse.Namespace) -> int:
     if args.choose_thresholds:
         for tune, held_out in (("A", "B"), ("B", "A")):
             chosen, _ = choose_thresholds([c for c in cases if c["half"] == tune], agent_config)
-            picked = ", ".join(f"{k}={getattr(chosen, k):g}" for k in TRUST_GRID)
+            picked = ", ".join(f"{k}={getattr(chosen, k)}" for k in TRUST_GRID)
             reports[f"half {held_out}, thresholds chosen on {tune} ({picked})"] = pipeline_report(
                 replayed([c for c in cases if c["half"] == held_out], chosen))
     print(f"dev set {args.dev}; cases in {out}")

@@ -97,11 +97,15 @@ def _indexed_case(eg_true, eg_best, m20, half="A"):
 
 def test_thresholds_are_chosen_for_precision_then_coverage():
     """Right answers have M20 ≥ 40, wrong ones ≤ 20: the chosen M20 bound separates them."""
-    cases = [_indexed_case(29, 29, 60.0)] * 6 + [_indexed_case(29, 33, 15.0)] * 3
-    config, rep = choose_thresholds(cases, AgentConfig(), min_precision=0.95,
+    cases = [_indexed_case(29, 29, 60.0)] * 20 + [_indexed_case(29, 33, 15.0)] * 3
+    config, rep = choose_thresholds(cases, AgentConfig(), min_precision_bound=0.8,
                                     grid={"min_accept_m20": (0.0, 10.0, 30.0, 70.0)})
     assert config.min_accept_m20 == 30.0
-    assert rep["accept_precision"]["rate"] == 1.0 and rep["coverage"]["k"] == 6
+    assert rep["accept_precision"]["rate"] == 1.0 and rep["coverage"]["k"] == 20
+    # 20 right of 20 bound the precision below by 0.84; 6 of 6 only by 0.61: nothing accepted
+    config, rep = choose_thresholds(cases[14:], AgentConfig(), min_precision_bound=0.8,
+                                    grid={"min_accept_m20": (0.0, 10.0, 30.0, 70.0)})
+    assert rep["coverage"]["k"] == 0
 
 
 @pytest.mark.slow
