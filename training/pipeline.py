@@ -313,7 +313,8 @@ def choose_thresholds(cases: Sequence[dict[str, Any]], base: Any, *, min_precisi
 
     A bound rather than the precision itself: among thousands of combinations, the one
     that accepts most at a plain 90 % sits on the edge of what a few dozen accepts of
-    the tuning half allow, and loses that edge on the other half. Exhaustive over ``grid`` (default :data:`TRUST_GRID`); ties go to the higher precision,
+    the tuning half allow, and loses that edge on the other half. Exhaustive over ``grid``
+    (default :data:`TRUST_GRID`); ties go to the higher precision,
     then to the stricter thresholds (the grid's later values). Returns the config (``base``
     with the chosen thresholds) and its report on ``cases``. Each check of
     :data:`ratagent.trust.CHECKS` reads one threshold, so it is evaluated once per value
