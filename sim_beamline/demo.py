@@ -8,55 +8,12 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["DEMO_SAMPLES", "LiveAssessmentTable", "run_demo"]
+__all__ = ["DEMO_SAMPLES", "run_demo"]
 
 logger = logging.getLogger(__name__)
 
 #: Samples the demo measures, in order (the weak one needs a longer count time).
 DEMO_SAMPLES = ("quartz", "rutile", "baddeleyite (weak)", "calcite", "halite", "forsterite")
-
-
-class LiveAssessmentTable:
-    """A callback that shows each ``symmetry`` event as a row of a rich table, live."""
-
-    COLUMNS = ("frame", "sample", "count time / s", "top EGs (posterior)", "best Rwp", "verdict",
-               "next count / s", "assessment / s")
-
-    def __init__(self, console=None) -> None:
-        from rich.console import Console
-        from rich.table import Table
-
-        self.console = console or Console()
-        self.table = Table(title="symmetry_scan — live assessments")
-        for c in self.COLUMNS:
-            self.table.add_column(c)
-        self.rows: list[tuple[str, ...]] = []
-        self._live = None
-        self._streams: dict[str, str] = {}
-
-    def __call__(self, name: str, doc: dict) -> None:
-        if name == "start":
-            from rich.live import Live
-
-            self._live = Live(self.table, console=self.console, refresh_per_second=4)
-            self._live.start()
-        elif name == "descriptor":
-            self._streams[doc["uid"]] = doc["name"]
-        elif name == "event" and self._streams.get(doc["descriptor"]) == "symmetry":
-            d = doc["data"]
-            egs = [(d[f"assessment_eg_{i}"], d[f"assessment_probability_{i}"]) for i in range(1, 4)]
-            top = ", ".join(f"{eg} ({p:.2f})" for eg, p in egs if eg > 0) or "—"
-            rwp = d["assessment_rwp_1"]
-            nxt = d["assessment_suggested_count_time"]
-            row = (str(d["assessment_frame_seq_num"]), d["assessment_sample"],
-                   f"{d['assessment_count_time']:.3g}", top, "—" if np.isnan(rwp) else f"{rwp:.3f}",
-                   d["assessment_verdict"], "—" if np.isnan(nxt) else f"{nxt:.3g}",
-                   f"{d['assessment_elapsed']:.2f}")
-            self.rows.append(row)
-            self.table.add_row(*row)
-        elif name == "stop" and self._live is not None:
-            self._live.stop()
-            self._live = None
 
 
 def run_demo(directory: str | Path, n_samples: int = 4, *, checkpoint: str | Path | None = None,
@@ -86,7 +43,7 @@ def run_demo(directory: str | Path, n_samples: int = 4, *, checkpoint: str | Pat
     from bluesky import RunEngine
     from rich.console import Console
 
-    from plans import symmetry_scan
+    from plans import LiveAssessmentTable, symmetry_scan
     from ratagent.agent import Agent
     from ratagent.catalog import Catalog
     from ratagent.instrument import Instrument
