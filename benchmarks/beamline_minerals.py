@@ -10,7 +10,11 @@ exact here; the seeds drive the counting noise only.
 
     python benchmarks/beamline_minerals.py --seeds 5 [--minerals quartz,halite] [--out DIR]
 
-Each (seed, mineral) result is appended to ``DIR/cases.jsonl``; a rerun resumes.
+Each (seed, mineral) result is appended to ``DIR/cases.jsonl``; a rerun resumes. The
+final assessment of each sample is stored with what the trust step weighs, and the
+figures are those of the trust step replayed under today's ``AgentConfig``
+(``training.pipeline.replay``, as ``python -m training evaluate --pipeline`` does): an
+accept and a flag both end a sample, so only that last decision can change.
 """
 
 from __future__ import annotations
@@ -20,11 +24,38 @@ import json
 from pathlib import Path
 
 
+def _recording_agent(detector):
+    """The plan's default agent (shipped checkpoint, the detector's radiation), recording
+    every assessment as a case :func:`training.pipeline.replay` reads."""
+    from plans.symmetry import _instrument_for
+    from ratagent.agent import Agent
+    from ratagent.model import load
+
+    class Recording(Agent):
+        records: list[dict]
+
+        def assess_safely(self, pattern, **kwargs):
+            a = super().assess_safely(pattern, **kwargs)
+            probs = self.classifier.predict(pattern).probs
+            self.records.append({
+                "verdict": a.verdict, "refined": bool(a.refined), "meta": a.meta,
+                "nn_probs": [round(float(p), 6) for p in probs],
+                "indistinguishable": [int(e) for e in a.indistinguishable],
+                "ranking": [int(c.eg) for c in a.candidates],
+                "candidates": [{"eg": int(c.eg), "delta_bic": c.delta_bic} for c in a.candidates]})
+            return a
+
+    agent = Recording(load(), instrument=_instrument_for(detector, None))
+    agent.records = []
+    return agent
+
+
 def _run_seed(seed: int, names: list[str], time_scale: float) -> list[dict]:
     import numpy as np
     from bluesky import RunEngine
 
     from plans import symmetry_scan
+    from ratagent.crystallography import sg_to_eg
     from sim_beamline import PowderDetector, SampleChanger, mineral_sample
 
     samples = [mineral_sample(n) for n in names]
@@ -39,24 +70,29 @@ def _run_seed(seed: int, names: list[str], time_scale: float) -> list[dict]:
             events.append(doc["data"])
 
     RE = RunEngine()
-    RE(symmetry_scan(det, samples=names, changer=changer, count_time=1.0), collect)
+    agent = _recording_agent(det)
+    RE(symmetry_scan(det, samples=names, changer=changer, count_time=1.0, agent=agent), collect)
+    if len(agent.records) != len(events):
+        raise RuntimeError(f"{len(events)} decisions but {len(agent.records)} assessments recorded")
     final = {}
-    for ev in events:  # the last decision of each sample is its final one
-        final[ev["assessment_sample"]] = ev
+    for ev, record in zip(events, agent.records, strict=True):  # the last decision of a sample is final
+        final[ev["assessment_sample"]] = (ev, record)
     out = []
     for s in samples:
-        ev = final[s.name]
+        ev, record = final[s.name]
         out.append({"seed": seed, "mineral": s.name, "sg": int(s.meta["sg_number"]),
                     "verdict": ev["assessment_verdict"], "eg_1": int(ev["assessment_eg_1"]),
                     "indistinguishable": [int(e) for e in str(ev["assessment_indistinguishable"]).split()],
-                    "attempts": int(ev["assessment_attempt"]) + 1, "reasons": ev["assessment_reasons"]})
+                    "attempts": int(ev["assessment_attempt"]) + 1, "reasons": ev["assessment_reasons"],
+                    "case": {**record, "eg": sg_to_eg(int(s.meta["sg_number"]))}})
     return out
 
 
 def main(argv: list[str] | None = None) -> int:
+    from ratagent.agent import AgentConfig
     from ratagent.crystallography import sg_to_eg
     from sim_beamline import MINERALS
-    from training.pipeline import wilson
+    from training.pipeline import _with_verdict, replay, wilson
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=5)
@@ -80,6 +116,11 @@ def main(argv: list[str] | None = None) -> int:
         cases += new
         print(f"seed {seed}: {sum(c['verdict'] == 'accept' for c in new)} of {len(new)} accepted")
     cases = [c for c in cases if c["mineral"] in names]
+    config = AgentConfig()
+    for c in cases:  # the trust step of today's AgentConfig on each sample's final assessment
+        replayed = _with_verdict(c["case"], replay(c["case"], config), config)
+        c.update(verdict=replayed["verdict"], eg_1=(replayed["ranking"] or [0])[0],
+                 indistinguishable=replayed["indistinguishable"])
     accepted = [c for c in cases if c["verdict"] == "accept"]
     right = [c for c in accepted
              if sg_to_eg(c["sg"]) in (c["eg_1"], *c["indistinguishable"])]
