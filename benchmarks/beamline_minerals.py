@@ -13,7 +13,7 @@ exact here; the seeds drive the counting noise only.
 Each (seed, mineral) result is appended to ``DIR/cases.jsonl``; a rerun resumes. The
 final assessment of each sample is stored with what the trust step weighs, and the
 figures are those of the trust step replayed under today's ``AgentConfig``
-(``training.pipeline.replay``, as ``python -m training evaluate --pipeline`` does): an
+(``training.pipeline.replayed``, as ``python -m training evaluate --pipeline`` does): an
 accept and a flag both end a sample, so only that last decision can change.
 """
 
@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     from ratagent.agent import AgentConfig
     from ratagent.crystallography import sg_to_eg
     from sim_beamline import MINERALS
-    from training.pipeline import _with_verdict, replay, wilson
+    from training.pipeline import replayed, wilson
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=5)
@@ -116,11 +116,10 @@ def main(argv: list[str] | None = None) -> int:
         cases += new
         print(f"seed {seed}: {sum(c['verdict'] == 'accept' for c in new)} of {len(new)} accepted")
     cases = [c for c in cases if c["mineral"] in names]
-    config = AgentConfig()
-    for c in cases:  # the trust step of today's AgentConfig on each sample's final assessment
-        replayed = _with_verdict(c["case"], replay(c["case"], config), config)
-        c.update(verdict=replayed["verdict"], eg_1=(replayed["ranking"] or [0])[0],
-                 indistinguishable=replayed["indistinguishable"])
+    # the trust step of today's AgentConfig on each sample's final assessment
+    for c, r in zip(cases, replayed([c["case"] for c in cases], AgentConfig()), strict=True):
+        c.update(verdict=r["verdict"], eg_1=(r["ranking"] or [0])[0],
+                 indistinguishable=r["indistinguishable"])
     accepted = [c for c in cases if c["verdict"] == "accept"]
     right = [c for c in accepted
              if sg_to_eg(c["sg"]) in (c["eg_1"], *c["indistinguishable"])]

@@ -87,13 +87,14 @@ def _criterion(fit: dict[str, Any], c_hat: float) -> float:
     return criterion(fit["chi2"], fit["n_params"], fit["n_obs"], c_hat)
 
 
-def _rival_lattice(other: dict[str, Any], cell: dict[str, Any], family: str, tolerance_deg: float) -> bool:
-    """Whether indexed cell ``other`` is another lattice of lower symmetry than ``cell``
-    (of ``family``) that indexes as many lines: not a lower-symmetry description of the
-    same lattice (an orthohexagonal C cell of a hexagonal one), whose metric shows it."""
+def _rival_lattice(other: dict[str, Any], n_indexed: int, family: str, tolerance_deg: float) -> bool:
+    """Whether indexed cell ``other`` is another lattice of lower symmetry than a cell of
+    ``family`` indexing ``n_indexed`` lines that indexes as many: not a lower-symmetry
+    description of the same lattice (an orthohexagonal C cell of a hexagonal one), whose
+    metric shows it."""
     own = family_of(other["crystal_system"])
     return (_FAMILY_RANK[own] < _FAMILY_RANK[family] and other.get("passes", True)
-            and other.get("n_indexed", 0) >= cell.get("n_indexed", cell.get("n_lines", 20))
+            and other.get("n_indexed", 0) >= n_indexed
             and _FAMILY_RANK[metric_family(other["cell"], other["centring"], tolerance_deg)]
             < _FAMILY_RANK[family])
 
@@ -129,15 +130,17 @@ def cell_evidence(
     others = [_criterion(fit_of[tuple(c["cell"])], c_hat) for c in indexed
               if tuple(c["cell"]) in fit_of and tuple(c["cell"]) != tuple(used)
               and family_of(c["crystal_system"]) != family]
+    n_lines = int(cell.get("n_lines", 20))
+    n_indexed = int(cell.get("n_indexed", n_lines))
     rival = max(((r["m20"] / max(cell["m20"], 1e-9), family_of(r["crystal_system"]))
-                 for r in meta.get("indexing") or [] if _rival_lattice(r, cell, family, tolerance_deg)),
+                 for r in meta.get("indexing") or [] if _rival_lattice(r, n_indexed, family, tolerance_deg)),
                 default=(0.0, None))
     return {
         "rival_m20_ratio": float(rival[0]),
         "rival_family": rival[1],
         "m20": float(cell["m20"]),
-        "n_lines": int(cell.get("n_lines", 20)),
-        "n_indexed": int(cell.get("n_indexed", cell.get("n_lines", 20))),
+        "n_lines": n_lines,
+        "n_indexed": n_indexed,
         "n_unindexed_strong": int(cell.get("n_unindexed_strong", 0)),
         "family": family,
         "metric_family": metric_family(cell["cell"], cell["centring"], tolerance_deg),

@@ -318,12 +318,13 @@ def choose_thresholds(cases: Sequence[dict[str, Any]], base: Any, *, min_precisi
     then to the stricter thresholds (the grid's later values). Returns the config (``base``
     with the chosen thresholds) and its report on ``cases``. Each check of
     :data:`ratagent.trust.CHECKS` reads one threshold, so it is evaluated once per value
-    of its threshold and the combinations are logical ands of those.
+    of its threshold (and per metric tolerance, which the evidence depends on) and the
+    combinations are logical ands of those.
     """
     import itertools
     from dataclasses import replace
 
-    from ratagent.trust import CHECKS, accepted_set, cell_evidence
+    from ratagent.trust import CHECKS, cell_evidence
 
     grid = TRUST_GRID if grid is None else grid
     names = list(grid)
@@ -333,36 +334,31 @@ def choose_thresholds(cases: Sequence[dict[str, Any]], base: Any, *, min_precisi
     gated = np.array([_replay(c, base, lambda: True) == "flag" and _replay(c, base, lambda: False) == "accept"
                       for c in cases])  # accepted exactly when the trust step has no doubt
     free = np.array([_replay(c, base, lambda: True) == "accept" for c in cases])  # accepted regardless
-    traced = np.array([ev is not None for ev in evidence[tolerances[0]]])
 
-    def passes(name: str, value: float) -> np.ndarray:
-        config = replace(base, **{name: value})
-        evs = evidence[value if name == "metric_tolerance_deg" else tolerances[0]]
-        return np.array([ev is not None and CHECKS[name](ev, config) is None for ev in evs])
+    def passes(name: str, value: float, tolerance: float) -> np.ndarray:
+        config = replace(base, **{name: value, "metric_tolerance_deg": tolerance})
+        return np.array([ev is not None and CHECKS[name](ev, config) is None for ev in evidence[tolerance]])
 
-    ok = {n: {v: passes(n, v) for v in grid[n]} for n in names if n in CHECKS}
-    fixed = [passes(n, getattr(base, n)) for n in CHECKS if n not in grid]
-    base_ok = np.logical_and.reduce([traced, *fixed]) if fixed else traced
+    # by tolerance: the rival-lattice evidence depends on it too, not only the metric check
+    ok = {t: {n: {v: passes(n, v, t) for v in grid[n]} for n in names if n in CHECKS} for t in tolerances}
+    base_ok = {t: np.logical_and.reduce([np.array([ev is not None for ev in evidence[t]]),
+                                         *(passes(n, getattr(base, n), t) for n in CHECKS if n not in grid)])
+               for t in tolerances}
 
     def right_with(delta: float) -> np.ndarray:
-        out = []
-        for c in cases:
-            ranking = [(x["eg"], x["delta_bic"]) for x in c["candidates"]]
-            indist = c["indistinguishable"]
-            if c["refined"]:
-                indist = list(accepted_set(indist, ranking, delta))
-            out.append(accepted_right({**c, "indistinguishable": indist}))
-        return np.array(out)
+        config = replace(base, accept_set_delta_bic=delta)
+        return np.array([accepted_right(_with_verdict(c, "accept", config)) for c in cases])
 
     deltas = grid.get("accept_set_delta_bic", (base.accept_set_delta_bic,))
     right = {d: right_with(d) for d in deltas}
     best: tuple[tuple[int, float], dict[str, float]] | None = None
     for values in itertools.product(*(grid[n] for n in names)):
         chosen = dict(zip(names, values, strict=True))
-        accept = base_ok.copy()
+        tolerance = chosen.get("metric_tolerance_deg", base.metric_tolerance_deg)
+        accept = base_ok[tolerance].copy()
         for n, v in chosen.items():
-            if n in ok:
-                accept &= ok[n][v]
+            if n in ok[tolerance]:
+                accept &= ok[tolerance][n][v]
         accept = free | (gated & accept)
         n_acc = int(accept.sum())
         if not n_acc:

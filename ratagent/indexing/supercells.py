@@ -87,6 +87,8 @@ CHANCE_LEVEL = 0.01
 #: one that adds only chance lines to it (:func:`_finest_sufficient`).
 _INNER_CHANCE = 0.1
 
+#: Each axis doubled or not (identity excluded).
+_DOUBLINGS = tuple(f for f in itertools.product((1.0, 2.0), repeat=3) if f != (1.0, 1.0, 1.0))
 #: Multipliers of (a, b, c) tried per lattice system (identity excluded).
 AXIS_FACTORS: dict[str, tuple[tuple[float, float, float], ...]] = {
     "cubic": ((2.0, 2.0, 2.0),),
@@ -96,12 +98,12 @@ AXIS_FACTORS: dict[str, tuple[tuple[float, float, float], ...]] = {
     "hexagonal": tuple(
         (s, s, t) for s in (1.0, math.sqrt(3.0), 2.0) for t in (1.0, 2.0, 3.0) if (s, t) != (1.0, 1.0)
     ),
-    "orthorhombic": tuple(f for f in itertools.product((1.0, 2.0), repeat=3) if f != (1.0, 1.0, 1.0)),
-    "monoclinic": tuple(f for f in itertools.product((1.0, 2.0), repeat=3) if f != (1.0, 1.0, 1.0)),
+    "orthorhombic": _DOUBLINGS,
+    "monoclinic": _DOUBLINGS,
     # a doubled triclinic subcell may be the true (often monoclinic C) cell: simulated
     # diopside, whose half-volume subcell (3.30, 5.25, 6.60 Å) indexes every strong line;
     # kept only within TRICLINIC_CALC_PER_LINE, as free doubled cells catch chance lines
-    "triclinic": tuple(f for f in itertools.product((1.0, 2.0), repeat=3) if f != (1.0, 1.0, 1.0)),
+    "triclinic": _DOUBLINGS,
 }
 
 
