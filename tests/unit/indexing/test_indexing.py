@@ -67,7 +67,7 @@ def test_exact_lines_of_known_minerals_give_their_cell_first(name):
 
 
 @pytest.mark.parametrize(
-    "name", [pytest.param(n, marks=pytest.mark.slow) if n in ("gypsum", "kyanite") else n for n in MINERALS]
+    "name", [pytest.param(n, marks=pytest.mark.slow) if n in SLOW_EXACT else n for n in MINERALS]
 )
 def test_noise_zero_shift_and_an_impurity_line(name):
     cell, sg, _ = MINERALS[name]
@@ -257,6 +257,7 @@ def test_orthorhombic_is_fast():
     assert time.perf_counter() - t0 < 10.0
 
 
+@pytest.mark.slow
 def test_weak_superstructure_lines_still_count_and_weak_impurity_lines_are_tolerated():
     # a pseudo-symmetric cell: the lines of the c/2 subcell are strong, the others weak (2 %)
     cell, sub = (5.1, 6.3, 14.2, 90, 90, 90), (5.1, 6.3, 7.1, 90, 90, 90)
@@ -765,6 +766,7 @@ def test_a_supercell_that_indexes_the_one_strong_line_its_subcell_leaves_out():
     assert result.best.n_unindexed_strong == 0, str(result)
 
 
+@pytest.mark.slow
 def test_cells_with_more_parameters_do_not_win_few_lines_by_fitting_them_closer():
     """Simulated peak lists (seed 3) with few lines, which cells of lower symmetry fit
     more closely by their extra parameters alone. Cubic case 38 (P4₃32, a = 4.8916 Å, 8
@@ -850,6 +852,7 @@ def test_the_conventional_cell_of_aragonite_from_a_triclinic_description():
     assert higher_metric_cells(MINERALS["kyanite"][0], "P", 0.5) == []
 
 
+@pytest.mark.slow
 def test_a_monoclinic_pattern_is_not_indexed_as_triclinic():
     # monazite-(Ce), P2₁/n, with noise and one impurity line: the triclinic search finds
     # the same lattice, which fits the lines closer with two more parameters

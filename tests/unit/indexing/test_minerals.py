@@ -49,7 +49,7 @@ MINERALS = {
 }
 _IMPURITY = {"rutile": "calcite", "corundum": "quartz", "calcite": "rutile", "quartz": "corundum"}
 #: Cases of the test below that take several seconds each (the whole suite runs them).
-SLOW = ("corundum", "rutile", "calcite")
+SLOW = ("corundum", "rutile", "calcite", "quartz")
 
 
 def _record(name):
