@@ -38,8 +38,11 @@ class LiveAssessmentTable:
 
         self.console = console or Console()
         self.table = Table(title="symmetry_scan — decisions")
-        for c in self.COLUMNS:
+        for c in self.COLUMNS[:-1]:
             self.table.add_column(c, overflow="fold")
+        # the reason, cut with an ellipsis rather than folded down the screen
+        self.table.add_column(self.COLUMNS[-1], overflow="ellipsis", no_wrap=True,
+                              max_width=reason_width // 2)
         self.rows: list[tuple[str, ...]] = []
         self.reason_width = reason_width
         self._live = None
