@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
@@ -91,6 +92,88 @@ ASSESSMENT_FIELDS = (
 )  # fmt: skip
 
 
+class _Frame:
+    """A bluesky Readable holding one reading as measured, described with its own shapes.
+
+    A frame whose shape differs from the stream's descriptor is stored through one of
+    these in a stream of its own: the shared descriptor would make the writer pad or
+    crop it (or fail), and altering data is worse than splitting a stream. Each array is
+    stored with its shape as ``{key}_shape``; an array with no element is stored by its
+    shape alone (a table column cannot hold it as an array).
+    """
+
+    parent = None
+
+    def __init__(self, name: str, reading: dict[str, dict[str, Any]], described: dict[str, dict[str, Any]]):
+        self.name = name
+        self._reading: dict[str, dict[str, Any]] = {}
+        self._described: dict[str, dict[str, Any]] = {}
+        for key, r in reading.items():
+            value = np.asarray(r["value"])
+            dk = {k: v for k, v in described.get(key, {}).items() if k not in ("shape", "dtype_numpy")}
+            dk.setdefault("source", f"ratagent:{key}")
+            if value.ndim:
+                shape = np.asarray(value.shape, np.int64)
+                self._reading[f"{key}_shape"] = {**r, "value": shape}
+                self._described[f"{key}_shape"] = {**dk, "dtype": "array", "dtype_numpy": shape.dtype.str,
+                                                   "shape": [shape.size]}
+                if not value.size:
+                    continue
+                dk.update(dtype="array", dtype_numpy=value.dtype.str)
+            self._reading[key] = r
+            self._described[key] = {**dk, "shape": list(value.shape)}
+
+    def read(self) -> dict[str, dict[str, Any]]:
+        return self._reading
+
+    def describe(self) -> dict[str, dict[str, Any]]:
+        return self._described
+
+
+def _shape_problem(reading: dict[str, dict[str, Any]], described: dict[str, dict[str, Any]]) -> str | None:
+    """Why a reading does not fit the shapes its descriptor states (None: it fits)."""
+    for key, dk in described.items():
+        if key not in reading or dk.get("dtype") != "array":
+            continue
+        want = [None if n is None or n < 0 else int(n) for n in dk.get("shape") or []]
+        got = list(np.shape(reading[key]["value"]))
+        if len(got) != len(want) or any(w is not None and w != g for w, g in zip(want, got, strict=True)):
+            return f"{key} has shape {tuple(got)} where the descriptor states {tuple(want)}"
+    return None
+
+
+def _read_checked(readables: list, detector, odd: list[int]):
+    """``trigger_and_read`` into ``primary`` with the detector's frame checked first.
+
+    A frame of another shape than the detector describes is not emitted into ``primary``
+    (which would alter it, or every other frame): it is stored as measured in a stream of
+    its own, ``odd_frame_<n>``. Returns None for a good frame, else the reason it is odd.
+    """
+    from bluesky.utils import short_uid
+
+    group = short_uid("trigger")
+    for obj in readables:
+        yield from bps.trigger(obj, group=group)
+    yield from bps.wait(group=group)
+    yield from bps.create("primary")
+    reading: dict[str, dict[str, Any]] = {}
+    for obj in readables:
+        reading.update((yield from bps.read(obj)))
+    described = detector.describe()
+    problem = _shape_problem(reading, described)
+    if problem is None:
+        yield from bps.save()
+        return None
+    yield from bps.drop()
+    odd.append(len(odd) + 1)
+    stream = f"odd_frame_{odd[-1]}"
+    own = {k: v for k, v in reading.items() if k in described}
+    yield from bps.create(stream)
+    yield from bps.read(_Frame(detector.name, own, described))
+    yield from bps.save()
+    return f"{problem}: the frame is stored as measured in stream {stream!r} and not assessed"
+
+
 def _cause(exc: BaseException) -> BaseException:
     """The device's own error behind a bluesky ``FailedStatus`` (else ``exc``)."""
     status = exc.args[0] if exc.args else None
@@ -125,6 +208,13 @@ def _instrument_for(detector, radiation: str | None):
         return Instrument.for_radiation(radiation, wavelength)
     except ValueError as exc:
         raise ValueError(f"{detector.name}: {exc}") from None
+
+
+def _mounted_name(holder) -> str:
+    """The name of the mounted sample from a changer's (or detector's) ``sample_name``; ""
+    when it states none."""
+    signal = getattr(holder, "sample_name", None)
+    return "" if signal is None else str(signal.get())
 
 
 def _versions() -> dict[str, str]:
@@ -176,6 +266,47 @@ def _check_samples(samples: list, changer) -> None:
                          + "; ".join(problems))
 
 
+@dataclass
+class _Scan:
+    """What one run of :func:`symmetry_scan` holds while it measures."""
+
+    readables: list
+    detector: Any
+    callback: AssessmentCallback
+    recorder: _AssessmentReading
+    agent: Agent
+    early: dict[int, Result] = field(default_factory=dict)  # assessments handed over before their turn
+    odd: list[int] = field(default_factory=list)  # odd frames stored so far (their stream numbers)
+
+
+def _frame_and_decision(scan: _Scan, t: float, label: str, attempt: int):
+    """Expose and read one frame, then wait for its assessment; returns it and the frame's
+    ``seq_num`` (−1 when no frame reached ``primary``).
+
+    A failed readout or an odd frame is the frame's flag, not the run's end. When the run
+    ends (abort, stop, Ctrl-C) while the frame is assessed, its decision is still stored:
+    the agent's result if it has come, else ``verdict="interrupted"``.
+    """
+    try:
+        problem = yield from _read_checked(scan.readables, scan.detector, scan.odd)
+    except RunEngineControlException:  # abort or stop during the exposure ends the run
+        raise
+    except Exception as exc:
+        return Assessment.failure(_cause(exc), count_time_s=t, model_id=scan.agent.model_id), -1
+    if problem is not None:
+        return Assessment.failure(problem, count_time_s=t, model_id=scan.agent.model_id), -1
+    seq = scan.callback.last_seq
+    try:
+        return (yield from _wait_for(scan.callback, seq, scan.early, POLL_S)), seq
+    except Exception as exc:
+        a = _finished(scan.callback, seq, scan.early)
+        if a is None:
+            a = Assessment.interrupted(exc, count_time_s=t, model_id=scan.agent.model_id)
+        scan.recorder.update(a, sample=label, frame=seq, attempt=attempt)
+        yield from bps.trigger_and_read([scan.recorder], name="symmetry")
+        raise
+
+
 def symmetry_scan(
     detector,
     *,
@@ -209,7 +340,9 @@ def symmetry_scan(
         ``check_sample(name)`` where it has one.
     changer : Device, optional
         Sample changer (``set(name)`` mounts; its ``cell`` field, NaN for unknown, gives
-        the agent each sample's cell). Required when ``samples`` is given.
+        the agent each sample's cell). Required when ``samples`` is given. Without one,
+        the sample's name and cell come from the detector's ``sample_name`` and ``cell``
+        signals where it has them (the simulated detector's :attr:`sample`).
     count_time : float
         First count time of every sample, s.
     max_count_time : float
@@ -278,8 +411,13 @@ def symmetry_scan(
         agent = Agent(agent.classifier, replace(agent.config, max_count_time_s=float(max_count_time)),
                       agent.instrument)
 
-    callback = AssessmentCallback(agent, detector.name, cell=cell,
-                                  cell_field=None if changer is None else changer.cell.name)
+    # the sample's cell: ``cell`` for all, else the changer's per sample, else the one the
+    # detector states for what is mounted (a configuration signal ``cell``)
+    own_cell = getattr(detector, "cell", None)
+    callback = AssessmentCallback(
+        agent, detector.name, cell=cell,
+        cell_field=changer.cell.name if changer is not None and cell is None else None,
+        cell_key=own_cell.name if changer is None and cell is None and own_cell is not None else None)
     recorder = _AssessmentReading("assessment")
     readables = [detector] if changer is None else [detector, changer]
     from dataclasses import asdict
@@ -300,33 +438,17 @@ def symmetry_scan(
     @bpp.subs_decorator(callback)
     @bpp.run_decorator(md=_md)
     def inner():
-        early: dict[int, Result] = {}
+        scan = _Scan(readables, detector, callback, recorder, agent)
         for name in samples if samples is not None else [None]:
             if name is not None:
                 yield from bps.mv(changer, name)
-            label = name if name is not None else (changer.sample_name.get() if changer else "")
+            label = name if name is not None else _mounted_name(changer if changer is not None else detector)
             t = float(count_time)
             for attempt in range(max_remeasure + 1):
                 yield from bps.mv(detector.count_time, t)
                 yield from bps.checkpoint()
-                try:
-                    yield from bps.trigger_and_read(readables)
-                except RunEngineControlException:  # abort or stop during the exposure ends the run
-                    raise
-                except Exception as exc:  # a failed readout is this frame's flag, not the run's end
-                    a, seq = Assessment.failure(_cause(exc), count_time_s=t, model_id=agent.model_id), -1
-                else:
-                    seq = callback.last_seq
-                    try:
-                        a = yield from _wait_for(callback, seq, early, POLL_S)
-                    except Exception as exc:  # abort, stop, Ctrl-C: the frame's decision is still stored
-                        a = _finished(callback, seq, early)
-                        if a is None:
-                            a = Assessment.interrupted(exc, count_time_s=t, model_id=agent.model_id)
-                        recorder.update(a, sample=label or "", frame=seq, attempt=attempt)
-                        yield from bps.trigger_and_read([recorder], name="symmetry")
-                        raise
-                recorder.update(a, sample=label or "", frame=seq, attempt=attempt)
+                a, seq = yield from _frame_and_decision(scan, t, label, attempt)
+                recorder.update(a, sample=label, frame=seq, attempt=attempt)
                 yield from bps.trigger_and_read([recorder], name="symmetry")
                 if a.verdict != "remeasure" or a.suggested_count_time_s is None:
                     break

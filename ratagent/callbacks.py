@@ -53,6 +53,7 @@ class FrameKeys:
     wavelength: float | None  # Å
     count_time: float | None  # s
     problem: str | None = None  # why a frame of this descriptor cannot be assessed
+    cell: tuple[float, ...] | None = None  # the sample's cell from the configuration (None: unknown)
 
 
 class AssessmentCallback(DocumentRouter):
@@ -74,6 +75,10 @@ class AssessmentCallback(DocumentRouter):
         Cell handed to the agent for every frame, unless ``cell_field`` gives one per event.
     cell_field : str, optional
         Event data key of a per-sample cell (e.g. from a sample changer); NaN means unknown.
+    cell_key : str, optional
+        Configuration key of the detector holding the sample's cell (NaN: unknown), for a
+        detector that knows what is mounted; used when neither ``cell`` nor
+        ``cell_field`` gives one.
     stream_name : str
         Stream whose events are frames.
     """
@@ -89,6 +94,7 @@ class AssessmentCallback(DocumentRouter):
         count_time_key: str | None = None,
         cell: Any = None,
         cell_field: str | None = None,
+        cell_key: str | None = None,
         stream_name: str = "primary",
     ) -> None:
         super().__init__()
@@ -104,6 +110,7 @@ class AssessmentCallback(DocumentRouter):
         self.count_time_key = count_time_key or f"{detector}_count_time"
         self.cell = None if cell is None else tuple(float(v) for v in cell)
         self.cell_field = cell_field
+        self.cell_key = cell_key
         self.stream_name = stream_name
         self.results: queue.Queue[Result] = queue.Queue()
         self.last_seq: int | None = None  # seq_num of the last frame ingested (set synchronously)
@@ -143,7 +150,7 @@ class AssessmentCallback(DocumentRouter):
             pattern = Pattern(keys.two_theta, doc["data"][keys.field], keys.wavelength,
                               meta={"event_uid": doc["uid"], "seq_num": doc["seq_num"],
                                     "count_time_s": count_time})
-            cell = self._cell(doc)
+            cell = self._cell(doc, keys)
         except (ValueError, TypeError, KeyError) as exc:
             self._put(doc, Assessment.failure(exc, count_time_s=count_time, model_id=self.agent.model_id))
             return doc
@@ -210,16 +217,18 @@ class AssessmentCallback(DocumentRouter):
             return FrameKeys(field, None, None, count_time,
                              f"{self.wavelength_key} = {wavelength}: the detector states no wavelength "
                              "(ratagent never assumes one)")
-        return FrameKeys(field, two_theta, wavelength, count_time)
+        try:
+            cell = None if self.cell_key is None else _known_cell(config.get(self.cell_key), self.cell_key)
+        except ValueError as exc:
+            return FrameKeys(field, None, None, count_time, str(exc))
+        return FrameKeys(field, two_theta, wavelength, count_time, cell=cell)
 
-    def _cell(self, doc: dict) -> tuple[float, ...] | None:
+    def _cell(self, doc: dict, keys: FrameKeys) -> tuple[float, ...] | None:
         if self.cell_field is not None and self.cell_field in doc["data"]:
-            cell = np.asarray(doc["data"][self.cell_field], float).reshape(-1)
-            if cell.size == 6 and np.isfinite(cell).all():
-                return tuple(cell.tolist())
-            if not np.isnan(cell).all():
-                raise ValueError(f"{self.cell_field} must be six numbers (or all NaN: unknown), got {cell}")
-        return self.cell
+            cell = _known_cell(doc["data"][self.cell_field], self.cell_field)
+            if cell is not None:
+                return cell
+        return self.cell if self.cell is not None else keys.cell
 
     def _put(self, doc: dict, assessment: Assessment) -> None:
         self.results.put(Result(int(doc["seq_num"]), doc["uid"], assessment))
@@ -238,3 +247,15 @@ class AssessmentCallback(DocumentRouter):
             self.results.put(Result(seq, uid, a))
 
         fut.add_done_callback(done)
+
+
+def _known_cell(value: Any, key: str) -> tuple[float, ...] | None:
+    """Six cell parameters from a stored value; None for no value or all NaN (unknown)."""
+    if value is None:
+        return None
+    cell = np.asarray(value, float).reshape(-1)
+    if cell.size == 6 and np.isfinite(cell).all():
+        return tuple(cell.tolist())
+    if cell.size and np.isnan(cell).all():
+        return None
+    raise ValueError(f"{key} must be six numbers (or all NaN: unknown), got {cell}")

@@ -68,8 +68,10 @@ class Catalog:
         if self._writer is None:
             from bluesky_tiled_plugins import TiledWriter
 
-            # batch_size=1: every event is written as it comes, so a crash loses nothing
-            self._writer = TiledWriter(self.client, batch_size=1)
+            # batch_size=1: every event is written as it comes, so a crash loses nothing;
+            # max_array_size=0: every array is stored as an array (small ones would otherwise
+            # go into the run's SQL table and come back as strings)
+            self._writer = TiledWriter(self.client, batch_size=1, max_array_size=0)
         return self._writer
 
     def __getitem__(self, uid: str) -> Any:

@@ -28,7 +28,7 @@ __all__ = ["FAULTS", "PowderDetector", "SampleChanger"]
 logger = logging.getLogger(__name__)
 
 #: Faults :meth:`PowderDetector.inject_fault` can put into the next frame.
-FAULTS = ("nan", "short", "error")
+FAULTS = ("nan", "short", "long", "empty", "2d", "error")
 _NO_CELL = np.full(6, np.nan)
 
 
@@ -103,6 +103,9 @@ class PowderDetector(Device):
     wavelength = Cpt(Signal, value=0.0, kind=Kind.config)  # Å (Kα1 of a tube)
     radiation = Cpt(Signal, value="mono", kind=Kind.config)  # tube anode ("Cu": Kα1/Kα2) or "mono"
     count_time = Cpt(Signal, value=1.0, kind=Kind.normal)  # s, read with every frame
+    # the sample set on ``sample`` (without a changer): its name, and its cell (NaN: unknown)
+    sample_name = Cpt(Signal, value="", kind=Kind.config)
+    cell = Cpt(Signal, value=_NO_CELL, kind=Kind.config)
 
     def __init__(self, *args, changer: SampleChanger | None = None, instrument: Instrument | None = None,
                  flux_counts_per_s: float = 2000.0, time_scale: float = 1.0,
@@ -114,7 +117,7 @@ class PowderDetector(Device):
             raise ValueError(f"time_scale must be >= 0, got {time_scale}")
         self.instrument = instrument if instrument is not None else Instrument()
         self.changer = changer
-        self.sample: Sample | None = None
+        self._sample: Sample | None = None
         self.flux_counts_per_s = float(flux_counts_per_s)
         self.time_scale = float(time_scale)
         self.rng = rng if rng is not None else np.random.default_rng()
@@ -131,14 +134,28 @@ class PowderDetector(Device):
         return out
 
     def inject_fault(self, fault: str) -> None:
-        """Make the next frame faulty: NaN counts, a short frame, or a failed readout."""
+        """Make the next frame faulty: NaN counts, a short, long, empty or 2-D frame, or a failed
+        readout."""
         if fault not in FAULTS:
             raise ValueError(f"fault must be one of {FAULTS}, got {fault!r}")
         self._fault = fault
 
+    @property
+    def sample(self) -> Sample | None:
+        """The sample in the beam when there is no changer (its name and cell are the
+        ``sample_name`` and ``cell`` configuration of the detector)."""
+        return self._sample
+
+    @sample.setter
+    def sample(self, sample: Sample | None) -> None:
+        self._sample = sample
+        self.sample_name.put("" if sample is None else sample.name)
+        known = sample is not None and sample.cell is not None
+        self.cell.put(np.asarray(sample.cell if known else _NO_CELL, float))
+
     def mounted(self) -> Sample:
         """The sample in the beam."""
-        sample = self.changer.current if self.changer is not None else self.sample
+        sample = self.changer.current if self.changer is not None else self._sample
         if sample is None:
             raise RuntimeError(f"{self.name}: no sample mounted")
         return sample
@@ -158,6 +175,12 @@ class PowderDetector(Device):
                     frame[frame.size // 3 : frame.size // 3 + 5] = np.nan
                 elif fault == "short":
                     frame = frame[: frame.size // 2]
+                elif fault == "long":
+                    frame = np.concatenate([frame, frame[-10:]])
+                elif fault == "empty":
+                    frame = frame[:0]
+                elif fault == "2d":
+                    frame = np.stack([frame, frame])
                 self.intensity.put(frame)
             except Exception as exc:
                 status.set_exception(exc)

@@ -58,6 +58,8 @@ def test_scan_stores_every_frame_and_assessment_and_reads_back_in_a_new_process(
     sym = _symmetry(run)
     assert len(sym["verdict"]) == n_frames >= 3  # the weak sample is counted twice
     assert sorted(sym["frame_seq_num"].tolist()) == list(range(1, n_frames + 1))
+    cells = run["primary"].read()["changer_cell"].values  # arrays stay arrays, NaN for no cell
+    assert cells.shape == (n_frames, 6) and cells.dtype == np.float64
     assert run.metadata["stop"]["exit_status"] == "success"
     start = run.metadata["start"]
     assert start["ratagent"]["model_id"] == agent.model_id and "bluesky" in start["ratagent"]["versions"]
@@ -85,7 +87,7 @@ def test_weak_sample_is_remeasured_longer_and_then_resolved(agent, beamline, cat
     assert sym["peak_snr"][1] >= agent.config.min_peak_snr
 
 
-@pytest.mark.parametrize("fault", ["nan", "short", "error"])
+@pytest.mark.parametrize("fault", ["nan", "short", "long", "empty", "2d", "error"])
 def test_bad_frame_is_flagged_and_the_scan_goes_on(agent, beamline, catalog, fault):
     det, changer = beamline
     det.inject_fault(fault)
@@ -95,10 +97,31 @@ def test_bad_frame_is_flagged_and_the_scan_goes_on(agent, beamline, catalog, fau
                               max_remeasure=0))
     sym = _symmetry(catalog[uid])
     assert sym["verdict"][0] == "flag"
-    expected = {"nan": "non-finite", "short": "differ in length", "error": "readout failed"}[fault]
+    expected = {"nan": "non-finite", "error": "readout failed"}.get(fault, "stored as measured in stream")
     assert expected in sym["reasons"][0]
     assert len(sym["verdict"]) == 2 and "assessment failed" not in sym["reasons"][1]
     assert catalog[uid].metadata["stop"]["exit_status"] == "success"
+
+
+@pytest.mark.parametrize("fault", ["short", "long", "empty", "2d"])
+def test_an_odd_frame_is_stored_as_measured_and_the_good_frames_unaltered(agent, beamline, catalog, fault):
+    det, changer = beamline
+    frames = []
+    det.intensity.subscribe(lambda value, **kw: frames.append(np.array(value)), run=False)
+    det.inject_fault(fault)
+    RE = RunEngine({})
+    RE.subscribe(catalog.writer)
+    (uid,) = RE(symmetry_scan(det, samples=["rutile", "rutile"], changer=changer, agent=agent, cell=None,
+                              max_remeasure=0))
+    run = catalog[uid]
+    odd = run["odd_frame_1"].read()
+    assert odd["det_intensity_shape"].values[0].tolist() == list(frames[0].shape)
+    if frames[0].size:  # an empty frame is stored by its shape alone
+        assert np.array_equal(odd["det_intensity"].values[0], frames[0])
+    good = run["primary"].read()["det_intensity"].values
+    assert good.shape == (1, INSTRUMENT.two_theta.size) and np.array_equal(good[0], frames[1])
+    sym = _symmetry(run)
+    assert sym["frame_seq_num"].tolist() == [-1, 1] and "odd_frame_1" in sym["reasons"][0]
 
 
 def test_missing_wavelength_is_flagged_not_defaulted(agent, beamline):
@@ -176,6 +199,29 @@ def test_samples_are_checked_before_the_first_exposure(agent, beamline, samples,
     with pytest.raises(error, match=re.escape(words)):
         RE(symmetry_scan(det, samples=samples, changer=changer, agent=agent))
     assert docs == []  # no run was opened, nothing exposed
+
+
+class _CellRecordingAgent(Agent):
+    """The real agent, noting the cell each frame was handed."""
+
+    def assess(self, pattern, **kwargs):
+        self.cells = [*getattr(self, "cells", []), kwargs.get("cell")]
+        return super().assess(pattern, **kwargs)
+
+
+def test_a_sample_mounted_on_the_detector_gives_its_name_and_cell_without_a_changer(agent):
+    from sim_beamline import mineral_sample
+
+    det = PowderDetector(name="det", instrument=INSTRUMENT, time_scale=0.01, rng=np.random.default_rng(1))
+    det.sample = mineral_sample("rutile")
+    recording = _CellRecordingAgent(agent.classifier, agent.config)
+    docs = []
+    RE = RunEngine({})
+    RE.subscribe(lambda name, doc: docs.append((name, doc)))
+    RE(symmetry_scan(det, agent=recording, max_remeasure=0))
+    (event,) = [d for n, d in docs if n == "event" and "assessment_sample" in d["data"]]
+    assert event["data"]["assessment_sample"] == "rutile"
+    assert recording.cells == [pytest.approx(mineral_sample("rutile").cell)]
 
 
 @pytest.mark.parametrize("directory", ["", "  "])
