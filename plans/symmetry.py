@@ -157,8 +157,12 @@ def _read_checked(readables: list, detector, odd: list[int]):
     yield from bps.wait(group=group)
     yield from bps.create("primary")
     reading: dict[str, dict[str, Any]] = {}
-    for obj in readables:
-        reading.update((yield from bps.read(obj)))
+    try:
+        for obj in readables:
+            reading.update((yield from bps.read(obj)))
+    except BaseException:
+        yield from bps.drop()  # close the bundle, so the run can still record a decision
+        raise
     described = detector.describe()
     problem = _shape_problem(reading, described)
     if problem is None:
@@ -289,7 +293,11 @@ def _frame_and_decision(scan: _Scan, t: float, label: str, attempt: int):
     """
     try:
         problem = yield from _read_checked(scan.readables, scan.detector, scan.odd)
-    except RunEngineControlException:  # abort or stop during the exposure ends the run
+    except RunEngineControlException as exc:  # abort or stop during the exposure ends the run
+        a = Assessment.interrupted(f"{type(exc).__name__} during the exposure: no frame was read",
+                                   count_time_s=t, model_id=scan.agent.model_id)
+        scan.recorder.update(a, sample=label, frame=-1, attempt=attempt)
+        yield from bps.trigger_and_read([scan.recorder], name="symmetry")
         raise
     except Exception as exc:
         return Assessment.failure(_cause(exc), count_time_s=t, model_id=scan.agent.model_id), -1
@@ -376,10 +384,12 @@ def symmetry_scan(
     ``assessment_probability_1..5``, ``assessment_rwp_1..5``, ``assessment_reasons``,
     ``assessment_count_time`` and ``assessment_suggested_count_time``
     (see :data:`ASSESSMENT_FIELDS`); its ``assessment_frame_seq_num`` is the ``seq_num``
-    of the ``primary`` event assessed (−1 when the detector failed and there is no frame).
-    When the run ends (abort, stop, Ctrl-C) while a frame is being assessed, its event is
-    still written: the agent's result if it has come, else ``verdict="interrupted"``.
-    (``RE.halt()`` lets a plan write nothing more: the frame is stored, its decision not.)
+    of the ``primary`` event assessed (−1 when there is none: the readout failed, the
+    frame was odd and went to its own ``odd_frame_<n>`` stream, or the run ended during
+    the exposure). When the run ends (abort, stop, Ctrl-C) while a frame is exposed or
+    assessed, its event is still written: the agent's result if it has come, else
+    ``verdict="interrupted"``. (``RE.halt()`` lets a plan write nothing more: the frames
+    read are stored, the decision in progress not.)
     """
     if not (math.isfinite(count_time) and count_time > 0):
         raise ValueError(f"count_time must be a positive number of seconds, got {count_time!r}")

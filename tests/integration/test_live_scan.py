@@ -250,7 +250,7 @@ def test_an_assessment_cut_short_by_the_end_of_the_run_is_stored(agent, beamline
     assert run.metadata["stop"]["exit_status"] == ("abort" if end == "abort" else "success")
 
 
-def test_abort_during_an_exposure_ends_the_run(agent, tmp_path, catalog):
+def test_abort_during_an_exposure_ends_the_run_and_records_the_exposure_cut_short(agent, tmp_path, catalog):
     changer = SampleChanger(name="changer", samples=[hard_sample()])
     det = PowderDetector(name="det", changer=changer, instrument=INSTRUMENT, time_scale=2.0,
                          rng=np.random.default_rng(0))
@@ -262,5 +262,8 @@ def test_abort_during_an_exposure_ends_the_run(agent, tmp_path, catalog):
     RE.abort()
     run = catalog[catalog.uids()[-1]]
     assert run.metadata["stop"]["exit_status"] == "abort"
-    assert "symmetry" not in run  # no frame was read, so no decision; and no next sample
-    assert changer.sample_name.get() == "rutile"
+    assert "primary" not in run  # no frame was read; the exposure is recorded as cut short
+    sym = _symmetry(run)
+    assert sym["verdict"].tolist() == ["interrupted"] and sym["frame_seq_num"].tolist() == [-1]
+    assert "during the exposure: no frame was read" in sym["reasons"][0]
+    assert changer.sample_name.get() == "rutile"  # and no next sample
