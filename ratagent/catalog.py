@@ -14,13 +14,98 @@ from any process, reads the old runs. With a ``uri`` it talks to a running tiled
 
 from __future__ import annotations
 
+import json
 import logging
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Catalog"]
+import numpy as np
+
+__all__ = ["Catalog", "CatalogWriteError", "GuardedWriter", "read_spool"]
 
 logger = logging.getLogger(__name__)
+
+
+#: Where a run's documents go when the catalog cannot take them (unless told otherwise).
+DEFAULT_SPOOL = Path.home() / ".ratagent" / "spool"
+
+
+class CatalogWriteError(RuntimeError):
+    """The catalog failed to store a document; the run's documents went to a spool file."""
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"cannot store {type(value).__name__} in a spool file")
+
+
+class GuardedWriter:
+    """A catalog writer that never loses a run's documents when the catalog fails.
+
+    Every document of the current run is passed to ``writer`` (a ``TiledWriter``) and kept
+    until the run's ``stop``. When ``writer`` raises (the catalog's disk full, its folder
+    removed, the server gone), the run's documents so far, and all that follow until its
+    ``stop``, are written as JSON lines to ``spool/<run uid>.jsonl``, and
+    :class:`CatalogWriteError` is raised once, naming the file: the RunEngine then ends the
+    run, and its stop document (``exit_status="fail"``) goes to the same file. The next
+    run tries the catalog again. :func:`read_spool` reads a spool file back; a catalog
+    that works again takes it with :meth:`Catalog.import_spool`.
+    """
+
+    def __init__(self, writer: Callable[[str, dict], Any], spool: str | Path, where: str) -> None:
+        self.writer = writer
+        self.spool = Path(spool)
+        self.where = where
+        self._run: list[tuple[str, dict]] = []
+        self._file = None
+
+    def __call__(self, name: str, doc: dict) -> None:
+        if name == "start":
+            self._run, self._file = [], None
+        self._run.append((name, doc))
+        if self._file is not None:
+            self._spool(name, doc)
+        else:
+            try:
+                self.writer(name, doc)
+            except Exception as exc:
+                self._file = self._open(self._run[0][1].get("uid", "unknown-run"))
+                for n, d in self._run:
+                    self._spool(n, d)
+                raise CatalogWriteError(
+                    f"the catalog at {self.where} failed to store a {name} document ({type(exc).__name__}: "
+                    f"{exc}); this run's documents are in {self._file}") from exc
+        if name == "stop":
+            self._run = []
+            if self._file is not None:
+                logger.error("run %s was stored in %s, not in the catalog at %s", doc.get("run_start"),
+                             self._file, self.where)
+                self._file = None
+
+    def _open(self, uid: str) -> Path:
+        self.spool.mkdir(parents=True, exist_ok=True)
+        path = self.spool / f"{uid}.jsonl"
+        path.write_text("")
+        return path
+
+    def _spool(self, name: str, doc: dict) -> None:
+        with open(self._file, "a") as f:
+            f.write(json.dumps([name, doc], default=_plain) + "\n")
+
+
+def read_spool(path: str | Path) -> Iterator[tuple[str, dict]]:
+    """The (name, document) pairs of a spool file written by :class:`GuardedWriter`."""
+    path = Path(path)
+    for n, line in enumerate(path.read_text().splitlines(), start=1):
+        try:
+            name, doc = json.loads(line)
+        except (ValueError, TypeError) as exc:
+            raise ValueError(f"{path}: line {n} is not a spooled document ({exc})") from None
+        yield name, doc
 
 
 class Catalog:
@@ -34,13 +119,16 @@ class Catalog:
         URI of a running tiled server instead of a directory.
     api_key : str, optional
         API key for ``uri``.
+    spool : str or Path, optional
+        Where a run's documents go when the catalog fails to store them
+        (:class:`GuardedWriter`; default ``~/.ratagent/spool``).
 
     Exactly one of ``directory`` and ``uri`` must be given. The catalog opens on
     construction; close it with :meth:`close` or use it as a context manager.
     """
 
     def __init__(self, directory: str | Path | None = None, *, uri: str | None = None,
-                 api_key: str | None = None) -> None:
+                 api_key: str | None = None, spool: str | Path | None = None) -> None:
         if (directory is None) == (uri is None):
             raise ValueError(
                 f"give exactly one of directory and uri, got directory={directory!r}, uri={uri!r}")
@@ -61,18 +149,37 @@ class Catalog:
         self.uri: str = uri
         self.client = from_uri(uri, api_key=api_key) if api_key else from_uri(uri)
         self._writer = None
+        self.spool = Path(spool) if spool is not None else DEFAULT_SPOOL
 
     @property
-    def writer(self):
-        """A ``TiledWriter`` for this catalog (subscribe it to the RunEngine); made on first use."""
+    def writer(self) -> GuardedWriter:
+        """The writer to subscribe to the RunEngine (made on first use): a ``TiledWriter``
+        for this catalog, guarded so that a failing catalog loses nothing (:class:`GuardedWriter`)."""
         if self._writer is None:
-            from bluesky_tiled_plugins import TiledWriter
-
-            # batch_size=1: every event is written as it comes, so a crash loses nothing;
-            # max_array_size=0: every array is stored as an array (small ones would otherwise
-            # go into the run's SQL table and come back as strings)
-            self._writer = TiledWriter(self.client, batch_size=1, max_array_size=0)
+            self._writer = GuardedWriter(self._tiled_writer(), self.spool, self._where())
         return self._writer
+
+    def _tiled_writer(self):
+        from bluesky_tiled_plugins import TiledWriter
+
+        # batch_size=1: every event is written as it comes, so a crash loses nothing;
+        # max_array_size=0: every array is stored as an array (small ones would otherwise
+        # go into the run's SQL table and come back as strings)
+        return TiledWriter(self.client, batch_size=1, max_array_size=0)
+
+    def _where(self) -> str:
+        return str(self.directory) if self.directory is not None else self.uri
+
+    def import_spool(self, path: str | Path) -> str:
+        """Store a run from a spool file (:class:`GuardedWriter`) in this catalog; its uid."""
+        writer = self._tiled_writer()
+        uid = None
+        for name, doc in read_spool(path):
+            uid = uid or doc.get("uid")
+            writer(name, doc)
+        if uid is None:
+            raise ValueError(f"{path}: holds no documents")
+        return uid
 
     def __getitem__(self, uid: str) -> Any:
         """The run with this uid (a tiled container with ``primary``, ``symmetry``, ...)."""

@@ -267,3 +267,45 @@ def test_abort_during_an_exposure_ends_the_run_and_records_the_exposure_cut_shor
     assert sym["verdict"].tolist() == ["interrupted"] and sym["frame_seq_num"].tolist() == [-1]
     assert "during the exposure: no frame was read" in sym["reasons"][0]
     assert changer.sample_name.get() == "rutile"  # and no next sample
+
+
+def test_a_catalog_that_fails_mid_run_loses_nothing_and_names_the_spool_file(agent, beamline, tmp_path,
+                                                                              caplog):
+    import shutil
+
+    from ratagent.catalog import CatalogWriteError, read_spool
+
+    det, changer = beamline
+    catalog = Catalog(tmp_path / "catalog", spool=tmp_path / "spool")
+    RE = RunEngine({})
+    RE.subscribe(catalog.writer)
+    mounted = changer.set
+
+    def set_and_lose_the_catalog(name):  # the catalog's server goes down at the second mount
+        if changer.sample_name.get() and catalog._server is not None:
+            catalog._server.close()
+            catalog._server = None
+            shutil.rmtree(catalog.directory)
+        return mounted(name)
+
+    changer.set = set_and_lose_the_catalog
+    try:
+        RE(symmetry_scan(det, samples=["rutile", "quartz", "halite"], changer=changer, agent=agent,
+                         max_remeasure=0))
+    except CatalogWriteError as exc:  # the catalog failed during the run: the run ends
+        told = str(exc)
+    else:  # it failed only at the stop document, which the RunEngine does not re-raise
+        told = caplog.text
+    finally:
+        catalog.close()
+    assert str(tmp_path / "spool") in told
+    (spooled,) = (tmp_path / "spool").iterdir()
+    docs = list(read_spool(spooled))
+    assert docs[0][0] == "start" and docs[-1][0] == "stop"
+    streams = {d["uid"]: d["name"] for n, d in docs if n == "descriptor"}
+    events = [streams[d["descriptor"]] for n, d in docs if n == "event"]
+    assert events.count("primary") == events.count("symmetry") >= 1
+    with Catalog(tmp_path / "elsewhere") as other:  # a working catalog takes the run back
+        uid = other.import_spool(spooled)
+        assert other[uid]["primary"].read()["det_intensity"].shape == (events.count("primary"),
+                                                                       INSTRUMENT.two_theta.size)
