@@ -118,16 +118,17 @@ def _instrument(args: argparse.Namespace, pattern):
 def _refine_files(args: argparse.Namespace, classifier) -> int:
     """The agent's path for each file: posterior, DAG walk, indexing if no cell, Pawley."""
     from ratagent.agent import Agent
-    from ratagent.patterns import read_pattern
+    from ratagent.patterns import naming, read_pattern
 
     out, errors = [], []
     for path in args.files:
         try:
-            pattern = read_pattern(path, wavelength=_wavelength(args), columns=args.columns)
-            instrument, source = _instrument(args, pattern)
-            a = Agent(classifier, instrument=instrument).assess(pattern, cell=args.cell, count_time=None)
-        except (ValueError, FileNotFoundError) as exc:
-            errors.append(str(exc) if str(exc).startswith(str(path)) else f"{path}: {exc}")
+            with naming(path):
+                pattern = read_pattern(path, wavelength=_wavelength(args), columns=args.columns)
+                instrument, source = _instrument(args, pattern)
+                a = Agent(classifier, instrument=instrument).assess(pattern, cell=args.cell, count_time=None)
+        except (ValueError, TypeError, FileNotFoundError) as exc:
+            errors.append(str(exc))
             continue
         out.append(
             {

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -28,6 +29,7 @@ __all__ = [
     "Pattern",
     "QGrid",
     "d_spacing",
+    "naming",
     "q_from_two_theta",
     "read_pattern",
     "resample_to_q_grid",
@@ -362,6 +364,54 @@ def _choose_columns(
     )
 
 
+def _load_columns(path: Path, suffix: str, columns: Sequence[int | str] | None
+                  ) -> tuple[list[np.ndarray], float | None, str | None]:
+    """The 2θ, I (and σ) columns of a pattern file, the wavelength it states (Å) and the
+    radiation its header names (None where it states none)."""
+    stated: float | None = None
+    radiation: str | None = None
+    if suffix == ".npz":
+        with np.load(path, allow_pickle=False) as z:
+            missing = {"two_theta", "intensity"} - set(z.files)
+            if missing:
+                raise ValueError(f"{path}: npz lacks {sorted(missing)} (has {z.files})")
+            if z["intensity"].ndim != 1:
+                raise ValueError(f"{path}: intensity has shape {z['intensity'].shape}; one pattern per "
+                                 "file")
+            cols = [z["two_theta"], z["intensity"]] + ([z["sigma"]] if "sigma" in z.files else [])
+            if "wavelength" in z.files:
+                stated = float(z["wavelength"])
+    elif suffix == ".npy":
+        arr = np.load(path, allow_pickle=False)
+        if arr.ndim != 2 or (2 not in arr.shape and 3 not in arr.shape):
+            raise ValueError(f"{path}: expected shape (2|3, n) or (n, 2|3), got {arr.shape}")
+        if arr.shape[0] not in (2, 3):
+            arr = arr.T
+        cols = list(arr)
+    else:
+        delimiter = "," if suffix == ".csv" else None
+        data, header = _read_text_columns(path, delimiter)
+        if data.shape[1] < 2:
+            raise ValueError(f"{path}: need at least 2 columns (2θ, I), got {data.shape[1]}")
+        names = _header_names(header, data.shape[1], delimiter)
+        cols = [data[:, i] for i in _choose_columns(path, data.shape[1], names, columns)]
+        stated = _wavelength_from_header(header, path)
+        radiation = _radiation_from_header(header)
+    return cols, stated, radiation
+
+
+@contextmanager
+def naming(path: str | Path) -> Iterator[None]:
+    """Let a ``ValueError``, ``TypeError`` or ``FileNotFoundError`` raised inside name ``path``
+    first (as every error about a file does), unless it already does."""
+    try:
+        yield
+    except (ValueError, TypeError, FileNotFoundError) as exc:
+        if str(exc).startswith(str(path)):
+            raise
+        raise type(exc)(f"{path}: {exc}") from None
+
+
 def read_pattern(
     path: str | Path, wavelength: float | None = None, *, columns: Sequence[int | str] | None = None
 ) -> Pattern:
@@ -403,42 +453,11 @@ def read_pattern(
         raise ValueError(f"{path}: unsupported file type {suffix!r}; expected one of {_SUFFIXES}")
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file")
-    stated: float | None = None
-    radiation: str | None = None
-    try:
-        if suffix == ".npz":
-            with np.load(path, allow_pickle=False) as z:
-                missing = {"two_theta", "intensity"} - set(z.files)
-                if missing:
-                    raise ValueError(f"{path}: npz lacks {sorted(missing)} (has {z.files})")
-                if z["intensity"].ndim != 1:
-                    raise ValueError(f"{path}: intensity has shape {z['intensity'].shape}; one pattern per "
-                                     "file")
-                cols = [z["two_theta"], z["intensity"]] + ([z["sigma"]] if "sigma" in z.files else [])
-                if "wavelength" in z.files:
-                    stated = float(z["wavelength"])
-        elif suffix == ".npy":
-            arr = np.load(path, allow_pickle=False)
-            if arr.ndim != 2 or (2 not in arr.shape and 3 not in arr.shape):
-                raise ValueError(f"{path}: expected shape (2|3, n) or (n, 2|3), got {arr.shape}")
-            if arr.shape[0] not in (2, 3):
-                arr = arr.T
-            cols = list(arr)
-        else:
-            delimiter = "," if suffix == ".csv" else None
-            data, header = _read_text_columns(path, delimiter)
-            if data.shape[1] < 2:
-                raise ValueError(f"{path}: need at least 2 columns (2θ, I), got {data.shape[1]}")
-            names = _header_names(header, data.shape[1], delimiter)
-            cols = [data[:, i] for i in _choose_columns(path, data.shape[1], names, columns)]
-            stated = _wavelength_from_header(header, path)
-            radiation = _radiation_from_header(header)
-    except (OSError, EOFError) as exc:  # a truncated or foreign binary file
-        raise ValueError(f"{path}: cannot be read as {suffix} ({exc})") from None
-    except ValueError as exc:  # e.g. numpy refusing a pickled object array
-        if str(exc).startswith(str(path)):
-            raise
-        raise ValueError(f"{path}: {exc}") from None
+    with naming(path):  # e.g. numpy refusing a pickled object array
+        try:
+            cols, stated, radiation = _load_columns(path, suffix, columns)
+        except (OSError, EOFError) as exc:  # a truncated or foreign binary file
+            raise ValueError(f"{path}: cannot be read as {suffix} ({exc})") from None
     lam = wavelength if wavelength is not None else stated
     if lam is None:
         raise ValueError(
@@ -452,10 +471,8 @@ def read_pattern(
         if zero.any():  # no counts: the Poisson σ of √max(I, 1)
             sigma = np.where(zero, 1.0, sigma)
             meta["sigma_of_zero_counts"] = int(zero.sum())
-    try:
+    with naming(path):
         return Pattern(cols[0], cols[1], lam, sigma=sigma, meta=meta)
-    except (TypeError, ValueError) as exc:
-        raise type(exc)(f"{path}: {exc}") from None
 
 
 # ------------------------------------------------------------------------- signal

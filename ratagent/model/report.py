@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ratagent.model.calibration import EGPosterior
-from ratagent.patterns import Pattern, read_pattern, signal_problem
+from ratagent.patterns import Pattern, naming, read_pattern, signal_problem
 
 if TYPE_CHECKING:
     from ratagent.model.inference import Classifier
@@ -203,12 +203,8 @@ def classify_files(
             if problem is not None:
                 summaries.append(_no_signal(pattern, problem))
                 continue
-            try:
+            with naming(src):
                 post = classifier.predict(pattern)
-            except ValueError as exc:
-                if str(exc).startswith(str(src)):
-                    raise
-                raise ValueError(f"{src}: {exc}") from None
             summary = summarise(pattern, post, top)
             if plot_path is not None:
                 target = _plot_target(Path(plot_path), Path(src), len(paths))
