@@ -27,6 +27,7 @@ from pathlib import Path
 def _recording_agent(detector):
     """The plan's default agent (shipped checkpoint, the detector's radiation), recording
     every assessment as a case :func:`training.pipeline.replay` reads."""
+    from plans.detector import frame_source
     from plans.symmetry import _instrument_for
     from ratagent.agent import Agent
     from ratagent.model import load
@@ -45,7 +46,7 @@ def _recording_agent(detector):
                 "candidates": [{"eg": int(c.eg), "delta_bic": c.delta_bic} for c in a.candidates]})
             return a
 
-    agent = Recording(load(), instrument=_instrument_for(detector, None))
+    agent = Recording(load(), instrument=_instrument_for(detector, frame_source(detector).wavelength, None))
     agent.records = []
     return agent
 

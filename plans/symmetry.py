@@ -19,6 +19,7 @@ import bluesky.preprocessors as bpp
 import numpy as np
 from bluesky.utils import RunEngineControlException
 
+from plans.detector import frame_source
 from ratagent.agent import Agent, Assessment
 from ratagent.callbacks import AssessmentCallback, Result
 
@@ -153,7 +154,8 @@ def _read_checked(readables: list, detector, odd: list[int]):
 
     group = short_uid("trigger")
     for obj in readables:
-        yield from bps.trigger(obj, group=group)
+        if hasattr(obj, "trigger"):
+            yield from bps.trigger(obj, group=group)
     yield from bps.wait(group=group)
     yield from bps.create("primary")
     reading: dict[str, dict[str, Any]] = {}
@@ -189,23 +191,22 @@ def _num(x: float | None) -> float:
     return math.nan if x is None else float(x)
 
 
-def _instrument_for(detector, radiation: str | None):
+def _instrument_for(detector, wavelength: float | None, radiation: str | None):
     """The default agent's instrument: ``radiation``, else the detector's; None for one line.
+
+    ``wavelength`` (Å) is the scan's (:attr:`plans.detector.FrameSource.wavelength`): with an anode, its
+    Kα1 must be it.
 
     Raises
     ------
     ValueError
-        An unknown radiation, or one whose Kα1 is not the detector's wavelength.
+        An unknown radiation, or one whose Kα1 is not the scan's wavelength.
     """
     from ratagent.instrument import Instrument
 
     if radiation is None:
         signal = getattr(detector, "radiation", None)
         radiation = str(signal.get()) if signal is not None else "mono"
-    signal = getattr(detector, "wavelength", None)
-    wavelength = float(signal.get()) if signal is not None else None
-    if wavelength is not None and not wavelength > 0:
-        wavelength = None
     if radiation.lower() == "mono":
         return None  # the agent fits one line at each frame's own wavelength
     try:
@@ -320,6 +321,10 @@ def symmetry_scan(
     *,
     samples: Sequence[str] | None = None,
     changer=None,
+    field=None,
+    exposure=None,
+    two_theta=None,
+    wavelength=None,
     count_time: float = 1.0,
     max_count_time: float = 60.0,
     max_remeasure: int = 3,
@@ -339,9 +344,22 @@ def symmetry_scan(
     Parameters
     ----------
     detector : Device
-        A powder detector with ``count_time``, ``two_theta`` and ``wavelength``
-        configuration signals and a one-dimensional intensity field (e.g.
-        :class:`sim_beamline.devices.PowderDetector`).
+        Any ophyd device that reads a one-dimensional pattern (staged and unstaged by the
+        plan), e.g. :class:`sim_beamline.devices.PowderDetector`, which states its own
+        exposure, 2θ axis and wavelength; for others, say where they come from with the
+        next four arguments (:func:`plans.detector.frame_source`). What is missing is
+        named before the first exposure.
+    field : signal or str, optional
+        The detector's pattern (default: its only one-dimensional field).
+    exposure : signal, optional
+        The settable signal of the exposure time, s (default: ``detector.count_time``,
+        else ``detector.cam.acquire_time``).
+    two_theta : array or signal, optional
+        2θ of every channel, degrees (default: the detector's ``two_theta`` configuration).
+    wavelength : float or signal, optional
+        Å, or a signal read with every frame, e.g.
+        ``plans.wavelength_from_energy(mono.energy)`` (default: the detector's
+        ``wavelength`` configuration).
     samples : list of str, optional
         Sample names to mount through ``changer``, in order. None: measure what is mounted.
         All are checked before the first exposure, through the changer's
@@ -408,10 +426,12 @@ def symmetry_scan(
         cell = [float(v) for v in cell]
         if len(cell) != 6:
             raise ValueError(f"cell must be six numbers (a, b, c, α, β, γ), got {cell}")
+    source = frame_source(detector, field=field, exposure=exposure, two_theta=two_theta,
+                          wavelength=wavelength)
     if agent is None:
         from ratagent.model import load
 
-        agent = Agent(load(), instrument=_instrument_for(detector, radiation))
+        agent = Agent(load(), instrument=_instrument_for(detector, source.wavelength, radiation))
     elif radiation is not None:
         raise ValueError(f"radiation={radiation!r} is for the default agent; give the agent you pass "
                          "its instrument (Agent(classifier, instrument=Instrument.for_radiation(...)))")
@@ -425,17 +445,20 @@ def symmetry_scan(
     # detector states for what is mounted (a configuration signal ``cell``)
     own_cell = getattr(detector, "cell", None)
     callback = AssessmentCallback(
-        agent, detector.name, cell=cell,
+        agent, detector.name, field=source.field, two_theta_key=source.two_theta_key,
+        wavelength_key=source.wavelength_key, count_time_key=source.count_time_key, cell=cell,
         cell_field=changer.cell.name if changer is not None and cell is None else None,
         cell_key=own_cell.name if changer is None and cell is None and own_cell is not None else None)
     recorder = _AssessmentReading("assessment")
-    readables = [detector] if changer is None else [detector, changer]
+    readables = [detector, *source.readables] + ([] if changer is None else [changer])
     from dataclasses import asdict
 
     _md = {
         "plan_name": "symmetry_scan",
         "detectors": [detector.name],
-        "plan_args": {"detector": repr(detector), "samples": None if samples is None else list(samples),
+        "plan_args": {"detector": repr(detector), "field": source.field, "exposure": source.exposure.name,
+                      "two_theta": source.two_theta_key, "wavelength": source.wavelength_key,
+                      "samples": None if samples is None else list(samples),
                       "changer": None if changer is None else repr(changer), "count_time": count_time,
                       "max_count_time": max_count_time, "max_remeasure": max_remeasure, "cell": cell},
         "ratagent": {"model_id": agent.model_id, "agent_config": asdict(agent.config),
@@ -445,6 +468,7 @@ def symmetry_scan(
     }
     _md.update(md or {})
 
+    @bpp.stage_decorator([detector])
     @bpp.subs_decorator(callback)
     @bpp.run_decorator(md=_md)
     def inner():
@@ -455,7 +479,7 @@ def symmetry_scan(
             label = name if name is not None else _mounted_name(changer if changer is not None else detector)
             t = float(count_time)
             for attempt in range(max_remeasure + 1):
-                yield from bps.mv(detector.count_time, t)
+                yield from bps.mv(source.exposure, t)
                 yield from bps.checkpoint()
                 a, seq = yield from _frame_and_decision(scan, t, label, attempt)
                 recorder.update(a, sample=label, frame=seq, attempt=attempt)

@@ -5,8 +5,10 @@ out through a queue (the ingest/suggest split of bluesky-adaptive).
 detector's stream it builds a :class:`~ratagent.patterns.Pattern` from
 
 * the pattern field (``field``, or the detector's only one-dimensional array field),
-* the 2θ axis and the wavelength from the descriptor's **configuration** of the detector
-  (keys ``{detector}_two_theta`` and ``{detector}_wavelength`` unless named otherwise),
+* the 2θ axis: given as an array, else from the descriptor's **configuration** of any
+  object (key ``{detector}_two_theta`` unless named otherwise: a detector calibration),
+* the wavelength: given, else from the event (a monochromator's signal read with every
+  frame), else from the configuration (key ``{detector}_wavelength`` unless named),
 * the count time from the event (``{detector}_count_time``), else from the configuration,
 
 and hands it to the agent on a worker thread, so a Pawley fit that takes seconds never
@@ -18,6 +20,7 @@ exactly one :class:`Result` on :attr:`AssessmentCallback.results`.
 from __future__ import annotations
 
 import logging
+import math
 import queue
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -69,8 +72,12 @@ class AssessmentCallback(DocumentRouter):
         Event data key of the intensities. Default: the detector's only one-dimensional
         array field (an error if there are none or several).
     two_theta_key, wavelength_key, count_time_key : str, optional
-        Configuration keys; defaults ``{detector}_two_theta``, ``{detector}_wavelength``,
-        ``{detector}_count_time``.
+        Data keys (event or configuration of any object); defaults
+        ``{detector}_two_theta``, ``{detector}_wavelength``, ``{detector}_count_time``.
+    two_theta : array, optional
+        The 2θ axis of every frame, degrees (instead of ``two_theta_key``).
+    wavelength : float, optional
+        The wavelength of every frame, Å (instead of ``wavelength_key``).
     cell : six floats, optional
         Cell handed to the agent for every frame, unless ``cell_field`` gives one per event.
     cell_field : str, optional
@@ -92,6 +99,8 @@ class AssessmentCallback(DocumentRouter):
         two_theta_key: str | None = None,
         wavelength_key: str | None = None,
         count_time_key: str | None = None,
+        two_theta: Any = None,
+        wavelength: float | None = None,
         cell: Any = None,
         cell_field: str | None = None,
         cell_key: str | None = None,
@@ -108,6 +117,8 @@ class AssessmentCallback(DocumentRouter):
         self.two_theta_key = two_theta_key or f"{detector}_two_theta"
         self.wavelength_key = wavelength_key or f"{detector}_wavelength"
         self.count_time_key = count_time_key or f"{detector}_count_time"
+        self.two_theta = None if two_theta is None else np.asarray(two_theta, float)
+        self.wavelength = None if wavelength is None else float(wavelength)
         self.cell = None if cell is None else tuple(float(v) for v in cell)
         self.cell_field = cell_field
         self.cell_key = cell_key
@@ -142,12 +153,16 @@ class AssessmentCallback(DocumentRouter):
         count_time = keys.count_time
         if self.count_time_key in doc["data"]:
             count_time = float(doc["data"][self.count_time_key])
+        wavelength = keys.wavelength
+        if keys.problem is None and wavelength is None:  # read with every frame
+            keys = _with_wavelength(keys, doc["data"].get(self.wavelength_key), self.wavelength_key)
+            wavelength = keys.wavelength
         if keys.problem is not None:
             self._put(doc, Assessment.failure(keys.problem, count_time_s=count_time,
                                               model_id=self.agent.model_id))
             return doc
         try:
-            pattern = Pattern(keys.two_theta, doc["data"][keys.field], keys.wavelength,
+            pattern = Pattern(keys.two_theta, doc["data"][keys.field], wavelength,
                               meta={"event_uid": doc["uid"], "seq_num": doc["seq_num"],
                                     "count_time_s": count_time})
             cell = self._cell(doc, keys)
@@ -189,7 +204,8 @@ class AssessmentCallback(DocumentRouter):
             return FrameKeys("", None, None, None,
                              f"stream {self.stream_name!r} has no object {self.detector!r} "
                              f"(objects: {sorted(desc.get('object_keys', {}))})")
-        config = desc.get("configuration", {}).get(self.detector, {}).get("data", {})
+        config = {k: v for obj in desc.get("configuration", {}).values()
+                  for k, v in obj.get("data", {}).items()}
         count_time = config.get(self.count_time_key)
         count_time = None if count_time is None else float(count_time)
         field = self.field
@@ -203,25 +219,22 @@ class AssessmentCallback(DocumentRouter):
         elif field not in desc["data_keys"]:
             return FrameKeys(field, None, None, count_time,
                              f"field {field!r} is not in the stream (keys: {sorted(desc['data_keys'])})")
-        missing = [k for k in (self.two_theta_key, self.wavelength_key) if config.get(k) is None]
+        two_theta = self.two_theta if self.two_theta is not None else config.get(self.two_theta_key)
+        per_event = self.wavelength is None and self.wavelength_key in desc["data_keys"]
+        wavelength = self.wavelength if self.wavelength is not None else config.get(self.wavelength_key)
+        missing = [k for k, v in ((self.two_theta_key, two_theta), (self.wavelength_key, wavelength))
+                   if v is None and not (k == self.wavelength_key and per_event)]
         if missing:
             return FrameKeys(field, None, None, count_time,
-                             f"the configuration of {self.detector!r} lacks {missing}: the 2θ axis and "
-                             "the wavelength must come from the detector, never a default")
-        try:
-            two_theta = np.asarray(config[self.two_theta_key], float)
-            wavelength = float(config[self.wavelength_key])
-        except (TypeError, ValueError) as exc:
-            return FrameKeys(field, None, None, count_time, f"unreadable 2θ axis or wavelength: {exc}")
-        if not np.isfinite(wavelength) or wavelength <= 0:
-            return FrameKeys(field, None, None, count_time,
-                             f"{self.wavelength_key} = {wavelength}: the detector states no wavelength "
-                             "(ratagent never assumes one)")
+                             f"the stream holds no {missing}: the 2θ axis and the wavelength must come from "
+                             "the instrument (a configuration or data key, or given), never a default")
         try:
             cell = None if self.cell_key is None else _known_cell(config.get(self.cell_key), self.cell_key)
-        except ValueError as exc:
-            return FrameKeys(field, None, None, count_time, str(exc))
-        return FrameKeys(field, two_theta, wavelength, count_time, cell=cell)
+            two_theta = np.asarray(two_theta, float)
+        except (TypeError, ValueError) as exc:
+            return FrameKeys(field, None, None, count_time, f"unreadable 2θ axis or cell: {exc}")
+        keys = FrameKeys(field, two_theta, None, count_time, cell=cell)
+        return keys if per_event else _with_wavelength(keys, wavelength, self.wavelength_key)
 
     def _cell(self, doc: dict, keys: FrameKeys) -> tuple[float, ...] | None:
         if self.cell_field is not None and self.cell_field in doc["data"]:
@@ -259,3 +272,17 @@ def _known_cell(value: Any, key: str) -> tuple[float, ...] | None:
     if cell.size and np.isnan(cell).all():
         return None
     raise ValueError(f"{key} must be six numbers (or all NaN: unknown), got {cell}")
+
+
+def _with_wavelength(keys: FrameKeys, value: Any, key: str) -> FrameKeys:
+    """``keys`` with the wavelength ``value`` (Å), or with the problem it has."""
+    from dataclasses import replace
+
+    try:
+        wavelength = float(value)
+    except (TypeError, ValueError):
+        return replace(keys, problem=f"{key} = {value!r}: not a wavelength")
+    if not math.isfinite(wavelength) or wavelength <= 0:
+        return replace(keys, problem=f"{key} = {wavelength}: the instrument states no wavelength "
+                                     "(ratagent never assumes one)")
+    return replace(keys, wavelength=wavelength)

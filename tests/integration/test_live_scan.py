@@ -124,16 +124,15 @@ def test_an_odd_frame_is_stored_as_measured_and_the_good_frames_unaltered(agent,
     assert sym["frame_seq_num"].tolist() == [-1, 1] and "odd_frame_1" in sym["reasons"][0]
 
 
-def test_missing_wavelength_is_flagged_not_defaulted(agent, beamline):
+def test_missing_wavelength_is_refused_before_the_first_exposure_not_defaulted(agent, beamline):
     det, changer = beamline
     det.wavelength.put(float("nan"))
     docs = []
     RE = RunEngine({})
     RE.subscribe(lambda name, doc: docs.append((name, doc)))
-    RE(symmetry_scan(det, samples=["rutile"], changer=changer, agent=agent))
-    ev = [d for n, d in docs if n == "event" and "assessment_verdict" in d["data"]]
-    assert ev[0]["data"]["assessment_verdict"] == "flag"
-    assert "states no wavelength" in ev[0]["data"]["assessment_reasons"]
+    with pytest.raises(ValueError, match="det_wavelength reads nan Å for det: not a wavelength"):
+        RE(symmetry_scan(det, samples=["rutile"], changer=changer, agent=agent))
+    assert docs == []
 
 
 class _SlowAgent(Agent):

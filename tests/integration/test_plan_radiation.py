@@ -15,9 +15,9 @@ from sim_beamline import PowderDetector, SampleChanger, mineral_sample
 def test_the_sim_detector_states_its_anode():
     det = PowderDetector(name="det")
     assert det.radiation.get() == "Cu"
-    assert _instrument_for(det, None).radiation == "Cu Kα1/Kα2"
+    assert _instrument_for(det, det.wavelength.get(), None).radiation == "Cu Kα1/Kα2"
     mono = PowderDetector(name="mono", instrument=Instrument.synchrotron(0.7293))
-    assert mono.radiation.get() == "mono" and _instrument_for(mono, None) is None
+    assert mono.radiation.get() == "mono" and _instrument_for(mono, 0.7293, None) is None
 
 
 def test_a_detector_without_a_radiation_signal_is_one_line_unless_told():
@@ -25,10 +25,10 @@ def test_a_detector_without_a_radiation_signal_is_one_line_unless_told():
         wavelength = Cpt(Signal, value=0.7093)
 
     bare = Bare(name="bare")
-    assert _instrument_for(bare, None) is None
-    assert _instrument_for(bare, "Mo").radiation == "Mo Kα1/Kα2"
+    assert _instrument_for(bare, 0.7093, None) is None
+    assert _instrument_for(bare, 0.7093, "Mo").radiation == "Mo Kα1/Kα2"
     with pytest.raises(ValueError, match=r"bare: wavelength 0.7093 Å is not Cu Kα1"):
-        _instrument_for(bare, "Cu")
+        _instrument_for(bare, 0.7093, "Cu")
 
 
 def test_radiation_is_for_the_default_agent_only():
