@@ -34,6 +34,7 @@ import contextlib
 import logging
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import gemmi
 import numpy as np
@@ -112,6 +113,15 @@ class PawleyResult:
     n_params: int  # n_refl + background terms + non-linear parameters
     converged: bool
     message: str
+    fit: Any = None  # lmfit MinimizerResult of the non-linear refinement (None: evaluated at fixed θ)
+
+    def fit_report(self) -> str:
+        """lmfit's report of the non-linear refinement: values, uncertainties, correlations."""
+        if self.fit is None:
+            return "no non-linear refinement (evaluated at fixed parameters)"
+        import lmfit
+
+        return lmfit.fit_report(self.fit)
 
     def __repr__(self) -> str:
         cell = ", ".join(f"{v:.5g}" for v in self.cell)
@@ -138,10 +148,12 @@ def evaluate(
     config: PawleyConfig,
     notes: list[str] | None = None,
     ok: bool = True,
+    fit: Any = None,
 ) -> PawleyResult:
-    """The fit of one reflection set at fixed non-linear parameters θ (final linear solve, statistics)."""
+    """The fit of one reflection set at fixed non-linear parameters θ (final linear solve,
+    statistics); ``fit`` is lmfit's result of the refinement that found θ, if any."""
     prob = stages.Problem(pattern, instrument, refl, config, cell)
-    return _result(eg, prob, theta, list(notes or []), ok)
+    return _result(eg, prob, theta, list(notes or []), ok, fit)
 
 
 def screening_bic(
@@ -198,19 +210,19 @@ def pawley_fit(
         options = eg_reflections(eg, pattern, instrument, cell_arr, config)
         if len(options) == 1:
             refl = options[0][1]
-            theta, notes, ok = stages.refine(pattern, instrument, refl, cell_arr, config)
-            return evaluate(eg, pattern, instrument, refl, cell_arr, theta, config, notes, ok)
+            theta, notes, ok, fit = stages.refine(pattern, instrument, refl, cell_arr, config)
+            return evaluate(eg, pattern, instrument, refl, cell_arr, theta, config, notes, ok, fit)
         # several settings: refine once with nothing forbidden, pick the setting there, then polish it
         p1 = gemmi.find_spacegroup_by_name("P 1")
         ref = allowed_reflections(
             options[0][1].lattice, p1, cell_arr, reflection_limit(pattern, instrument, config)
         )
-        theta, _, _ = stages.refine(pattern, instrument, ref, cell_arr, config)
+        theta, _, _, _ = stages.refine(pattern, instrument, ref, cell_arr, config)
         scores = [screening_bic(pattern, instrument, r, cell_arr, theta, config) for _, r in options]
         refl = options[int(np.argmin(scores))][1]
         logger.debug("EG %d: setting %s chosen among %d", eg, refl.setting, len(options))
-        theta, notes, ok = stages.refine(pattern, instrument, refl, cell_arr, config, start=theta)
-        return evaluate(eg, pattern, instrument, refl, cell_arr, theta, config, notes, ok)
+        theta, notes, ok, fit = stages.refine(pattern, instrument, refl, cell_arr, config, start=theta)
+        return evaluate(eg, pattern, instrument, refl, cell_arr, theta, config, notes, ok, fit)
 
 
 def eg_reflections(
@@ -246,7 +258,8 @@ def instrument_for(pattern: Pattern, instrument: Instrument | None) -> Instrumen
     return instrument
 
 
-def _result(eg: int, prob: stages.Problem, theta: np.ndarray, notes: list[str], ok: bool) -> PawleyResult:
+def _result(eg: int, prob: stages.Problem, theta: np.ndarray, notes: list[str], ok: bool,
+            fit: Any = None) -> PawleyResult:
     n_g = prob.g0.size
     group, ne, x, passive, nnls_ok = stages.solve(prob, theta)
     if not nnls_ok:
@@ -312,6 +325,7 @@ def _result(eg: int, prob: stages.Problem, theta: np.ndarray, notes: list[str], 
         n_params=n_params,
         converged=ok,
         message=message,
+        fit=fit,
     )
 
 

@@ -271,11 +271,11 @@ def _fit_all(pattern, cell, egs, instrument, config):
                 f"pattern has {len(pattern)} points; a {lattice.system} fit needs at least {n_min}"
             )
         if first is None:
-            theta, notes, ok = stages.refine(pattern, instrument, ref, cell, config)
+            theta, notes, ok, fit = stages.refine(pattern, instrument, ref, cell, config)
             first = np.r_[lattice.cell(theta[: lattice.n_params]), theta[lattice.n_params :]]
         else:
             start = np.r_[lattice.metric_params(first[:6]), first[6:]]
-            theta, notes, ok = stages.refine(pattern, instrument, ref, cell, polish, start=start)
+            theta, notes, ok, fit = stages.refine(pattern, instrument, ref, cell, polish, start=start)
         logger.debug("reference fit %s: %s", lattice, notes or "converged")
         best: dict[int, tuple[float, object]] = {}
         for eg, s in members:
@@ -284,7 +284,7 @@ def _fit_all(pattern, cell, egs, instrument, config):
             if eg not in best or score < best[eg][0]:
                 best[eg] = (score, refl)
         for eg, (_, refl) in best.items():
-            res = pawley.evaluate(eg, pattern, instrument, refl, cell, theta, config, notes, ok)
+            res = pawley.evaluate(eg, pattern, instrument, refl, cell, theta, config, notes, ok, fit)
             if eg not in results or res.bic < results[eg].bic:
                 results[eg] = res
     return results, skipped

@@ -33,6 +33,19 @@ def test_rwp_close_to_rexp_for_the_true_eg(instrument):
     assert (res.intensity >= 0).all()
 
 
+def test_the_fit_reports_its_parameters_with_uncertainties_and_correlations(instrument):
+    case = make_case(62, counts=2e4, seed=5)  # orthorhombic: three metric parameters
+    res = pawley_fit(case.pattern, case.start_cell, case.eg, instrument)
+    names = ["g1", "g2", "g3", "zero", "U", "V", "W", "X", "Y", "P"]
+    assert list(res.fit.params) == names
+    a_true = case.true_cell[0]
+    g1 = res.fit.params["g1"]
+    assert g1.value == pytest.approx(1 / a_true**2, rel=1e-3)  # 1/d² = g1 h² + g2 k² + g3 l²
+    assert 0 < g1.stderr < 1e-4 * g1.value
+    report = res.fit_report()
+    assert "[[Variables]]" in report and "[[Correlations]]" in report and "zero:" in report
+
+
 def _pattern(n=2000):
     tt = np.linspace(10, 80, n)
     return Pattern(tt, np.ones(n) + 10.0 * np.exp(-(((tt - 30.0) / 0.1) ** 2)), 1.5406)
