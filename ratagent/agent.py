@@ -133,6 +133,7 @@ class AgentConfig:
     max_accept_unindexed_strong: int = 3  # strong lines among the first 20 the cell leaves unindexed
     min_indexed_fraction: float = 0.0  # share of the first lines (up to 20) the cell indexes
     rival_m20_fraction: float | None = None  # M20 share of a rival indexing of another family (None: off)
+    max_network_rank: int | None = None  # rank of the leading EG in the network posterior (None: off)
     accept_set_delta_bic: float = 60.0  # an accept reports every EG within this ΔB of the leader
 
     def __post_init__(self) -> None:
@@ -171,6 +172,10 @@ class AgentConfig:
         if not isinstance(self.max_accept_unindexed_strong, int) or self.max_accept_unindexed_strong < 0:
             raise ValueError(f"AgentConfig.max_accept_unindexed_strong must be an integer >= 0, got "
                              f"{self.max_accept_unindexed_strong!r}")
+        if self.max_network_rank is not None and (not isinstance(self.max_network_rank, int)
+                                                  or self.max_network_rank < 1):
+            raise ValueError(f"AgentConfig.max_network_rank must be a positive integer or None, got "
+                             f"{self.max_network_rank!r}")
         if self.rival_m20_fraction is not None and not self.rival_m20_fraction > 0:
             raise ValueError(f"AgentConfig.rival_m20_fraction must be positive or None, got "
                              f"{self.rival_m20_fraction!r}")

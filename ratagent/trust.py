@@ -34,7 +34,12 @@ threshold of :class:`~ratagent.agent.AgentConfig` (:func:`doubts`):
    lines do not decide the lattice (a pseudo-cubic tetragonal mineral and its cubic
    look-alike index the same 17 lines), and the indexing's preference for symmetry is all
    that chose. Such a cell is often not refined at all; when it is, check 4 weighs its fit.
-7. **Lines left out.** At most ``max_accept_unindexed_strong`` strong lines of the first
+7. **The network's EG.** The rank of the leading EG in the network's posterior, at most
+   ``max_network_rank``. Where the cell is right and the leading EG is wrong, it is
+   most often one the network finds implausible (a pseudo-cubic tetragonal mineral
+   fitted as cubic ranks 71st of 99), while right accepts rank within the first few
+   tens: the network's top EG is often wrong, its bottom half rarely right.
+8. **Lines left out.** At most ``max_accept_unindexed_strong`` strong lines of the first
    20 unindexed, and at least ``min_indexed_fraction`` of them indexed: a line no cell
    reflection explains is evidence against the cell, or for a second phase whose lines
    the Pawley fit of one phase cannot account for either.
@@ -109,7 +114,8 @@ def cell_evidence(
     Returns ``m20``, ``n_lines`` (in the merit), ``n_indexed``, ``n_unindexed_strong``,
     ``family`` (of the cell as indexed), ``metric_family``, ``rival_m20_ratio`` and
     ``rival_family`` (the best rival indexing of another family, check 6; 0 and None when
-    there is none),
+    there is none), ``leader`` and ``network_rank`` (the leading EG in the cell and its
+    rank in ``nn_probs``, 1 = the network's top),
     ``family_probability``, ``chi2_reduced`` (the best fit in it) and ``cell_delta_bic``
     (how much worse the best fit in the best other cell of another lattice family is;
     ∞ when there is none).
@@ -135,7 +141,12 @@ def cell_evidence(
     rival = max(((r["m20"] / max(cell["m20"], 1e-9), family_of(r["crystal_system"]))
                  for r in meta.get("indexing") or [] if _rival_lattice(r, n_indexed, family, tolerance_deg)),
                 default=(0.0, None))
+    p = np.asarray(nn_probs, float)
+    leader = int(win.get("eg", 0))
+    network_rank = int((p > p[leader - 1]).sum()) + 1 if 1 <= leader <= p.size else p.size
     return {
+        "leader": leader,
+        "network_rank": network_rank,
         "rival_m20_ratio": float(rival[0]),
         "rival_family": rival[1],
         "m20": float(cell["m20"]),
@@ -191,6 +202,13 @@ def _rival_indexing(ev: dict[str, Any], cfg: Any) -> str | None:
             f"cell's M20 (at least {cfg.rival_m20_fraction:.0%} counts): the lines do not decide the lattice")
 
 
+def _network_rank(ev: dict[str, Any], cfg: Any) -> str | None:
+    if cfg.max_network_rank is None or ev.get("network_rank", 1) <= cfg.max_network_rank:
+        return None
+    return (f"the network puts EG {ev['leader']} at rank {ev['network_rank']} of 99 (at most "
+            f"{cfg.max_network_rank} for an accept): it finds the EG the fit prefers implausible")
+
+
 def _fit(ev: dict[str, Any], cfg: Any) -> str | None:
     if ev["chi2_reduced"] <= cfg.max_accept_chi2_reduced:
         return None
@@ -220,6 +238,7 @@ CHECKS: dict[str, Callable[[dict[str, Any], Any], str | None]] = {
     "min_family_probability": _network,
     "min_cell_delta_bic": _rival,
     "rival_m20_fraction": _rival_indexing,
+    "max_network_rank": _network_rank,
     "max_accept_unindexed_strong": _unindexed,
     "min_indexed_fraction": _indexed,
     "max_accept_chi2_reduced": _fit,

@@ -263,6 +263,7 @@ TRUST_GRID: dict[str, tuple[float | None, ...]] = {
     "max_accept_unindexed_strong": (3, 2, 1, 0),
     "min_indexed_fraction": (0.0, 0.8, 0.9),
     "rival_m20_fraction": (None, 1.5, 1.2, 1.0, 0.8),
+    "max_network_rank": (None, 50, 40, 30, 20, 10),
 }
 
 

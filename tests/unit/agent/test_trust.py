@@ -170,15 +170,31 @@ def test_an_untraceable_cell_is_doubted():
 def test_doubts_follow_the_thresholds():
     evidence = {"m20": 25.0, "n_lines": 9, "n_indexed": 8, "n_unindexed_strong": 1, "family": "cubic",
                 "metric_family": "cubic", "family_probability": 0.3, "chi2_reduced": 3.0,
-                "cell_delta_bic": 20.0, "rival_m20_ratio": 1.2, "rival_family": "tetragonal"}
+                "cell_delta_bic": 20.0, "rival_m20_ratio": 1.2, "rival_family": "tetragonal", "leader": 92,
+                "network_rank": 25}
     loose = SimpleNamespace(min_accept_m20=20, min_lines_per_parameter=4, metric_tolerance_deg=0.5,
                             min_family_probability=0.2, min_cell_delta_bic=10, max_accept_chi2_reduced=4,
-                            max_accept_unindexed_strong=1, min_indexed_fraction=0.8, rival_m20_fraction=None)
+                            max_accept_unindexed_strong=1, min_indexed_fraction=0.8, rival_m20_fraction=None,
+                            max_network_rank=None)
     assert doubts(evidence, loose) == []
     strict = SimpleNamespace(min_accept_m20=30, min_lines_per_parameter=5, metric_tolerance_deg=0.5,
                              min_family_probability=0.5, min_cell_delta_bic=50, max_accept_chi2_reduced=2,
-                             max_accept_unindexed_strong=0, min_indexed_fraction=0.9, rival_m20_fraction=1.0)
-    assert len(doubts(evidence, strict)) == 8  # 9 lines < 5 × (1 + 1) for a cubic cell, and 7 more
+                             max_accept_unindexed_strong=0, min_indexed_fraction=0.9, rival_m20_fraction=1.0,
+                             max_network_rank=20)
+    assert len(doubts(evidence, strict)) == 9  # 9 lines < 5 × (1 + 1) for a cubic cell, and 8 more
+
+
+def test_a_pseudo_cubic_tetragonal_mineral_fitted_as_cubic_is_doubted_by_the_network_rank():
+    """A tetragonal mineral whose cell is metrically cubic (dev patterns 20–22, EG 70) was
+    accepted as cubic EG 92, which the network ranks 71st of 99."""
+    meta = _meta((HALITE_A,) * 3 + (90,) * 3, "cubic", "F")
+    meta["cell_fits"][0]["eg"] = 92
+    probs = np.linspace(1.0, 0.01, 99)  # the network's order: EG 1 first, EG 99 last
+    config = AgentConfig(max_network_rank=40, min_family_probability=0.0)
+    evidence, why = gate(meta, probs, config)
+    assert evidence["leader"] == 92 and evidence["network_rank"] == 92
+    assert any("the network puts EG 92 at rank 92 of 99 (at most 40" in w for w in why), why
+    assert gate(meta, probs[::-1], config)[1] == []  # ranked 8th: no doubt
 
 
 def test_a_doubtful_indexed_cell_never_yields_accept(tmp_path):
