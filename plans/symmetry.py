@@ -5,11 +5,8 @@ The plan is the *suggest* side of the loop and the only thing that moves hardwar
 and runs the agent on a worker thread.
 """
 
-from __future__ import annotations
-
 import math
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
@@ -319,7 +316,7 @@ def _frame_and_decision(scan: _Scan, t: float, label: str, attempt: int):
 def symmetry_scan(
     detector,
     *,
-    samples: Sequence[str] | None = None,
+    samples: list[str] | None = None,
     changer=None,
     field=None,
     exposure=None,
@@ -328,8 +325,10 @@ def symmetry_scan(
     count_time: float = 1.0,
     max_count_time: float = 60.0,
     max_remeasure: int = 3,
-    cell: Sequence[float] | None = None,
-    agent: Agent | None = None,
+    cell: list[float] | None = None,
+    agent=None,
+    checkpoint: str | None = None,
+    agent_config: dict | None = None,
     radiation: str | None = None,
     md: dict | None = None,
 ):
@@ -379,8 +378,13 @@ def symmetry_scan(
         (a, b, c, α, β, γ) in Å and degrees for every sample (overrides the changer's).
         Without a cell the agent gives the posterior only and says it did not refine.
     agent : ratagent.agent.Agent, optional
-        Default: an agent on the shipped checkpoint (``ratagent.model.load()``) whose
-        instrument has the lines of ``radiation``.
+        Default: an agent on ``checkpoint`` (the shipped one: ``ratagent.model.load()``)
+        with ``agent_config`` and an instrument with the lines of ``radiation``.
+    checkpoint : str, optional
+        For the default agent: a checkpoint directory.
+    agent_config : dict, optional
+        For the default agent: :class:`~ratagent.agent.AgentConfig` fields, e.g.
+        ``{"max_network_rank": 30}`` (plain values, so a queueserver item can carry them).
     radiation : str, optional
         For the default agent: the tube anode (``"Cu"``, ``"Mo"``…: Kα1/Kα2,
         :data:`ratagent.instrument.RADIATIONS`) or ``"mono"`` (one line at the detector's
@@ -429,12 +433,24 @@ def symmetry_scan(
     source = frame_source(detector, field=field, exposure=exposure, two_theta=two_theta,
                           wavelength=wavelength)
     if agent is None:
+        from ratagent.agent import AgentConfig
         from ratagent.model import load
 
-        agent = Agent(load(), instrument=_instrument_for(detector, source.wavelength, radiation))
-    elif radiation is not None:
-        raise ValueError(f"radiation={radiation!r} is for the default agent; give the agent you pass "
-                         "its instrument (Agent(classifier, instrument=Instrument.for_radiation(...)))")
+        try:
+            config = AgentConfig(**(agent_config or {}))
+        except TypeError as exc:
+            raise ValueError(f"agent_config={agent_config!r}: {exc}") from None
+        instrument = _instrument_for(detector, source.wavelength, radiation)
+        agent = Agent(load(checkpoint), config, instrument=instrument)
+    else:
+        given = {k: v for k, v in (("radiation", radiation), ("checkpoint", checkpoint),
+                                   ("agent_config", agent_config)) if v is not None}
+        if given:
+            raise ValueError(f"{', '.join(f'{k}={v!r}' for k, v in given.items())}: for the default agent "
+                             "only; build the agent you pass with them (Agent(load(checkpoint), "
+                             "AgentConfig(...), instrument=Instrument.for_radiation(...)))")
+        if not isinstance(agent, Agent):
+            raise TypeError(f"agent must be a ratagent.agent.Agent, got {type(agent).__name__}")
     if agent.config.max_count_time_s != max_count_time:
         from dataclasses import replace
 

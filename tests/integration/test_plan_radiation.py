@@ -33,7 +33,7 @@ def test_a_detector_without_a_radiation_signal_is_one_line_unless_told():
 
 def test_radiation_is_for_the_default_agent_only():
     det = PowderDetector(name="det")
-    with pytest.raises(ValueError, match="radiation='Cu' is for the default agent"):
+    with pytest.raises(ValueError, match="radiation='Cu': for the default agent only"):
         list(symmetry_scan(det, agent=object(), radiation="Cu"))
 
 
