@@ -313,6 +313,76 @@ def _frame_and_decision(scan: _Scan, t: float, label: str, attempt: int):
         raise
 
 
+def _check_arguments(count_time, max_count_time, max_remeasure, samples, changer, cell) -> list[float] | None:
+    """The plan's arguments checked before anything moves; the cell as six floats (or None)."""
+    if not (math.isfinite(count_time) and count_time > 0):
+        raise ValueError(f"count_time must be a positive number of seconds, got {count_time!r}")
+    if not (math.isfinite(max_count_time) and max_count_time >= count_time):
+        raise ValueError(f"max_count_time must be >= count_time={count_time}, got {max_count_time!r}")
+    if not isinstance(max_remeasure, int) or max_remeasure < 0:
+        raise ValueError(f"max_remeasure must be an integer >= 0, got {max_remeasure!r}")
+    if isinstance(samples, str):
+        raise TypeError(f"samples must be a list of sample names, got the string {samples!r}; "
+                        f"pass samples=[{samples!r}]")
+    if samples is not None and changer is None:
+        raise ValueError(f"samples={list(samples)} need a changer to mount them")
+    if samples is not None:
+        _check_samples(list(samples), changer)
+    if cell is not None:
+        cell = [float(v) for v in cell]
+        if len(cell) != 6:
+            raise ValueError(f"cell must be six numbers (a, b, c, α, β, γ), got {cell}")
+    return cell
+
+
+def _the_agent(agent, detector, source, checkpoint, agent_config, radiation, max_count_time) -> Agent:
+    """``agent``, or the default one (``checkpoint``, ``agent_config``, ``radiation``), with
+    the plan's ``max_count_time``."""
+    if agent is None:
+        from ratagent.agent import AgentConfig
+        from ratagent.model import load
+
+        try:
+            config = AgentConfig(**(agent_config or {}))
+        except TypeError as exc:
+            raise ValueError(f"agent_config={agent_config!r}: {exc}") from None
+        instrument = _instrument_for(detector, source.wavelength, radiation)
+        agent = Agent(load(checkpoint), config, instrument=instrument)
+    else:
+        given = {k: v for k, v in (("radiation", radiation), ("checkpoint", checkpoint),
+                                   ("agent_config", agent_config)) if v is not None}
+        if given:
+            raise ValueError(f"{', '.join(f'{k}={v!r}' for k, v in given.items())}: for the default agent "
+                             "only; build the agent you pass with them (Agent(load(checkpoint), "
+                             "AgentConfig(...), instrument=Instrument.for_radiation(...)))")
+        if not isinstance(agent, Agent):
+            raise TypeError(f"agent must be a ratagent.agent.Agent, got {type(agent).__name__}")
+    if agent.config.max_count_time_s != max_count_time:
+        from dataclasses import replace
+
+        agent = Agent(agent.classifier, replace(agent.config, max_count_time_s=float(max_count_time)),
+                      agent.instrument)
+    return agent
+
+
+def _start_document(detector, source, changer, samples, agent, **args) -> dict[str, Any]:
+    """The start document's plan name, arguments, model id, thresholds, radiation and versions."""
+    from dataclasses import asdict
+
+    return {
+        "plan_name": "symmetry_scan",
+        "detectors": [detector.name],
+        "plan_args": {"detector": repr(detector), "field": source.field, "exposure": source.exposure.name,
+                      "two_theta": source.two_theta_key, "wavelength": source.wavelength_key,
+                      "samples": None if samples is None else list(samples),
+                      "changer": None if changer is None else repr(changer), **args},
+        "ratagent": {"model_id": agent.model_id, "agent_config": asdict(agent.config),
+                     "radiation": "mono" if agent.instrument is None else agent.instrument.radiation,
+                     "versions": _versions()},
+        "num_samples": 1 if samples is None else len(samples),
+    }
+
+
 def symmetry_scan(
     detector,
     *,
@@ -413,49 +483,10 @@ def symmetry_scan(
     ``verdict="interrupted"``. (``RE.halt()`` lets a plan write nothing more: the frames
     read are stored, the decision in progress not.)
     """
-    if not (math.isfinite(count_time) and count_time > 0):
-        raise ValueError(f"count_time must be a positive number of seconds, got {count_time!r}")
-    if not (math.isfinite(max_count_time) and max_count_time >= count_time):
-        raise ValueError(f"max_count_time must be >= count_time={count_time}, got {max_count_time!r}")
-    if not isinstance(max_remeasure, int) or max_remeasure < 0:
-        raise ValueError(f"max_remeasure must be an integer >= 0, got {max_remeasure!r}")
-    if isinstance(samples, str):
-        raise TypeError(f"samples must be a list of sample names, got the string {samples!r}; "
-                        f"pass samples=[{samples!r}]")
-    if samples is not None and changer is None:
-        raise ValueError(f"samples={list(samples)} need a changer to mount them")
-    if samples is not None:
-        _check_samples(list(samples), changer)
-    if cell is not None:
-        cell = [float(v) for v in cell]
-        if len(cell) != 6:
-            raise ValueError(f"cell must be six numbers (a, b, c, α, β, γ), got {cell}")
+    cell = _check_arguments(count_time, max_count_time, max_remeasure, samples, changer, cell)
     source = frame_source(detector, field=field, exposure=exposure, two_theta=two_theta,
                           wavelength=wavelength)
-    if agent is None:
-        from ratagent.agent import AgentConfig
-        from ratagent.model import load
-
-        try:
-            config = AgentConfig(**(agent_config or {}))
-        except TypeError as exc:
-            raise ValueError(f"agent_config={agent_config!r}: {exc}") from None
-        instrument = _instrument_for(detector, source.wavelength, radiation)
-        agent = Agent(load(checkpoint), config, instrument=instrument)
-    else:
-        given = {k: v for k, v in (("radiation", radiation), ("checkpoint", checkpoint),
-                                   ("agent_config", agent_config)) if v is not None}
-        if given:
-            raise ValueError(f"{', '.join(f'{k}={v!r}' for k, v in given.items())}: for the default agent "
-                             "only; build the agent you pass with them (Agent(load(checkpoint), "
-                             "AgentConfig(...), instrument=Instrument.for_radiation(...)))")
-        if not isinstance(agent, Agent):
-            raise TypeError(f"agent must be a ratagent.agent.Agent, got {type(agent).__name__}")
-    if agent.config.max_count_time_s != max_count_time:
-        from dataclasses import replace
-
-        agent = Agent(agent.classifier, replace(agent.config, max_count_time_s=float(max_count_time)),
-                      agent.instrument)
+    agent = _the_agent(agent, detector, source, checkpoint, agent_config, radiation, max_count_time)
 
     # the sample's cell: ``cell`` for all, else the changer's per sample, else the one the
     # detector states for what is mounted (a configuration signal ``cell``)
@@ -467,22 +498,9 @@ def symmetry_scan(
         cell_key=own_cell.name if changer is None and cell is None and own_cell is not None else None)
     recorder = _AssessmentReading("assessment")
     readables = [detector, *source.readables] + ([] if changer is None else [changer])
-    from dataclasses import asdict
-
-    _md = {
-        "plan_name": "symmetry_scan",
-        "detectors": [detector.name],
-        "plan_args": {"detector": repr(detector), "field": source.field, "exposure": source.exposure.name,
-                      "two_theta": source.two_theta_key, "wavelength": source.wavelength_key,
-                      "samples": None if samples is None else list(samples),
-                      "changer": None if changer is None else repr(changer), "count_time": count_time,
-                      "max_count_time": max_count_time, "max_remeasure": max_remeasure, "cell": cell},
-        "ratagent": {"model_id": agent.model_id, "agent_config": asdict(agent.config),
-                     "radiation": "mono" if agent.instrument is None else agent.instrument.radiation,
-                     "versions": _versions()},
-        "num_samples": 1 if samples is None else len(samples),
-    }
-    _md.update(md or {})
+    _md = {**_start_document(detector, source, changer, samples, agent, count_time=count_time,
+                             max_count_time=max_count_time, max_remeasure=max_remeasure, cell=cell),
+           **(md or {})}
 
     @bpp.stage_decorator([detector])
     @bpp.subs_decorator(callback)
