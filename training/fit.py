@@ -17,6 +17,7 @@ import logging
 import math
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -103,6 +104,96 @@ def _save_state(path: Path, state: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
+@dataclass
+class _Run:
+    """One process's share of a training run: the model, its optimiser and where it stands."""
+
+    config: FitConfig
+    device: torch.device
+    rank: int
+    world: int
+    model: ViT
+    optimiser: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    rng: np.random.Generator
+    records: list
+    impurities: list
+    step: int = 0
+    wall_before: float = 0.0  # training wall time of earlier calls (resumed runs)
+
+    @property
+    def distributed(self) -> bool:
+        return self.world > 1
+
+
+def _start(config: FitConfig) -> _Run:
+    """The process group (under torchrun), the bank and a fresh model, optimiser and rng."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    device = _device(config.device)
+    if world > 1:
+        torch.distributed.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        if device.type == "cuda":
+            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    impurities, records = split_impurities(
+        load_records(config.bank_dir, config.max_records), config.impurity_pool
+    )
+    torch.manual_seed(config.seed)
+    model = ViT(config.model, generator=torch.Generator().manual_seed(config.seed)).to(device)
+    optimiser = torch.optim.AdamW(model.parameters(), lr=1.0, weight_decay=config.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimiser, _lr_lambda(config))
+    rng = np.random.default_rng([config.seed, rank])
+    return _Run(config, device, rank, world, model, optimiser, scheduler, rng, records, impurities)
+
+
+def _resume(run: _Run, state_path: Path) -> None:
+    """Load the run's saved state, if any: the weights, optimiser, schedule, rngs and step."""
+    if not state_path.is_file():
+        return
+    state = torch.load(state_path, map_location=run.device, weights_only=False)
+    run.model.load_state_dict(state["model"])
+    run.optimiser.load_state_dict(state["optimiser"])
+    run.scheduler.load_state_dict(state["scheduler"])
+    run.rng.bit_generator.state = state["rng"][run.rank]
+    torch.set_rng_state(state["torch_rng"])
+    run.step = int(state["step"])
+    run.wall_before = float(state.get("wall_s", 0.0))
+    logger.info("resumed %s at step %d", state_path.parent, run.step)
+
+
+def _train_step(run: _Run, net: torch.nn.Module, instrument: Instrument) -> tuple[str, float, float]:
+    """One optimiser step on a freshly rendered batch; the phase, the loss and the batch accuracy."""
+    cfg = run.config
+    _, phase, _ = cfg.phase_at(run.step)
+    x, mask, target = make_batch(run.records, run.impurities, instrument, phase.augmentation, cfg.batch_size,
+                                 run.rng, run.device)
+    output = net(x, mask)
+    loss = run.model.loss(output, target, cfg.loss_weights)
+    run.optimiser.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(run.model.parameters(), 1.0)
+    run.optimiser.step()
+    run.scheduler.step()
+    run.step += 1
+    return phase.name, float(loss.detach()), float((output.log_p.argmax(1) == target).float().mean())
+
+
+def _save(run: _Run, state_path: Path, wall_s: float) -> None:
+    """Write the resumable state (every process's rng, gathered on rank 0)."""
+    rngs = [run.rng.bit_generator.state]
+    if run.distributed:
+        gathered: list[Any] = [None] * run.world
+        torch.distributed.all_gather_object(gathered, run.rng.bit_generator.state)
+        rngs = gathered
+    if run.rank == 0:
+        _save_state(state_path, {
+            "model": run.model.state_dict(), "optimiser": run.optimiser.state_dict(),
+            "scheduler": run.scheduler.state_dict(), "rng": rngs, "torch_rng": torch.get_rng_state(),
+            "step": run.step, "config": run.config.to_dict(), "wall_s": wall_s,
+            "n_records": len(run.records), "n_impurities": len(run.impurities),
+        })
+
+
 def fit(config: FitConfig, *, max_steps: int | None = None, progress: bool = True) -> dict[str, Any]:
     """Train (or resume training) a ViT as configured; returns a summary dict.
 
@@ -114,124 +205,45 @@ def fit(config: FitConfig, *, max_steps: int | None = None, progress: bool = Tru
     progress : bool
         Show a tqdm bar.
     """
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
-    distributed = world > 1
-    device = _device(config.device)
-    if distributed:
-        backend = "nccl" if device.type == "cuda" else "gloo"
-        torch.distributed.init_process_group(backend)
-        if device.type == "cuda":
-            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
     out = Path(config.out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    impurities, records = split_impurities(
-        load_records(config.bank_dir, config.max_records), config.impurity_pool
-    )
-
-    torch.manual_seed(config.seed)
-    model = ViT(config.model, generator=torch.Generator().manual_seed(config.seed)).to(device)
-    optimiser = torch.optim.AdamW(model.parameters(), lr=1.0, weight_decay=config.weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimiser, _lr_lambda(config))
-    rng = np.random.default_rng([config.seed, rank])
-    step = 0
-    wall_before = 0.0  # training wall time of earlier calls (resumed runs)
+    run = _start(config)
     state_path = out / STATE_FILE
-    if state_path.is_file():
-        state = torch.load(state_path, map_location=device, weights_only=False)
-        model.load_state_dict(state["model"])
-        optimiser.load_state_dict(state["optimiser"])
-        scheduler.load_state_dict(state["scheduler"])
-        rng.bit_generator.state = state["rng"][rank]
-        torch.set_rng_state(state["torch_rng"])
-        step = int(state["step"])
-        wall_before = float(state.get("wall_s", 0.0))
-        logger.info("resumed %s at step %d", out, step)
-    net = torch.nn.parallel.DistributedDataParallel(model) if distributed else model
+    _resume(run, state_path)
+    net = torch.nn.parallel.DistributedDataParallel(run.model) if run.distributed else run.model
     instrument = Instrument.from_grid(config.model.grid)
     stop = min(config.total_steps, max_steps if max_steps is not None else config.total_steps)
     started = time.perf_counter()
     with (out / "train_log.jsonl").open("a") as log_file:
-        log = log_file if rank == 0 else None
-        bar = tqdm(total=stop, initial=step, disable=not progress or rank != 0, desc="fit")
+        bar = tqdm(total=stop, initial=run.step, disable=not progress or run.rank != 0, desc="fit")
         net.train()
-        while step < stop:
-            _, phase, _ = config.phase_at(step)
-            x, mask, target = make_batch(
-                records, impurities, instrument, phase.augmentation, config.batch_size, rng, device
-            )
-            output = net(x, mask)
-            loss = model.loss(output, target, config.loss_weights)
-            loss_value = float(loss.detach())
-            optimiser.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            optimiser.step()
-            scheduler.step()
-            step += 1
+        while run.step < stop:
+            phase, loss, acc = _train_step(run, net, instrument)
             bar.update(1)
-            if log is not None and (step % 10 == 0 or step == stop):
-                acc = float((output.log_p.argmax(1) == target).float().mean())
-                log.write(
-                    json.dumps(
-                        {
-                            "step": step,
-                            "phase": phase.name,
-                            "loss": loss_value,
-                            "acc": acc,
-                            "lr": scheduler.get_last_lr()[0],
-                        }
-                    )
-                    + "\n"
-                )
-                log.flush()
-                bar.set_postfix(phase=phase.name, loss=f"{loss_value:.3f}", acc=f"{acc:.2f}")
-            if step % config.checkpoint_every == 0 or step == stop:
-                rngs = [rng.bit_generator.state]
-                if distributed:
-                    gathered: list[Any] = [None] * world
-                    torch.distributed.all_gather_object(gathered, rng.bit_generator.state)
-                    rngs = gathered
-                if rank == 0:
-                    _save_state(
-                        state_path,
-                        {
-                            "model": model.state_dict(),
-                            "optimiser": optimiser.state_dict(),
-                            "scheduler": scheduler.state_dict(),
-                            "rng": rngs,
-                            "torch_rng": torch.get_rng_state(),
-                            "step": step,
-                            "config": config.to_dict(),
-                            "wall_s": wall_before + time.perf_counter() - started,
-                            "n_records": len(records),
-                            "n_impurities": len(impurities),
-                        },
-                    )
+            if run.rank == 0 and (run.step % 10 == 0 or run.step == stop):
+                log_file.write(json.dumps({"step": run.step, "phase": phase, "loss": loss, "acc": acc,
+                                           "lr": run.scheduler.get_last_lr()[0]}) + "\n")
+                log_file.flush()
+                bar.set_postfix(phase=phase, loss=f"{loss:.3f}", acc=f"{acc:.2f}")
+            if run.step % config.checkpoint_every == 0 or run.step == stop:
+                _save(run, state_path, run.wall_before + time.perf_counter() - started)
         bar.close()
     elapsed = time.perf_counter() - started
     summary = {
-        "step": step,
+        "step": run.step,
         "total_steps": config.total_steps,
         "wall_s_this_call": elapsed,
-        "wall_s": wall_before + elapsed,
-        "device": str(device),
-        "world_size": world,
-        "n_records": len(records),
-        "n_impurities": len(impurities),
+        "wall_s": run.wall_before + elapsed,
+        "device": str(run.device),
+        "world_size": run.world,
+        "n_records": len(run.records),
+        "n_impurities": len(run.impurities),
     }
-    if rank == 0 and step >= config.total_steps:
+    if run.rank == 0 and run.step >= config.total_steps:
         training = {"fit": config.to_dict(), "summary": summary}
-        model_id = save(
-            model.cpu(),
-            Calibration(),
-            out / "model",
-            overwrite=True,
-            training=training,
-            card=lambda mid: render_card(mid, training),
-        )
-        summary["model_id"] = model_id
-    if distributed:
+        summary["model_id"] = save(run.model.cpu(), Calibration(), out / "model", overwrite=True,
+                                   training=training, card=lambda mid: render_card(mid, training))
+    if run.distributed:
         torch.distributed.destroy_process_group()
     return summary
 
