@@ -108,6 +108,10 @@ def read_spool(path: str | Path) -> Iterator[tuple[str, dict]]:
         yield name, doc
 
 
+#: Name of the embedded catalog's container of runs.
+RUNS = "runs"
+
+
 class Catalog:
     """A tiled catalog of Bluesky runs (embedded in a directory, or on a server).
 
@@ -148,6 +152,7 @@ class Catalog:
             logger.info("embedded tiled catalog in %s at %s", self.directory, uri)
         self.uri: str = uri
         self.client = from_uri(uri, api_key=api_key) if api_key else from_uri(uri)
+        self.runs = self._runs() if self.directory is not None else self.client
         self._writer = None
         self.spool = Path(spool) if spool is not None else DEFAULT_SPOOL
 
@@ -159,13 +164,25 @@ class Catalog:
             self._writer = GuardedWriter(self._tiled_writer(), self.spool, self._where())
         return self._writer
 
+    def _runs(self):
+        """The embedded catalog's container of runs, made on first use with the Bluesky
+        catalog spec, so that ``runs[-1]``, ``runs.scan_id[3]``, searches and databroker's
+        ``runs.v1`` work (a catalog written before it had one keeps its runs at the root)."""
+        if RUNS in self.client:
+            return self.client[RUNS]
+        if len(self.client):
+            return self.client
+        from tiled.structures.core import Spec
+
+        return self.client.create_container(RUNS, specs=[Spec("CatalogOfBlueskyRuns", version="3.0")])
+
     def _tiled_writer(self):
         from bluesky_tiled_plugins import TiledWriter
 
         # batch_size=1: every event is written as it comes, so a crash loses nothing;
         # max_array_size=0: every array is stored as an array (small ones would otherwise
         # go into the run's SQL table and come back as strings)
-        return TiledWriter(self.client, batch_size=1, max_array_size=0)
+        return TiledWriter(self.runs, batch_size=1, max_array_size=0)
 
     def _where(self) -> str:
         return str(self.directory) if self.directory is not None else self.uri
@@ -181,16 +198,17 @@ class Catalog:
             raise ValueError(f"{path}: holds no documents")
         return uid
 
-    def __getitem__(self, uid: str) -> Any:
-        """The run with this uid (a tiled container with ``primary``, ``symmetry``, ...)."""
-        return self.client[uid]
+    def __getitem__(self, key: str | int) -> Any:
+        """A run (a tiled container with ``primary``, ``symmetry``, ...) by uid, partial
+        uid, scan id, or −N for the N-th last."""
+        return self.runs[key]
 
     def __len__(self) -> int:
-        return len(self.client)
+        return len(self.runs)
 
     def uids(self) -> list[str]:
         """uids of every run, oldest first."""
-        return list(self.client)
+        return list(self.runs)
 
     def close(self) -> None:
         """Close the client and stop the embedded server (its files stay)."""

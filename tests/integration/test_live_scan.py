@@ -60,6 +60,10 @@ def test_scan_stores_every_frame_and_assessment_and_reads_back_in_a_new_process(
     assert sorted(sym["frame_seq_num"].tolist()) == list(range(1, n_frames + 1))
     cells = run["primary"].read()["changer_cell"].values  # arrays stay arrays, NaN for no cell
     assert cells.shape == (n_frames, 6) and cells.dtype == np.float64
+    from tiled.queries import Key
+
+    assert catalog[-1].metadata["start"]["uid"] == uid == catalog[uid[:8]].metadata["start"]["uid"]
+    assert list(catalog.runs.search(Key("plan_name") == "symmetry_scan")) == [uid]
     assert run.metadata["stop"]["exit_status"] == "success"
     start = run.metadata["start"]
     assert start["ratagent"]["model_id"] == agent.model_id and "bluesky" in start["ratagent"]["versions"]
