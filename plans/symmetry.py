@@ -19,6 +19,7 @@ from bluesky.utils import RunEngineControlException
 from plans.detector import frame_source
 from ratagent.agent import Agent, Assessment
 from ratagent.callbacks import AssessmentCallback, Result
+from ratagent.catalog import CatalogWriteError
 
 __all__ = ["ASSESSMENT_FIELDS", "N_TOP", "symmetry_scan"]
 
@@ -291,6 +292,8 @@ def _frame_and_decision(scan: _Scan, t: float, label: str, attempt: int):
     """
     try:
         problem = yield from _read_checked(scan.readables, scan.detector, scan.odd)
+    except CatalogWriteError:  # the catalog failed: the run ends, its documents are spooled
+        raise
     except RunEngineControlException as exc:  # abort or stop during the exposure ends the run
         a = Assessment.interrupted(f"{type(exc).__name__} during the exposure: no frame was read",
                                    count_time_s=t, model_id=scan.agent.model_id)

@@ -312,3 +312,26 @@ def test_a_catalog_that_fails_mid_run_loses_nothing_and_names_the_spool_file(age
         uid = other.import_spool(spooled)
         assert other[uid]["primary"].read()["det_intensity"].shape == (events.count("primary"),
                                                                        INSTRUMENT.two_theta.size)
+
+
+def test_a_catalog_failing_on_a_frame_ends_the_run_and_spools_everything(agent, beamline, tmp_path):
+    from ratagent.catalog import CatalogWriteError, GuardedWriter, read_spool
+
+    det, changer = beamline
+    taken = []
+
+    def flaky(name, doc):  # a catalog whose disk fills at the second frame
+        if name == "event" and len([n for n, _ in taken if n == "event"]) >= 2:
+            raise OSError("No space left on device")
+        taken.append((name, doc))
+
+    RE = RunEngine({})
+    RE.subscribe(GuardedWriter(flaky, tmp_path / "spool", "the test catalog"))
+    with pytest.raises(CatalogWriteError, match="No space left on device"):
+        RE(symmetry_scan(det, samples=["rutile", "quartz", "halite"], changer=changer, agent=agent,
+                         max_remeasure=0))
+    (spooled,) = (tmp_path / "spool").iterdir()
+    docs = list(read_spool(spooled))
+    assert docs[-1][0] == "stop" and docs[-1][1]["exit_status"] == "fail"
+    assert "No space left" in docs[-1][1]["reason"]
+    assert changer.sample_name.get() == "quartz"  # the run ended at the failure, not after halite
