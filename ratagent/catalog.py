@@ -152,7 +152,7 @@ class Catalog:
             logger.info("embedded tiled catalog in %s at %s", self.directory, uri)
         self.uri: str = uri
         self.client = from_uri(uri, api_key=api_key) if api_key else from_uri(uri)
-        self.runs = self._runs() if self.directory is not None else self.client
+        self.runs = self._runs()
         self._writer = None
         self.spool = Path(spool) if spool is not None else DEFAULT_SPOOL
 
@@ -165,9 +165,9 @@ class Catalog:
         return self._writer
 
     def _runs(self):
-        """The embedded catalog's container of runs, made on first use with the Bluesky
-        catalog spec, so that ``runs[-1]``, ``runs.scan_id[3]``, searches and databroker's
-        ``runs.v1`` work (a catalog written before it had one keeps its runs at the root)."""
+        """The catalog's container of runs, made on first use with the Bluesky catalog spec,
+        so that ``runs[-1]``, ``runs.scan_id[3]`` and searches work. A catalog that already
+        holds entries at its root (written before, or a facility's server) is used as it is."""
         if RUNS in self.client:
             return self.client[RUNS]
         if len(self.client):
