@@ -141,12 +141,14 @@ def _shape_problem(reading: dict[str, dict[str, Any]], described: dict[str, dict
     return None
 
 
-def _read_checked(readables: list, detector, odd: list[int]):
+def _read_checked(readables: list, detector, odd: list[int], described: dict[str, Any]):
     """``trigger_and_read`` into ``primary`` with the detector's frame checked first.
 
-    A frame of another shape than the detector describes is not emitted into ``primary``
-    (which would alter it, or every other frame): it is stored as measured in a stream of
-    its own, ``odd_frame_<n>``. Returns None for a good frame, else the reason it is odd.
+    A frame of another shape than the detector described at the run's first read (what
+    the RunEngine caches for the stream's descriptor; kept in ``described``) is not
+    emitted into ``primary`` (which would alter it, or every other frame): it is stored
+    as measured in a stream of its own, ``odd_frame_<n>``. Returns None for a good frame,
+    else the reason it is odd.
     """
     from bluesky.utils import short_uid
 
@@ -163,7 +165,8 @@ def _read_checked(readables: list, detector, odd: list[int]):
     except BaseException:
         yield from bps.drop()  # close the bundle, so the run can still record a decision
         raise
-    described = detector.describe()
+    if not described:  # an ophyd Signal describes the shape of its value now: keep the first
+        described.update(detector.describe())
     problem = _shape_problem(reading, described)
     if problem is None:
         yield from bps.save()
@@ -280,6 +283,7 @@ class _Scan:
     agent: Agent
     early: dict[int, Result] = field(default_factory=dict)  # assessments handed over before their turn
     odd: list[int] = field(default_factory=list)  # odd frames stored so far (their stream numbers)
+    described: dict[str, Any] = field(default_factory=dict)  # the detector's description at the first read
 
 
 def _frame_and_decision(scan: _Scan, t: float, label: str, attempt: int):
@@ -291,7 +295,7 @@ def _frame_and_decision(scan: _Scan, t: float, label: str, attempt: int):
     the agent's result if it has come, else ``verdict="interrupted"``.
     """
     try:
-        problem = yield from _read_checked(scan.readables, scan.detector, scan.odd)
+        problem = yield from _read_checked(scan.readables, scan.detector, scan.odd, scan.described)
     except CatalogWriteError:  # the catalog failed: the run ends, its documents are spooled
         raise
     except RunEngineControlException as exc:  # abort or stop during the exposure ends the run

@@ -35,7 +35,9 @@ class Strip(Device):
     def trigger(self):
         if self._staged.name != "yes":
             raise RuntimeError("Call the stage() method before triggering")
-        self.spectrum.put(self.physics.frame(float(self.acquire_time.get())))
+        frame = self.physics.frame(float(self.acquire_time.get()))
+        self.frames = getattr(self, "frames", 0) + 1
+        self.spectrum.put(frame[:100] if self.frames == getattr(self, "short_at", 0) else frame)
         status = DeviceStatus(self)
         status.set_finished()
         return status
@@ -105,3 +107,21 @@ def test_generic_detector_without_an_exposure_signal_is_named(tmp_path):
     words = r"bare has no count_time or cam\.acquire_time signal: pass exposure="
     with pytest.raises(ValueError, match=words):
         next(symmetry_scan(Bare(name="bare"), agent=tiny_agent(tmp_path / "ckpt")))
+
+
+def test_generic_detector_odd_frame_is_caught_though_its_signal_describes_the_value_it_holds(tmp_path, strip):
+    """An ophyd Signal describes the shape of its current value, so a short frame describes
+    itself as short: the frame must be checked against the first description (the one the
+    stream's descriptor holds), not the current one."""
+    agent = tiny_agent(tmp_path / "ckpt", max_candidates=4)
+    strip.short_at = 2
+    docs = []
+    RE = RunEngine({})
+    RE.subscribe(lambda name, doc: docs.append((name, doc)))
+    RE(symmetry_scan(strip, exposure=strip.acquire_time, two_theta=MONO.two_theta, wavelength=MONO.wavelength,
+                     samples=None, agent=agent, max_remeasure=1, count_time=0.001, max_count_time=1.0))
+    streams = {d["uid"]: d["name"] for n, d in docs if n == "descriptor"}
+    frames = [(streams[d["descriptor"]], np.shape(d["data"].get("mythen_spectrum")))
+              for n, d in docs if n == "event" and streams[d["descriptor"]] != "symmetry"]
+    assert frames[1] == ("odd_frame_1", (100,)), frames  # the 2nd exposure: the weak 1st is counted again
+    assert all(shape == (MONO.two_theta.size,) for name, shape in frames if name == "primary")
