@@ -87,8 +87,8 @@ def test_queueserver_runs_symmetry_scan_items_and_the_decisions_reach_the_catalo
     status = RM.status()
     assert status["worker_environment_exists"], log.read_text()[-3000:]
     assert "symmetry_scan" in RM.plans_allowed()["plans_allowed"]
-    item = BPlan("symmetry_scan", "det", samples=["quartz", "rutile"], changer="changer", cell=QUARTZ,
-                 max_remeasure=0, agent_config={"max_network_rank": 30}, md={"proposal": "qserver-test"})
+    item = BPlan("symmetry_scan", "det", samples=["quartz", "rutile"], changer="changer", max_remeasure=0,
+                 agent_config={"max_network_rank": 30}, md={"proposal": "qserver-test"})
     added = RM.item_add(item)
     assert added["success"], added["msg"]
     RM.queue_start()
@@ -101,7 +101,9 @@ def test_queueserver_runs_symmetry_scan_items_and_the_decisions_reach_the_catalo
     assert run.metadata["start"]["ratagent"]["agent_config"]["max_network_rank"] == 30
     sym = run["symmetry"].read()
     assert sym["assessment_sample"].values.tolist() == ["quartz", "rutile"]
-    assert set(sym["assessment_verdict"].values) <= {"accept", "remeasure", "flag"}
+    assert sym["assessment_refined"].values.tolist() == [1, 1]  # each refined in the cell the changer knows
+    cells = run["primary"].read()["changer_cell"].values
+    assert cells[0] == pytest.approx(QUARTZ, abs=1e-3)
 
 
 def test_queueserver_refuses_a_bad_item_when_it_is_added(manager):
