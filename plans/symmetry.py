@@ -296,10 +296,10 @@ def _frame_and_decision(scan: _Scan, t: float, label: str, attempt: int):
     """
     try:
         problem = yield from _read_checked(scan.readables, scan.detector, scan.odd, scan.described)
-    except CatalogWriteError:  # the catalog failed: the run ends, its documents are spooled
-        raise
-    except RunEngineControlException as exc:  # abort or stop during the exposure ends the run
-        a = Assessment.interrupted(f"{type(exc).__name__} during the exposure: no frame was read",
+    except (RunEngineControlException, CatalogWriteError) as exc:
+        # abort or stop during the exposure, or the catalog failing to take the frame (its
+        # documents now go to the spool file), ends the run: the exposure is recorded as cut short
+        a = Assessment.interrupted(f"{type(exc).__name__} during the exposure: no frame was assessed",
                                    count_time_s=t, model_id=scan.agent.model_id)
         scan.recorder.update(a, sample=label, frame=-1, attempt=attempt)
         yield from bps.trigger_and_read([scan.recorder], name="symmetry")
