@@ -22,6 +22,7 @@ Data keys come from the signals' own names, so the same code serves any naming s
 
 from __future__ import annotations
 
+import inspect
 import math
 import time
 from dataclasses import dataclass, field
@@ -124,8 +125,14 @@ def frame_source(detector, *, field=None, exposure=None, two_theta=None, wavelen
     ValueError
         No exposure signal, no (or no single) one-dimensional field, no 2θ axis or no
         wavelength: each message names the detector and the argument that supplies it.
+    TypeError
+        An asynchronous (ophyd-async) device, which is not supported yet.
     """
     name = detector.name
+    if inspect.iscoroutinefunction(getattr(detector, "describe", None)):
+        raise TypeError(f"{name} is an asynchronous (ophyd-async) device: symmetry_scan reads ophyd "
+                        "devices whose read() and describe() return at once; wrap its pattern in an ophyd "
+                        "Signal, or pass an ophyd device")
     exposure = exposure if exposure is not None else (_attr(detector, "count_time")
                                                       or _attr(detector, "cam.acquire_time"))
     if exposure is None or not hasattr(exposure, "set"):
