@@ -83,6 +83,32 @@ class _AssessmentReading:
         return out
 
 
+class _FitReading:
+    """A bluesky Readable of the leading candidate's Pawley profile, read into the ``fit``
+    stream: ``fit_frame_seq_num``, ``fit_eg`` and ``fit_calculated`` (y_c on the frame's grid)."""
+
+    parent = None
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._values: dict[str, Any] = {}
+
+    def update(self, frame: int, eg: int, calculated: np.ndarray) -> None:
+        self._values = {"frame_seq_num": int(frame), "eg": int(eg),
+                        "calculated": np.asarray(calculated, np.float64)}
+
+    def read(self) -> dict[str, dict[str, Any]]:
+        t = time.time()
+        return {f"{self.name}_{k}": {"value": v, "timestamp": t} for k, v in self._values.items()}
+
+    def describe(self) -> dict[str, dict[str, Any]]:
+        n = int(self._values["calculated"].size)
+        return {f"{self.name}_frame_seq_num": {"source": "ratagent.agent", "dtype": "integer", "shape": []},
+                f"{self.name}_eg": {"source": "ratagent.agent", "dtype": "integer", "shape": []},
+                f"{self.name}_calculated": {"source": "ratagent.agent", "dtype": "array", "shape": [n],
+                                            "dtype_numpy": "<f8"}}
+
+
 #: The fields of each ``symmetry`` event (prefixed with ``assessment_``).
 ASSESSMENT_FIELDS = (
     "verdict", "reasons", "sample", "frame_seq_num", "attempt", "count_time", "suggested_count_time",
@@ -284,6 +310,13 @@ class _Scan:
     early: dict[int, Result] = field(default_factory=dict)  # assessments handed over before their turn
     odd: list[int] = field(default_factory=list)  # odd frames stored so far (their stream numbers)
     described: dict[str, Any] = field(default_factory=dict)  # the detector's description at the first read
+    frame_key: str = ""  # data key of the frame
+    fit: _FitReading = field(default_factory=lambda: _FitReading("fit"))
+
+    def fits_the_frame(self, a: Assessment) -> bool:
+        """Whether ``a`` has a Pawley profile on the grid of this run's frames."""
+        shape = self.described.get(self.frame_key, {}).get("shape")
+        return a.fit is not None and shape is not None and list(np.shape(a.fit)) == list(shape)
 
 
 def _frame_and_decision(scan: _Scan, t: float, label: str, attempt: int):
@@ -513,7 +546,7 @@ def symmetry_scan(
     @bpp.subs_decorator(callback)
     @bpp.run_decorator(md=_md)
     def inner():
-        scan = _Scan(readables, detector, callback, recorder, agent)
+        scan = _Scan(readables, detector, callback, recorder, agent, frame_key=source.field)
         for name in samples if samples is not None else [None]:
             if name is not None:
                 yield from bps.mv(changer, name)
@@ -523,6 +556,9 @@ def symmetry_scan(
                 yield from bps.mv(source.exposure, t)
                 yield from bps.checkpoint()
                 a, seq = yield from _frame_and_decision(scan, t, label, attempt)
+                if seq >= 0 and scan.fits_the_frame(a):  # before its decision, which a live view draws
+                    scan.fit.update(seq, a.candidates[0].eg, a.fit)
+                    yield from bps.trigger_and_read([scan.fit], name="fit")
                 recorder.update(a, sample=label, frame=seq, attempt=attempt)
                 yield from bps.trigger_and_read([recorder], name="symmetry")
                 if a.verdict != "remeasure" or a.suggested_count_time_s is None:

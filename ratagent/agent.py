@@ -221,6 +221,8 @@ class Assessment:
     peak_snr: float | None = None  # S of the strongest point (step 1)
     elapsed_s: float = 0.0  # wall time of the assessment
     meta: dict[str, Any] = field(default_factory=dict)
+    # the leading candidate's Pawley profile y_c on the frame's 2θ grid (refined only)
+    fit: np.ndarray | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.verdict not in VERDICTS:
@@ -535,7 +537,8 @@ class Agent:
                 "or wrong cell")
             return Assessment(verdict="flag", candidates=ranked, indistinguishable=indist,
                               reasons=tuple(reasons), count_time_s=count_time, suggested_count_time_s=None,
-                              model_id=posterior.model_id, refined=True, peak_snr=snr, meta=meta)
+                              model_id=posterior.model_id, refined=True, peak_snr=snr, meta=meta,
+                              fit=best.result.calculated)
         noisy = [s for s in rr.separations if not s.distinguishable and s.suggested_count_time_s is not None]
         if noisy:
             worst = max(noisy, key=lambda s: s.suggested_count_time_s)
@@ -548,7 +551,7 @@ class Agent:
                 return Assessment(verdict="remeasure", candidates=ranked, indistinguishable=indist,
                                   reasons=tuple(reasons), count_time_s=count_time,
                                   suggested_count_time_s=t_next, model_id=posterior.model_id,
-                                  refined=True, peak_snr=snr, meta=meta)
+                                  refined=True, peak_snr=snr, meta=meta, fit=best.result.calculated)
             reasons.append(f"separating reflections below the noise even at the maximum count time "
                            f"{cfg.max_count_time_s:g} s")
         if len(indist) > 1:
@@ -560,7 +563,8 @@ class Agent:
                            "candidate is excluded by the data")
         return Assessment(verdict="accept", candidates=ranked, indistinguishable=indist,
                           reasons=tuple(reasons), count_time_s=count_time, suggested_count_time_s=None,
-                          model_id=posterior.model_id, refined=True, peak_snr=snr, meta=meta)
+                          model_id=posterior.model_id, refined=True, peak_snr=snr, meta=meta,
+                          fit=best.result.calculated)
 
 
 def _across_cells(runs, posterior: EGPosterior, min_delta_bic: float):

@@ -57,3 +57,40 @@ def test_the_table_follows_a_scan(tmp_path):
     assert [r[3] for r in table.rows] == [e["data"]["assessment_verdict"] for e in events]
     assert [r[1] for r in table.rows][-1] == "quartz"
     assert "symmetry_scan — decisions" in out.getvalue()
+
+
+@pytest.mark.slow
+def test_the_figure_draws_frame_fit_difference_and_posterior_headless(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from bluesky import RunEngine
+    from matplotlib.figure import Figure
+
+    from plans import LiveAssessmentFigure, symmetry_scan
+    from ratagent.instrument import Instrument
+    from ratagent.testing import tiny_agent
+    from sim_beamline import PowderDetector, SampleChanger
+
+    inst = Instrument(two_theta_min_deg=10.0, two_theta_max_deg=80.0, step_deg=0.02)
+    changer = SampleChanger(name="changer")
+    det = PowderDetector(name="det", changer=changer, time_scale=0.01, rng=np.random.default_rng(1),
+                         instrument=inst)
+    figure = LiveAssessmentFigure(Figure())
+    docs = []
+    RE = RunEngine({})
+    RE.subscribe(figure)
+    RE.subscribe(lambda name, doc: docs.append((name, doc)))
+    RE(symmetry_scan(det, samples=["rutile"], changer=changer, agent=tiny_agent(tmp_path, max_candidates=4),
+                     max_remeasure=0))  # the changer knows rutile's cell: a refined fit
+    assert figure.drawn == 1
+    lines = {ln.get_label(): ln for ln in figure.ax_frame.get_lines()}
+    (frame,) = [d["data"]["det_intensity"] for n, d in docs if n == "event" and "det_intensity" in d["data"]]
+    (fit,) = [d["data"]["fit_calculated"] for n, d in docs if n == "event" and "fit_calculated" in d["data"]]
+    assert np.array_equal(lines["frame"].get_ydata(), frame)
+    assert np.allclose(lines["frame"].get_xdata(), inst.two_theta)
+    (fit_line,) = [ln for label, ln in lines.items() if label.startswith("Pawley fit, EG ")]
+    assert np.allclose(fit_line.get_ydata(), fit)
+    assert "difference" in lines and len(figure.ax_bars.patches) >= 1
+    figure.figure.savefig(tmp_path / "live.png")
+    assert (tmp_path / "live.png").stat().st_size > 10_000
