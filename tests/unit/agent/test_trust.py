@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from ratagent.agent import AgentConfig, Assessment, Candidate
+from ratagent.crystallography import extinction_group
 from ratagent.trust import cell_evidence, doubts, family_of, gate, metric_family
 
 HALITE_A = 5.6402  # NaCl, Fm-3m (Walker et al., Am. Mineral. 89, 2004)
@@ -47,8 +48,9 @@ def test_family_of_trigonal_is_hexagonal():
 
 
 def _meta(cell, system, centring, m20=100.0, chi2_reduced=2.0, others=(), n_lines=20, n_indexed=None,
-          n_unindexed_strong=0):
-    """An assessment's meta as the agent writes it: the indexed cells and their best fits."""
+          n_unindexed_strong=0, eg=None):
+    """An assessment's meta as the agent writes it: the indexed cells and their best fits
+    (the leading EG in each: ``eg``, else the first EG of the cell's lattice family)."""
     cells = [(cell, system, centring, chi2_reduced * 4000), *others]
     return {
         "cell": list(cell),
@@ -58,9 +60,15 @@ def _meta(cell, system, centring, m20=100.0, chi2_reduced=2.0, others=(), n_line
                            "n_unindexed_strong": n_unindexed_strong}
                           for x, s, c, _ in cells],
         "cell_fits": [{"cell": list(x), "chi2": chi2, "chi2_reduced": chi2 / 4000, "n_params": 30,
-                       "n_obs": 4000} for x, _, _, chi2 in cells],
+                       "n_obs": 4000, "eg": eg or _FIRST_EG[family_of(s)]} for x, s, _, chi2 in cells],
         "cells_refined": [list(x) for x, _, _, _ in cells],
     }
+
+
+#: The first EG of each lattice family.
+_FIRST_EG = {}
+for _eg in range(99, 0, -1):
+    _FIRST_EG[extinction_group(_eg).lattice_family] = _eg
 
 
 def _probs_on(egs):
@@ -83,7 +91,7 @@ def test_a_conventional_cell_the_network_agrees_with_leaves_no_doubt():
     "change, words",
     [
         ({"m20": 5.0}, "M20 = 5"),
-        ({"n_lines": 5}, "cubic cell rests on 5 lines, fewer than the 6"),  # 3 × (1 + 1)
+        ({"n_lines": 5}, "cubic cell rests on 5 lines, fewer than the 8"),  # 4 × (1 + 1)
         ({"chi2_reduced": 9.0}, "χ²_ν = 9.00"),
         ({"cell": (HALITE_A / math.sqrt(2), HALITE_A, HALITE_A / math.sqrt(2), 90, 90, 90),
           "system": "orthorhombic", "centring": "I"}, "not the conventional cell"),

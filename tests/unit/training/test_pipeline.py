@@ -90,7 +90,7 @@ def _indexed_case(eg_true, eg_best, m20, half="A"):
                  "cells_indexed": [{"crystal_system": "orthorhombic", "centring": "P", "cell": cell,
                                     "m20": m20, "n_lines": 20}],
                  "cell_fits": [{"cell": cell, "chi2": 4000.0, "chi2_reduced": 1.0, "n_params": 30,
-                                "n_obs": 4000}]}
+                                "n_obs": 4000, "eg": eg_best}]}
     c["nn_probs"] = [1.0 / 99] * 99
     return c
 
