@@ -1,4 +1,5 @@
-"""Helpers for users' own tests (and ours): a tiny real checkpoint, an agent on it.
+"""Helpers for users' own tests (and ours): a tiny real checkpoint, an agent on it, and
+whether a service (Redis, PostgreSQL) is there to test against.
 
 The tiny network is *untrained* (random initial weights): its posteriors are real outputs
 of a real network, good for wiring and timing tests, and say nothing about symmetry.
@@ -6,11 +7,12 @@ of a real network, good for wiring and timing tests, and say nothing about symme
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 from ratagent.patterns import QGrid
 
-__all__ = ["TINY_GRID", "tiny_agent", "tiny_checkpoint"]
+__all__ = ["TINY_GRID", "free_port", "reachable", "tiny_agent", "tiny_checkpoint"]
 
 #: 2θ 5–90° at 0.1° for Cu Kα1 (851 points): a coarse model grid for fast tests.
 TINY_GRID = QGrid(two_theta_min_deg=5.0, two_theta_max_deg=90.0, step_deg=0.1)
@@ -43,3 +45,19 @@ def tiny_agent(path: str | Path, seed: int = 0, **config):
     from ratagent.model import load
 
     return Agent(load(tiny_checkpoint(path, seed)), AgentConfig(**config))
+
+
+def reachable(host: str, port: int, timeout: float = 1.0) -> bool:
+    """Whether a TCP service answers at ``host:port`` (for tests that skip without it)."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def free_port() -> int:
+    """A TCP port on the loopback interface that nothing listens on now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

@@ -3,7 +3,6 @@ another process (the production setup; the embedded one is SQLite/DuckDB in a fo
 
 import asyncio
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -14,24 +13,12 @@ import numpy as np
 import pytest
 from bluesky import RunEngine
 
+from ratagent.testing import free_port, reachable
+
 pytestmark = pytest.mark.slow
 
 POSTGRES = ("127.0.0.1", 5432)
 ADMIN = f"postgresql://postgres@{POSTGRES[0]}:{POSTGRES[1]}/postgres"
-
-
-def _reachable(host, port) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=1.0):
-            return True
-    except OSError:
-        return False
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _admin(sql: str) -> None:
@@ -49,13 +36,13 @@ def _admin(sql: str) -> None:
 
 @pytest.fixture
 def postgres_tiled(tmp_path):
-    if not _reachable(*POSTGRES):
+    if not reachable(*POSTGRES):
         pytest.skip(f"PostgreSQL is not reachable at {POSTGRES[0]}:{POSTGRES[1]}: the shared catalog keeps "
                     "its metadata and tables there")
     db = f"ratagent_test_{uuid.uuid4().hex[:12]}"
     _admin(f"CREATE DATABASE {db}")
     url = f"postgresql://postgres@{POSTGRES[0]}:{POSTGRES[1]}/{db}"
-    port = _free_port()
+    port = free_port()
     (tmp_path / "data").mkdir()
     tiled = Path(sys.executable).with_name("tiled")
     log = open(tmp_path / "tiled.log", "w")
@@ -66,7 +53,7 @@ def postgres_tiled(tmp_path):
     uri = f"http://127.0.0.1:{port}/api/v1"
     try:
         deadline = time.monotonic() + 60
-        while not _reachable("127.0.0.1", port):
+        while not reachable("127.0.0.1", port):
             if server.poll() is not None or time.monotonic() > deadline:
                 pytest.fail(f"tiled server did not start: {(tmp_path / 'tiled.log').read_text()[-2000:]}")
             time.sleep(0.3)

@@ -2,7 +2,6 @@
 beamline, items added through bluesky-queueserver-api, decisions read back from tiled."""
 
 import os
-import socket
 import subprocess
 import sys
 import uuid
@@ -10,26 +9,14 @@ from pathlib import Path
 
 import pytest
 
+from ratagent.testing import free_port, reachable
+
 pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[2]
 PROFILE = REPO / "sim_beamline" / "qserver"
 REDIS = ("127.0.0.1", 6379)
 QUARTZ = [4.9134, 4.9134, 5.4052, 90.0, 90.0, 120.0]
-
-
-def _reachable(host, port) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=1.0):
-            return True
-    except OSError:
-        return False
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture
@@ -40,9 +27,9 @@ def manager(tmp_path):
 
     from ratagent.catalog import Catalog
 
-    if not _reachable(*REDIS):
+    if not reachable(*REDIS):
         pytest.skip(f"Redis is not reachable at {REDIS[0]}:{REDIS[1]}: the queueserver keeps its queue there")
-    control, info = _free_port(), _free_port()
+    control, info = free_port(), free_port()
     catalog = Catalog(tmp_path / "catalog")
     env = {**os.environ, "RATAGENT_CATALOG_URI": catalog.uri, "RATAGENT_SIM_TIME_SCALE": "0.01",
            "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
