@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
+import weakref
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -108,6 +110,12 @@ def read_spool(path: str | Path) -> Iterator[tuple[str, dict]]:
         yield name, doc
 
 
+def _close_when_main_ends(catalog: weakref.ref) -> None:
+    threading.main_thread().join()
+    if (c := catalog()) is not None:
+        c.close()
+
+
 #: Name of the embedded catalog's container of runs.
 RUNS = "runs"
 
@@ -150,6 +158,10 @@ class Catalog:
             self._server = SimpleTiledServer(directory=self.directory)
             uri = self._server.uri
             logger.info("embedded tiled catalog in %s at %s", self.directory, uri)
+            # the server's thread is not a daemon: without a close it would keep the process
+            # alive after its main thread ends (a startup profile, a script that forgets close)
+            threading.Thread(target=_close_when_main_ends, args=(weakref.ref(self),), daemon=True,
+                             name="ratagent-catalog-closer").start()
         self.uri: str = uri
         self.client = from_uri(uri, api_key=api_key) if api_key else from_uri(uri)
         self.runs = self._runs()
@@ -211,13 +223,15 @@ class Catalog:
         return list(self.runs)
 
     def close(self) -> None:
-        """Close the client and stop the embedded server (its files stay)."""
+        """Close the client and stop the embedded server (its files stay); again: nothing."""
+        server, self._server = self._server, None
+        client, self.client = self.client, None
         try:
-            self.client.context.close()
+            if client is not None:
+                client.context.close()
         finally:
-            if self._server is not None:
-                self._server.close()
-                self._server = None
+            if server is not None:
+                server.close()
 
     def __enter__(self) -> Catalog:
         return self

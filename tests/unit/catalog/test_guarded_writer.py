@@ -32,7 +32,8 @@ def test_documents_after_a_failure_go_to_the_spool_and_the_next_run_to_the_catal
     flaky = _Flaky(fail_at=4)
     writer = GuardedWriter(flaky, tmp_path / "spool", "catalog-under-test")
     docs = list(_run("run-1", 5))
-    with pytest.raises(CatalogWriteError, match=r"catalog-under-test failed to store a event .*No space left"):
+    words = r"catalog-under-test failed to store a event .*No space left"
+    with pytest.raises(CatalogWriteError, match=words):
         for name, doc in docs:
             writer(name, doc)
     for name, doc in docs[4:]:  # the RunEngine goes on with the rest of the run (its stop)
