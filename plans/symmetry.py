@@ -29,14 +29,22 @@ _PACKAGES = ("ratagent", "bluesky", "ophyd", "event-model", "numpy", "torch", "g
              "tiled", "bluesky-tiled-plugins")
 
 
-class _AssessmentReading:
-    """A bluesky Readable that holds the last Assessment, read into the ``symmetry`` stream."""
+class _Values:
+    """A bluesky Readable of the values it was last given, each key prefixed with ``name``."""
 
     parent = None
 
     def __init__(self, name: str) -> None:
         self.name = name
         self._values: dict[str, Any] = {}
+
+    def read(self) -> dict[str, dict[str, Any]]:
+        t = time.time()
+        return {f"{self.name}_{k}": {"value": v, "timestamp": t} for k, v in self._values.items()}
+
+
+class _AssessmentReading(_Values):
+    """The last Assessment, read into the ``symmetry`` stream."""
 
     def update(self, a: Assessment, *, sample: str, frame: int, attempt: int) -> None:
         def pad(values, fill):
@@ -66,10 +74,6 @@ class _AssessmentReading:
             v[f"rwp_{i}"] = _num(rwp)
         self._values = v
 
-    def read(self) -> dict[str, dict[str, Any]]:
-        t = time.time()
-        return {f"{self.name}_{k}": {"value": v, "timestamp": t} for k, v in self._values.items()}
-
     def describe(self) -> dict[str, dict[str, Any]]:
         out = {}
         for k, v in self._values.items():
@@ -83,23 +87,13 @@ class _AssessmentReading:
         return out
 
 
-class _FitReading:
-    """A bluesky Readable of the leading candidate's Pawley profile, read into the ``fit``
-    stream: ``fit_frame_seq_num``, ``fit_eg`` and ``fit_calculated`` (y_c on the frame's grid)."""
-
-    parent = None
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self._values: dict[str, Any] = {}
+class _FitReading(_Values):
+    """The leading candidate's Pawley profile, read into the ``fit`` stream:
+    ``fit_frame_seq_num``, ``fit_eg`` and ``fit_calculated`` (y_c on the frame's grid)."""
 
     def update(self, frame: int, eg: int, calculated: np.ndarray) -> None:
         self._values = {"frame_seq_num": int(frame), "eg": int(eg),
                         "calculated": np.asarray(calculated, np.float64)}
-
-    def read(self) -> dict[str, dict[str, Any]]:
-        t = time.time()
-        return {f"{self.name}_{k}": {"value": v, "timestamp": t} for k, v in self._values.items()}
 
     def describe(self) -> dict[str, dict[str, Any]]:
         n = int(self._values["calculated"].size)
@@ -167,11 +161,11 @@ def _shape_problem(reading: dict[str, dict[str, Any]], described: dict[str, dict
     return None
 
 
-def _read_checked(readables: list, detector, odd: list[int], described: dict[str, Any]):
+def _read_checked(scan: "_Scan"):
     """``trigger_and_read`` into ``primary`` with the detector's frame checked first.
 
     A frame of another shape than the detector described at the run's first read (what
-    the RunEngine caches for the stream's descriptor; kept in ``described``) is not
+    the RunEngine caches for the stream's descriptor; kept in ``scan.described``) is not
     emitted into ``primary`` (which would alter it, or every other frame): it is stored
     as measured in a stream of its own, ``odd_frame_<n>``. Returns None for a good frame,
     else the reason it is odd.
@@ -179,30 +173,31 @@ def _read_checked(readables: list, detector, odd: list[int], described: dict[str
     from bluesky.utils import short_uid
 
     group = short_uid("trigger")
-    for obj in readables:
+    for obj in scan.readables:
         if hasattr(obj, "trigger"):
             yield from bps.trigger(obj, group=group)
     yield from bps.wait(group=group)
     yield from bps.create("primary")
     reading: dict[str, dict[str, Any]] = {}
     try:
-        for obj in readables:
+        for obj in scan.readables:
             reading.update((yield from bps.read(obj)))
     except BaseException:
         yield from bps.drop()  # close the bundle, so the run can still record a decision
         raise
+    described = scan.described
     if not described:  # an ophyd Signal describes the shape of its value now: keep the first
-        described.update(detector.describe())
+        described.update(scan.detector.describe())
     problem = _shape_problem(reading, described)
     if problem is None:
         yield from bps.save()
         return None
     yield from bps.drop()
-    odd.append(len(odd) + 1)
-    stream = f"odd_frame_{odd[-1]}"
+    scan.odd += 1
+    stream = f"odd_frame_{scan.odd}"
     own = {k: v for k, v in reading.items() if k in described}
     yield from bps.create(stream)
-    yield from bps.read(_Frame(detector.name, own, described))
+    yield from bps.read(_Frame(scan.detector.name, own, described))
     yield from bps.save()
     return f"{problem}: the frame is stored as measured in stream {stream!r} and not assessed"
 
@@ -308,7 +303,7 @@ class _Scan:
     recorder: _AssessmentReading
     agent: Agent
     early: dict[int, Result] = field(default_factory=dict)  # assessments handed over before their turn
-    odd: list[int] = field(default_factory=list)  # odd frames stored so far (their stream numbers)
+    odd: int = 0  # odd frames stored so far (each in its own stream)
     described: dict[str, Any] = field(default_factory=dict)  # the detector's description at the first read
     frame_key: str = ""  # data key of the frame
     fit: _FitReading = field(default_factory=lambda: _FitReading("fit"))
@@ -317,6 +312,15 @@ class _Scan:
         """Whether ``a`` has a Pawley profile on the grid of this run's frames."""
         shape = self.described.get(self.frame_key, {}).get("shape")
         return a.fit is not None and shape is not None and list(np.shape(a.fit)) == list(shape)
+
+    def record(self, a: Assessment, *, label: str, frame: int, attempt: int):
+        """Emit ``a`` as the next ``symmetry`` event (its Pawley profile first, to ``fit``,
+        when it has one on the frame's grid: a live view draws it with its decision)."""
+        if frame >= 0 and self.fits_the_frame(a):
+            self.fit.update(frame, a.candidates[0].eg, a.fit)
+            yield from bps.trigger_and_read([self.fit], name="fit")
+        self.recorder.update(a, sample=label, frame=frame, attempt=attempt)
+        yield from bps.trigger_and_read([self.recorder], name="symmetry")
 
 
 def _frame_and_decision(scan: _Scan, t: float, label: str, attempt: int):
@@ -328,14 +332,13 @@ def _frame_and_decision(scan: _Scan, t: float, label: str, attempt: int):
     the agent's result if it has come, else ``verdict="interrupted"``.
     """
     try:
-        problem = yield from _read_checked(scan.readables, scan.detector, scan.odd, scan.described)
+        problem = yield from _read_checked(scan)
     except (RunEngineControlException, CatalogWriteError) as exc:
         # abort or stop during the exposure, or the catalog failing to take the frame (its
         # documents now go to the spool file), ends the run: the exposure is recorded as cut short
         a = Assessment.interrupted(f"{type(exc).__name__} during the exposure: no frame was assessed",
                                    count_time_s=t, model_id=scan.agent.model_id)
-        scan.recorder.update(a, sample=label, frame=-1, attempt=attempt)
-        yield from bps.trigger_and_read([scan.recorder], name="symmetry")
+        yield from scan.record(a, label=label, frame=-1, attempt=attempt)
         raise
     except Exception as exc:
         return Assessment.failure(_cause(exc), count_time_s=t, model_id=scan.agent.model_id), -1
@@ -348,8 +351,7 @@ def _frame_and_decision(scan: _Scan, t: float, label: str, attempt: int):
         a = _finished(scan.callback, seq, scan.early)
         if a is None:
             a = Assessment.interrupted(exc, count_time_s=t, model_id=scan.agent.model_id)
-        scan.recorder.update(a, sample=label, frame=seq, attempt=attempt)
-        yield from bps.trigger_and_read([scan.recorder], name="symmetry")
+        yield from scan.record(a, label=label, frame=seq, attempt=attempt)
         raise
 
 
@@ -556,11 +558,7 @@ def symmetry_scan(
                 yield from bps.mv(source.exposure, t)
                 yield from bps.checkpoint()
                 a, seq = yield from _frame_and_decision(scan, t, label, attempt)
-                if seq >= 0 and scan.fits_the_frame(a):  # before its decision, which a live view draws
-                    scan.fit.update(seq, a.candidates[0].eg, a.fit)
-                    yield from bps.trigger_and_read([scan.fit], name="fit")
-                recorder.update(a, sample=label, frame=seq, attempt=attempt)
-                yield from bps.trigger_and_read([recorder], name="symmetry")
+                yield from scan.record(a, label=label, frame=seq, attempt=attempt)
                 if a.verdict != "remeasure" or a.suggested_count_time_s is None:
                     break
                 t = float(np.clip(a.suggested_count_time_s, t, max_count_time))
