@@ -43,8 +43,7 @@ def _direct_stage(prob, base, free, scales, lower, upper, group, passive, broade
     def residual(p):
         full = base.copy()
         full[free] = base[free] + p * scales[free]
-        n_g = prob.g0.size
-        ne = prob.normal(full[:n_g], float(full[n_g]), full[n_g + 1:], group, broadening)
+        ne = prob.normal(*stages.split(prob, full), group, broadening)
         return ne.weighted_residual(linear.solve_passive(ne.matrix, ne.rhs, passive))
 
     lo = (lower[free] - base[free]) / scales[free]

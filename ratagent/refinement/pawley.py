@@ -260,12 +260,11 @@ def instrument_for(pattern: Pattern, instrument: Instrument | None) -> Instrumen
 
 def _result(eg: int, prob: stages.Problem, theta: np.ndarray, notes: list[str], ok: bool,
             fit: Any = None) -> PawleyResult:
-    n_g = prob.g0.size
     group, ne, x, passive, nnls_ok = stages.solve(prob, theta)
     if not nnls_ok:
         ok = False
         notes.append("non-negative intensity solve did not reach its optimum")
-    g, zero, prof = theta[:n_g], float(theta[n_g]), theta[n_g + 1 :]
+    g, zero, prof = stages.split(prob, theta)
     r = ne.weighted_residual(x)
     n_obs = r.size
     n_refl = x.size - ne.n_free

@@ -19,7 +19,7 @@ from ratagent.refinement.config import PawleyConfig
 from ratagent.refinement.profile import chebyshev_basis, design_matrix, tch_fwhm_eta
 from ratagent.refinement.reflections import Reflections
 
-__all__ = ["Problem", "bic", "parameter_bounds", "refine", "solve", "start_theta"]
+__all__ = ["Problem", "bic", "parameter_bounds", "parameter_names", "refine", "solve", "split", "start_theta"]
 
 # scale of one unit of each scaled non-linear parameter (what least_squares sees)
 _ZERO_SCALE_DEG = 0.01
@@ -116,11 +116,10 @@ class Problem:
         )
 
 
-def _unpack(prob: Problem, p: np.ndarray, base: np.ndarray, free: np.ndarray, scales: np.ndarray):
-    full = base.copy()
-    full[free] = base[free] + p * scales[free]
+def split(prob: Problem, theta: np.ndarray) -> tuple[np.ndarray, float, np.ndarray]:
+    """θ as (metric parameters g, zero shift, profile U, V, W, X, Y, P): its layout."""
     n_g = prob.g0.size
-    return full[:n_g], float(full[n_g]), full[n_g + 1 :]
+    return theta[:n_g], float(theta[n_g]), theta[n_g + 1 :]
 
 
 def parameter_names(prob: Problem) -> list[str]:
@@ -149,11 +148,9 @@ def _stage(prob, base, free, scales, lower, upper, group, passive, broadening, c
         lo, hi = lower[i], upper[i]
         params.add(n, value=float(np.clip(base[i], lo + 1e-12 * abs(lo), hi - 1e-12 * abs(hi))),
                    min=lo, max=hi, vary=bool(free[i]))
-    n_g = prob.g0.size
-
     def residual(p):
-        v = np.fromiter(p.valuesdict().values(), float, len(names))
-        ne = prob.normal(v[:n_g], float(v[n_g]), v[n_g + 1:], group, broadening)
+        g, zero, prof = split(prob, np.fromiter(p.valuesdict().values(), float, len(names)))
+        ne = prob.normal(g, zero, prof, group, broadening)
         x = linear.solve_passive(ne.matrix, ne.rhs, passive)
         return ne.weighted_residual(x)
 
@@ -165,8 +162,7 @@ def _stage(prob, base, free, scales, lower, upper, group, passive, broadening, c
 
 
 def solve(prob, theta, broadening=1.0, passive=None):
-    n_g = prob.g0.size
-    g, zero, prof = theta[:n_g], float(theta[n_g]), theta[n_g + 1 :]
+    g, zero, prof = split(prob, theta)
     group = prob.groups(g, zero, prof, broadening)
     ne = prob.normal(g, zero, prof, group, broadening)
     x, passive, ok = linear.solve_nonnegative(ne.matrix, ne.rhs, ne.n_free, passive)
