@@ -12,7 +12,7 @@ from pathlib import Path
 
 from ratagent.patterns import QGrid
 
-__all__ = ["TINY_GRID", "free_port", "reachable", "tiny_agent", "tiny_checkpoint"]
+__all__ = ["TINY_GRID", "free_port", "reachable", "stop_process", "tiny_agent", "tiny_checkpoint"]
 
 #: 2θ 5–90° at 0.1° for Cu Kα1 (851 points): a coarse model grid for fast tests.
 TINY_GRID = QGrid(two_theta_min_deg=5.0, two_theta_max_deg=90.0, step_deg=0.1)
@@ -61,3 +61,15 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def stop_process(process, timeout: float = 30.0) -> None:
+    """Terminate a service a test started (a ``subprocess.Popen``); kill it if it lingers."""
+    import subprocess
+
+    process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()

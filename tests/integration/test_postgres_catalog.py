@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from bluesky import RunEngine
 
-from ratagent.testing import free_port, reachable
+from ratagent.testing import free_port, reachable, stop_process
 
 pytestmark = pytest.mark.slow
 
@@ -59,11 +59,7 @@ def postgres_tiled(tmp_path):
             time.sleep(0.3)
         yield uri
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.kill()
+        stop_process(server)
         log.close()
         _admin(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
 

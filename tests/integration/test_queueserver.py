@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from ratagent.testing import free_port, reachable
+from ratagent.testing import free_port, reachable, stop_process
 
 pytestmark = pytest.mark.slow
 
@@ -56,11 +56,7 @@ def manager(tmp_path):
         except Exception:
             pass
         RM.close()
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_process(proc)
         log.close()
         catalog.close()
 
