@@ -16,7 +16,7 @@ import bluesky.preprocessors as bpp
 import numpy as np
 from bluesky.utils import RunEngineControlException
 
-from plans.detector import frame_source
+from plans.detector import awaited, exposure_signal, read_frame_source
 from ratagent.agent import Agent, Assessment
 from ratagent.callbacks import AssessmentCallback, Result
 from ratagent.catalog import CatalogWriteError
@@ -187,7 +187,7 @@ def _read_checked(scan: "_Scan"):
         raise
     described = scan.described
     if not described:  # an ophyd Signal describes the shape of its value now: keep the first
-        described.update(scan.detector.describe())
+        described.update((yield from awaited(scan.detector.describe)))
     problem = _shape_problem(reading, described)
     if problem is None:
         yield from bps.save()
@@ -228,7 +228,7 @@ def _instrument_for(detector, wavelength: float | None, radiation: str | None):
 
     if radiation is None:
         signal = getattr(detector, "radiation", None)
-        radiation = str(signal.get()) if signal is not None else "mono"
+        radiation = str(signal.get()) if hasattr(signal, "get") else "mono"
     if radiation.lower() == "mono":
         return None  # the agent fits one line at each frame's own wavelength
     try:
@@ -237,11 +237,11 @@ def _instrument_for(detector, wavelength: float | None, radiation: str | None):
         raise ValueError(f"{detector.name}: {exc}") from None
 
 
-def _mounted_name(holder) -> str:
-    """The name of the mounted sample from a changer's (or detector's) ``sample_name``; ""
-    when it states none."""
+def _mounted_name(holder):
+    """Plan: the name of the mounted sample from a changer's (or detector's) ``sample_name``;
+    "" when it states none."""
     signal = getattr(holder, "sample_name", None)
-    return "" if signal is None else str(signal.get())
+    return "" if signal is None else str((yield from bps.rd(signal)))
 
 
 def _versions() -> dict[str, str]:
@@ -377,6 +377,20 @@ def _check_arguments(count_time, max_count_time, max_remeasure, samples, changer
     return cell
 
 
+def _check_agent(agent, checkpoint, agent_config, radiation) -> None:
+    """``agent`` is an Agent, or None with the default agent's settings (checked before anything moves)."""
+    if agent is None:
+        return
+    given = {k: v for k, v in (("radiation", radiation), ("checkpoint", checkpoint),
+                               ("agent_config", agent_config)) if v is not None}
+    if given:
+        raise ValueError(f"{', '.join(f'{k}={v!r}' for k, v in given.items())}: for the default agent "
+                         "only; build the agent you pass with them (Agent(load(checkpoint), "
+                         "AgentConfig(...), instrument=Instrument.for_radiation(...)))")
+    if not isinstance(agent, Agent):
+        raise TypeError(f"agent must be a ratagent.agent.Agent, got {type(agent).__name__}")
+
+
 def _the_agent(agent, detector, source, checkpoint, agent_config, radiation, max_count_time) -> Agent:
     """``agent``, or the default one (``checkpoint``, ``agent_config``, ``radiation``), with
     the plan's ``max_count_time``."""
@@ -388,17 +402,9 @@ def _the_agent(agent, detector, source, checkpoint, agent_config, radiation, max
             config = AgentConfig(**(agent_config or {}))
         except TypeError as exc:
             raise ValueError(f"agent_config={agent_config!r}: {exc}") from None
-        instrument = _instrument_for(detector, source.wavelength, radiation)
+        instrument = _instrument_for(detector, source.wavelength,
+                                     radiation if radiation is not None else source.radiation)
         agent = Agent(load(checkpoint), config, instrument=instrument)
-    else:
-        given = {k: v for k, v in (("radiation", radiation), ("checkpoint", checkpoint),
-                                   ("agent_config", agent_config)) if v is not None}
-        if given:
-            raise ValueError(f"{', '.join(f'{k}={v!r}' for k, v in given.items())}: for the default agent "
-                             "only; build the agent you pass with them (Agent(load(checkpoint), "
-                             "AgentConfig(...), instrument=Instrument.for_radiation(...)))")
-        if not isinstance(agent, Agent):
-            raise TypeError(f"agent must be a ratagent.agent.Agent, got {type(agent).__name__}")
     if agent.config.max_count_time_s != max_count_time:
         from dataclasses import replace
 
@@ -526,8 +532,10 @@ def symmetry_scan(
     read are stored, the decision in progress not.)
     """
     cell = _check_arguments(count_time, max_count_time, max_remeasure, samples, changer, cell)
-    source = frame_source(detector, field=field, exposure=exposure, two_theta=two_theta,
-                          wavelength=wavelength)
+    _check_agent(agent, checkpoint, agent_config, radiation)
+    exposure = exposure_signal(detector, exposure)  # named before any message
+    source = yield from read_frame_source(detector, field=field, exposure=exposure, two_theta=two_theta,
+                                          wavelength=wavelength)
     agent = _the_agent(agent, detector, source, checkpoint, agent_config, radiation, max_count_time)
 
     # the sample's cell: ``cell`` for all, else the changer's per sample, else the one the
@@ -552,7 +560,8 @@ def symmetry_scan(
         for name in samples if samples is not None else [None]:
             if name is not None:
                 yield from bps.mv(changer, name)
-            label = name if name is not None else _mounted_name(changer if changer is not None else detector)
+            label = name if name is not None else (
+                yield from _mounted_name(changer if changer is not None else detector))
             t = float(count_time)
             for attempt in range(max_remeasure + 1):
                 yield from bps.mv(source.exposure, t)
