@@ -7,6 +7,7 @@ and runs the agent on a worker thread.
 
 import math
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
@@ -323,6 +324,39 @@ class _Scan:
         yield from bps.trigger_and_read([self.recorder], name="symmetry")
 
 
+def _expose(scan: _Scan, t: float, label: str, attempt: int):
+    """Expose and read one frame into ``primary``; returns its ``seq_num``, or −1 and the
+    failure (a failed readout, an odd frame) as the frame's assessment.
+
+    When the run ends during the exposure (abort, stop, Ctrl-C, or the catalog failing to
+    take the frame: its documents then go to the spool file), the exposure is recorded as
+    cut short (``verdict="interrupted"``, frame −1) before the error goes on.
+    """
+    try:
+        problem = yield from _read_checked(scan)
+    except (RunEngineControlException, CatalogWriteError) as exc:
+        a = Assessment.interrupted(f"{type(exc).__name__} during the exposure: no frame was assessed",
+                                   count_time_s=t, model_id=scan.agent.model_id)
+        yield from scan.record(a, label=label, frame=-1, attempt=attempt)
+        raise
+    except Exception as exc:
+        return -1, Assessment.failure(_cause(exc), count_time_s=t, model_id=scan.agent.model_id)
+    if problem is not None:
+        return -1, Assessment.failure(problem, count_time_s=t, model_id=scan.agent.model_id)
+    return scan.callback.last_seq, None
+
+
+def _record_unfinished(scan: _Scan, pending: dict[int, tuple[str, int, float]], exc: BaseException):
+    """Record a decision for every frame still assessed when the run ends: the agent's
+    result if it has come, else ``verdict="interrupted"``."""
+    for seq, (label, attempt, t) in sorted(pending.items()):
+        a = _finished(scan.callback, seq, scan.early)
+        if a is None:
+            a = Assessment.interrupted(exc, count_time_s=t, model_id=scan.agent.model_id)
+        yield from scan.record(a, label=label, frame=seq, attempt=attempt)
+    pending.clear()
+
+
 def _frame_and_decision(scan: _Scan, t: float, label: str, attempt: int):
     """Expose and read one frame, then wait for its assessment; returns it and the frame's
     ``seq_num`` (−1 when no frame reached ``primary``).
@@ -331,27 +365,71 @@ def _frame_and_decision(scan: _Scan, t: float, label: str, attempt: int):
     ends (abort, stop, Ctrl-C) while the frame is assessed, its decision is still stored:
     the agent's result if it has come, else ``verdict="interrupted"``.
     """
-    try:
-        problem = yield from _read_checked(scan)
-    except (RunEngineControlException, CatalogWriteError) as exc:
-        # abort or stop during the exposure, or the catalog failing to take the frame (its
-        # documents now go to the spool file), ends the run: the exposure is recorded as cut short
-        a = Assessment.interrupted(f"{type(exc).__name__} during the exposure: no frame was assessed",
-                                   count_time_s=t, model_id=scan.agent.model_id)
-        yield from scan.record(a, label=label, frame=-1, attempt=attempt)
-        raise
-    except Exception as exc:
-        return Assessment.failure(_cause(exc), count_time_s=t, model_id=scan.agent.model_id), -1
-    if problem is not None:
-        return Assessment.failure(problem, count_time_s=t, model_id=scan.agent.model_id), -1
-    seq = scan.callback.last_seq
+    seq, failure = yield from _expose(scan, t, label, attempt)
+    if failure is not None:
+        return failure, seq
     try:
         return (yield from _wait_for(scan.callback, seq, scan.early, POLL_S)), seq
     except Exception as exc:
-        a = _finished(scan.callback, seq, scan.early)
-        if a is None:
-            a = Assessment.interrupted(exc, count_time_s=t, model_id=scan.agent.model_id)
-        yield from scan.record(a, label=label, frame=seq, attempt=attempt)
+        yield from _record_unfinished(scan, {seq: (label, attempt, t)}, exc)
+        raise
+
+
+def _next_count_time(a: Assessment, t: float, attempt: int, max_remeasure: int, max_count_time: float):
+    """The count time of the next measurement of a sample, or None when it is decided."""
+    if a.verdict != "remeasure" or a.suggested_count_time_s is None or attempt >= max_remeasure:
+        return None
+    return float(np.clip(a.suggested_count_time_s, t, max_count_time))
+
+
+def _sequential(scan: _Scan, names: list, mount, exposure, count_time, max_count_time, max_remeasure):
+    """Each sample in turn: measure, wait for the decision, re-measure while asked."""
+    for name in names:
+        label = yield from mount(name)
+        t, attempt = float(count_time), 0
+        while t is not None:
+            yield from bps.mv(exposure, t)
+            yield from bps.checkpoint()
+            a, seq = yield from _frame_and_decision(scan, t, label, attempt)
+            yield from scan.record(a, label=label, frame=seq, attempt=attempt)
+            t, attempt = _next_count_time(a, t, attempt, max_remeasure, max_count_time), attempt + 1
+
+
+def _pipelined(scan: _Scan, names: list, mount, exposure, count_time, max_count_time, max_remeasure):
+    """Measure the next sample while the last frames are assessed; come back to a sample
+    whose verdict asks for more counting after the samples already queued (time order).
+
+    Decisions are recorded in frame order as they arrive; the plan waits only when there
+    is nothing left to measure.
+    """
+    todo = deque((name, 0, float(count_time)) for name in names)
+    pending: dict[int, tuple[Any, str, int, float]] = {}  # frame seq_num → (name, label, attempt, count time)
+    try:
+        while todo or pending:
+            if todo:
+                name, attempt, t = todo.popleft()
+                label = yield from mount(name)
+                yield from bps.mv(exposure, t)
+                yield from bps.checkpoint()
+                seq, failure = yield from _expose(scan, t, label, attempt)
+                if failure is not None:
+                    yield from scan.record(failure, label=label, frame=seq, attempt=attempt)
+                else:
+                    pending[seq] = (name, label, attempt, t)
+            else:
+                yield from bps.checkpoint()
+                yield from bps.sleep(POLL_S)
+            for seq in sorted(pending):  # in frame order: stop at the first one still assessed
+                a = _finished(scan.callback, seq, scan.early)
+                if a is None:
+                    break
+                name, label, attempt, t = pending.pop(seq)
+                yield from scan.record(a, label=label, frame=seq, attempt=attempt)
+                t = _next_count_time(a, t, attempt, max_remeasure, max_count_time)
+                if t is not None:
+                    todo.append((name, attempt + 1, t))
+    except Exception as exc:
+        yield from _record_unfinished(scan, {k: v[1:] for k, v in pending.items()}, exc)
         raise
 
 
@@ -405,11 +483,12 @@ def _the_agent(agent, detector, source, checkpoint, agent_config, radiation, max
         instrument = _instrument_for(detector, source.wavelength,
                                      radiation if radiation is not None else source.radiation)
         agent = Agent(load(checkpoint), config, instrument=instrument)
-    if agent.config.max_count_time_s != max_count_time:
+    if agent.config.max_count_time_s != max_count_time:  # a copy: the caller's agent is left as it is
+        from copy import copy
         from dataclasses import replace
 
-        agent = Agent(agent.classifier, replace(agent.config, max_count_time_s=float(max_count_time)),
-                      agent.instrument)
+        agent = copy(agent)  # of its own class, with what it holds
+        agent.config = replace(agent.config, max_count_time_s=float(max_count_time))
     return agent
 
 
@@ -448,6 +527,7 @@ def symmetry_scan(
     checkpoint: str | None = None,
     agent_config: dict | None = None,
     radiation: str | None = None,
+    pipeline: bool = False,
     md: dict | None = None,
 ):
     """Measure samples and decide each one's extinction group live, counting longer when asked.
@@ -508,6 +588,11 @@ def symmetry_scan(
         :data:`ratagent.instrument.RADIATIONS`) or ``"mono"`` (one line at the detector's
         wavelength). Default: the detector's ``radiation`` configuration signal where it
         has one, else ``"mono"``. Recorded in the start document.
+    pipeline : bool
+        Measure the next sample while the agent assesses the last frames, instead of
+        waiting for each decision: the beamline is idle only for the last decisions. A
+        sample whose verdict asks for more counting is measured again after the samples
+        already queued. Decisions are recorded in frame order as they arrive.
     md : dict, optional
         Metadata merged into the start document.
 
@@ -549,27 +634,25 @@ def symmetry_scan(
     recorder = _AssessmentReading("assessment")
     readables = [detector, *source.readables] + ([] if changer is None else [changer])
     _md = {**_start_document(detector, source, changer, samples, agent, count_time=count_time,
-                             max_count_time=max_count_time, max_remeasure=max_remeasure, cell=cell),
+                             max_count_time=max_count_time, max_remeasure=max_remeasure, cell=cell,
+                             pipeline=bool(pipeline)),
            **(md or {})}
+
+    def mount(name):
+        """Mount sample ``name`` (None: what is mounted); returns its label."""
+        if name is not None:
+            yield from bps.mv(changer, name)
+            return name
+        return (yield from _mounted_name(changer if changer is not None else detector))
+
+    measure = _pipelined if pipeline else _sequential
 
     @bpp.stage_decorator([detector])
     @bpp.subs_decorator(callback)
     @bpp.run_decorator(md=_md)
     def inner():
         scan = _Scan(readables, detector, callback, recorder, agent, frame_key=source.field)
-        for name in samples if samples is not None else [None]:
-            if name is not None:
-                yield from bps.mv(changer, name)
-            label = name if name is not None else (
-                yield from _mounted_name(changer if changer is not None else detector))
-            t = float(count_time)
-            for attempt in range(max_remeasure + 1):
-                yield from bps.mv(source.exposure, t)
-                yield from bps.checkpoint()
-                a, seq = yield from _frame_and_decision(scan, t, label, attempt)
-                yield from scan.record(a, label=label, frame=seq, attempt=attempt)
-                if a.verdict != "remeasure" or a.suggested_count_time_s is None:
-                    break
-                t = float(np.clip(a.suggested_count_time_s, t, max_count_time))
+        yield from measure(scan, list(samples) if samples is not None else [None], mount, source.exposure,
+                           count_time, max_count_time, max_remeasure)
 
     return (yield from inner())
