@@ -60,8 +60,9 @@ def _cases(dev_every: int, n_minerals: int, seed: int):
         yield "dev, no cell", pattern, None
 
 
-def time_cases(dev_every: int, n_minerals: int, seed: int) -> dict[str, list[float]]:
-    """Seconds per assessment of each case, by kind, on the code imported here."""
+def time_cases(dev_every: int, n_minerals: int, seed: int) -> dict[str, list]:
+    """Seconds per assessment of each case, by kind, on the code imported here; and under
+    ``"verdicts"`` each case's verdict and leading EG (a speed change must keep them)."""
     import torch
     from threadpoolctl import threadpool_limits
     from tqdm import tqdm
@@ -72,13 +73,14 @@ def time_cases(dev_every: int, n_minerals: int, seed: int) -> dict[str, list[flo
 
     torch.set_num_threads(1)
     agent = Agent(load(), instrument=Instrument())
-    times: dict[str, list[float]] = {}
+    times: dict[str, list] = {"verdicts": []}
     cases = list(_cases(dev_every, n_minerals, seed))
     with threadpool_limits(1):
         for kind, pattern, cell in tqdm(cases, desc="assessments", file=sys.stderr):
             t0 = time.perf_counter()
-            agent.assess_safely(pattern, cell=cell, count_time=1.0)
+            a = agent.assess_safely(pattern, cell=cell, count_time=1.0)
             times.setdefault(kind, []).append(time.perf_counter() - t0)
+            times["verdicts"].append(f"{a.verdict} {a.candidates[0].eg if a.candidates else 0}")
     return times
 
 
@@ -162,6 +164,10 @@ def main() -> None:
         return
     ref = _reference_times(args.reference, args) if args.reference else {}
     print("machine: 1 process, 1 thread per side")
+    verdicts = times.pop("verdicts")
+    if ref:
+        same = sum(a == b for a, b in zip(verdicts, ref.pop("verdicts"), strict=True))
+        print(f"same verdict and leading EG as {args.reference}: {same}/{len(verdicts)} cases")
     for kind, ts in times.items():
         line = f"{kind:17s} this code: {_summary(ts)}"
         if kind in ref:

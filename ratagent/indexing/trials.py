@@ -26,6 +26,7 @@ from functools import cache
 
 import numpy as np
 
+from ratagent.indexing._count import count as _compiled_count
 from ratagent.indexing.merit import centring_mask
 
 __all__ = [
@@ -445,8 +446,32 @@ _COUNT_CHUNK = 2048
 _COUNT_BLOCK = 4_000_000
 
 
-def _count(name: str, p: np.ndarray, q_obs: np.ndarray, tol_q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _count(name: str, p: np.ndarray, q_obs: np.ndarray, tol_q: np.ndarray,
+           max_missing: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Lines indexed by each trial (within ``tol_q``) and the sum of |Δq|/tol over them.
+
+    With ``max_missing``, a trial is given up at its ``max_missing + 1``-th unindexed
+    line (its count then stops there: less than ``len(q_obs) − max_missing``). Compiled
+    (:mod:`ratagent.indexing._count`) where numba is installed, else :func:`_count_numpy`,
+    which computes the same in blocks of trials.
+    """
+    if len(p) and _compiled_count is not None:
+        sys_ = SYSTEMS[name]
+        full = p @ sys_.matrix.T
+        terms, hk = _plane(name)
+        q_max = float(q_obs[-1] + tol_q[-1])
+        a_min, b_min = least_q(full)
+        h_top = np.floor(np.sqrt(q_max / np.maximum(a_min, 1e-12)))
+        k_top = np.floor(np.sqrt(q_max / np.maximum(b_min, 1e-12)))
+        return _compiled_count(np.ascontiguousarray(full), np.ascontiguousarray(p, dtype=float),
+                               terms, hk.astype(float), q_obs.astype(np.float32), tol_q.astype(np.float32),
+                               h_top, k_top, q_max, len(q_obs) if max_missing is None else int(max_missing))
+    return _count_numpy(name, p, q_obs, tol_q)
+
+
+def _count_numpy(name: str, p: np.ndarray, q_obs: np.ndarray,
+                 tol_q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_count` in numpy, every trial on every line.
 
     A term (h, k) can index a line only if |h| ≤ √(q_max / a′) and |k| ≤ √(q_max / b′),
     with a′ and b′ the least q(h, k, l)/h² and /k² over the other indices
@@ -565,10 +590,11 @@ def screen(
     # Pass 1 on the first lines only: most trials fail there, cheaply.
     if first_pass:
         n1 = min(n_l, 7)
-        n_idx, _ = _count(name, p, q_obs[:n1], tol_q[:n1])
-        ok = n_idx >= n1 - min(max_missing, _FIRST_PASS_MISSING)
+        allowed = min(max_missing, _FIRST_PASS_MISSING)
+        n_idx, _ = _count(name, p, q_obs[:n1], tol_q[:n1], allowed)
+        ok = n_idx >= n1 - allowed
         p, full, n_est = p[ok], full[ok], n_est[ok]
-    n_idx, err = _count(name, p, q_obs, tol_q)
+    n_idx, err = _count(name, p, q_obs, tol_q, max_missing)
     good = n_idx >= n_l - max_missing
     if not good.any():
         return p[:0], n_idx[:0]

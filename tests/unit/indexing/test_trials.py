@@ -100,3 +100,26 @@ def test_triclinic_count_matches_every_hkl():
     assert np.mean(n_fast == n_slow) >= 0.99, np.flatnonzero(n_fast != n_slow)
     full = triclinic_trials(q, tol)
     assert np.max(_count("triclinic", full, q, tol)[0]) == len(q)
+
+
+@pytest.mark.parametrize("name", [*CELLS, "triclinic"])
+def test_compiled_count_equals_the_numpy_count_and_gives_up_only_failed_trials(name):
+    """The compiled count gives the numpy count, trial for trial; with ``max_missing`` it
+    stops only trials that leave more lines unindexed (the screen drops those)."""
+    pytest.importorskip("numba")
+    from ratagent.indexing import lines_from_cell
+    from ratagent.indexing.trials import _count_numpy
+    from ratagent.indexing.triclinic import triclinic_trials
+
+    cell = CELLS.get(name, (7.1262, 7.8520, 5.5724, 89.99, 101.11, 106.03))  # kyanite for triclinic
+    tth = lines_from_cell(cell, 1, CU_KA1_ANGSTROM)[:12]
+    q, tol = inv_d2_of_two_theta(tth, CU_KA1_ANGSTROM), inv_d2_slope(tth, CU_KA1_ANGSTROM) * 0.06
+    p = triclinic_trials(q, tol) if name == "triclinic" else solve_trials(name, q)
+    p = np.random.default_rng(1).permutation(p[np.all(p[:, :3] > 0.004, axis=1)])[:600]
+    n_np, err_np = _count_numpy(name, p, q, tol)
+    n_c, err_c = _count(name, p, q, tol)
+    assert np.array_equal(n_np, n_c)
+    assert np.allclose(err_np, err_c, rtol=1e-5, atol=1e-5)
+    n_stop, _ = _count(name, p, q, tol, max_missing=2)
+    passed = n_np >= len(q) - 2
+    assert np.array_equal(n_stop[passed], n_np[passed]) and np.all(n_stop[~passed] < len(q) - 2)
