@@ -142,8 +142,9 @@ def _close(a: np.ndarray, b: np.ndarray) -> bool:
 
 
 @functools.lru_cache(maxsize=1024)
-def _fixed_point_projectors(hall: str) -> tuple[tuple[np.ndarray, np.ndarray] | None, ...]:
-    """For each operation g = (R, t) of the group, the affine map x ↦ P x + q onto its fixed set, or None.
+def _fixed_point_projectors(hall: str) -> tuple[np.ndarray | None, ...]:
+    """For each operation g = (R, t) of the group, the affine map x ↦ P x + q onto its fixed set
+    as a 4 × 4 matrix [[P, q], [0, 1]], or None.
 
     The map is x ↦ (1/n) Σₖ g'ᵏ(x), k = 0 … n − 1, with n the order of R and g' = (R, t − w),
     w = (1/n) Σₖ Rᵏ t the intrinsic translation; ops whose w is not a lattice vector (screws,
@@ -167,10 +168,10 @@ def _fixed_point_projectors(hall: str) -> tuple[tuple[np.ndarray, np.ndarray] | 
             continue
         t = tran - np.round(w)
         shifts = np.cumsum([np.zeros(3)] + [pk @ t for pk in powers[:-1]], axis=0)  # Σ_{m<k} Rᵐ t
-        proj, off = sum(powers) / n, shifts.sum(0) / n
-        proj.setflags(write=False)
-        off.setflags(write=False)
-        out.append((proj, off))
+        affine = np.eye(4)
+        affine[:3, :3], affine[:3, 3] = sum(powers) / n, shifts.sum(0) / n
+        affine.setflags(write=False)
+        out.append(affine)
     return tuple(out)
 
 
@@ -186,16 +187,16 @@ def _special_position(hall: str, rng: np.random.Generator) -> np.ndarray:
                 break
     if not projectors:
         return x
-    # alternating projections onto the fixed sets, 12 rounds, as one affine map (4 × 4)
-    step = np.eye(4)
-    for proj, off in projectors:
-        step = np.block([[proj, off[:, None]], [np.zeros((1, 3)), np.ones((1, 1))]]) @ step
+    # alternating projections onto the fixed sets, 12 rounds, as one affine map
+    step = projectors[0]
+    for affine in projectors[1:]:
+        step = affine @ step
     rounds = np.linalg.matrix_power(step, 12)
     y = rounds[:3, :3] @ x + rounds[:3, 3]
     if len(projectors) > 1:
-        proj, off = projectors[0]
-        if not _close(proj @ y + off, y):
-            y = proj @ x + off  # the two fixed sets do not meet here; keep one
+        first = projectors[0]
+        if not _close(first[:3, :3] @ y + first[:3, 3], y):
+            y = first[:3, :3] @ x + first[:3, 3]  # the two fixed sets do not meet here; keep one
     return y % 1.0
 
 
@@ -228,22 +229,22 @@ def shortest_distance(frac: np.ndarray, cell: np.ndarray) -> float:
 
     Every pair (an atom with itself too) at every translation within ±1 cell along each
     axis, so exact for cells whose reduced angles are not far from 90°; used to scale
-    random cells, where that holds.
+    random cells, where that holds. Atoms closer than 10⁻⁹ Å count as one. The nearest
+    neighbours come from a k-d tree of the 27 n images (n log n, not n² · 27).
     """
+    from scipy.spatial import cKDTree
+
     frac = np.asarray(frac, dtype=float)
-    metric = lattice.metric_tensor(cell)
-    shifts = _SHIFTS
-    diff = ((frac[:, None, :] - frac[None, :, :]) % 1.0).reshape(-1, 3)  # (n², 3) in [0, 1)
-    # |v + s|² = v G vᵀ + 2 v G sᵀ + s G sᵀ, for all n² differences v and 27 shifts s at once
-    vg = diff @ metric
-    d2 = (
-        np.einsum("ij,ij->i", vg, diff)[:, None]
-        + 2.0 * (vg @ shifts.T)
-        + np.einsum("ij,jk,ik->i", shifts, metric, shifts)
-    )
-    if d2.min() < 1e-18:  # an atom at zero translation from itself (always there)
-        d2[d2 < 1e-18] = np.inf
-    return float(np.sqrt(d2.min()))
+    chol = np.linalg.cholesky(lattice.metric_tensor(cell))  # row vectors x ↦ x L, Cartesian
+    home = frac @ chol
+    images = ((frac[None, :, :] + _SHIFTS[:, None, :]).reshape(-1, 3)) @ chol
+    # the nearest image of each atom is itself (zero translation); the next is its nearest neighbour
+    dist = cKDTree(images).query(home, k=2)[0]
+    if np.all(dist[:, 1] >= 1e-9):
+        return float(dist[:, 1].min())
+    diff = (home[:, None, None, :] - images.reshape(len(_SHIFTS), len(frac), 3)[None]).reshape(-1, 3)
+    d = np.linalg.norm(diff, axis=1)  # coincident atoms: every distance, those above 1e-9
+    return float(d[d >= 1e-9].min())
 
 
 def random_crystal(
