@@ -332,13 +332,13 @@ def render_peaks(
 
 @functools.lru_cache(maxsize=256)
 def _window_offsets(
-    k: int, step_deg: float, dtype: torch.dtype, device: torch.device, index_dtype: torch.dtype
+    k: int, step_deg: float, dtype: torch.dtype, device: torch.device
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Grid offsets o = −k … k of a window: as indices (W, 1), in degrees (W, 1), and [1, o, o²] (W, 3)."""
     o = torch.arange(-k, k + 1, device=device)
     of = o.to(dtype)
     return (
-        o.to(index_dtype)[:, None],
+        o[:, None],
         (of * step_deg)[:, None],
         torch.stack([torch.ones_like(of), of, of * of], 1),
     )
@@ -413,15 +413,14 @@ def _render_packed(
         core = torch.ones_like(lorentz)
         coef_g = None
         p_t = 2.0 * asymmetry[keep] / torch.tan(torch.deg2rad(tth) / 2.0)
-    index_dtype = torch.int32 if b * width < 2**31 else torch.int64
-    base = (rows * width + centre.long() + margin).to(index_dtype)
+    base = rows * width + centre.long() + margin
 
     def values_l(j: torch.Tensor, k: int) -> torch.Tensor:
-        poly = _window_offsets(k, step_deg, dtype, dev, index_dtype)[2]
+        poly = _window_offsets(k, step_deg, dtype, dev)[2]
         return torch.mm(poly, coef_l[:, j]).reciprocal_()
 
     def values_core(j: torch.Tensor, k: int) -> torch.Tensor:
-        _, offs_deg, poly = _window_offsets(k, step_deg, dtype, dev, index_dtype)
+        _, offs_deg, poly = _window_offsets(k, step_deg, dtype, dev)
         if p_t is None:
             return torch.mm(poly, coef_g[:, j]).exp_()
         z = (offset[j] + offs_deg).mul_(inv_g[j])  # (W, M)
@@ -441,11 +440,12 @@ def _render_packed(
             if not count:
                 continue
             k = _WINDOW_BUCKETS[i]
-            offs = _window_offsets(k, step_deg, dtype, dev, index_dtype)[0]
+            offs = _window_offsets(k, step_deg, dtype, dev)[0]
             chunk = max(1, _CHUNK_ELEMENTS // (2 * k + 1))
             for s in range(start, start + count, chunk):
                 j = peaks[s : min(s + chunk, start + count)]
-                out.index_add_(0, (base[j] + offs).view(-1), values(j, k).view(-1))
+                # scatter_add_ rather than index_add_: the same sums, about a tenth faster on the CPU
+                out.scatter_add_(0, (base[j] + offs).view(-1), values(j, k).view(-1))
             start += count
 
     accumulate(lorentz, iw, values_l)
