@@ -126,13 +126,16 @@ def unique_reflections(
     hmax = np.floor(cell[:3] / d_min).astype(int)
     # Half of reciprocal space, h > 0 lexicographically: the Laue group holds −1, so every set
     # of equivalents is h and −h in pairs, half of them here (multiplicity: twice the count).
-    axes = [np.arange(0, hmax[0] + 1), np.arange(-hmax[1], hmax[1] + 1), np.arange(-hmax[2], hmax[2] + 1)]
-    grid = np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, 3)
-    h, k, l = grid.T
-    upper = (h > 0) | ((h == 0) & ((k > 0) | ((k == 0) & (l > 0))))
-    q2 = np.einsum("ij,ij->i", grid @ gstar, grid)
-    keep = (q2 <= 1.0 / d_min**2 * (1 + 1e-12)) & upper
-    grid = grid[keep]
+    h = np.arange(0, hmax[0] + 1, dtype=float)[:, None, None]
+    k = np.arange(-hmax[1], hmax[1] + 1, dtype=float)[None, :, None]
+    l = np.arange(-hmax[2], hmax[2] + 1, dtype=float)[None, None, :]
+    # 1/d² = h G* hᵀ on the whole (h, k, l) block by broadcasting
+    q2 = (gstar[0, 0] * h + 2.0 * gstar[0, 1] * k) * h + (gstar[1, 1] * k + 2.0 * gstar[1, 2] * l) * k
+    q2 = q2 + (gstar[2, 2] * l + 2.0 * gstar[0, 2] * h) * l
+    keep = q2 <= 1.0 / d_min**2 * (1 + 1e-12)
+    keep[0, : hmax[1]] = False  # h = 0, k < 0
+    keep[0, hmax[1], : hmax[2] + 1] = False  # h = k = 0, l ≤ 0
+    grid = np.argwhere(keep) - np.array([0, hmax[1], hmax[2]])
     if grid.size == 0:
         empty = np.zeros((0,), np.int32)
         return np.zeros((0, 3), np.int32), empty, np.zeros(0)

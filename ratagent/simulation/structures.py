@@ -212,10 +212,10 @@ def _min_distance(
         chol = np.linalg.cholesky(lattice.metric_tensor(cell))
     pts = np.concatenate([frac, new]) if len(frac) else new
     diff = new[:, None, :] - pts[None, :, :]
-    diff -= np.round(diff)  # minimum image in fractional coordinates (cells are not too skew)
+    diff -= np.rint(diff)  # minimum image in fractional coordinates (cells are not too skew)
     # |x|² = xᵀ G x = |Lᵀ x|² with G = L Lᵀ, i.e. the row vector x L for rows of fractions
     v = diff @ chol
-    d2 = np.einsum("ijk,ijk->ij", v, v)
+    d2 = (v * v).sum(-1)
     own = np.arange(len(new))
     d2[own, len(frac) + own] = np.inf  # an atom and itself
     return float(np.sqrt(d2.min())) if d2.size else np.inf
