@@ -6,9 +6,11 @@ reflections are **not stored** at all.
 
 Algorithm (:func:`reflection_list`)
 -----------------------------------
-1. Enumerate every h ≠ 0 with 1/d² = h G* hᵀ ≤ 1/d_min² (|h| ≤ a/d_min per axis).
+1. Enumerate every h ≠ 0 with 1/d² = h G* hᵀ ≤ 1/d_min² (|h| ≤ a/d_min per axis) in
+   the half of reciprocal space where h is lexicographically positive (its Friedel
+   mate −h is in the other half).
 2. Map each h through the Laue group (point group + inversion, from gemmi);
-   the largest image (lexicographic) is the representative, and the number of
+   the largest image (lexicographic) is the representative, and twice the number of
    enumerated points sharing it is the powder multiplicity.
 3. Drop representatives that are systematically absent (operation rule, see
    :func:`~.symmetry.is_absent`).
@@ -122,20 +124,30 @@ def unique_reflections(
     cell = lattice.check_cell(cell)
     gstar = lattice.reciprocal_metric(cell)
     hmax = np.floor(cell[:3] / d_min).astype(int)
-    axes = [np.arange(-m, m + 1) for m in hmax]
-    grid = np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, 3)
-    q2 = np.einsum("ni,ij,nj->n", grid, gstar, grid)
-    keep = (q2 <= 1.0 / d_min**2 * (1 + 1e-12)) & (q2 > 0)
-    grid = grid[keep]
+    # Half of reciprocal space, h > 0 lexicographically: the Laue group holds −1, so every set
+    # of equivalents is h and −h in pairs, half of them here (multiplicity: twice the count).
+    h = np.arange(0, hmax[0] + 1, dtype=float)[:, None, None]
+    k = np.arange(-hmax[1], hmax[1] + 1, dtype=float)[None, :, None]
+    l = np.arange(-hmax[2], hmax[2] + 1, dtype=float)[None, None, :]
+    # 1/d² = h G* hᵀ on the whole (h, k, l) block by broadcasting
+    q2 = (gstar[0, 0] * h + 2.0 * gstar[0, 1] * k) * h + (gstar[1, 1] * k + 2.0 * gstar[1, 2] * l) * k
+    q2 = q2 + (gstar[2, 2] * l + 2.0 * gstar[0, 2] * h) * l
+    keep = q2 <= 1.0 / d_min**2 * (1 + 1e-12)
+    keep[0, : hmax[1]] = False  # h = 0, k < 0
+    keep[0, hmax[1], : hmax[2] + 1] = False  # h = k = 0, l ≤ 0
+    grid = np.argwhere(keep) - np.array([0, hmax[1], hmax[2]])
     if grid.size == 0:
         empty = np.zeros((0,), np.int32)
         return np.zeros((0, 3), np.int32), empty, np.zeros(0)
-    images = np.einsum("ni,kij->knj", grid, symmetry.laue_rotations(hall))
     base = 2 * int(hmax.max()) * 2 + 3
     off = base // 2
-    keys = ((images[..., 0] + off) * base + images[..., 1] + off) * base + images[..., 2] + off
-    rep_key = keys.max(axis=0)
-    uniq, mult = np.unique(rep_key, return_counts=True)
+    # key(h R) = ((hR)₀ + off) base² + ((hR)₁ + off) base + (hR)₂ + off = h · (R c) + off (base² + base + 1),
+    # c = (base², base, 1): every image's key from one product (exact in float64: keys < 2⁵³)
+    weights = symmetry.laue_rotations(hall) @ np.array([base * base, base, 1], dtype=np.int64)  # (k, 3)
+    keys = grid.astype(float) @ weights.T.astype(float)
+    rep_key = np.rint(keys.max(axis=1)).astype(np.int64) + off * (base * base + base + 1)
+    uniq, half = np.unique(rep_key, return_counts=True)
+    mult = 2 * half
     hkl = np.stack([uniq // (base * base) - off, (uniq // base) % base - off, uniq % base - off], 1)
     allowed = ~symmetry.is_absent(hkl, hall)
     hkl, mult = hkl[allowed], mult[allowed]

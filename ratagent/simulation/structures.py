@@ -21,6 +21,7 @@ Random structures (:func:`random_crystal`)
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -135,64 +136,92 @@ def crystal_from_sites(
     )
 
 
-def _fixed_point_projector(rot: np.ndarray, tran: np.ndarray):
-    """For g = (R, t) with a fixed point, a function x ↦ (1/n) Σₖ g'ᵏ(x); else None."""
-    n, power = 1, rot.copy()
-    while not np.allclose(power, np.eye(3)):
-        power = power @ rot
-        n += 1
-        if n > 6:
-            return None
-    if n == 1:
-        return None
-    w = sum(np.linalg.matrix_power(rot, k) @ tran for k in range(n)) / n
-    if not np.allclose(w, np.round(w), atol=1e-6):
-        return None  # screw axis or glide plane: no fixed point
-    t = tran - np.round(w)
+def _close(a: np.ndarray, b: np.ndarray) -> bool:
+    """``np.allclose(a, b, atol=1e-6)`` for small arrays, without its overhead."""
+    return bool(np.all(np.abs(a - b) <= 1e-6 + 1e-5 * np.abs(b)))
 
-    def project(x: np.ndarray) -> np.ndarray:
-        acc, y = np.zeros(3), x.copy()
-        for _ in range(n):
-            acc += y
-            y = rot @ y + t
-        return acc / n
 
-    return project
+@functools.lru_cache(maxsize=1024)
+def _fixed_point_projectors(hall: str) -> tuple[np.ndarray | None, ...]:
+    """For each operation g = (R, t) of the group, the affine map x ↦ P x + q onto its fixed set
+    as a 4 × 4 matrix [[P, q], [0, 1]], or None.
+
+    The map is x ↦ (1/n) Σₖ g'ᵏ(x), k = 0 … n − 1, with n the order of R and g' = (R, t − w),
+    w = (1/n) Σₖ Rᵏ t the intrinsic translation; ops whose w is not a lattice vector (screws,
+    glides) and the identity have no fixed point of their own (None). Since
+    g'ᵏ(x) = Rᵏ x + Σ_{m<k} Rᵐ t', P = (1/n) Σₖ Rᵏ and q = (1/n) Σₖ Σ_{m<k} Rᵐ t'.
+    """
+    rots, trans = symmetry.space_group_ops(hall)
+    eye = np.eye(3, dtype=np.int64)
+    out: list[tuple[np.ndarray, np.ndarray] | None] = []
+    for rot, tran in zip(np.rint(rots).astype(np.int64), trans, strict=True):
+        powers = [eye]
+        while len(powers) <= 6 and not np.array_equal(powers[-1] @ rot, eye):
+            powers.append(powers[-1] @ rot)
+        n = len(powers)
+        if n == 1 or n > 6:
+            out.append(None)
+            continue
+        w = sum(pk @ tran for pk in powers) / n
+        if not _close(w, np.round(w)):
+            out.append(None)  # screw axis or glide plane: no fixed point
+            continue
+        t = tran - np.round(w)
+        shifts = np.cumsum([np.zeros(3)] + [pk @ t for pk in powers[:-1]], axis=0)  # Σ_{m<k} Rᵐ t
+        affine = np.eye(4)
+        affine[:3, :3], affine[:3, 3] = sum(powers) / n, shifts.sum(0) / n
+        affine.setflags(write=False)
+        out.append(affine)
+    return tuple(out)
 
 
 def _special_position(hall: str, rng: np.random.Generator) -> np.ndarray:
-    rot, tran = symmetry.space_group_ops(hall)
+    table = _fixed_point_projectors(hall)
     x = rng.random(3)
-    order = rng.permutation(len(rot))
+    order = rng.permutation(len(table))
     projectors = []
     for i in order:
-        proj = _fixed_point_projector(rot[i], tran[i])
-        if proj is not None:
-            projectors.append(proj)
+        if table[i] is not None:
+            projectors.append(table[i])
             if len(projectors) == (2 if rng.random() < 0.4 else 1):
                 break
     if not projectors:
         return x
-    y = x
-    for _ in range(12):  # alternating projections onto the fixed sets
-        for proj in projectors:
-            y = proj(y)
-    if len(projectors) > 1 and not np.allclose(projectors[0](y), y, atol=1e-6):
-        y = projectors[0](x)  # the two fixed sets do not meet here; keep one
+    # alternating projections onto the fixed sets, 12 rounds, as one affine map
+    step = projectors[0]
+    for affine in projectors[1:]:
+        step = affine @ step
+    rounds = np.linalg.matrix_power(step, 12)
+    y = rounds[:3, :3] @ x + rounds[:3, 3]
+    if len(projectors) > 1:
+        first = projectors[0]
+        if not _close(first[:3, :3] @ y + first[:3, 3], y):
+            y = first[:3, :3] @ x + first[:3, 3]  # the two fixed sets do not meet here; keep one
     return y % 1.0
 
 
-def _min_distance(frac: np.ndarray, new: np.ndarray, cell: np.ndarray) -> float:
-    """Smallest distance (Å) between ``new`` atoms and all atoms (``frac`` and ``new``)."""
+def _min_distance(
+    frac: np.ndarray, new: np.ndarray, cell: np.ndarray | None, chol: np.ndarray | None = None
+) -> float:
+    """Smallest distance (Å) between ``new`` atoms and all atoms (``frac`` and ``new``).
+
+    ``chol``, when given instead of ``cell``, is the Cholesky factor L of the cell's metric
+    tensor G = L Lᵀ.
+    """
+    if chol is None:
+        chol = np.linalg.cholesky(lattice.metric_tensor(cell))
     pts = np.concatenate([frac, new]) if len(frac) else new
     diff = new[:, None, :] - pts[None, :, :]
-    diff -= np.round(diff)  # minimum image in fractional coordinates (cells are not too skew)
+    diff -= np.rint(diff)  # minimum image in fractional coordinates (cells are not too skew)
     # |x|² = xᵀ G x = |Lᵀ x|² with G = L Lᵀ, i.e. the row vector x L for rows of fractions
-    dist = np.linalg.norm(diff @ np.linalg.cholesky(lattice.metric_tensor(cell)), axis=2)
-    k = len(frac)
-    for i in range(len(new)):
-        dist[i, k + i] = np.inf
-    return float(dist.min()) if dist.size else np.inf
+    v = diff @ chol
+    d2 = (v * v).sum(-1)
+    own = np.arange(len(new))
+    d2[own, len(frac) + own] = np.inf  # an atom and itself
+    return float(np.sqrt(d2.min())) if d2.size else np.inf
+
+
+_SHIFTS = np.array(list(np.ndindex(3, 3, 3))) - 1  # lattice translations with components −1, 0, 1
 
 
 def shortest_distance(frac: np.ndarray, cell: np.ndarray) -> float:
@@ -200,16 +229,22 @@ def shortest_distance(frac: np.ndarray, cell: np.ndarray) -> float:
 
     Every pair (an atom with itself too) at every translation within ±1 cell along each
     axis, so exact for cells whose reduced angles are not far from 90°; used to scale
-    random cells, where that holds.
+    random cells, where that holds. Atoms closer than 10⁻⁹ Å count as one. The nearest
+    neighbours come from a k-d tree of the 27 n images (n log n, not n² · 27).
     """
+    from scipy.spatial import cKDTree
+
     frac = np.asarray(frac, dtype=float)
-    shifts = np.array(np.meshgrid([-1, 0, 1], [-1, 0, 1], [-1, 0, 1], indexing="ij")).reshape(3, -1).T
-    diff = (frac[:, None, :] - frac[None, :, :]) % 1.0  # (n, n, 3) in [0, 1)
-    vec = diff[:, :, None, :] + shifts[None, None, :, :]  # (n, n, 27, 3)
-    chol = np.linalg.cholesky(lattice.metric_tensor(cell))
-    dist = np.linalg.norm(vec @ chol, axis=-1)
-    dist[dist < 1e-9] = np.inf  # an atom at zero translation from itself
-    return float(dist.min())
+    chol = np.linalg.cholesky(lattice.metric_tensor(cell))  # row vectors x ↦ x L, Cartesian
+    home = frac @ chol
+    images = ((frac[None, :, :] + _SHIFTS[:, None, :]).reshape(-1, 3)) @ chol
+    # the nearest image of each atom is itself (zero translation); the next is its nearest neighbour
+    dist = cKDTree(images).query(home, k=2)[0]
+    if np.all(dist[:, 1] >= 1e-9):
+        return float(dist[:, 1].min())
+    diff = (home[:, None, None, :] - images.reshape(len(_SHIFTS), len(frac), 3)[None]).reshape(-1, 3)
+    d = np.linalg.norm(diff, axis=1)  # coincident atoms: every distance, those above 1e-9
+    return float(d[d >= 1e-9].min())
 
 
 def random_crystal(
@@ -252,6 +287,7 @@ def random_crystal(
     palette = list(dict.fromkeys(rng.choice(ELEMENT_POOL, size=n_types)))
     b_of = {el: float(rng.uniform(*b_iso)) for el in palette}
     n_wanted = int(rng.integers(1, max_sites + 1))
+    shape_chol = np.linalg.cholesky(lattice.metric_tensor(shape))
 
     frac = np.zeros((0, 3))
     els: list[str] = []
@@ -264,9 +300,9 @@ def random_crystal(
                 continue
             # Checking at the volume of the atoms placed so far is conservative: later
             # atoms only enlarge the cell.
-            cell = shape.copy()
-            cell[:3] *= (v_atom * n_total) ** (1.0 / 3.0)
-            if _min_distance(frac, pts, cell) < min_distance:
+            # the metric of the shape scaled by s is s² G: its Cholesky factor is s L
+            scaled = shape_chol * (v_atom * n_total) ** (1.0 / 3.0)
+            if _min_distance(frac, pts, None, scaled) < min_distance:
                 continue
             frac = np.concatenate([frac, pts])
             els += [str(rng.choice(palette))] * len(pts)

@@ -102,13 +102,24 @@ def is_absent(hkl: np.ndarray, hall: str) -> np.ndarray:
     hkl = np.asarray(hkl)
     if hkl.ndim != 2 or hkl.shape[1] != 3:
         raise ValueError(f"hkl must have shape (n, 3), got {hkl.shape}")
-    rot, tran = space_group_ops(hall)
+    moved, tran = _translated_ops(hall)
     h = hkl.astype(float)
-    mapped = np.einsum("ni,mij->mnj", h, rot)  # (m, n, 3)
-    fixed = np.all(np.abs(mapped - h[None]) < 1e-6, axis=2)  # (m, n)
+    fixed = np.all(np.abs(h @ moved).reshape(len(h), -1, 3) < 1e-6, axis=2)  # (n, m): h R − h = 0
     phase = h @ tran.T  # (n, m)
     shifted = np.abs(phase - np.round(phase)) > 1e-6
-    return np.any(fixed & shifted.T, axis=0)
+    return np.any(fixed & shifted, axis=1)
+
+
+@functools.lru_cache(maxsize=1024)
+def _translated_ops(hall: str) -> tuple[np.ndarray, np.ndarray]:
+    """The operations with a translation t ∉ ℤ³ (no other can make h absent), as R − I side by
+    side, shape (3, 3m), and their translations (m, 3)."""
+    rot, tran = space_group_ops(hall)
+    some = np.any(np.abs(tran - np.round(tran)) > 1e-9, axis=1)
+    moved = (rot[some] - np.eye(3)).transpose(1, 0, 2).reshape(3, -1)
+    for a in (moved, tran[some]):
+        a.setflags(write=False)
+    return moved, tran[some]
 
 
 def orbit(xyz: np.ndarray, hall: str) -> np.ndarray:
@@ -127,5 +138,6 @@ def orbit(xyz: np.ndarray, hall: str) -> np.ndarray:
     rot, tran = space_group_ops(hall)
     pts = (rot @ np.asarray(xyz, float) + tran) % 1.0
     keys = np.round(pts * _ORBIT_KEY).astype(np.int64) % _ORBIT_KEY
-    _, first = np.unique(keys, axis=0, return_index=True)
+    keys = (keys[:, 0] * _ORBIT_KEY + keys[:, 1]) * _ORBIT_KEY + keys[:, 2]  # one integer per point
+    _, first = np.unique(keys, return_index=True)
     return pts[np.sort(first)] % 1.0
