@@ -340,3 +340,21 @@ def test_a_catalog_failing_on_a_frame_ends_the_run_and_spools_everything(agent, 
     assert docs[-1][0] == "stop" and docs[-1][1]["exit_status"] == "fail"
     assert "No space left" in docs[-1][1]["reason"]
     assert changer.sample_name.get() == "quartz"  # the run ended at the failure, not after halite
+
+
+def test_halt_mid_assessment_keeps_the_frames_and_records_an_abort(agent, beamline, catalog):
+    """``RE.halt()`` lets a plan write nothing more (no cleanup runs): the frames already
+    read are in the catalog and the stop document says ``abort``; the decision in
+    progress is not stored (abort or stop store it, see above)."""
+    det, changer = beamline
+    slow = _SlowAgent(agent.classifier, agent.config)
+    RE = RunEngine({})
+    RE.subscribe(catalog.writer)
+    threading.Timer(0.8, RE.request_pause).start()
+    with pytest.raises(RunEngineInterrupted):
+        RE(symmetry_scan(det, samples=["rutile", "rutile"], changer=changer, agent=slow, cell=None))
+    RE.halt()
+    run = catalog[catalog.uids()[-1]]
+    assert run["primary"].read()["det_intensity"].shape[0] == 1
+    assert "symmetry" not in run
+    assert run.metadata["stop"]["exit_status"] == "abort"
