@@ -16,6 +16,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import shutil
+import tempfile
 import threading
 import weakref
 from collections.abc import Callable, Iterator
@@ -134,13 +137,20 @@ class Catalog:
     spool : str or Path, optional
         Where a run's documents go when the catalog fails to store them
         (:class:`GuardedWriter`; default ``~/.ratagent/spool``).
+    read_only : bool
+        Open an existing embedded catalog for reading only. A folder this process cannot
+        write to (an archive, another user's catalog) is opened so without asking. The
+        embedded server writes its logs and database journal beside the data, so it
+        serves a copy of the folder made on opening (removed on :meth:`close`); the
+        folder itself is never touched, and :attr:`writer` refuses.
 
     Exactly one of ``directory`` and ``uri`` must be given. The catalog opens on
     construction; close it with :meth:`close` or use it as a context manager.
     """
 
     def __init__(self, directory: str | Path | None = None, *, uri: str | None = None,
-                 api_key: str | None = None, spool: str | Path | None = None) -> None:
+                 api_key: str | None = None, spool: str | Path | None = None,
+                 read_only: bool = False) -> None:
         if (directory is None) == (uri is None):
             raise ValueError(
                 f"give exactly one of directory and uri, got directory={directory!r}, uri={uri!r}")
@@ -151,11 +161,13 @@ class Catalog:
 
         self.directory = None if directory is None else Path(directory).resolve()
         self._server = None
+        self._snapshot: Path | None = None
+        self.read_only = bool(read_only)
         if self.directory is not None:
             from tiled.server import SimpleTiledServer
 
-            self.directory.mkdir(parents=True, exist_ok=True)
-            self._server = SimpleTiledServer(directory=self.directory)
+            served = self._served_folder()
+            self._server = SimpleTiledServer(directory=served)
             uri = self._server.uri
             logger.info("embedded tiled catalog in %s at %s", self.directory, uri)
             # the server's thread is not a daemon: without a close it would keep the process
@@ -168,10 +180,35 @@ class Catalog:
         self._writer = None
         self.spool = Path(spool) if spool is not None else DEFAULT_SPOOL
 
+    def _served_folder(self) -> Path:
+        """The folder the embedded server serves: the catalog's own, or for reading only a
+        copy of it."""
+        d = self.directory
+        if not self.read_only and d.exists() and not os.access(d, os.W_OK | os.X_OK):
+            logger.warning("%s is not writable by this process: opening it for reading only", d)
+            self.read_only = True
+        if not self.read_only:
+            d.mkdir(parents=True, exist_ok=True)
+            return d
+        if not (d / "catalog.db").is_file():
+            raise FileNotFoundError(f"{d} holds no catalog (no catalog.db) to open for reading")
+        self._snapshot = Path(tempfile.mkdtemp(prefix="ratagent-catalog-"))
+        copy = self._snapshot / "catalog"
+        shutil.copytree(d, copy, ignore=shutil.ignore_patterns("*.log"))
+        # the catalog's database names its data files by absolute path: point them at the copy
+        import sqlite3
+
+        with sqlite3.connect(copy / "catalog.db") as db:
+            db.execute("UPDATE assets SET data_uri = replace(data_uri, ?, ?)", (f"{d}/", f"{copy}/"))
+        db.close()
+        return copy
+
     @property
     def writer(self) -> GuardedWriter:
         """The writer to subscribe to the RunEngine (made on first use): a ``TiledWriter``
         for this catalog, guarded so that a failing catalog loses nothing (:class:`GuardedWriter`)."""
+        if self.read_only:
+            raise PermissionError(f"{self!r} is open for reading only: runs cannot be written to it")
         if self._writer is None:
             self._writer = GuardedWriter(self._tiled_writer(), self.spool, self._where())
         return self._writer
@@ -182,7 +219,7 @@ class Catalog:
         holds entries at its root (written before, or a facility's server) is used as it is."""
         if RUNS in self.client:
             return self.client[RUNS]
-        if len(self.client):
+        if len(self.client) or self.read_only:
             return self.client
         from tiled.structures.core import Spec
 
@@ -201,6 +238,8 @@ class Catalog:
 
     def import_spool(self, path: str | Path) -> str:
         """Store a run from a spool file (:class:`GuardedWriter`) in this catalog; its uid."""
+        if self.read_only:
+            raise PermissionError(f"{self!r} is open for reading only: {path} cannot be imported into it")
         writer = self._tiled_writer()
         uid = None
         for name, doc in read_spool(path):
@@ -232,6 +271,9 @@ class Catalog:
         finally:
             if server is not None:
                 server.close()
+            snapshot, self._snapshot = self._snapshot, None
+            if snapshot is not None:
+                shutil.rmtree(snapshot, ignore_errors=True)
 
     def __enter__(self) -> Catalog:
         return self
@@ -241,4 +283,4 @@ class Catalog:
 
     def __repr__(self) -> str:
         where = f"directory={str(self.directory)!r}" if self.directory else f"uri={self.uri!r}"
-        return f"Catalog({where})"
+        return f"Catalog({where}{', read_only=True' if self.read_only else ''})"
