@@ -59,12 +59,15 @@ def _export(args: argparse.Namespace) -> int:
 def _table(rows: dict[str, dict]) -> str:
     head = (
         f"{'':14s} {'n':>5s} {'top-1':>7s} {'top-5':>7s} {'system':>7s} {'NLL':>6s} {'ECE':>6s} {'DAG≤2':>6s}"
+        f" {'desc.':>6s} {'anc.':>6s} {'branch':>6s}"
     )
     lines = [head]
     for name, r in rows.items():
+        dag = r["dag"]
         lines.append(
             f"{name:14s} {r['n']:5d} {r['top1']:7.1%} {r['top5']:7.1%} {r['crystal_system']:7.1%} "
-            f"{r['nll']:6.2f} {r['ece']:6.3f} {r['dag']['within_2']:6.1%}"
+            f"{r['nll']:6.2f} {r['ece']:6.3f} {dag['within_2']:6.1%}"
+            + "".join(f" {dag.get(k, float('nan')):6.1%}" for k in ("descendant", "ancestor", "branch"))
         )
     return "\n".join(lines)
 
@@ -73,7 +76,14 @@ def _evaluate(args: argparse.Namespace) -> int:
     from ratagent.model.calibration import Calibration
     from ratagent.model.inference import load
     from training.calibrate import cross_fitted_probs, network_scores
-    from training.evaluate import evaluate_probs, load_dev_set, plot_report, prior_probs, write_report
+    from training.evaluate import (
+        evaluate_probs,
+        load_dev_set,
+        plot_error_flows,
+        plot_report,
+        prior_probs,
+        write_report,
+    )
 
     if args.pipeline:
         return _pipeline(args)
@@ -100,6 +110,7 @@ def _evaluate(args: argparse.Namespace) -> int:
               "synthetic": {"bank": args.synthetic, "results": synthetic}}  # fmt: skip
     path = write_report(report, args.out)
     plots = plot_report(cross, eg, args.out, title=f"model {clf.model_id[:8]}, 2-fold calibration")
+    plots.append(plot_error_flows({"paper prior": prior_probs(eg.size), "model 2-fold": cross}, eg, args.out))
     print(f"report: {path}; plots: {', '.join(str(p) for p in plots)}")
     if args.card:
         card = _write_card_section(args.checkpoint, rows, args.dev, synthetic, args.synthetic)

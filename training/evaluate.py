@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from ratagent.crystallography import N_EG, extinction_group, read_paper_prior
-from ratagent.crystallography.dag import distance_matrix
+from ratagent.crystallography.dag import distance_matrix, eg_dag
 from ratagent.model.calibration import (
     expected_calibration_error,
     negative_log_likelihood,
@@ -24,8 +24,11 @@ from ratagent.model.calibration import (
 from ratagent.patterns import CU_KA1_ANGSTROM, Pattern
 
 __all__ = [
+    "ERROR_KINDS",
+    "error_kinds",
     "evaluate_probs",
     "load_dev_set",
+    "plot_error_flows",
     "plot_report",
     "prior_probs",
     "synthetic_scores",
@@ -40,12 +43,33 @@ def _systems() -> np.ndarray:
     return np.array([extinction_group(eg).crystal_system for eg in range(1, N_EG + 1)])
 
 
+#: How a wrong top-1 EG sits against the true one on the paper's DAG (the talk's analysis):
+#: a descendant has lost extinction conditions (lower symmetry), an ancestor gained some,
+#: a branch jump is neither.
+ERROR_KINDS = ("descendant", "ancestor", "branch")
+
+
+def error_kinds(predicted: np.ndarray, true: np.ndarray) -> np.ndarray:
+    """The :data:`ERROR_KINDS` entry of each error (EG numbers 1–99, ``predicted != true``)."""
+    import networkx as nx
+
+    graph = eg_dag("paper")
+    below = {n: nx.descendants(graph, n) for n in graph}
+    out = []
+    for p, t in zip(np.asarray(predicted, int), np.asarray(true, int), strict=True):
+        if p == t:
+            raise ValueError(f"EG {p} is the true EG: not an error")
+        out.append("descendant" if p in below[t] else "ancestor" if t in below[p] else "branch")
+    return np.array(out, dtype=object)
+
+
 def evaluate_probs(probs: np.ndarray, eg_true: np.ndarray) -> dict[str, Any]:
     """Metrics of EG posteriors against true EGs (1–99).
 
     Returns a dict with n, top1, top5, crystal_system (accuracy of the top-1's system),
     nll (nats), ece (15 equal-width bins), dag (errors only: mean undirected distance on
-    the paper's DAG, fraction within 1 and within 2 hops — comparable with the talk) and
+    the paper's DAG, fraction within 1 and within 2 hops, and the share of descendant,
+    ancestor and branch errors — :func:`error_kinds`, comparable with the talk) and
     per_eg_recall ({EG: [recall, support]}).
     """
     p = np.asarray(probs, float)
@@ -61,6 +85,7 @@ def evaluate_probs(probs: np.ndarray, eg_true: np.ndarray) -> dict[str, Any]:
     systems = _systems()
     wrong = top != t
     dist = distance_matrix("paper")[top[wrong], t[wrong]].astype(float)
+    kinds = error_kinds(top[wrong] + 1, y[wrong])
     recall = {}
     for eg in np.unique(y):
         sel = y == eg
@@ -77,6 +102,7 @@ def evaluate_probs(probs: np.ndarray, eg_true: np.ndarray) -> dict[str, Any]:
             "mean_distance": float(dist.mean()) if dist.size else 0.0,
             "within_1": float((dist <= 1).mean()) if dist.size else 1.0,
             "within_2": float((dist <= 2).mean()) if dist.size else 1.0,
+            **{k: float((kinds == k).mean()) if kinds.size else 0.0 for k in ERROR_KINDS},
         },
         "per_eg_recall": recall,
     }
@@ -217,3 +243,57 @@ def plot_report(probs: np.ndarray, eg_true: np.ndarray, out_dir: str | Path, tit
     fig.savefig(paths[-1], dpi=110, bbox_inches="tight")
     plt.close(fig)
     return paths
+
+
+_KIND_COLOUR = {"descendant": "tab:blue", "ancestor": "tab:red", "branch": "0.55"}
+
+
+def plot_error_flows(named_probs: dict[str, np.ndarray], eg_true: np.ndarray, out_dir: str | Path) -> Path:
+    """The top-1 errors of each posterior as flows on the paper's EG DAG, side by side.
+
+    Nodes are EGs in rows of the DAG's generations (most extinction conditions at the
+    top); a node's size is the number of errors on patterns of that true EG; an arrow
+    runs from the true EG to the predicted one, coloured by :func:`error_kinds`
+    (descendant blue, ancestor red, branch grey) and as wide as log(1 + count).
+    Written to ``out_dir/error_flows.png``.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import networkx as nx
+
+    graph = eg_dag("paper")
+    for layer, nodes in enumerate(nx.topological_generations(graph)):
+        for n in nodes:
+            graph.nodes[n]["layer"] = -layer
+    pos = nx.multipartite_layout(graph, subset_key="layer", align="horizontal")
+    y = np.asarray(eg_true, int)
+    fig, axes = plt.subplots(1, len(named_probs), figsize=(7 * len(named_probs), 6.5), squeeze=False)
+    for ax, (name, probs) in zip(axes[0], named_probs.items(), strict=True):
+        top = np.asarray(probs, float).argmax(axis=1) + 1
+        wrong = top != y
+        kinds = error_kinds(top[wrong], y[wrong])
+        size = np.bincount(y[wrong], minlength=N_EG + 1)
+        nx.draw_networkx_edges(graph, pos, ax=ax, edge_color="0.9", arrows=False, width=0.5)
+        flows: dict[tuple[int, int, str], int] = {}
+        for t, p, k in zip(y[wrong], top[wrong], kinds, strict=True):
+            flows[(int(t), int(p), k)] = flows.get((int(t), int(p), k), 0) + 1
+        for (t, p, k), n in flows.items():
+            ax.annotate("", xy=pos[p], xytext=pos[t], arrowprops={
+                "arrowstyle": "-|>", "color": _KIND_COLOUR[k], "lw": 0.4 + np.log1p(n), "alpha": 0.6,
+                "connectionstyle": "arc3,rad=0.15", "shrinkA": 3, "shrinkB": 3})
+        nodes = list(graph)
+        nx.draw_networkx_nodes(graph, pos, nodelist=nodes, ax=ax, node_color="0.3",
+                               node_size=[8 + 25 * size[n] for n in nodes])
+        share = ", ".join(f"{k} {np.mean(kinds == k):.0%}" for k in ERROR_KINDS) if kinds.size else "none"
+        ax.set_title(f"{name}: {int(wrong.sum())} top-1 errors ({share})", fontsize=10)
+        ax.set_axis_off()
+    handles = [plt.Line2D([], [], color=c, lw=2, label=k) for k, c in _KIND_COLOUR.items()]
+    fig.legend(handles=handles, loc="lower center", ncol=3, frameon=False)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "error_flows.png"
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return path

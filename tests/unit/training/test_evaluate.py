@@ -3,7 +3,15 @@
 import numpy as np
 import pytest
 
-from training.evaluate import evaluate_probs, load_dev_set, plot_report, prior_probs, write_report
+from training.evaluate import (
+    error_kinds,
+    evaluate_probs,
+    load_dev_set,
+    plot_error_flows,
+    plot_report,
+    prior_probs,
+    write_report,
+)
 
 
 def _one_hot_like(eg, p=0.9):
@@ -27,6 +35,9 @@ def test_metrics_on_hand_made_posteriors(tmp_path):
     # errors: 2 predicted as 4 (paper DAG: 4 -> 2 is an edge), 10 predicted as 7 (distance >= 1)
     assert r["dag"]["n_errors"] == 2
     assert r["dag"]["within_1"] >= 0.5
+    # P21 read as P21/c gained a condition (ancestor); P212121 read as P--- is a branch jump
+    # on the paper's DAG (its edges leave P212121 for monoclinic P21, not for P---)
+    assert r["dag"]["ancestor"] == r["dag"]["branch"] == pytest.approx(0.5)
     assert r["per_eg_recall"][4] == [1.0, 1] and r["per_eg_recall"][2] == [0.0, 1]
     # confidence 0.9 everywhere, accuracy 0.5: ECE = 0.4
     assert r["ece"] == pytest.approx(0.4)
@@ -68,3 +79,21 @@ def test_synthetic_scores_render_held_out_bank_patterns_for_the_model_grid(tmp_p
     assert set(eg) <= bank_egs
     chance = evaluate_probs(uniform_probs(eg.size), eg)
     assert chance["nll"] == pytest.approx(np.log(99))
+
+
+def test_error_kinds_follow_the_extinction_conditions():
+    """On the DAG: P 21/b 1 1 (EG 4: the 21 screw and the b glide) read as P 21 1 1 (EG 2)
+    lost a condition (descendant); the reverse gained one (ancestor); P 21 1 1 read as
+    P b 1 1 (EG 3) is neither (branch); P 21 1 1 read as triclinic P (EG 99) lost its
+    only condition."""
+    kinds = error_kinds(np.array([2, 4, 3, 99]), np.array([4, 2, 2, 2]))
+    assert kinds.tolist() == ["descendant", "ancestor", "branch", "descendant"]
+    with pytest.raises(ValueError, match="not an error"):
+        error_kinds(np.array([5]), np.array([5]))
+
+
+def test_error_flows_plot_the_model_beside_the_prior(tmp_path):
+    true = np.array([4, 2, 94, 10, 2])
+    probs = np.stack([_one_hot_like(eg) for eg in (2, 4, 94, 7, 3)])
+    path = plot_error_flows({"prior": prior_probs(true.size), "model": probs}, true, tmp_path)
+    assert path.name == "error_flows.png" and path.stat().st_size > 10_000
