@@ -17,7 +17,10 @@ flagging every frame.
   :func:`wavelength_from_energy` of a monochromator's energy), else the detector's
   ``wavelength`` configuration.
 
-Data keys come from the signals' own names, so the same code serves any naming scheme.
+Data keys come from the signals' own names, so the same code serves any naming scheme
+(``det_x`` in ophyd, ``det-x`` in ophyd-async). Inside a plan, :func:`read_frame_source`
+reads the description and configuration through RunEngine messages, so an ophyd-async
+device's coroutines are awaited in the RunEngine's loop.
 """
 
 from __future__ import annotations
