@@ -21,7 +21,7 @@ agent and no cells, once sequential and once with ``pipeline=True``, for each ex
 decisions (what a longer queue of samples sees).
 
     python benchmarks/assess.py [--dev-every 19] [--minerals 8] [--reference REV]
-    python benchmarks/assess.py --dead-time [--exposures 1 5 10] [--samples 6]
+    python benchmarks/assess.py --dead-time [--exposures 1 5 10] [--samples 8]
 """
 
 from __future__ import annotations
@@ -153,7 +153,7 @@ def main() -> None:
     ap.add_argument("--json", action="store_true", help=argparse.SUPPRESS)  # the reference's subprocess
     ap.add_argument("--dead-time", action="store_true", help="the beamline part (real-time scans)")
     ap.add_argument("--exposures", type=float, nargs="+", default=[1.0, 5.0, 10.0])
-    ap.add_argument("--samples", type=int, default=6, help="samples per dead-time scan")
+    ap.add_argument("--samples", type=int, default=8, help="samples per dead-time scan")
     args = ap.parse_args()
     if args.dead_time:
         dead_time(args.exposures, args.samples, args.seed)
