@@ -102,7 +102,15 @@ def test_pipeline_ended_mid_run_stores_a_decision_for_every_frame(agent, catalog
     slow.delay = 1.5  # frames pile up behind the agent
     RE = RunEngine({})
     RE.subscribe(catalog.writer)
-    threading.Timer(1.0, RE.request_pause).start()
+    frames = []
+
+    def pause_after_the_second_frame(name, doc):  # the agent is still at the first one
+        if name == "event" and "det_intensity" in doc["data"]:
+            frames.append(doc["seq_num"])
+            if len(frames) == 2:
+                threading.Timer(0.0, RE.request_pause).start()
+
+    RE.subscribe(pause_after_the_second_frame)
     with pytest.raises(RunEngineInterrupted):
         RE(symmetry_scan(det, samples=["rutile", "quartz", "halite", "calcite"], changer=changer, agent=slow,
                          pipeline=True))
