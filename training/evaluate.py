@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from ratagent.crystallography import N_EG, extinction_group, read_paper_prior
-from ratagent.crystallography.dag import distance_matrix, eg_dag
+from ratagent.crystallography.dag import descendants, distance_matrix, eg_dag
 from ratagent.model.calibration import (
     expected_calibration_error,
     negative_log_likelihood,
@@ -51,15 +51,12 @@ ERROR_KINDS = ("descendant", "ancestor", "branch")
 
 def error_kinds(predicted: np.ndarray, true: np.ndarray) -> np.ndarray:
     """The :data:`ERROR_KINDS` entry of each error (EG numbers 1–99, ``predicted != true``)."""
-    import networkx as nx
-
-    graph = eg_dag("paper")
-    below = {n: nx.descendants(graph, n) for n in graph}
     out = []
     for p, t in zip(np.asarray(predicted, int), np.asarray(true, int), strict=True):
         if p == t:
             raise ValueError(f"EG {p} is the true EG: not an error")
-        out.append("descendant" if p in below[t] else "ancestor" if t in below[p] else "branch")
+        out.append("descendant" if p in descendants(int(t), "paper") else
+                   "ancestor" if t in descendants(int(p), "paper") else "branch")
     return np.array(out, dtype=object)
 
 
@@ -263,11 +260,12 @@ def plot_error_flows(named_probs: dict[str, np.ndarray], eg_true: np.ndarray, ou
     import matplotlib.pyplot as plt
     import networkx as nx
 
-    graph = eg_dag("paper")
+    graph = eg_dag("paper")  # shared and cached: the layers go on a copy
+    layered = nx.DiGraph(graph)
     for layer, nodes in enumerate(nx.topological_generations(graph)):
         for n in nodes:
-            graph.nodes[n]["layer"] = -layer
-    pos = nx.multipartite_layout(graph, subset_key="layer", align="horizontal")
+            layered.nodes[n]["layer"] = -layer
+    pos = nx.multipartite_layout(layered, subset_key="layer", align="horizontal")
     y = np.asarray(eg_true, int)
     fig, axes = plt.subplots(1, len(named_probs), figsize=(7 * len(named_probs), 6.5), squeeze=False)
     for ax, (name, probs) in zip(axes[0], named_probs.items(), strict=True):

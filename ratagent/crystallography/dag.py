@@ -171,14 +171,16 @@ def neighbours(eg: int) -> list[int]:
     return sorted(set(g.predecessors(n)) | set(g.successors(n)))
 
 
-def ancestors(eg: int) -> set[int]:
-    """EGs from which ``eg`` is reached (more extinction conditions, higher symmetry)."""
-    return set(nx.ancestors(eg_dag(), _node(eg)))
+def ancestors(eg: int, edges: str = "union") -> set[int]:
+    """EGs from which ``eg`` is reached (more extinction conditions, higher symmetry) on the
+    graph ``edges`` picks (:func:`eg_dag`)."""
+    return set(nx.ancestors(eg_dag(edges), _node(eg)))
 
 
-def descendants(eg: int) -> set[int]:
-    """EGs reached from ``eg`` (fewer extinction conditions, lower symmetry)."""
-    return set(nx.descendants(eg_dag(), _node(eg)))
+def descendants(eg: int, edges: str = "union") -> set[int]:
+    """EGs reached from ``eg`` (fewer extinction conditions, lower symmetry) on the graph
+    ``edges`` picks (:func:`eg_dag`)."""
+    return set(nx.descendants(eg_dag(edges), _node(eg)))
 
 
 @cache
