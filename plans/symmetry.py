@@ -10,14 +10,14 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
-from typing import Any
+from typing import Any, NamedTuple
 
 import bluesky.plan_stubs as bps
 import bluesky.preprocessors as bpp
 import numpy as np
 from bluesky.utils import RunEngineControlException
 
-from plans.detector import awaited, exposure_signal, read_frame_source
+from plans.detector import awaited, read_frame_source
 from ratagent.agent import Agent, Assessment
 from ratagent.callbacks import AssessmentCallback, Result
 from ratagent.catalog import CatalogWriteError
@@ -346,15 +346,23 @@ def _expose(scan: _Scan, t: float, label: str, attempt: int):
     return scan.callback.last_seq, None
 
 
-def _record_unfinished(scan: _Scan, pending: dict[int, tuple[str, int, float]], exc: BaseException):
+class _InFlight(NamedTuple):
+    """A frame read into ``primary`` whose assessment has not been recorded yet."""
+
+    name: Any  # the sample name given to the plan (None: what was mounted)
+    label: str
+    attempt: int
+    count_time: float
+
+
+def _record_unfinished(scan: _Scan, pending: dict[int, _InFlight], exc: BaseException):
     """Record a decision for every frame still assessed when the run ends: the agent's
     result if it has come, else ``verdict="interrupted"``."""
-    for seq, (label, attempt, t) in sorted(pending.items()):
+    for seq, f in sorted(pending.items()):
         a = _finished(scan.callback, seq, scan.early)
         if a is None:
-            a = Assessment.interrupted(exc, count_time_s=t, model_id=scan.agent.model_id)
-        yield from scan.record(a, label=label, frame=seq, attempt=attempt)
-    pending.clear()
+            a = Assessment.interrupted(exc, count_time_s=f.count_time, model_id=scan.agent.model_id)
+        yield from scan.record(a, label=f.label, frame=seq, attempt=f.attempt)
 
 
 def _frame_and_decision(scan: _Scan, t: float, label: str, attempt: int):
@@ -371,7 +379,7 @@ def _frame_and_decision(scan: _Scan, t: float, label: str, attempt: int):
     try:
         return (yield from _wait_for(scan.callback, seq, scan.early, POLL_S)), seq
     except Exception as exc:
-        yield from _record_unfinished(scan, {seq: (label, attempt, t)}, exc)
+        yield from _record_unfinished(scan, {seq: _InFlight(None, label, attempt, t)}, exc)
         raise
 
 
@@ -403,7 +411,7 @@ def _pipelined(scan: _Scan, names: list, mount, exposure, count_time, max_count_
     is nothing left to measure.
     """
     todo = deque((name, 0, float(count_time)) for name in names)
-    pending: dict[int, tuple[Any, str, int, float]] = {}  # frame seq_num → (name, label, attempt, count time)
+    pending: dict[int, _InFlight] = {}  # by the frame's seq_num
     try:
         while todo or pending:
             if todo:
@@ -415,7 +423,7 @@ def _pipelined(scan: _Scan, names: list, mount, exposure, count_time, max_count_
                 if failure is not None:
                     yield from scan.record(failure, label=label, frame=seq, attempt=attempt)
                 else:
-                    pending[seq] = (name, label, attempt, t)
+                    pending[seq] = _InFlight(name, label, attempt, t)
             else:
                 yield from bps.checkpoint()
                 yield from bps.sleep(POLL_S)
@@ -423,13 +431,13 @@ def _pipelined(scan: _Scan, names: list, mount, exposure, count_time, max_count_
                 a = _finished(scan.callback, seq, scan.early)
                 if a is None:
                     break
-                name, label, attempt, t = pending.pop(seq)
-                yield from scan.record(a, label=label, frame=seq, attempt=attempt)
-                t = _next_count_time(a, t, attempt, max_remeasure, max_count_time)
+                f = pending.pop(seq)
+                yield from scan.record(a, label=f.label, frame=seq, attempt=f.attempt)
+                t = _next_count_time(a, f.count_time, f.attempt, max_remeasure, max_count_time)
                 if t is not None:
-                    todo.append((name, attempt + 1, t))
+                    todo.append((f.name, f.attempt + 1, t))
     except Exception as exc:
-        yield from _record_unfinished(scan, {k: v[1:] for k, v in pending.items()}, exc)
+        yield from _record_unfinished(scan, pending, exc)
         raise
 
 
@@ -618,7 +626,6 @@ def symmetry_scan(
     """
     cell = _check_arguments(count_time, max_count_time, max_remeasure, samples, changer, cell)
     _check_agent(agent, checkpoint, agent_config, radiation)
-    exposure = exposure_signal(detector, exposure)  # named before any message
     source = yield from read_frame_source(detector, field=field, exposure=exposure, two_theta=two_theta,
                                           wavelength=wavelength)
     agent = _the_agent(agent, detector, source, checkpoint, agent_config, radiation, max_count_time)
