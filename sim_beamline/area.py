@@ -92,6 +92,10 @@ class SimAreaDetector(make_fake_device(_PowderAreaDetector)):
         shape = tuple(int(n) for n in self.geometry.detector.max_shape)
         self._pixel_two_theta = self.geometry.center_array(shape, unit="2th_deg")
         self._solid_angle = self.geometry.solidAngleArray(shape)  # relative to the pixel at the PONI
+        lo, hi = float(self._pixel_two_theta.min()), float(self._pixel_two_theta.max())
+        self._instrument = Instrument.synchrotron(  # a fine grid over the detector's 2θ, one line
+            self.geometry.wavelength * 1e10, two_theta_min_deg=max(lo - 0.1, 0.5), two_theta_max_deg=hi + 0.1,
+            step_deg=0.005)
         self._ioc(shape)
 
     def _ioc(self, shape: tuple[int, int]) -> None:
@@ -141,10 +145,7 @@ class SimAreaDetector(make_fake_device(_PowderAreaDetector)):
         from ratagent.simulation.pattern import simulate_pattern
 
         s = self.mounted()
-        lo, hi = float(self._pixel_two_theta.min()), float(self._pixel_two_theta.max())
-        inst = Instrument.synchrotron(self.geometry.wavelength * 1e10, two_theta_min_deg=max(lo - 0.1, 0.5),
-                                      two_theta_max_deg=hi + 0.1, step_deg=0.005)
-        p = simulate_pattern(s.record, inst, self.rng, background=s.background)
+        p = simulate_pattern(s.record, self._instrument, self.rng, background=s.background)
         relative = np.interp(self._pixel_two_theta, p.two_theta, p.intensity)
         expected = self.flux_counts_per_s * count_time * s.scattering_power * relative * self._solid_angle
         return self.rng.poisson(np.clip(expected, 0.0, None)).astype(np.uint32)
