@@ -213,6 +213,7 @@ def amorphous_hump(
 
 def poisson_counts(intensity: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
     """Counting noise: a Poisson draw N ~ Poisson(I) at each point (I in expected counts)."""
-    if torch.any(intensity < 0):
-        raise ValueError(f"expected counts must be non-negative, min is {float(intensity.min())}")
+    if not bool(torch.all(intensity >= 0)):  # NaN fails this too
+        bad = intensity[~(intensity >= 0)]
+        raise ValueError(f"expected counts must be non-negative and not NaN, found {float(bad[0])}")
     return torch.poisson(intensity, generator=generator)

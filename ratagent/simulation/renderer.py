@@ -45,6 +45,8 @@ _GAUSS_K = 4.0 * math.log(2.0)
 _ERF_K = 2.0 * math.sqrt(math.log(2.0))
 _CORE_FWHM = 3.0  # half-width, in Γ, of the window of the Gaussian part and the asymmetry
 _CHUNK_ELEMENTS = 1 << 18  # window points per scatter chunk: temporaries stay in the CPU caches
+_CHUNK_ELEMENTS_GPU = 1 << 24  # on a GPU: fewer, larger launches (a chunk of 2²⁴ floats is 64 MiB)
+_NEGLIGIBLE = 1e-12  # peaks weaker than this share of their pattern's strongest are not drawn
 
 
 @dataclass(frozen=True, eq=False)
@@ -371,6 +373,11 @@ def _render_packed(
     centre = torch.round((two_theta - grid_start_deg) / step_deg)
     keep = (intensity != 0) & torch.isfinite(two_theta)
     keep &= (centre + need >= 0) & (centre - need <= n_points - 1)
+    # A peak 10⁻¹² of its pattern's strongest adds nothing a float32 sum can hold, and its
+    # window coefficients (∝ 1/intensity) would overflow to ±inf and turn the row into NaN.
+    strongest = torch.zeros(b, dtype=dtype, device=dev).scatter_reduce_(
+        0, rows, torch.where(keep, intensity.abs(), torch.zeros_like(intensity)), "amax")
+    keep &= intensity.abs() > _NEGLIGIBLE * strongest[rows]
     rows, tth, inten, g, e, need, centre = (
         t[keep] for t in (rows, two_theta, intensity, fwhm, eta, need, centre)
     )
@@ -414,6 +421,7 @@ def _render_packed(
         coef_g = None
         p_t = 2.0 * asymmetry[keep] / torch.tan(torch.deg2rad(tth) / 2.0)
     base = rows * width + centre.long() + margin
+    chunk_elements = _CHUNK_ELEMENTS if dev.type == "cpu" else _CHUNK_ELEMENTS_GPU
 
     def values_l(j: torch.Tensor, k: int) -> torch.Tensor:
         poly = _window_offsets(k, step_deg, dtype, dev)[2]
@@ -441,7 +449,7 @@ def _render_packed(
                 continue
             k = _WINDOW_BUCKETS[i]
             offs = _window_offsets(k, step_deg, dtype, dev)[0]
-            chunk = max(1, _CHUNK_ELEMENTS // (2 * k + 1))
+            chunk = max(1, chunk_elements // (2 * k + 1))
             for s in range(start, start + count, chunk):
                 j = peaks[s : min(s + chunk, start + count)]
                 # scatter_add_ rather than index_add_: the same sums, about a tenth faster on the CPU

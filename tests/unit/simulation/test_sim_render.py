@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import gemmi
 import numpy as np
@@ -53,6 +54,23 @@ def test_float32_matches_float64(records):
     y32 = render(collate(records[:4]), inst)
     y64 = render(collate(records[:4], dtype=torch.float64), inst)
     assert float((y32.double() - y64).abs().sum() / y64.abs().sum()) < 1e-4
+
+
+def test_a_vanishing_reflection_leaves_the_pattern_finite(nacl):
+    """Regression: a reflection with |F|² ~ 10⁻⁴² (a near-extinction of a random structure)
+    overflowed its window coefficients and turned the whole pattern into NaN; training on a
+    GPU stopped at torch.poisson's assertion. It is now left out, like any peak far below
+    float32 resolution, and the rest of the pattern is unchanged."""
+    f2 = nacl.f2.copy()
+    f2[3] = 1e-42
+    faint = replace(nacl, f2=f2)
+    without = replace(nacl, hkl=np.delete(nacl.hkl, 3, 0), multiplicity=np.delete(nacl.multiplicity, 3),
+                      d=np.delete(nacl.d, 3), f2=np.delete(nacl.f2, 3))
+    inst = Instrument()
+    rng = np.random.default_rng(0)
+    noisy = simulate_batch([faint] * 4, inst, AugmentationConfig().sample(rng, 4), rng, impurities=[nacl])
+    assert bool(torch.isfinite(noisy.expected).all()) and bool(torch.isfinite(noisy.counts).all())
+    torch.testing.assert_close(render(collate([faint]), inst), render(collate([without]), inst))
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no GPU on this machine")
