@@ -177,22 +177,22 @@ def _write_shard_star(args: tuple) -> Path:
 
 def read_shard(path: str | Path) -> list[ReflectionList]:
     """All records of one shard."""
-    with np.load(path, allow_pickle=False) as z:
-        off = z["offsets"]
+    with np.load(path, allow_pickle=False) as z:  # each z[key] reads the file again: read once
+        off, sg, hall, cell, name = (z[k] for k in ("offsets", "sg_number", "hall", "cell", "name"))
         hkl, mult, d, f2 = z["hkl"], z["multiplicity"], z["d"], z["f2"]
-        return [
-            ReflectionList(
-                int(z["sg_number"][i]),
-                str(z["hall"][i]),
-                z["cell"][i],
-                hkl[off[i] : off[i + 1]],
-                mult[off[i] : off[i + 1]],
-                d[off[i] : off[i + 1]],
-                f2[off[i] : off[i + 1]],
-                str(z["name"][i]),
-            )
-            for i in range(len(off) - 1)
-        ]
+    return [
+        ReflectionList(
+            int(sg[i]),
+            str(hall[i]),
+            cell[i],
+            hkl[off[i] : off[i + 1]],
+            mult[off[i] : off[i + 1]],
+            d[off[i] : off[i + 1]],
+            f2[off[i] : off[i + 1]],
+            str(name[i]),
+        )
+        for i in range(len(off) - 1)
+    ]
 
 
 def iter_bank(directory: str | Path) -> Iterator[ReflectionList]:
