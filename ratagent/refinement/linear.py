@@ -4,7 +4,7 @@ For fixed cell, zero and profile the model is linear, y ≈ B c + A I, with B th
 basis (coefficients c free) and A the peak-group profiles (intensities I ≥ 0). With
 weights wⱼ = 1/σⱼ the problem min ‖W(y − Bc − AI)‖², I ≥ 0, is solved on its normal
 equations M x = r, M = [B A]ᵀW²[B A], r = [B A]ᵀW²y, which are small
-((n_bkg + n_groups)²) where the data are long, and sparse-cheap to form because A is.
+((n_bkg + n_groups)²) where the data are long, and cheap to form because A is banded.
 
 The bound-constrained solve is block principal pivoting (Kim & Park, SIAM J. Sci.
 Comput. 33, 3261 (2011); Portugal, Júdice & Vicente, Math. Comp. 63, 625 (1994)):
@@ -29,32 +29,43 @@ _RIDGE = 1e-10  # relative diagonal load: keeps exactly coincident profiles solv
 
 
 class NormalEquations:
-    """M, r and the weighted design of y ≈ B c + A I (free c first, then I)."""
+    """M, r and the weighted design of y ≈ B c + A I (free c first, then I).
 
-    def __init__(self, design: sparse.csc_matrix, background: np.ndarray, weight: np.ndarray, y: np.ndarray):
-        wd = sparse.diags(weight) @ design
+    ``design`` is a :class:`~ratagent.refinement.profile.BandedColumns` (its blocks summed
+    band against band) or a scipy sparse matrix.
+    """
+
+    def __init__(self, design, background: np.ndarray, weight: np.ndarray, y: np.ndarray):
         wb = background * weight[:, None]
         wy = y * weight
         n_bkg = background.shape[1]
         k = design.shape[1]
+        if hasattr(design, "normal_blocks"):
+            gram, cross, rhs_a = design.normal_blocks(weight * weight, background, y)
+        else:
+            wd = sparse.diags(weight) @ design
+            gram, cross, rhs_a = (wd.T @ wd).toarray(), np.asarray(wd.T @ wb), wd.T @ wy
         m = np.empty((n_bkg + k, n_bkg + k))
         m[:n_bkg, :n_bkg] = wb.T @ wb
-        cross = np.asarray(wd.T @ wb)
         m[n_bkg:, :n_bkg] = cross
         m[:n_bkg, n_bkg:] = cross.T
-        m[n_bkg:, n_bkg:] = (wd.T @ wd).toarray()
+        m[n_bkg:, n_bkg:] = gram
         self.matrix = m
-        self.rhs = np.concatenate([wb.T @ wy, wd.T @ wy])
+        self.rhs = np.concatenate([wb.T @ wy, rhs_a])
         self.n_free = n_bkg
-        self._wd, self._wb, self._wy = wd, wb, wy
+        self._design, self._weight, self._wb, self._wy = design, weight, wb, wy
+
+    def _bragg(self, intensities: np.ndarray) -> np.ndarray:
+        """A I, unweighted."""
+        return np.asarray(self._design @ intensities).ravel()
 
     def weighted_residual(self, x: np.ndarray) -> np.ndarray:
         """W(y − Bc − AI) for x = (c, I)."""
-        return self._wy - self._wb @ x[: self.n_free] - self._wd @ x[self.n_free :]
+        return self._wy - self._wb @ x[: self.n_free] - self._weight * self._bragg(x[self.n_free :])
 
     def model(self, x: np.ndarray, weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(background, Bragg part) of the model for x = (c, I), unweighted."""
-        return (self._wb @ x[: self.n_free]) / weight, (self._wd @ x[self.n_free :]) / weight
+        return (self._wb @ x[: self.n_free]) / weight, self._bragg(x[self.n_free :])
 
 
 def solve_passive(m: np.ndarray, r: np.ndarray, passive: np.ndarray) -> np.ndarray:

@@ -10,8 +10,11 @@ simulated data with the true model leaves only noise:
 * truncated to ± ``window_fwhm`` · Γ and divided by its analytic area inside the window;
 * times the Bérar–Baldinozzi asymmetry factor max(0, 1 − P · 2z e^(−z²) / tanθ), z = Δ/Γ.
 
-:func:`design_matrix` returns the profiles of all peak groups as one sparse matrix
-(n_points × n_groups), the matrix the linear part of the fit works on.
+:func:`design_columns` returns the profiles of all peak groups (n_points × n_groups), the
+matrix the linear part of the fit works on, as :class:`BandedColumns`: each group's column
+is non-zero on one run of grid points, so the column is stored as that run, and the normal
+equations are summed band against overlapping band (:mod:`ratagent.refinement._banded`)
+rather than through a general sparse matrix, whose assembly cost more than the sums.
 """
 
 from __future__ import annotations
@@ -23,8 +26,9 @@ from scipy import sparse
 from scipy.special import erf
 
 from ratagent.instrument import tch_mix
+from ratagent.refinement._banded import design_bands, normal_blocks
 
-__all__ = ["chebyshev_basis", "design_matrix", "tch_fwhm_eta"]
+__all__ = ["BandedColumns", "chebyshev_basis", "design_columns", "design_matrix", "tch_fwhm_eta"]
 
 _GAUSS_NORM = 2.0 * math.sqrt(math.log(2.0) / math.pi)  # Γ · G(0) of a unit-area Gaussian
 _GAUSS_K = 4.0 * math.log(2.0)
@@ -59,7 +63,12 @@ def _window_area(lo: np.ndarray, hi: np.ndarray, fwhm: np.ndarray, eta: np.ndarr
     return eta * lor + (1.0 - eta) * gau
 
 
-def design_matrix(
+def design_matrix(*args, **kwargs) -> sparse.csc_matrix:
+    """:func:`design_columns` as a scipy sparse matrix (same arguments)."""
+    return design_columns(*args, **kwargs).tocsc()
+
+
+def design_columns(
     two_theta: np.ndarray,
     centre: np.ndarray,
     fwhm: np.ndarray,
@@ -70,7 +79,7 @@ def design_matrix(
     *,
     asymmetry: float = 0.0,
     window_fwhm: float = 8.0,
-) -> sparse.csc_matrix:
+) -> BandedColumns:
     """Profiles of peaks summed into columns: A[j, c] = Σ_{m: column_m = c} a_m pV_m(2θ_j).
 
     Parameters
@@ -86,8 +95,8 @@ def design_matrix(
 
     Returns
     -------
-    scipy.sparse.csc_matrix (n, n_columns); pV in units of 1/degree, so that a column
-    times an integrated intensity (counts · degree) gives counts.
+    BandedColumns (n, n_columns); pV in units of 1/degree, so that a column times an
+    integrated intensity (counts · degree) gives counts.
     """
     x = np.asarray(two_theta, float)
     n = x.size
@@ -108,6 +117,12 @@ def design_matrix(
             _WINDOW_BUCKETS[np.minimum(pick, _WINDOW_BUCKETS.size - 1)],
             half[idx_all],
         )
+        if design_bands is not None:
+            lo, length, data = design_bands(
+                x, step, c0[idx_all], sizes.astype(np.int64), *(np.ascontiguousarray(a[idx_all], float)
+                for a in (centre, fwhm, eta, amplitude)), np.ascontiguousarray(column[idx_all], np.int64),
+                int(n_columns), float(asymmetry), _GAUSS_NORM, _GAUSS_K, _ERF_K)
+            return BandedColumns(n, lo, length, data)
         for k in np.unique(sizes):
             sel = idx_all[sizes == k]
             k = int(k)
@@ -135,9 +150,9 @@ def design_matrix(
             cols.append(np.broadcast_to(column[sel, None], j.shape)[inside])
             vals.append(val[inside])
     if not rows:
-        return sparse.csc_matrix((n, n_columns))
-    return sparse.csc_matrix(
-        (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(n, n_columns)
+        return BandedColumns.empty(n, n_columns)
+    return BandedColumns.from_entries(
+        np.concatenate(rows), np.concatenate(cols), np.concatenate(vals), n, n_columns
     )
 
 
@@ -154,3 +169,58 @@ def chebyshev_basis(two_theta: np.ndarray, n_terms: int) -> np.ndarray:
     for _ in range(2, n_terms):
         terms.append(2.0 * x * terms[-1] - terms[-2])
     return np.stack(terms[:n_terms], axis=1)
+
+
+class BandedColumns:
+    """An (n_rows × n_columns) matrix whose column c is non-zero only on rows
+    ``lo[c] … lo[c] + length[c] − 1``, stored packed in ``data`` from ``offsets[c]``."""
+
+    def __init__(self, n_rows: int, lo: np.ndarray, length: np.ndarray, data: np.ndarray) -> None:
+        self.shape = (int(n_rows), int(lo.size))
+        self.lo = np.ascontiguousarray(lo, np.int64)
+        self.length = np.ascontiguousarray(length, np.int64)
+        self.offsets = np.r_[0, np.cumsum(self.length)].astype(np.int64)
+        self.data = np.ascontiguousarray(data, float)
+        # row and column of every stored value
+        self.col_of = np.repeat(np.arange(lo.size), self.length)
+        self.row_of = np.repeat(self.lo - self.offsets[:-1], self.length) + np.arange(self.data.size)
+
+    @classmethod
+    def empty(cls, n_rows: int, n_columns: int) -> BandedColumns:
+        zeros = np.zeros(n_columns, np.int64)
+        return cls(n_rows, zeros, zeros, np.zeros(0))
+
+    @classmethod
+    def from_entries(cls, rows: np.ndarray, cols: np.ndarray, vals: np.ndarray, n_rows: int,
+                     n_columns: int) -> BandedColumns:
+        """Sum (row, column, value) entries (duplicates add up) into banded columns."""
+        lo = np.full(n_columns, n_rows, np.int64)
+        hi = np.full(n_columns, -1, np.int64)
+        np.minimum.at(lo, cols, rows)
+        np.maximum.at(hi, cols, rows)
+        length = np.maximum(hi - lo + 1, 0)
+        lo = np.where(length > 0, lo, 0)
+        offsets = np.r_[0, np.cumsum(length)]
+        data = np.bincount(offsets[cols] + rows - lo[cols], weights=vals, minlength=int(offsets[-1]))
+        return cls(n_rows, lo, length, data)
+
+    def __matmul__(self, x: np.ndarray) -> np.ndarray:
+        """A x for a vector x (n_columns,)."""
+        return np.bincount(self.row_of, weights=self.data * x[self.col_of], minlength=self.shape[0])
+
+    def normal_blocks(self, w2: np.ndarray, basis: np.ndarray, y: np.ndarray):
+        """(AᵀW²A, AᵀW²B, AᵀW²y) for the weights squared ``w2`` (n_rows,) and a dense B."""
+        basis = np.ascontiguousarray(basis, float)
+        if normal_blocks is not None:
+            order = np.argsort(self.lo, kind="stable")
+            w2, y = np.ascontiguousarray(w2, float), np.ascontiguousarray(y, float)
+            return normal_blocks(self.lo, self.length, self.offsets, self.data, w2, basis, y, order)
+        a = self.tocsc()  # pragma: no cover - numba is a dependency
+        wa = a.multiply(w2[:, None]).tocsc()
+        return (a.T @ wa).toarray(), np.asarray(wa.T @ basis), wa.T @ y
+
+    def tocsc(self) -> sparse.csc_matrix:
+        return sparse.csc_matrix((self.data, self.row_of, self.offsets), shape=self.shape)
+
+    def toarray(self) -> np.ndarray:
+        return self.tocsc().toarray()

@@ -8,6 +8,7 @@ residual and the staged ``scipy.optimize.least_squares`` refinement.
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any
 
 import numpy as np
@@ -16,7 +17,7 @@ from ratagent.instrument import Instrument
 from ratagent.patterns import Pattern
 from ratagent.refinement import linear
 from ratagent.refinement.config import PawleyConfig
-from ratagent.refinement.profile import chebyshev_basis, design_matrix, tch_fwhm_eta
+from ratagent.refinement.profile import chebyshev_basis, design_columns, tch_fwhm_eta
 from ratagent.refinement.reflections import Reflections
 
 __all__ = ["Problem", "bic", "parameter_bounds", "parameter_names", "refine", "solve", "split", "start_theta"]
@@ -98,7 +99,7 @@ class Problem:
         n_groups = int(group.max()) + 1 if group.size and group.max() >= 0 else 0
         total = np.bincount(group[group >= 0], weights=mult[group >= 0], minlength=n_groups)
         share = mult[fam[keep]] / total[group[fam[keep]]]
-        return design_matrix(
+        return design_columns(
             self.x,
             pos[keep],
             fwhm[keep],
@@ -155,8 +156,12 @@ def _stage(prob, base, free, scales, lower, upper, group, passive, broadening, c
         return ne.weighted_residual(x)
 
     tol = max(config.tolerance, 1e-4) if coarse else config.tolerance
-    out = lmfit.minimize(residual, params, method="least_squares", max_nfev=config.max_nfev,
-                         x_scale=scales[free], ftol=tol, xtol=tol, gtol=tol)
+    with warnings.catch_warnings():
+        # an ill-conditioned final Jacobian gives a negative variance: lmfit reports its
+        # uncertainty as NaN (undefined), which is the answer, not a fault of the fit
+        warnings.filterwarnings("ignore", "invalid value encountered in sqrt", RuntimeWarning, "lmfit")
+        out = lmfit.minimize(residual, params, method="least_squares", max_nfev=config.max_nfev,
+                             x_scale=scales[free], ftol=tol, xtol=tol, gtol=tol)
     new = np.array([out.params[n].value for n in names])
     return new, out
 

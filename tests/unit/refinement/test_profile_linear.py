@@ -63,3 +63,33 @@ def test_nonnegative_solve_matches_scipy(seed):
     want = lsq_linear(a, y, bounds=(lb, np.inf), tol=1e-12).x
     assert ok
     np.testing.assert_allclose(x, want, atol=1e-6)
+
+
+@pytest.mark.parametrize("asym", [0.0, 0.07])
+def test_banded_design_and_its_normal_equations_equal_the_dense_sums(asym, monkeypatch):
+    """The compiled bands equal the numpy windows, and the band-against-band sums equal
+    AᵀW²A, AᵀW²B, AᵀW²y of the dense matrix; peaks straddle both ends of the grid."""
+    import ratagent.refinement.profile as profile
+    from ratagent.refinement.linear import NormalEquations
+
+    rng = np.random.default_rng(3)
+    x = np.arange(5.0, 90.0 + 1e-9, 0.01)
+    m = 120
+    centre = np.sort(rng.uniform(3.0, 92.0, m))
+    fwhm, eta, amp = rng.uniform(0.05, 0.4, m), rng.uniform(0, 1, m), rng.uniform(0.1, 2, m)
+    column = np.minimum(np.arange(m) // 2, 55)  # pairs of peaks share a column; columns 56–59 empty
+    compiled = profile.design_columns(x, centre, fwhm, eta, amp, column, 60, asymmetry=asym)
+    monkeypatch.setattr(profile, "design_bands", None)
+    numpy_path = profile.design_columns(x, centre, fwhm, eta, amp, column, 60, asymmetry=asym)
+    dense = numpy_path.toarray()
+    np.testing.assert_allclose(compiled.toarray(), dense, rtol=1e-12, atol=1e-12 * dense.max())
+    assert not dense[:, 56:].any()
+    basis = chebyshev_basis(x, 5)
+    weight = rng.uniform(0.5, 2.0, x.size)
+    y = rng.uniform(0, 100, x.size)
+    ne = NormalEquations(compiled, basis, weight, y)
+    full = np.hstack([basis, dense]) * weight[:, None]
+    np.testing.assert_allclose(ne.matrix, full.T @ full, rtol=1e-10, atol=1e-10 * np.abs(full.T @ full).max())
+    np.testing.assert_allclose(ne.rhs, full.T @ (weight * y), rtol=1e-10)
+    coef = rng.uniform(0, 1, 5 + 60)
+    np.testing.assert_allclose(ne.weighted_residual(coef), weight * y - full @ coef, rtol=1e-10, atol=1e-9)
