@@ -1,7 +1,7 @@
 """``python -m training <command>``: bank, fit, export, calibrate, evaluate, finetune.
 
 * ``bank DIR --n N``: build an EG-balanced structure bank (sharded, parallel, resumable).
-* ``fit CONFIG.toml [--max-steps S]``: train with the curriculum; resumes from the run's state.
+* ``fit CONFIG.toml [--max-steps S] [--time-budget S]``: train with the curriculum; resumes.
 * ``export RUN``: write a run's latest state as a checkpoint.
 * ``calibrate CHECKPOINT``: fit temperature and prior weight on the measured dev set.
 * ``evaluate [--checkpoint DIR] [--dev FILE] [--synthetic BANK] [--out DIR] [--card]``:
@@ -45,7 +45,7 @@ def _fit(args: argparse.Namespace) -> int:
     from training.fit import fit
 
     config = FitConfig.from_toml(args.config, device=args.device)
-    print(json.dumps(fit(config, max_steps=args.max_steps), indent=2))
+    print(json.dumps(fit(config, max_steps=args.max_steps, time_budget_s=args.time_budget), indent=2))
     return 0
 
 
@@ -314,6 +314,8 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("fit", help="train with the curriculum (resumes)")
     p.add_argument("config", help="TOML file (see training/config.py)")
     p.add_argument("--max-steps", type=int, default=None)
+    p.add_argument("--time-budget", type=float, default=None, metavar="SECONDS",
+                   help="a fresh run scales its curriculum to end within this wall time; any run stops at it")
     p.add_argument("--device", default=None, help="override the config's device")
     p.set_defaults(func=_fit)
     p = sub.add_parser("export", help="write a run's latest state as a checkpoint (uncalibrated)")

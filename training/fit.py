@@ -17,7 +17,7 @@ import logging
 import math
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -32,9 +32,9 @@ from ratagent.model.checkpoint import save
 from ratagent.model.vit import ViT
 from ratagent.simulation import ReflectionList, iter_bank, simulate_batch
 from training.card import render_card
-from training.config import FitConfig
+from training.config import FitConfig, Phase
 
-__all__ = ["export", "fit", "load_records", "make_batch", "split_impurities"]
+__all__ = ["export", "fit", "load_records", "make_batch", "scaled", "split_impurities"]
 
 logger = logging.getLogger(__name__)
 
@@ -82,14 +82,19 @@ def make_batch(
     return out.counts.float(), mask, target
 
 
-def _lr_lambda(config: FitConfig):
-    def factor(step: int) -> float:
-        _, phase, k = config.phase_at(min(step, config.total_steps - 1))
-        warm = min(1.0, (k + 1) / config.warmup_steps) if config.warmup_steps else 1.0
-        cosine = 0.5 * (1 + math.cos(math.pi * k / phase.steps))
-        return phase.lr * warm * (0.1 + 0.9 * cosine)
+def _lr_factor(config: FitConfig, step: int) -> float:
+    """Learning rate at a global step: per-phase linear warm-up, then cosine to 10 %."""
+    _, phase, k = config.phase_at(min(step, config.total_steps - 1))
+    warm = min(1.0, (k + 1) / config.warmup_steps) if config.warmup_steps else 1.0
+    cosine = 0.5 * (1 + math.cos(math.pi * k / phase.steps))
+    return phase.lr * warm * (0.1 + 0.9 * cosine)
 
-    return factor
+
+def scaled(config: FitConfig, total_steps: int) -> FitConfig:
+    """The curriculum stretched or shrunk to about ``total_steps``, phase proportions kept."""
+    factor = total_steps / config.total_steps
+    phases = tuple(replace(p, steps=max(1, round(p.steps * factor))) for p in config.phases)
+    return replace(config, phases=phases)
 
 
 def _device(name: str) -> torch.device:
@@ -120,6 +125,7 @@ class _Run:
     impurities: list
     step: int = 0
     wall_before: float = 0.0  # training wall time of earlier calls (resumed runs)
+    budgeted: bool = False  # the curriculum was scaled to a time budget (kept in the state)
 
     @property
     def distributed(self) -> bool:
@@ -131,6 +137,8 @@ def _start(config: FitConfig) -> _Run:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     device = _device(config.device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
     if world > 1:
         torch.distributed.init_process_group("nccl" if device.type == "cuda" else "gloo")
         if device.type == "cuda":
@@ -141,9 +149,12 @@ def _start(config: FitConfig) -> _Run:
     torch.manual_seed(config.seed)
     model = ViT(config.model, generator=torch.Generator().manual_seed(config.seed)).to(device)
     optimiser = torch.optim.AdamW(model.parameters(), lr=1.0, weight_decay=config.weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimiser, _lr_lambda(config))
     rng = np.random.default_rng([config.seed, rank])
-    return _Run(config, device, rank, world, model, optimiser, scheduler, rng, records, impurities)
+    run = _Run(config, device, rank, world, model, optimiser, None,  # type: ignore[arg-type]
+               rng, records, impurities)
+    # the schedule reads run.config at every step, so a curriculum scaled to a time budget applies
+    run.scheduler = torch.optim.lr_scheduler.LambdaLR(optimiser, lambda step: _lr_factor(run.config, step))
+    return run
 
 
 def _resume(run: _Run, state_path: Path) -> None:
@@ -158,13 +169,22 @@ def _resume(run: _Run, state_path: Path) -> None:
     torch.set_rng_state(state["torch_rng"])
     run.step = int(state["step"])
     run.wall_before = float(state.get("wall_s", 0.0))
+    if "phase_steps" in state:
+        run.budgeted = True  # a curriculum scaled to a time budget when the run began
+        run.config = replace(run.config, phases=tuple(
+            replace(p, steps=int(n)) for p, n in zip(run.config.phases, state["phase_steps"], strict=True)
+        ))
     logger.info("resumed %s at step %d", state_path.parent, run.step)
 
 
-def _train_step(run: _Run, net: torch.nn.Module, instrument: Instrument) -> tuple[str, float, float]:
-    """One optimiser step on a freshly rendered batch; the phase, the loss and the batch accuracy."""
+def _train_step(
+    run: _Run, net: torch.nn.Module, instrument: Instrument, phase: Phase | None = None
+) -> tuple[str, float, float]:
+    """One optimiser step on a freshly rendered batch (under ``phase``'s conditions if
+    given, else the curriculum's); the phase, the loss and the batch accuracy."""
     cfg = run.config
-    _, phase, _ = cfg.phase_at(run.step)
+    if phase is None:
+        _, phase, _ = cfg.phase_at(run.step)
     x, mask, target = make_batch(run.records, run.impurities, instrument, phase.augmentation, cfg.batch_size,
                                  run.rng, run.device)
     output = net(x, mask)
@@ -191,10 +211,72 @@ def _save(run: _Run, state_path: Path, wall_s: float) -> None:
             "scheduler": run.scheduler.state_dict(), "rng": rngs, "torch_rng": torch.get_rng_state(),
             "step": run.step, "config": run.config.to_dict(), "wall_s": wall_s,
             "n_records": len(run.records), "n_impurities": len(run.impurities),
-        })
+        } | ({"phase_steps": [p.steps for p in run.config.phases]} if run.budgeted else {}))
 
 
-def fit(config: FitConfig, *, max_steps: int | None = None, progress: bool = True) -> dict[str, Any]:
+def _describe(device: torch.device) -> str:
+    """``cpu``, or ``cuda:0 (NVIDIA H200)``: the device a figure came from."""
+    return f"{device} ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else str(device)
+
+
+def _synchronise(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _fit_to_budget(run: _Run, net: torch.nn.Module, instrument: Instrument, budget_s: float) -> None:
+    """Scale a fresh run's curriculum so that it ends within ``budget_s`` seconds.
+
+    Times real training steps under each phase's conditions in turn (after a few that
+    absorb start-up costs; ``PROBE_STEPS`` in all, fewer once the probe has used a tenth
+    of the budget), since the phases render at different speeds, then stretches or
+    shrinks every phase by the same factor so that the remaining steps fill
+    ``BUDGET_FILL`` of the time left. The scaled phase lengths are kept in the state, so a
+    resumed run follows the same curriculum.
+    """
+    started = time.perf_counter()
+    # probe under a provisional curriculum long enough to hold the probe in its first phase
+    run.config = scaled(run.config, max(run.config.total_steps, 100 * (PROBE_WARMUP + PROBE_STEPS)))
+    phases = run.config.phases
+    for _ in range(PROBE_WARMUP):
+        _train_step(run, net, instrument)
+        if time.perf_counter() - started > 0.05 * budget_s:
+            break
+    seconds_per_step = []
+    for phase in phases:
+        _synchronise(run.device)
+        t0 = time.perf_counter()
+        timed = 0
+        while timed < max(1, PROBE_STEPS // len(phases)) and (
+            timed == 0 or time.perf_counter() - started < 0.1 * budget_s
+        ):
+            _train_step(run, net, instrument, phase)
+            timed += 1
+        _synchronise(run.device)
+        seconds_per_step.append((time.perf_counter() - t0) / timed)
+    left = budget_s - (time.perf_counter() - started)
+    planned = sum(p.steps * t for p, t in zip(phases, seconds_per_step, strict=True))  # s, at these lengths
+    run.config = scaled(run.config, max(1, int(run.config.total_steps * left * BUDGET_FILL / planned)))
+    run.budgeted = True
+    logger.info("time budget %.0f s (%s s/step): %d steps (%s)", budget_s,
+                "/".join(f"{t:.3f}" for t in seconds_per_step), run.config.total_steps,
+                ", ".join(f"{p.name} {p.steps}" for p in run.config.phases))
+
+
+#: Steps that absorb start-up costs, then steps timed, before a curriculum is fitted to a budget.
+PROBE_WARMUP, PROBE_STEPS = 5, 30
+#: Share of the time left that the scaled curriculum is planned to fill (rendering costs
+#: differ between phases; a run that would overrun stops at the budget and keeps its state).
+BUDGET_FILL = 0.9
+
+
+def fit(
+    config: FitConfig,
+    *,
+    max_steps: int | None = None,
+    time_budget_s: float | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
     """Train (or resume training) a ViT as configured; returns a summary dict.
 
     Parameters
@@ -202,6 +284,10 @@ def fit(config: FitConfig, *, max_steps: int | None = None, progress: bool = Tru
     config : FitConfig
     max_steps : int, optional
         Stop after this global step (for time-boxed sessions); a later call resumes.
+    time_budget_s : float, optional
+        Wall-clock seconds for this call. A fresh run scales its curriculum (every phase
+        by the same factor) to end within it, from the measured speed of its first steps;
+        any run stops and saves its state when the budget is spent.
     progress : bool
         Show a tqdm bar.
     """
@@ -212,29 +298,40 @@ def fit(config: FitConfig, *, max_steps: int | None = None, progress: bool = Tru
     _resume(run, state_path)
     net = torch.nn.parallel.DistributedDataParallel(run.model) if run.distributed else run.model
     instrument = Instrument.from_grid(config.model.grid)
-    stop = min(config.total_steps, max_steps if max_steps is not None else config.total_steps)
     started = time.perf_counter()
+    first_step = run.step
+    net.train()
+    if time_budget_s is not None and run.step == 0:
+        if run.distributed:
+            raise ValueError("time_budget_s scales the curriculum of a single-process run only")
+        _fit_to_budget(run, net, instrument, time_budget_s)
+    config = run.config
+    stop = min(config.total_steps, max_steps if max_steps is not None else config.total_steps)
     with (out / "train_log.jsonl").open("a") as log_file:
         bar = tqdm(total=stop, initial=run.step, disable=not progress or run.rank != 0, desc="fit")
-        net.train()
         while run.step < stop:
             phase, loss, acc = _train_step(run, net, instrument)
             bar.update(1)
-            if run.rank == 0 and (run.step % 10 == 0 or run.step == stop):
+            spent = time_budget_s is not None and time.perf_counter() - started >= time_budget_s
+            if run.rank == 0 and (run.step % 10 == 0 or run.step == stop or spent):
                 log_file.write(json.dumps({"step": run.step, "phase": phase, "loss": loss, "acc": acc,
                                            "lr": run.scheduler.get_last_lr()[0]}) + "\n")
                 log_file.flush()
                 bar.set_postfix(phase=phase, loss=f"{loss:.3f}", acc=f"{acc:.2f}")
-            if run.step % config.checkpoint_every == 0 or run.step == stop:
+            if run.step % config.checkpoint_every == 0 or run.step == stop or spent:
                 _save(run, state_path, run.wall_before + time.perf_counter() - started)
+            if spent:
+                break
         bar.close()
+    _synchronise(run.device)
     elapsed = time.perf_counter() - started
     summary = {
         "step": run.step,
         "total_steps": config.total_steps,
         "wall_s_this_call": elapsed,
         "wall_s": run.wall_before + elapsed,
-        "device": str(run.device),
+        "samples_per_s_this_call": (run.step - first_step) * config.batch_size / elapsed,
+        "device": _describe(run.device),
         "world_size": run.world,
         "n_records": len(run.records),
         "n_impurities": len(run.impurities),

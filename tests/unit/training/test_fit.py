@@ -10,7 +10,7 @@ from ratagent.model.vit import ViTConfig
 from ratagent.patterns import QGrid
 from ratagent.simulation import write_bank
 from training.config import PRESETS, FitConfig, Phase
-from training.fit import STATE_FILE, export, fit
+from training.fit import STATE_FILE, export, fit, scaled
 
 TINY = ViTConfig(grid=QGrid(two_theta_min_deg=10, two_theta_max_deg=60, step_deg=0.05), patch_size=40,
                  width=16, depth=1, heads=2, pe_hidden=8)
@@ -121,3 +121,34 @@ def test_ddp_two_cpu_processes(bank, tmp_path):
 def test_loss_weights_must_be_three_or_four(tmp_path):
     with pytest.raises(ValueError, match="loss_weights"):
         FitConfig(bank_dir="b", out_dir=str(tmp_path), loss_weights=(1.0, 1.0))
+
+
+def test_scaled_keeps_phase_proportions(tmp_path):
+    cfg = replace(_config(tmp_path, tmp_path), phases=tuple(
+        replace(p, steps=n) for p, n in zip(_config(tmp_path, tmp_path).phases, (300, 700), strict=True)))
+    assert [p.steps for p in scaled(cfg, 100).phases] == [30, 70]
+    assert [p.steps for p in scaled(cfg, 5000).phases] == [1500, 3500]
+    assert [p.steps for p in scaled(cfg, 1).phases] == [1, 1]  # every phase keeps a step
+
+
+@pytest.mark.slow
+def test_time_budget_scales_the_curriculum_and_resumes_it(bank, tmp_path, monkeypatch):
+    import training.fit as fit_module
+
+    monkeypatch.setattr(fit_module, "PROBE_WARMUP", 1)
+    monkeypatch.setattr(fit_module, "PROBE_STEPS", 2)
+    cfg = _config(bank, tmp_path / "run")
+    summary = fit(cfg, time_budget_s=3.0, max_steps=4, progress=False)
+    state = torch.load(tmp_path / "run" / STATE_FILE, weights_only=False)
+    planned = state["phase_steps"]
+    # the six configured steps, stretched to what the measured speed fits into 3 s
+    assert sum(planned) == summary["total_steps"] and summary["total_steps"] >= 6
+    assert planned[0] / sum(planned) == pytest.approx(0.5, abs=0.05)
+    assert summary["samples_per_s_this_call"] > 0
+    # a resumed run follows the scaled curriculum, not the configured one
+    summary = fit(cfg, max_steps=6, progress=False)
+    assert summary["total_steps"] == sum(planned) and summary["step"] == 6
+    # a spent budget stops the run with its state saved
+    summary = fit(cfg, time_budget_s=0.0, progress=False)
+    assert summary["step"] == 7
+    assert torch.load(tmp_path / "run" / STATE_FILE, weights_only=False)["step"] == 7
