@@ -23,7 +23,7 @@ absences are not assumed.
 from __future__ import annotations
 
 import numpy as np
-from scipy.stats import binom
+from scipy.special import bdtrc
 
 __all__ = [
     "CENTRING_CONDITIONS",
@@ -107,5 +107,7 @@ def coincidence_chance(n_lines: int, n_hit: int, n_calc: int, span_deg: float, t
     """
     if n_hit <= 0:
         return 1.0
+    if n_hit > n_lines:
+        return 0.0
     p = min(1.0, 2.0 * tol_deg * max(n_calc, 0) / max(span_deg, tol_deg))
-    return float(binom.sf(n_hit - 1, n_lines, p))
+    return float(bdtrc(n_hit - 1, n_lines, p))  # scipy.stats.binom.sf's value, without its overhead

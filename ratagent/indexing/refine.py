@@ -19,6 +19,7 @@ convert are named for it (:func:`inv_d2_of_two_theta`, :func:`two_theta_of_inv_d
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -100,7 +101,7 @@ class CandidateCell:
     #: residual profile, are background (:func:`~ratagent.indexing.supercells.profile_supercell`)
     profile_chance: float | None = None
 
-    @property
+    @functools.cached_property
     def volume(self) -> float:
         """Cell volume in Å³."""
         return cell_volume(self.cell)
