@@ -127,6 +127,7 @@ class AgentConfig:
     min_accept_m20: float = 20.0  # de Wolff M20 of the cell
     min_lines_per_parameter: float = 4.0  # lines in that merit per cell parameter (+1: zero), ≤ 20
     metric_tolerance_deg: float = 1.0  # obliquity within which the metric's lattice symmetry is found
+    require_leader_in_cell_family: bool = True  # an accepted EG is of the indexed lattice's family
     min_family_probability: float = 0.0  # network posterior on the cell's lattice family
     min_cell_delta_bic: float = 50.0  # ΔB to the best cell of another lattice family
     max_accept_chi2_reduced: float = 2.0  # χ²_ν of the best fit in the cell
@@ -346,8 +347,9 @@ class Agent:
         cells: list[tuple[float, ...]] = [] if cell is None else [tuple(float(v) for v in cell)]
         if cell is None and cfg.index_when_no_cell and snr >= cfg.min_peak_snr:
             cells, indexed_note, indexing = self._index(pattern)
+        lattices = indexing.pop("lattices_indexed", None)
         if cells and snr >= cfg.min_peak_snr:
-            out = self._refined(pattern, cells, posterior, snr, count_time)
+            out = self._refined(pattern, cells, posterior, snr, count_time, lattices)
         else:
             if cells:
                 cands = self._candidates(posterior, cells[0])
@@ -434,15 +436,23 @@ class Agent:
                          + (f" (its lines beyond the peaks seen in the profile, chance "
                             f"{c.profile_chance:.0e})" if c.profile_chance is not None else "")
                          for c in leading)
+        info["lattices_indexed"] = [(c.crystal_system, c.centring) for c in leading]
         return [tuple(float(v) for v in c.cell) for c in leading], f"no cell given; indexed: {text}", info
 
-    def _candidates(self, posterior: EGPosterior, cell: Sequence[float]) -> list[int]:
-        """Candidate EGs for one cell (module docstring, step 3)."""
+    def _candidates(self, posterior: EGPosterior, cell: Sequence[float],
+                    lattice: tuple[str, str] | None = None) -> list[int]:
+        """Candidate EGs for one cell (module docstring, step 3); ``lattice`` is the crystal
+        system and centring the indexing found the cell with (None for a given cell)."""
         cfg = self.config
-        probs = _restrict_to_cell(posterior.probs, cell, cfg.metric_family_only)
+        family = None
+        if lattice is not None and cfg.metric_family_only:
+            from ratagent.indexing.reduction import metric_family
+
+            family = metric_family(cell, lattice[1], cfg.metric_tolerance_deg)
+        probs = _restrict_to_cell(posterior.probs, cell, cfg.metric_family_only, family)
         cands = dag_candidates(probs, k=cfg.top_k, radius=cfg.dag_radius, cap=cfg.max_candidates)
         if posterior.top(1)[0][1] < cfg.sweep_below:
-            cands += [eg for eg in _family_sweep(cell) if eg not in cands]
+            cands += [eg for eg in _family_sweep(cell, family) if eg not in cands]
         return cands
 
     # ------------------------------------------------------------------ decisions
@@ -496,7 +506,8 @@ class Agent:
         return _unrefined(verdict, ranked, reasons, count_time, None, posterior, snr)
 
     def _refined(self, pattern: Pattern, cells: Sequence[Sequence[float]], posterior: EGPosterior,
-                 snr: float, count_time: float | None) -> Assessment:
+                 snr: float, count_time: float | None,
+                 lattices: Sequence[tuple[str, str]] | None = None) -> Assessment:
         from ratagent.refinement import rank
 
         cfg = self.config
@@ -504,7 +515,8 @@ class Agent:
         notes = []
         for i, cell in enumerate(cells):
             try:
-                rr = rank(pattern, cell, self._candidates(posterior, cell), self.instrument,
+                lattice = lattices[i] if lattices is not None else None
+                rr = rank(pattern, cell, self._candidates(posterior, cell, lattice), self.instrument,
                           count_time_s=count_time, snr_threshold=cfg.separation_snr,
                           min_delta_bic=cfg.min_delta_bic)
             except ValueError as exc:
@@ -654,27 +666,39 @@ def _cell_mask(cell: Sequence[float]) -> np.ndarray:
     return mask
 
 
-def _family_mask(cell: Sequence[float]) -> np.ndarray:
-    """Which EGs belong to the highest-symmetry lattice family the cell's metric admits."""
+def _family_mask(cell: Sequence[float], lattice_family: str | None = None) -> np.ndarray:
+    """Which EGs belong to the highest-symmetry lattice family the cell's metric admits.
+
+    ``lattice_family``: the family of the cell's lattice, its centring included (an
+    indexed cell's :func:`~ratagent.indexing.reduction.metric_family`), where known. The
+    axes alone can admit more: an orthorhombic B cell with a ≈ b has tetragonal axes, but
+    its lattice is not tetragonal (the fourfold would make it F), and tetragonal EGs fitted
+    on those axes find more reflections than the lattice has.
+    """
     mask = _cell_mask(cell)
     rank_of = {f: i for i, f in enumerate(dict.fromkeys(LATTICE_FAMILIES.values()))}
     family = np.array([rank_of[extinction_group(eg).lattice_family] for eg in range(1, N_EG + 1)])
     top = family[mask].max()
+    if lattice_family is not None and rank_of.get(lattice_family, top) < top:
+        lower = mask & (family == rank_of[lattice_family])
+        if lower.any():
+            return lower
     return mask & (family == top)
 
 
-def _family_sweep(cell: Sequence[float]) -> list[int]:
+def _family_sweep(cell: Sequence[float], lattice_family: str | None = None) -> list[int]:
     """The EGs of the highest-symmetry lattice family the cell admits (step 3)."""
-    return [eg for eg, ok in enumerate(_family_mask(cell), start=1) if ok]
+    return [eg for eg, ok in enumerate(_family_mask(cell, lattice_family), start=1) if ok]
 
 
 def _restrict_to_cell(
-    probs: np.ndarray, cell: Sequence[float], metric_family_only: bool = False
+    probs: np.ndarray, cell: Sequence[float], metric_family_only: bool = False,
+    lattice_family: str | None = None,
 ) -> np.ndarray:
     """The posterior restricted to the EGs whose lattice the cell has, renormalised.
 
     With ``metric_family_only``, only the EGs of the highest-symmetry lattice family that
-    the cell's metric admits are kept.
+    the cell's metric (and ``lattice_family``, :func:`_family_mask`) admits are kept.
 
     Raises
     ------
@@ -682,7 +706,7 @@ def _restrict_to_cell(
         No EG has the lattice of this cell, or the posterior gives all of them zero weight.
     """
     arr = np.asarray([float(v) for v in cell])
-    p = np.where(_family_mask(cell) if metric_family_only else _cell_mask(cell), probs, 0.0)
+    p = np.where(_family_mask(cell, lattice_family) if metric_family_only else _cell_mask(cell), probs, 0.0)
     if p.sum() <= 0:
         raise ValueError(f"the posterior gives zero weight to every EG the cell {arr.tolist()} admits")
     return p / p.sum()

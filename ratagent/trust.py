@@ -44,6 +44,12 @@ threshold of :class:`~ratagent.agent.AgentConfig` (:func:`doubts`):
    reflection explains is evidence against the cell, or for a second phase whose lines
    the Pawley fit of one phase cannot account for either.
 
+9. **The leading EG's lattice.** The lattice family of the EG the fit prefers is the
+   family of the indexed lattice (``require_leader_in_cell_family``). Cell axes can admit
+   a family the lattice does not have (an orthorhombic B cell with a ≈ b has tetragonal
+   axes): an EG of that family, fitted on those axes, has reflections the lattice has
+   not, and its extra freedom, not the data, made it lead.
+
 An accepted EG is reported with every candidate within ``accept_set_delta_bic`` of it
 (:func:`accepted_set`).
 
@@ -61,6 +67,7 @@ from typing import Any
 
 import numpy as np
 
+from ratagent.crystallography import extinction_group
 from ratagent.indexing.reduction import metric_family
 from ratagent.refinement.ranking import criterion
 
@@ -81,8 +88,6 @@ def family_of(crystal_system: str) -> str:
 
 
 def _family_probability(nn_probs: Sequence[float], family: str) -> float:
-    from ratagent.crystallography import extinction_group
-
     p = np.asarray(nn_probs, float)
     return float(sum(p[eg - 1] for eg in range(1, p.size + 1)
                      if extinction_group(eg).lattice_family == family))
@@ -146,6 +151,7 @@ def cell_evidence(
     network_rank = int((p > p[leader - 1]).sum()) + 1 if 1 <= leader <= p.size else p.size
     return {
         "leader": leader,
+        "leader_family": family_of(extinction_group(leader).crystal_system) if 1 <= leader <= 99 else None,
         "network_rank": network_rank,
         "rival_m20_ratio": float(rival[0]),
         "rival_family": rival[1],
@@ -209,6 +215,13 @@ def _network_rank(ev: dict[str, Any], cfg: Any) -> str | None:
             f"{cfg.max_network_rank} for an accept): it finds the EG the fit prefers implausible")
 
 
+def _leader_lattice(ev: dict[str, Any], cfg: Any) -> str | None:
+    if not cfg.require_leader_in_cell_family or ev.get("leader_family") in (None, ev["family"]):
+        return None
+    return (f"the leading EG {ev['leader']} is {ev['leader_family']}, the indexed lattice "
+            f"{ev['family']}: the fit tested a lattice the indexing did not find")
+
+
 def _fit(ev: dict[str, Any], cfg: Any) -> str | None:
     if ev["chi2_reduced"] <= cfg.max_accept_chi2_reduced:
         return None
@@ -242,6 +255,7 @@ CHECKS: dict[str, Callable[[dict[str, Any], Any], str | None]] = {
     "max_accept_unindexed_strong": _unindexed,
     "min_indexed_fraction": _indexed,
     "max_accept_chi2_reduced": _fit,
+    "require_leader_in_cell_family": _leader_lattice,
 }
 
 

@@ -168,6 +168,24 @@ def test_candidates_come_from_the_lattice_family_of_the_cell_metric():
     )
 
 
+def test_an_indexed_lattice_limits_the_candidates_to_its_family():
+    """Regression (dev pattern 27, an orthorhombic mineral, EG 29): indexed as orthorhombic
+    B with a ≈ b (6.994, 7.000, 6.238 Å), whose axes admit tetragonal EGs; the lattice is
+    not tetragonal (a fourfold about c would make B into F), yet only tetragonal EGs were
+    fitted on those axes and P 4₂/n was accepted. With the indexed centring the candidates
+    are the orthorhombic EGs; a cell given without one keeps the axes' family."""
+    from ratagent.agent import _restrict_to_cell
+
+    cell = (6.9936, 6.99999, 6.2381, 90, 90, 90)
+    flat = np.full(99, 1 / 99)
+    by_axes = np.flatnonzero(_restrict_to_cell(flat, cell, metric_family_only=True)) + 1
+    by_lattice = np.flatnonzero(_restrict_to_cell(flat, cell, True, "orthorhombic")) + 1
+    assert by_axes.tolist() == list(range(40, 71))  # tetragonal
+    assert by_lattice.tolist() == list(range(7, 40))  # orthorhombic
+    # a lattice family above what the axes admit is left to the trust step's metric check
+    assert (np.flatnonzero(_restrict_to_cell(flat, cell, True, "cubic")) + 1).tolist() == by_axes.tolist()
+
+
 @pytest.mark.slow
 def test_without_a_cell_the_agent_indexes_and_refines(agent):
     a = agent.assess(_halite(1e4), count_time=1.0)

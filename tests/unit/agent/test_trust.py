@@ -2,6 +2,7 @@
 the doubts that turn an accept on an indexed cell into a flag."""
 
 import math
+from dataclasses import replace
 from types import SimpleNamespace
 
 import numpy as np
@@ -169,6 +170,15 @@ def test_a_rival_cell_of_another_family_within_the_margin_is_doubted():
                 _probs_on(CUBIC_EGS), CONFIG)[1] == []
 
 
+def test_a_leading_eg_of_another_lattice_family_is_doubted():
+    """An orthorhombic B lattice with a ≈ b (dev pattern 27) fitted best by a tetragonal EG."""
+    meta = _meta((6.9936, 6.99999, 6.2381, 90, 90, 90), "orthorhombic", "B", eg=55)
+    evidence, why = gate(meta, _probs_on([55]), CONFIG)
+    assert evidence["leader_family"] == "tetragonal" and evidence["metric_family"] == "orthorhombic"
+    assert any("leading EG 55 is tetragonal, the indexed lattice orthorhombic" in w for w in why), why
+    assert gate(meta, _probs_on([55]), replace(CONFIG, require_leader_in_cell_family=False))[1] == []
+
+
 def test_an_untraceable_cell_is_doubted():
     evidence, why = gate({"cell": [5.0] * 3 + [90] * 3}, _probs_on(CUBIC_EGS), CONFIG)
     assert evidence is None and "cannot be traced" in why[0]
@@ -179,16 +189,16 @@ def test_doubts_follow_the_thresholds():
     evidence = {"m20": 25.0, "n_lines": 9, "n_indexed": 8, "n_unindexed_strong": 1, "family": "cubic",
                 "metric_family": "cubic", "family_probability": 0.3, "chi2_reduced": 3.0,
                 "cell_delta_bic": 20.0, "rival_m20_ratio": 1.2, "rival_family": "tetragonal", "leader": 92,
-                "network_rank": 25}
+                "leader_family": "cubic", "network_rank": 25}
     loose = SimpleNamespace(min_accept_m20=20, min_lines_per_parameter=4, metric_tolerance_deg=0.5,
                             min_family_probability=0.2, min_cell_delta_bic=10, max_accept_chi2_reduced=4,
                             max_accept_unindexed_strong=1, min_indexed_fraction=0.8, rival_m20_fraction=None,
-                            max_network_rank=None)
+                            max_network_rank=None, require_leader_in_cell_family=True)
     assert doubts(evidence, loose) == []
     strict = SimpleNamespace(min_accept_m20=30, min_lines_per_parameter=5, metric_tolerance_deg=0.5,
                              min_family_probability=0.5, min_cell_delta_bic=50, max_accept_chi2_reduced=2,
                              max_accept_unindexed_strong=0, min_indexed_fraction=0.9, rival_m20_fraction=1.0,
-                             max_network_rank=20)
+                             max_network_rank=20, require_leader_in_cell_family=True)
     assert len(doubts(evidence, strict)) == 9  # 9 lines < 5 × (1 + 1) for a cubic cell, and 8 more
 
 
