@@ -136,6 +136,9 @@ class AgentConfig:
     rival_m20_fraction: float | None = None  # M20 share of a rival indexing of another family (None: off)
     max_network_rank: int | None = 40  # rank of the leading EG in the network posterior (None: off)
     accept_set_delta_bic: float = 60.0  # an accept reports every EG within this ΔB of the leader
+    # an undecided refined assessment lists this many fitted EGs, then the network's most
+    # probable (ratagent.trust.undecided_order; None: the order of the fits)
+    undecided_fitted: int | None = 1
 
     def __post_init__(self) -> None:
         for name in ("top_k", "max_candidates", "index_cells"):
@@ -370,7 +373,28 @@ class Agent:
                 out = self._trusted(out, posterior)
         if out.verdict == "accept" and out.refined:
             out = self._widened(out)
+        elif out.refined and cfg.undecided_fitted is not None:
+            out = self._undecided(out, posterior)
         return _with_elapsed(out, time.perf_counter() - t0)
+
+    def _undecided(self, out: Assessment, posterior: EGPosterior) -> Assessment:
+        """An undecided refined assessment, its candidates in :func:`~.trust.undecided_order`."""
+        from dataclasses import replace
+
+        from ratagent.trust import undecided_order
+
+        fitted = [c.eg for c in out.candidates]
+        order = undecided_order(fitted, posterior.probs, self.config.undecided_fitted)
+        by_eg = {c.eg: c for c in out.candidates}
+        candidates = tuple(by_eg.get(eg) or Candidate(eg, extinction_group(eg).symbol, posterior.prob(eg))
+                           for eg in order)
+        if [c.eg for c in candidates] == fitted:
+            return out
+        added = [eg for eg in order[:5] if eg not in by_eg or eg not in fitted[:5]]
+        note = (f"undecided: after EG {order[0]}, the network's most probable EGs {added} lead the list "
+                "(EGs fitted in a doubtful cell fail together)")
+        return replace(out, candidates=candidates, reasons=(*out.reasons, note),
+                       meta={**out.meta, "fitted_order": fitted})
 
     def _no_signal(self, problem: str, count_time: float | None) -> Assessment:
         """A ``flag`` with nothing ranked: the frame holds no diffraction signal (step 0)."""

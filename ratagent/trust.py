@@ -71,7 +71,8 @@ from ratagent.crystallography import extinction_group
 from ratagent.indexing.reduction import metric_family
 from ratagent.refinement.ranking import criterion
 
-__all__ = ["CHECKS", "accepted_set", "cell_evidence", "doubts", "family_of", "gate", "metric_family"]
+__all__ = ["CHECKS", "accepted_set", "cell_evidence", "doubts", "family_of", "gate", "metric_family",
+           "undecided_order"]
 
 #: Free cell parameters of each lattice family.
 _CELL_PARAMETERS = {"triclinic": 6, "monoclinic": 4, "orthorhombic": 3, "tetragonal": 2, "hexagonal": 2,
@@ -289,3 +290,26 @@ def accepted_set(indistinguishable: Sequence[int], ranking: Sequence[tuple[int, 
     out = list(indistinguishable)
     out += [eg for eg, d in ranking if d is not None and d < delta_bic and eg not in out]
     return tuple(out)
+
+
+def undecided_order(
+    fitted: Sequence[int], probs: Sequence[float], n_fitted: int, n_head: int = 5
+) -> list[int]:
+    """The EGs an undecided refined assessment reports, best first: the ``n_fitted`` best
+    of the Pawley ranking, then the network's most probable EGs not among them up to
+    ``n_head`` in all, then the rest of the Pawley ranking.
+
+    Undecided, the cell itself is in doubt, and every EG ranked in a wrong cell is wrong
+    together: below the fit's leader, the network's own picks (from any lattice) are the
+    better guesses. On the measured dev set the truth is among the first five for 74 % /
+    70 % of the patterns of halves A / B this way, against 58 % / 56 % in the order of
+    the fits (``n_fitted`` = 1, the best of 1–5 on either half).
+    """
+    head = list(dict.fromkeys(int(e) for e in fitted))[: max(n_fitted, 0)]
+    order = np.argsort(-np.asarray(probs, float), kind="stable") + 1
+    for eg in order:
+        if len(head) >= n_head:
+            break
+        if int(eg) not in head:
+            head.append(int(eg))
+    return head + [int(e) for e in dict.fromkeys(fitted) if int(e) not in head]

@@ -262,7 +262,9 @@ TRUST_GRID: dict[str, tuple[float | None, ...]] = {
     "metric_tolerance_deg": (0.5, 1.0),
     "min_family_probability": (0.0, 0.1),
     "min_cell_delta_bic": (10.0, 50.0),
-    "max_accept_chi2_reduced": (2.0, 4.0),
+    # fixed, not tuned: a fit within twice the counting-statistics limit (chosen among 2 and
+    # 4 on one half, 4 let through fits of wrong cells and EGs on the other)
+    "max_accept_chi2_reduced": (2.0,),
     "accept_set_delta_bic": (30.0, 60.0),
     "max_network_rank": (None, 40, 30, 20),
 }
@@ -292,14 +294,20 @@ def _replay(case: dict[str, Any], config: Any, doubts_of) -> str:
 
 
 def _with_verdict(case: dict[str, Any], verdict: str, config: Any) -> dict[str, Any]:
-    """The case with a replayed verdict and, for a refined accept, its reported set."""
-    from ratagent.trust import accepted_set
+    """The case with a replayed verdict and, for a refined accept, its reported set; for
+    an undecided refined one, its ranking in :func:`ratagent.trust.undecided_order`."""
+    from ratagent.trust import accepted_set, undecided_order
 
     out = {**case, "verdict": verdict}
+    fitted = case["meta"].get("fitted_order") if case["refined"] else None
+    if fitted is not None:  # the agent reordered an undecided ranking: the fits' order
+        out["ranking"] = list(dict.fromkeys(fitted + case["ranking"]))[:10]
     if verdict == "accept" and case["refined"]:
         ranking = [(c["eg"], c["delta_bic"]) for c in case["candidates"]]
         out["indistinguishable"] = list(accepted_set(case["indistinguishable"], ranking,
                                                      config.accept_set_delta_bic))
+    elif case["refined"] and getattr(config, "undecided_fitted", None) is not None:
+        out["ranking"] = undecided_order(out["ranking"], case["nn_probs"], config.undecided_fitted)[:10]
     return out
 
 

@@ -199,6 +199,12 @@ def test_without_a_cell_the_agent_indexes_and_refines(agent):
     assert a.best.eg == 94 and a.verdict == "flag", a.summary()
     assert any("the cubic cell rests on 7 lines, fewer than the 8" in r for r in a.reasons), a.reasons
     assert a.meta["cell_evidence"]["metric_family"] == "cubic"
+    # undecided: the fit's leader, then the network's most probable EGs
+    from ratagent.trust import undecided_order
+
+    probs = agent.classifier.predict(_halite(1e4)).probs
+    assert [c.eg for c in a.candidates] == undecided_order(a.meta["fitted_order"], probs, 1)
+    assert a.meta["fitted_order"][0] == 94 and "the network's most probable EGs" in a.reasons[-1]
     looser = Agent(agent.classifier, replace(agent.config, min_lines_per_parameter=3.0))
     b = looser.assess(_halite(1e4), count_time=1.0)
     assert b.best.eg == 94 and b.verdict == "accept", b.summary()

@@ -243,3 +243,14 @@ def test_an_accept_reports_every_eg_within_the_set_margin():
     assert accepted_set((29,), ranking, 10.0) == (29,)
     assert accepted_set((29,), ranking, 60.0) == (29, 33, 26)
     assert accepted_set((29, 55), ranking, 60.0) == (29, 55, 33, 26)  # the given set first
+
+
+def test_an_undecided_ranking_keeps_the_fits_leader_then_the_networks_picks():
+    from ratagent.trust import undecided_order
+
+    probs = _probs_on([62, 14, 4])  # the network's top three (ties broken by EG number)
+    fitted = [33, 29, 26, 62, 7]
+    assert undecided_order(fitted, probs, 1) == [33, 4, 14, 62, 1, 29, 26, 7]
+    assert undecided_order(fitted, probs, 2) == [33, 29, 4, 14, 62, 26, 7]
+    assert undecided_order(fitted, probs, 5) == fitted  # the fits fill the head: their order
+    assert undecided_order([], probs, 1)[:3] == [4, 14, 62]  # nothing fitted: the network's order

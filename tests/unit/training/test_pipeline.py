@@ -2,6 +2,7 @@
 
 import csv
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -14,6 +15,7 @@ from training.pipeline import (
     pipeline_report,
     read_cases,
     replay,
+    replayed,
     run_pipeline,
     wilson,
 )
@@ -81,6 +83,27 @@ def test_replay_never_accepts_a_posterior_alone_and_keeps_other_verdicts():
     assert replay(_case(14, [14], "remeasure"), config) == "remeasure"
     given_cell = _case(14, [14], "accept")  # refined in a cell the user gave: not re-checked
     assert replay(given_cell, config) == "accept"
+
+
+def test_replay_orders_an_undecided_refined_ranking_as_the_agent_does():
+    """A flagged refined case reports the fit's leader, then the network's picks; a case
+    the agent already reordered (meta ``fitted_order``) is replayed from the fits' order."""
+    from ratagent.trust import undecided_order
+
+    config = AgentConfig()
+    probs = [1e-4] * 99
+    probs[61] = probs[13] = 0.4  # EGs 62, 14
+    case = _case(62, [33, 29, 26], "flag") | {"nn_probs": probs}
+    (out,) = replayed([case], config)
+    assert out["ranking"][:3] == [33, 14, 62] and out["ranking"][3:5] == [1, 2]
+    assert pipeline_report([out])["top5"]["k"] == 1 and pipeline_report([case])["top5"]["k"] == 0
+    agent_order = undecided_order([33, 29, 26], probs, 1)
+    stored = case | {"ranking": agent_order, "meta": {"fitted_order": [33, 29, 26]}}
+    assert replayed([stored], config)[0]["ranking"] == out["ranking"]
+    accepted = stored | {"verdict": "accept"}  # given cell: no trust step, the fits' order
+    assert replayed([accepted], config)[0]["ranking"][:3] == [33, 29, 26]
+    off = replayed([case], replace(config, undecided_fitted=None))[0]
+    assert off["ranking"] == case["ranking"]
 
 
 def _indexed_case(eg_true, eg_best, m20, half="A"):
