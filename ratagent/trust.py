@@ -302,7 +302,7 @@ def undecided_order(
     Undecided, the cell itself is in doubt, and every EG ranked in a wrong cell is wrong
     together: below the fit's leader, the network's own picks (from any lattice) are the
     better guesses. On the measured dev set the truth is among the first five for 74 % /
-    70 % of the patterns of halves A / B this way, against 58 % / 56 % in the order of
+    71 % of the patterns of halves A / B this way, against 59 % / 60 % in the order of
     the fits (``n_fitted`` = 1, the best of 1–5 on either half).
     """
     head = list(dict.fromkeys(int(e) for e in fitted))[: max(n_fitted, 0)]
