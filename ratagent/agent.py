@@ -136,7 +136,7 @@ class AgentConfig:
     rival_m20_fraction: float | None = None  # M20 share of a rival indexing of another family (None: off)
     max_network_rank: int | None = 40  # rank of the leading EG in the network posterior (None: off)
     accept_set_delta_bic: float = 60.0  # an accept reports every EG within this ΔB of the leader
-    # an undecided refined assessment lists this many fitted EGs, then the network's most
+    # a flagged refined assessment lists this many fitted EGs, then the network's most
     # probable (ratagent.trust.undecided_order; None: the order of the fits)
     undecided_fitted: int | None = 1
 
@@ -373,12 +373,15 @@ class Agent:
                 out = self._trusted(out, posterior)
         if out.verdict == "accept" and out.refined:
             out = self._widened(out)
-        elif out.refined and cfg.undecided_fitted is not None:
+        elif out.verdict == "flag" and out.refined and cfg.undecided_fitted is not None:
             out = self._undecided(out, posterior)
         return _with_elapsed(out, time.perf_counter() - t0)
 
     def _undecided(self, out: Assessment, posterior: EGPosterior) -> Assessment:
-        """An undecided refined assessment, its candidates in :func:`~.trust.undecided_order`."""
+        """A flagged refined assessment, its candidates in :func:`~.trust.undecided_order`.
+
+        A ``remeasure`` keeps the order of the fits: it names the EGs a longer count separates.
+        """
         from dataclasses import replace
 
         from ratagent.trust import undecided_order

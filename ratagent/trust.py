@@ -295,7 +295,7 @@ def accepted_set(indistinguishable: Sequence[int], ranking: Sequence[tuple[int, 
 def undecided_order(
     fitted: Sequence[int], probs: Sequence[float], n_fitted: int, n_head: int = 5
 ) -> list[int]:
-    """The EGs an undecided refined assessment reports, best first: the ``n_fitted`` best
+    """The EGs a flagged refined assessment reports, best first: the ``n_fitted`` best
     of the Pawley ranking, then the network's most probable EGs not among them up to
     ``n_head`` in all, then the rest of the Pawley ranking.
 

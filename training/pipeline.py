@@ -295,7 +295,7 @@ def _replay(case: dict[str, Any], config: Any, doubts_of) -> str:
 
 def _with_verdict(case: dict[str, Any], verdict: str, config: Any) -> dict[str, Any]:
     """The case with a replayed verdict and, for a refined accept, its reported set; for
-    an undecided refined one, its ranking in :func:`ratagent.trust.undecided_order`."""
+    a flagged refined one, its ranking in :func:`ratagent.trust.undecided_order`."""
     from ratagent.trust import accepted_set, undecided_order
 
     out = {**case, "verdict": verdict}
@@ -306,7 +306,7 @@ def _with_verdict(case: dict[str, Any], verdict: str, config: Any) -> dict[str, 
         ranking = [(c["eg"], c["delta_bic"]) for c in case["candidates"]]
         out["indistinguishable"] = list(accepted_set(case["indistinguishable"], ranking,
                                                      config.accept_set_delta_bic))
-    elif case["refined"] and getattr(config, "undecided_fitted", None) is not None:
+    elif verdict == "flag" and case["refined"] and getattr(config, "undecided_fitted", None) is not None:
         out["ranking"] = undecided_order(out["ranking"], case["nn_probs"], config.undecided_fitted)[:10]
     return out
 
