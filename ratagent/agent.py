@@ -393,9 +393,8 @@ class Agent:
                            for eg in order)
         if [c.eg for c in candidates] == fitted:
             return out
-        added = [eg for eg in order[:5] if eg not in by_eg or eg not in fitted[:5]]
-        note = (f"undecided: after EG {order[0]}, the network's most probable EGs {added} lead the list "
-                "(EGs fitted in a doubtful cell fail together)")
+        note = (f"undecided: after EG {order[0]}, the network's most probable EGs {order[1:5]} lead the "
+                "list (EGs fitted in a doubtful cell fail together)")
         return replace(out, candidates=candidates, reasons=(*out.reasons, note),
                        meta={**out.meta, "fitted_order": fitted})
 
