@@ -16,10 +16,13 @@ are positive, which is the Pawley case.
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 import numpy as np
 import scipy.linalg
-from scipy import sparse
+
+if TYPE_CHECKING:
+    from ratagent.refinement.profile import BandedColumns
 
 __all__ = ["NormalEquations", "solve_nonnegative", "solve_passive"]
 
@@ -31,20 +34,16 @@ _RIDGE = 1e-10  # relative diagonal load: keeps exactly coincident profiles solv
 class NormalEquations:
     """M, r and the weighted design of y ≈ B c + A I (free c first, then I).
 
-    ``design`` is a :class:`~ratagent.refinement.profile.BandedColumns` (its blocks summed
-    band against band) or a scipy sparse matrix.
+    ``design`` is a :class:`~ratagent.refinement.profile.BandedColumns`: its blocks are
+    summed band against band.
     """
 
-    def __init__(self, design, background: np.ndarray, weight: np.ndarray, y: np.ndarray):
+    def __init__(self, design: BandedColumns, background: np.ndarray, weight: np.ndarray, y: np.ndarray):
         wb = background * weight[:, None]
         wy = y * weight
         n_bkg = background.shape[1]
         k = design.shape[1]
-        if hasattr(design, "normal_blocks"):
-            gram, cross, rhs_a = design.normal_blocks(weight * weight, background, y)
-        else:
-            wd = sparse.diags(weight) @ design
-            gram, cross, rhs_a = (wd.T @ wd).toarray(), np.asarray(wd.T @ wb), wd.T @ wy
+        gram, cross, rhs_a = design.normal_blocks(weight * weight, background, y)
         m = np.empty((n_bkg + k, n_bkg + k))
         m[:n_bkg, :n_bkg] = wb.T @ wb
         m[n_bkg:, :n_bkg] = cross
@@ -57,7 +56,7 @@ class NormalEquations:
 
     def _bragg(self, intensities: np.ndarray) -> np.ndarray:
         """A I, unweighted."""
-        return np.asarray(self._design @ intensities).ravel()
+        return self._design @ intensities
 
     def weighted_residual(self, x: np.ndarray) -> np.ndarray:
         """W(y − Bc − AI) for x = (c, I)."""

@@ -28,7 +28,7 @@ from scipy.special import erf
 from ratagent.instrument import tch_mix
 from ratagent.refinement._banded import design_bands, normal_blocks
 
-__all__ = ["BandedColumns", "chebyshev_basis", "design_columns", "design_matrix", "tch_fwhm_eta"]
+__all__ = ["BandedColumns", "chebyshev_basis", "design_columns", "tch_fwhm_eta"]
 
 _GAUSS_NORM = 2.0 * math.sqrt(math.log(2.0) / math.pi)  # Γ · G(0) of a unit-area Gaussian
 _GAUSS_K = 4.0 * math.log(2.0)
@@ -61,11 +61,6 @@ def _window_area(lo: np.ndarray, hi: np.ndarray, fwhm: np.ndarray, eta: np.ndarr
     lor = (np.arctan(2.0 * hi / fwhm) - np.arctan(2.0 * lo / fwhm)) / math.pi
     gau = 0.5 * (erf(_ERF_K * hi / fwhm) - erf(_ERF_K * lo / fwhm))
     return eta * lor + (1.0 - eta) * gau
-
-
-def design_matrix(*args, **kwargs) -> sparse.csc_matrix:
-    """:func:`design_columns` as a scipy sparse matrix (same arguments)."""
-    return design_columns(*args, **kwargs).tocsc()
 
 
 def design_columns(

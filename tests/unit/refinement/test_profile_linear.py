@@ -6,7 +6,7 @@ import torch
 from scipy.optimize import lsq_linear, nnls
 
 from ratagent.refinement.linear import solve_nonnegative
-from ratagent.refinement.profile import chebyshev_basis, design_matrix, tch_fwhm_eta
+from ratagent.refinement.profile import chebyshev_basis, design_columns, tch_fwhm_eta
 from ratagent.simulation import physics
 from ratagent.simulation.renderer import render_peaks
 
@@ -26,7 +26,7 @@ def test_design_columns_equal_the_renderer_and_have_unit_area(asym):
     centre = np.array([20.0, 20.03, 55.5, 89.98])
     fwhm = np.array([0.08, 0.08, 0.12, 0.2])
     eta = np.array([0.3, 0.3, 0.5, 0.7])
-    a = design_matrix(x, centre, fwhm, eta, np.ones(4), np.arange(4), 4, asymmetry=asym)
+    a = design_columns(x, centre, fwhm, eta, np.ones(4), np.arange(4), 4, asymmetry=asym).toarray()
     ref = render_peaks(
         *(torch.as_tensor(v)[None] for v in (centre, np.ones(4), fwhm, eta)),
         5.0,
