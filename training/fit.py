@@ -256,7 +256,9 @@ def _fit_to_budget(run: _Run, net: torch.nn.Module, instrument: Instrument, budg
         seconds_per_step.append((time.perf_counter() - t0) / timed)
     left = budget_s - (time.perf_counter() - started)
     planned = sum(p.steps * t for p, t in zip(phases, seconds_per_step, strict=True))  # s, at these lengths
-    run.config = scaled(run.config, max(1, int(run.config.total_steps * left * BUDGET_FILL / planned)))
+    # the probe's steps are the curriculum's first ones: the rest fills the time left
+    rest = max(1, int(run.config.total_steps * left * BUDGET_FILL / planned))
+    run.config = scaled(run.config, run.step + rest)
     run.budgeted = True
     logger.info("time budget %.0f s (%s s/step): %d steps (%s)", budget_s,
                 "/".join(f"{t:.3f}" for t in seconds_per_step), run.config.total_steps,
