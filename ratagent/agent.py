@@ -348,9 +348,9 @@ class Agent:
         indexed_note = None
         indexing: dict[str, Any] = {}
         cells: list[tuple[float, ...]] = [] if cell is None else [tuple(float(v) for v in cell)]
+        lattices: list[tuple[str, str]] | None = None  # of indexed cells: (crystal system, centring)
         if cell is None and cfg.index_when_no_cell and snr >= cfg.min_peak_snr:
-            cells, indexed_note, indexing = self._index(pattern)
-        lattices = indexing.pop("lattices_indexed", None)
+            cells, lattices, indexed_note, indexing = self._index(pattern)
         if cells and snr >= cfg.min_peak_snr:
             out = self._refined(pattern, cells, posterior, snr, count_time, lattices)
         else:
@@ -441,9 +441,12 @@ class Agent:
                    "sample for a second phase")
         return replace(out, verdict="flag", reasons=reasons, meta=meta)
 
-    def _index(self, pattern: Pattern) -> tuple[list[tuple[float, ...]], str, dict[str, Any]]:
-        """The leading convincing cells from autoindexing (maybe none), a sentence saying which,
-        and what the indexing found (``meta["indexing"]``: its five best cells)."""
+    def _index(
+        self, pattern: Pattern
+    ) -> tuple[list[tuple[float, ...]], list[tuple[str, str]], str, dict[str, Any]]:
+        """The leading convincing cells from autoindexing (maybe none), their lattices
+        (crystal system, centring), a sentence saying which, and what the indexing found
+        (``meta["indexing"]``: its five best cells)."""
         from ratagent.indexing import find_peaks, index
 
         alpha2 = None
@@ -456,14 +459,14 @@ class Agent:
                 "indexing_convincing": bool(result.convincing),
                 "cells_indexed": [_cell_info(c, True) for c in leading]}
         if not leading:
-            return [], f"no cell given; indexing found no convincing cell ({result.message})", info
+            return [], [], f"no cell given; indexing found no convincing cell ({result.message})", info
         text = "; ".join(f"{c.crystal_system} {c.centring} cell {_fmt_cell(c.cell)}, "
                          f"M{c.n_lines} = {c.m20:.0f}"
                          + (f" (its lines beyond the peaks seen in the profile, chance "
                             f"{c.profile_chance:.0e})" if c.profile_chance is not None else "")
                          for c in leading)
-        info["lattices_indexed"] = [(c.crystal_system, c.centring) for c in leading]
-        return [tuple(float(v) for v in c.cell) for c in leading], f"no cell given; indexed: {text}", info
+        return ([tuple(float(v) for v in c.cell) for c in leading],
+                [(c.crystal_system, c.centring) for c in leading], f"no cell given; indexed: {text}", info)
 
     def _candidates(self, posterior: EGPosterior, cell: Sequence[float],
                     lattice: tuple[str, str] | None = None) -> list[int]:

@@ -67,7 +67,7 @@ from typing import Any
 
 import numpy as np
 
-from ratagent.crystallography import extinction_group
+from ratagent.crystallography import N_EG, extinction_group
 from ratagent.indexing.reduction import metric_family
 from ratagent.refinement.ranking import criterion
 
@@ -152,7 +152,7 @@ def cell_evidence(
     network_rank = int((p > p[leader - 1]).sum()) + 1 if 1 <= leader <= p.size else p.size
     return {
         "leader": leader,
-        "leader_family": family_of(extinction_group(leader).crystal_system) if 1 <= leader <= 99 else None,
+        "leader_family": family_of(extinction_group(leader).crystal_system) if 1 <= leader <= N_EG else None,
         "network_rank": network_rank,
         "rival_m20_ratio": float(rival[0]),
         "rival_family": rival[1],

@@ -15,6 +15,7 @@ DEST=${DEST:-outputs/compare}
 BANK=${BANK:-banks/gpu500k}
 THREADS=${THREADS:-4}
 configs=("$@")
+out_dir() { python -c "from training.config import FitConfig; print(FitConfig.from_toml('configs/gpu_$1.toml').out_dir)"; }
 mkdir -p "$DEST"
 summary="$DEST/summary.txt"
 { date -u; nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>/dev/null || echo "no GPU"; nproc; } > "$summary"
@@ -26,14 +27,14 @@ if (( DEADLINE > 0 )); then
 fi
 echo "training budget: $BUDGET s per run" >> "$summary"
 for c in "${configs[@]}"; do
-    out=$(python -c "from training.config import FitConfig; print(FitConfig.from_toml('configs/gpu_$c.toml').out_dir)")
+    out=$(out_dir "$c")
     rm -rf "$out"
     OMP_NUM_THREADS=$THREADS python -m training fit "configs/gpu_$c.toml" --time-budget "$BUDGET" \
         > "$DEST/fit_$c.json" 2> "$DEST/fit_$c.err" &
 done
 wait
 for c in "${configs[@]}"; do
-    out=$(python -c "from training.config import FitConfig; print(FitConfig.from_toml('configs/gpu_$c.toml').out_dir)")
+    out=$(out_dir "$c")
     python -m training export "$out" >> "$summary" 2>&1 || echo "export $c failed" >> "$summary"
     cp "$DEST/fit_$c.json" "$DEST/fit_$c.err" "$out/"
     tail -c 2000 "$DEST/fit_$c.err" | tr '\r' '\n' | tail -3 >> "$summary"

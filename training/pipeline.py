@@ -306,7 +306,7 @@ def _with_verdict(case: dict[str, Any], verdict: str, config: Any) -> dict[str, 
         ranking = [(c["eg"], c["delta_bic"]) for c in case["candidates"]]
         out["indistinguishable"] = list(accepted_set(case["indistinguishable"], ranking,
                                                      config.accept_set_delta_bic))
-    elif verdict == "flag" and case["refined"] and getattr(config, "undecided_fitted", None) is not None:
+    elif verdict == "flag" and case["refined"] and config.undecided_fitted is not None:
         out["ranking"] = undecided_order(out["ranking"], case["nn_probs"], config.undecided_fitted)[:10]
     return out
 

@@ -218,8 +218,9 @@ def test_of_several_indexed_cells_the_pawley_fits_choose(agent, monkeypatch):
     wrong, right = (5.64, 5.64, 6.1, 90.0, 90.0, 90.0), (5.6402, 5.6402, 5.6402, 90.0, 90.0, 90.0)
     indexed = [{"crystal_system": system, "centring": "P", "cell": list(cell), "m20": 100.0}
                for cell, system in ((wrong, "tetragonal"), (right, "cubic"))]
-    monkeypatch.setattr(Agent, "_index", lambda self, pattern: ([wrong, right], "indexed: two cells",
-                                                                  {"cells_indexed": indexed}))
+    lattices = [("tetragonal", "P"), ("cubic", "P")]
+    monkeypatch.setattr(Agent, "_index", lambda self, pattern: (
+        [wrong, right], lattices, "indexed: two cells", {"cells_indexed": indexed}))
     a = agent.assess(_halite(1e4), count_time=1.0)
     assert a.meta["cell"] == pytest.approx(list(right)), a.summary()
     assert a.meta["cells_refined"] == [list(wrong), list(right)]
