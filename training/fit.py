@@ -293,6 +293,8 @@ def fit(
     progress : bool
         Show a tqdm bar.
     """
+    if time_budget_s is not None and not (math.isfinite(time_budget_s) and time_budget_s >= 0):
+        raise ValueError(f"time_budget_s must be a number of seconds >= 0, got {time_budget_s!r}")
     out = Path(config.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     run = _start(config)

@@ -153,3 +153,9 @@ def test_time_budget_scales_the_curriculum_and_resumes_it(bank, tmp_path, monkey
     summary = fit(cfg, time_budget_s=0.0, progress=False)
     assert summary["step"] == 7
     assert torch.load(tmp_path / "run" / STATE_FILE, weights_only=False)["step"] == 7
+
+
+@pytest.mark.parametrize("budget", [-1.0, float("nan")])
+def test_a_time_budget_that_is_no_duration_is_named(tmp_path, budget):
+    with pytest.raises(ValueError, match="time_budget_s must be a number of seconds >= 0"):
+        fit(_config(tmp_path, tmp_path / "run"), time_budget_s=budget, progress=False)
