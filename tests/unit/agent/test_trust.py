@@ -92,7 +92,7 @@ def test_a_conventional_cell_the_network_agrees_with_leaves_no_doubt():
     "change, words",
     [
         ({"m20": 5.0}, "M20 = 5"),
-        ({"n_lines": 5}, "cubic cell rests on 5 lines, fewer than the 8"),  # 4 × (1 + 1)
+        ({"n_lines": 5}, "cubic cell rests on 5 indexed lines, fewer than the 6"),  # 3 × (1 + 1)
         ({"chi2_reduced": 9.0}, "χ²_ν = 9.00"),
         ({"cell": (HALITE_A / math.sqrt(2), HALITE_A, HALITE_A / math.sqrt(2), 90, 90, 90),
           "system": "orthorhombic", "centring": "I"}, "not the conventional cell"),
@@ -254,3 +254,15 @@ def test_an_undecided_ranking_keeps_the_fits_leader_then_the_networks_picks():
     assert undecided_order(fitted, probs, 2) == [33, 29, 4, 14, 62, 26, 7]
     assert undecided_order(fitted, probs, 5) == fitted  # the fits fill the head: their order
     assert undecided_order([], probs, 1)[:3] == [4, 14, 62]  # nothing fitted: the network's order
+
+
+def test_only_indexed_lines_fix_the_cell():
+    """Rock salt at 1 s: 7 lines indexed, and a noise line beside them in the merit (M8).
+    At 4 lines per parameter a cubic cell needs 8: the unindexed line does not make up the
+    count."""
+    meta = _meta((HALITE_A,) * 3 + (90,) * 3, "cubic", "F", n_lines=8, n_indexed=7)
+    strict = AgentConfig(min_lines_per_parameter=4.0)
+    _, why = gate(meta, _probs_on(CUBIC_EGS), strict)
+    assert any("cubic cell rests on 7 indexed lines, fewer than the 8" in w for w in why), why
+    meta = _meta((HALITE_A,) * 3 + (90,) * 3, "cubic", "F", n_lines=8, n_indexed=8)
+    assert gate(meta, _probs_on(CUBIC_EGS), strict)[1] == []
