@@ -177,6 +177,34 @@ def _system(eg: int) -> str:
     return extinction_group(int(eg)).crystal_system
 
 
+#: Why a leading EG is of the wrong crystal system (:func:`system_miss`), in report order.
+SYSTEM_MISSES = (
+    "no convincing cell; the network's EG is of another system",
+    "a cell of the true system was indexed; a cell of another won",
+    "cells of other systems indexed; one of the true system among the five best",
+    "no cell of the true system among the indexing's five best",
+)
+
+
+def system_miss(case: dict[str, Any]) -> str | None:
+    """Why ``case``'s leading EG is of the wrong crystal system (one of :data:`SYSTEM_MISSES`),
+    None when it is of the right one. Systems compare by lattice family (trigonal with
+    hexagonal), as the indexing finds lattices."""
+    from ratagent.trust import family_of
+
+    if case["ranking"] and _system(case["ranking"][0]) == _system(case["eg"]):
+        return None
+    truth = family_of(_system(case["eg"]))
+    indexed = case["meta"].get("cells_indexed") or []
+    if not indexed:
+        return SYSTEM_MISSES[0]
+    if any(family_of(c["crystal_system"]) == truth for c in indexed):
+        return SYSTEM_MISSES[1]
+    if any(family_of(c["crystal_system"]) == truth for c in case["meta"].get("indexing") or []):
+        return SYSTEM_MISSES[2]
+    return SYSTEM_MISSES[3]
+
+
 def _rate(k: int, n: int) -> dict[str, Any]:
     lo, hi = wilson(k, n)
     return {"k": int(k), "n": int(n), "rate": k / n if n else math.nan, "ci95": [lo, hi]}
@@ -209,6 +237,12 @@ def pipeline_report(cases: Sequence[dict[str, Any]]) -> dict[str, Any]:
                 "accepted": len([c for c in sel if c["verdict"] == "accept"]),
                 "accepted_right": len([c for c in sel if c["verdict"] == "accept" and accepted_right(c)]),
             }
+    misses = [m for m in map(system_miss, cases) if m is not None]
+    confusions: dict[tuple[str, str], int] = {}
+    for c in cases:
+        if c["ranking"] and _system(c["ranking"][0]) != _system(c["eg"]):
+            key = (_system(c["eg"]), _system(c["ranking"][0]))
+            confusions[key] = confusions.get(key, 0) + 1
     return {
         "n": n,
         "top1": _rate(top1, n),
@@ -221,6 +255,8 @@ def pipeline_report(cases: Sequence[dict[str, Any]]) -> dict[str, Any]:
         "refined": int(sum(c["refined"] for c in cases)),
         "verdicts": table,
         "per_system": per_system,
+        "system_misses": {m: misses.count(m) for m in SYSTEM_MISSES},
+        "system_confusions": [[t, p, k] for (t, p), k in sorted(confusions.items(), key=lambda i: -i[1])],
         "median_s": float(np.median([c["elapsed_s"] for c in cases])) if cases else math.nan,
     }
 
@@ -246,7 +282,14 @@ def format_report(reports: dict[str, dict[str, Any]]) -> str:
         lines.append("  per system (true): top-1, accepted right/accepted")
         for s, r in rep["per_system"].items():
             lines.append(f"    {s:13s} {_fmt(r['top1'])}  {r['accepted_right']}/{r['accepted']}")
+        lines.append("  crystal system missed, why:")
+        lines += [f"    {k:4d}  {m}" for m, k in rep["system_misses"].items()]
+        top = ", ".join(f"{t} as {p} {k}" for t, p, k in rep["system_confusions"][:_CONFUSIONS_SHOWN])
+        lines.append(f"  most frequent: {top or 'none'}")
     return "\n".join(lines)
+
+
+_CONFUSIONS_SHOWN = 5
 
 
 # ---------------------------------------------------------------------- trust thresholds
@@ -401,4 +444,10 @@ def results_markdown(reports: dict[str, dict[str, Any]], command: str) -> str:
     sizes = [f"{reports[n]['accepted_set_size']:.1f}" if reports[n]["accept_precision"]["n"] else "—"
              for n in names]
     lines.append("| EGs reported per accept | " + " | ".join(sizes) + " |")
+    lines += ["", "Patterns whose leading EG is of the wrong crystal system, by cause "
+              "(`training.pipeline.system_miss`):", "",
+              "| | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+    for miss in SYSTEM_MISSES:
+        counts = [str(reports[n].get("system_misses", {}).get(miss, 0)) for n in names]
+        lines.append(f"| {miss} | " + " | ".join(counts) + " |")
     return "\n".join(lines) + f"\n\nProduced by `{command}`.\n"

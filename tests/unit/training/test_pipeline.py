@@ -10,13 +10,16 @@ import pytest
 from ratagent.agent import AgentConfig
 from training.devsplit import SPLIT_FILE, build_split, dev_split
 from training.pipeline import (
+    SYSTEM_MISSES,
     accepted_right,
     choose_thresholds,
+    format_report,
     pipeline_report,
     read_cases,
     replay,
     replayed,
     run_pipeline,
+    system_miss,
     wilson,
 )
 
@@ -75,6 +78,27 @@ def test_report_counts_accepts_right_when_the_truth_is_indistinguishable():
     assert rep["top1"]["k"] == 1 and rep["top5"]["k"] == 4
     assert rep["verdicts"]["accept"] == {"right EG": 2, "right system": 0, "wrong system": 1}
     assert rep["verdicts"]["flag"] == {"right EG": 0, "right system": 1, "wrong system": 0}
+
+
+def _cells(*systems):
+    return [{"crystal_system": s} for s in systems]
+
+
+def test_a_missed_crystal_system_is_traced_to_the_indexing_or_the_fit():
+    """EG 14 (P - a b, orthorhombic) led by EGs of other systems: why, case by case."""
+    right = _case(14, [29, 4], "flag")  # EG 29 is orthorhombic too: no miss
+    no_cell = _case(14, [4], "flag", refined=False)
+    lost = _case(14, [4], "flag") | {"meta": {"cells_indexed": _cells("monoclinic", "orthorhombic")}}
+    fifth = _case(14, [4], "flag") | {"meta": {"cells_indexed": _cells("monoclinic"),
+                                               "indexing": _cells("monoclinic", "triclinic", "orthorhombic")}}
+    cubic = _cells("cubic")
+    absent = _case(14, [94], "flag") | {"meta": {"cells_indexed": cubic, "indexing": cubic}}
+    cases = [right, no_cell, lost, fifth, absent]
+    assert [system_miss(c) for c in cases] == [None, *SYSTEM_MISSES]
+    rep = pipeline_report(cases)
+    assert list(rep["system_misses"].values()) == [1, 1, 1, 1]
+    assert rep["system_confusions"][0] == ["orthorhombic", "monoclinic", 3]
+    assert "crystal system missed, why:" in format_report({"all": rep})
 
 
 def test_replay_never_accepts_a_posterior_alone_and_keeps_other_verdicts():
