@@ -24,10 +24,16 @@ Usage: ``python benchmarks/simulate.py [--structures 256] [--pymatgen 24] [--pyx
 from __future__ import annotations
 
 import argparse
+import os
 import tempfile
 import time
 import warnings
 from collections import Counter
+
+# numpy's OpenBLAS threads spin on the other core for a while after each call, so
+# pymatgen's "1 core" took two and the renderer's 1-thread timing shared its core with
+# them: every BLAS call here is single-threaded (set before numpy loads it)
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import numpy as np
 import torch

@@ -472,7 +472,9 @@ def render(
 
     The same as :func:`render_peaks` on the columns of :func:`peak_table`, but the peak
     table is only computed for the batch's real reflections (no padding). No background,
-    no noise: see :func:`~ratagent.simulation.augment.simulate_batch`.
+    no noise: see :func:`~ratagent.simulation.augment.simulate_batch`. On the CPU it runs
+    on one intra-op thread whatever ``torch.get_num_threads()`` says, and leaves that as
+    it was.
     """
     if params is None:
         params = PatternParams.from_instrument(
@@ -481,7 +483,17 @@ def render(
     _check_params(batch, params)
     if window_fwhm <= 0:
         raise ValueError(f"window_fwhm must be positive, got {window_fwhm}")
-    return _render_rows(batch, instrument, params, window_fwhm)
+    n_threads = torch.get_num_threads()
+    if batch.hkl.device.type != "cpu" or n_threads == 1:
+        return _render_rows(batch, instrument, params, window_fwhm)
+    # on the CPU one intra-op thread: the scatter-adds, most of the work, run on one
+    # anyway, and splitting the many small element-wise steps across threads cost more
+    # than it saved (benchmarks/simulate.py: 2 threads at 0.7 times the rate of one)
+    torch.set_num_threads(1)
+    try:
+        return _render_rows(batch, instrument, params, window_fwhm)
+    finally:
+        torch.set_num_threads(n_threads)
 
 
 def _render_rows(

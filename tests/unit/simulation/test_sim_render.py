@@ -21,6 +21,7 @@ from ratagent.simulation import (
     random_record,
     reflection_list,
     render,
+    renderer,
     simulate_batch,
     simulate_pattern,
 )
@@ -47,6 +48,34 @@ def test_batch_equals_one_by_one(records):
         alone = render(collate([r]), inst)[0]
         torch.testing.assert_close(together[i], alone, rtol=1e-5, atol=1e-6 * float(alone.max()))
     assert together.dtype == torch.float32 and together.shape == (12, 8501)
+
+
+def test_the_cpu_render_runs_on_one_thread_and_restores_the_callers(records, monkeypatch):
+    """On the CPU the renderer's steps run on one intra-op thread (faster there than two);
+    the caller's thread count is back afterwards, after an error too."""
+    batch, inst = collate(records), Instrument()
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        seen = []
+        original = renderer._render_rows
+
+        def spy(*args):
+            seen.append(torch.get_num_threads())
+            return original(*args)
+
+        monkeypatch.setattr(renderer, "_render_rows", spy)
+        two = render(batch, inst)
+        assert seen == [1] and torch.get_num_threads() == 2
+        torch.set_num_threads(1)
+        assert torch.equal(render(batch, inst), two)
+        torch.set_num_threads(2)
+        monkeypatch.setattr(renderer, "_render_rows", lambda *a: 1 / 0)
+        with pytest.raises(ZeroDivisionError):
+            render(batch, inst)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
 
 
 def test_float32_matches_float64(records):
