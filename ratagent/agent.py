@@ -117,6 +117,10 @@ class AgentConfig:
     max_count_time_s: float = 60.0  # cap of any suggested count time, s
     index_when_no_cell: bool = True  # without a cell, find one by autoindexing before refining
     index_cells: int = 2  # most indexed cells refined: the best, then convincing higher-symmetry ones
+    # shortest lattice translation of an indexed cell, Å: a translation joins like atoms,
+    # which no crystal holds closer than about 2.2 Å (Be metal, a = 2.29 Å); `index`'s own
+    # default is lower, for simulated random structures, whose atoms may lie 1.6 Å apart
+    min_translation_angstrom: float = 2.2
     # with a cell, candidates only from the highest-symmetry lattice family its metric admits
     metric_family_only: bool = True
     # accepting a ranking in an indexed cell (ratagent.trust): the thresholds
@@ -152,6 +156,9 @@ class AgentConfig:
             value = getattr(self, name)
             if not (math.isfinite(value) and value > 0):
                 raise ValueError(f"AgentConfig.{name} must be a positive number, got {value!r}")
+        if not (math.isfinite(self.min_translation_angstrom) and self.min_translation_angstrom >= 0):
+            raise ValueError(f"AgentConfig.min_translation_angstrom must be ≥ 0 Å, got "
+                             f"{self.min_translation_angstrom!r}")
         if self.target_peak_snr < self.min_peak_snr:
             raise ValueError(
                 f"AgentConfig.target_peak_snr={self.target_peak_snr} is below "
@@ -453,7 +460,8 @@ class Agent:
         inst = self.instrument
         if inst is not None and len(inst.wavelengths_angstrom) > 1:
             alpha2 = (inst.wavelengths_angstrom[1], inst.line_ratios[1] / inst.line_ratios[0])
-        result = index(find_peaks(pattern, alpha2=alpha2))
+        result = index(find_peaks(pattern, alpha2=alpha2),
+                       min_translation=self.config.min_translation_angstrom)
         leading = result.leading(self.config.index_cells)
         info = {"indexing": [_cell_info(c, result.passes(c)) for c in result.candidates[:5]],
                 "indexing_convincing": bool(result.convincing),

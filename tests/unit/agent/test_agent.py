@@ -33,6 +33,8 @@ def _peak_pattern(counts: float, background: float, rng) -> Pattern:
         ("accept_probability", 1.5),
         ("min_count_time_factor", 1.0),
         ("max_count_time_s", math.nan),
+        ("min_translation_angstrom", -1.0),
+        ("min_translation_angstrom", math.inf),
     ],
 )
 def test_config_rejects_bad_values_by_name(field, value):
@@ -288,3 +290,19 @@ def test_a_triclinic_pattern_is_indexed_and_refined_as_triclinic(agent):
     assert a.meta["cells_indexed"][0]["crystal_system"] == "triclinic", a.reasons[0]
     np.testing.assert_allclose(a.meta["cells_indexed"][0]["cell"][:3], cell[:3], rtol=2e-3)
     assert a.best.eg == 99, a.summary()
+
+
+@pytest.mark.slow
+def test_no_indexed_cell_holds_atoms_closer_than_crystals_do(agent, rruff_dev):
+    """Measured dev pattern 45 (a monoclinic mineral) was indexed as orthorhombic P
+    (13.57, 6.41, 1.70 Å): a lattice translation joins like atoms, and no crystal holds
+    them 1.7 Å apart. The agent's indexing leaves out cells with one under 2.2 Å."""
+    from ratagent.indexing.reduction import niggli_cell
+    from ratagent.instrument import Instrument
+    from ratagent.patterns import CU_KA1_ANGSTROM
+
+    pattern = Pattern(rruff_dev["two_theta"], rruff_dev["intensity"][45], CU_KA1_ANGSTROM)
+    a = Agent(agent.classifier, agent.config, instrument=Instrument()).assess(pattern, count_time=None)
+    cells = a.meta["indexing"]
+    assert cells and agent.config.min_translation_angstrom == 2.2
+    assert min(niggli_cell(c["cell"], c["centring"])[0] for c in cells) >= 2.2, cells
