@@ -73,7 +73,7 @@ import logging
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
@@ -371,8 +371,6 @@ class Agent:
             else:
                 out = self._posterior_only(posterior, cands, snr, count_time)
         if indexed_note is not None:
-            from dataclasses import replace
-
             used = out.meta.get("cell")
             out = replace(out, reasons=(indexed_note, *out.reasons),
                           meta={**out.meta, "cell_from_indexing": used, **indexing})
@@ -389,8 +387,6 @@ class Agent:
 
         A ``remeasure`` keeps the order of the fits: it names the EGs a longer count separates.
         """
-        from dataclasses import replace
-
         from ratagent.trust import undecided_order
 
         fitted = [c.eg for c in out.candidates]
@@ -415,8 +411,6 @@ class Agent:
 
     def _widened(self, out: Assessment) -> Assessment:
         """An accept reporting every EG within ``accept_set_delta_bic`` (:func:`~.trust.accepted_set`)."""
-        from dataclasses import replace
-
         from ratagent.trust import accepted_set
 
         cfg = self.config
@@ -431,8 +425,6 @@ class Agent:
 
     def _trusted(self, out: Assessment, posterior: EGPosterior) -> Assessment:
         """``out`` if the indexed cell it was refined in holds (:mod:`ratagent.trust`), else a flag."""
-        from dataclasses import replace
-
         from ratagent.trust import gate
 
         evidence, why = gate(out.meta, posterior.probs, self.config)
@@ -763,6 +755,4 @@ def _posterior_candidates(posterior: EGPosterior, cands: list[int]) -> tuple[Can
 
 
 def _with_elapsed(a: Assessment, seconds: float) -> Assessment:
-    from dataclasses import replace
-
     return replace(a, elapsed_s=float(seconds))

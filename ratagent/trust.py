@@ -155,7 +155,7 @@ def cell_evidence(
     network_rank = int((p > p[leader - 1]).sum()) + 1 if 1 <= leader <= p.size else p.size
     return {
         "leader": leader,
-        "leader_family": family_of(extinction_group(leader).crystal_system) if 1 <= leader <= N_EG else None,
+        "leader_family": extinction_group(leader).lattice_family if 1 <= leader <= N_EG else None,
         "network_rank": network_rank,
         "rival_m20_ratio": float(rival[0]),
         "rival_family": rival[1],

@@ -190,11 +190,12 @@ def system_miss(case: dict[str, Any]) -> str | None:
     """Why ``case``'s leading EG is of the wrong crystal system (one of :data:`SYSTEM_MISSES`),
     None when it is of the right one. Systems compare by lattice family (trigonal with
     hexagonal), as the indexing finds lattices."""
+    from ratagent.crystallography import extinction_group
     from ratagent.trust import family_of
 
     if case["ranking"] and _system(case["ranking"][0]) == _system(case["eg"]):
         return None
-    truth = family_of(_system(case["eg"]))
+    truth = extinction_group(int(case["eg"])).lattice_family
     indexed = case["meta"].get("cells_indexed") or []
     if not indexed:
         return SYSTEM_MISSES[0]
@@ -237,10 +238,10 @@ def pipeline_report(cases: Sequence[dict[str, Any]]) -> dict[str, Any]:
                 "accepted": len([c for c in sel if c["verdict"] == "accept"]),
                 "accepted_right": len([c for c in sel if c["verdict"] == "accept" and accepted_right(c)]),
             }
-    misses = [m for m in map(system_miss, cases) if m is not None]
+    misses = [system_miss(c) for c, sys_ok in zip(cases, system_right, strict=True) if not sys_ok]
     confusions: dict[tuple[str, str], int] = {}
-    for c in cases:
-        if c["ranking"] and _system(c["ranking"][0]) != _system(c["eg"]):
+    for c, sys_ok in zip(cases, system_right, strict=True):
+        if not sys_ok and c["ranking"]:
             key = (_system(c["eg"]), _system(c["ranking"][0]))
             confusions[key] = confusions.get(key, 0) + 1
     return {
