@@ -15,7 +15,7 @@ from typing import Any, NamedTuple
 import bluesky.plan_stubs as bps
 import bluesky.preprocessors as bpp
 import numpy as np
-from bluesky.utils import RunEngineControlException
+from bluesky.utils import Msg, RunEngineControlException
 
 from plans.detector import awaited, read_frame_source
 from ratagent.agent import Agent, Assessment
@@ -162,6 +162,66 @@ def _shape_problem(reading: dict[str, dict[str, Any]], described: dict[str, dict
     return None
 
 
+def _unbroken(plan):
+    """Plan: ``plan`` run to its end when the run is aborted or stopped during it; the abort
+    (or stop) goes on once it is done.
+
+    bluesky throws a ``RunEngineControlException`` into the plan at the message the
+    RunEngine processed last, whose answer is then lost: ``plan`` is sent None for that
+    message instead and goes on, so an event it has begun is written whole. Any other
+    error reaches ``plan`` as usual; ``RE.halt()`` (``GeneratorExit``) lets nothing run.
+    """
+    held: RunEngineControlException | None = None
+    answer: Any = None
+    error: BaseException | None = None
+    while True:
+        try:
+            msg = plan.throw(error) if error is not None else plan.send(answer)
+        except StopIteration as done:
+            if held is not None:
+                raise held from None
+            return done.value
+        except Exception as exc:
+            if held is not None:
+                raise held from exc
+            raise
+        answer, error = None, None
+        try:
+            answer = yield msg
+        except RunEngineControlException as exc:
+            held = held or exc
+        except Exception as exc:
+            error = exc
+
+
+def _atomic(plan):
+    """Plan: ``plan`` (the writing of events: a frame read, a decision) as one step of the run.
+
+    A pause inside it rewinds nothing: bluesky would replay the messages since the last
+    checkpoint on resume, reading the detector again (the frame read is discarded) or
+    writing an event a second time. Checkpoints before and after it keep a pause on
+    either side from replaying it, and an abort or stop inside it lets it finish
+    (:func:`_unbroken`).
+    """
+    def step():
+        yield from bps.checkpoint()
+        was = yield Msg("rewindable", None, None)
+        if was is not False:  # None: the answer was lost to an abort; bluesky's default is True
+            yield Msg("rewindable", None, False)
+        try:
+            out = yield from plan
+            yield from bps.checkpoint()
+        except Exception:
+            if was is not False:
+                yield Msg("rewindable", None, True)
+            raise
+        if was is not False:
+            yield Msg("rewindable", None, True)
+        return out
+
+    return (yield from _unbroken(step()))
+
+
 def _read_checked(scan: "_Scan"):
     """``trigger_and_read`` into ``primary`` with the detector's frame checked first.
 
@@ -170,6 +230,9 @@ def _read_checked(scan: "_Scan"):
     emitted into ``primary`` (which would alter it, or every other frame): it is stored
     as measured in a stream of its own, ``odd_frame_<n>``. Returns None for a good frame,
     else the reason it is odd.
+
+    A pause during the exposure exposes again (nothing was read); from the first read on,
+    the frame is stored once whatever the operator does (:func:`_atomic`).
     """
     from bluesky.utils import short_uid
 
@@ -178,14 +241,25 @@ def _read_checked(scan: "_Scan"):
         if hasattr(obj, "trigger"):
             yield from bps.trigger(obj, group=group)
     yield from bps.wait(group=group)
-    yield from bps.create("primary")
-    reading: dict[str, dict[str, Any]] = {}
-    try:
-        for obj in scan.readables:
-            reading.update((yield from bps.read(obj)))
-    except BaseException:
-        yield from bps.drop()  # close the bundle, so the run can still record a decision
-        raise
+    return (yield from _atomic(_store_frame(scan)))
+
+
+def _store_frame(scan: "_Scan"):
+    """Plan: read the frame and store it, in ``primary`` or, odd, in a stream of its own."""
+    reading = None
+    while reading is None:
+        yield from bps.create("primary")
+        answers = []
+        try:
+            for obj in scan.readables:
+                answers.append((yield from bps.read(obj)))
+        except Exception:  # the readout failed
+            yield from bps.drop()  # close the bundle, so the run can still record a decision
+            raise
+        if any(r is None for r in answers):  # an abort took an answer: read the same frame again
+            yield from bps.drop()
+            continue
+        reading = {k: v for r in answers for k, v in r.items()}
     described = scan.described
     if not described:  # an ophyd Signal describes the shape of its value now: keep the first
         described.update((yield from awaited(scan.detector.describe)))
@@ -316,34 +390,58 @@ class _Scan:
 
     def record(self, a: Assessment, *, label: str, frame: int, attempt: int):
         """Emit ``a`` as the next ``symmetry`` event (its Pawley profile first, to ``fit``,
-        when it has one on the frame's grid: a live view draws it with its decision)."""
-        if frame >= 0 and self.fits_the_frame(a):
-            self.fit.update(frame, a.candidates[0].eg, a.fit)
-            yield from bps.trigger_and_read([self.fit], name="fit")
-        self.recorder.update(a, sample=label, frame=frame, attempt=attempt)
-        yield from bps.trigger_and_read([self.recorder], name="symmetry")
+        when it has one on the frame's grid: a live view draws it with its decision), once
+        whatever the operator does (:func:`_atomic`)."""
+        def events():
+            if frame >= 0 and self.fits_the_frame(a):
+                self.fit.update(frame, a.candidates[0].eg, a.fit)
+                yield from bps.trigger_and_read([self.fit], name="fit")
+            self.recorder.update(a, sample=label, frame=frame, attempt=attempt)
+            yield from bps.trigger_and_read([self.recorder], name="symmetry")
+
+        yield from _atomic(events())
 
 
-def _expose(scan: _Scan, t: float, label: str, attempt: int):
-    """Expose and read one frame into ``primary``; returns its ``seq_num``, or −1 and the
-    failure (a failed readout, an odd frame) as the frame's assessment.
+def _expose(scan: _Scan, t: float, attempt: int, exposure, *, label: str = "", mount=None, pending=None):
+    """Mount the sample (``mount``: a plan that returns its label), set the count time,
+    expose and read one frame into ``primary``; returns the label, the frame's
+    ``seq_num``, and None, or −1 and the failure (a failed readout, an odd frame) as the
+    frame's assessment.
 
-    When the run ends during the exposure (abort, stop, Ctrl-C, or the catalog failing to
-    take the frame: its documents then go to the spool file), the exposure is recorded as
-    cut short (``verdict="interrupted"``, frame −1) before the error goes on.
+    When the run ends (abort, stop, Ctrl-C, or the catalog failing to take the frame: its
+    documents then go to the spool file) before the frame is stored, the exposure is
+    recorded as cut short (``verdict="interrupted"``, frame −1); when it ends after, the
+    frame's decision is recorded like those of ``pending`` (frames read before it, by
+    ``seq_num``), which come first. Then the error goes on.
     """
+    before = scan.callback.last_seq
     try:
-        problem = yield from _read_checked(scan)
+        if mount is not None:
+            label = yield from mount
+        yield from bps.mv(exposure, t)
+        yield from bps.checkpoint()
+        try:
+            problem = yield from _read_checked(scan)
+        except (RunEngineControlException, CatalogWriteError):
+            raise
+        except Exception as exc:  # the readout failed: the frame's flag, not the run's end
+            problem = _cause(exc)
     except (RunEngineControlException, CatalogWriteError) as exc:
-        a = Assessment.interrupted(f"{type(exc).__name__} during the exposure: no frame was assessed",
-                                   count_time_s=t, model_id=scan.agent.model_id)
-        yield from scan.record(a, label=label, frame=-1, attempt=attempt)
+        owed = dict(pending or {})
+        stored = scan.callback.last_seq is not None and scan.callback.last_seq != before
+        if stored:
+            owed[scan.callback.last_seq] = _InFlight(None, label, attempt, t)
+        yield from _record_unfinished(scan, owed, exc)
+        if not stored:
+            a = Assessment.interrupted(f"{type(exc).__name__} during the exposure: no frame was assessed",
+                                       count_time_s=t, model_id=scan.agent.model_id)
+            yield from scan.record(a, label=label, frame=-1, attempt=attempt)
+        if pending is not None:
+            pending.clear()
         raise
-    except Exception as exc:
-        return -1, Assessment.failure(_cause(exc), count_time_s=t, model_id=scan.agent.model_id)
     if problem is not None:
-        return -1, Assessment.failure(problem, count_time_s=t, model_id=scan.agent.model_id)
-    return scan.callback.last_seq, None
+        return label, -1, Assessment.failure(problem, count_time_s=t, model_id=scan.agent.model_id)
+    return label, scan.callback.last_seq, None
 
 
 class _InFlight(NamedTuple):
@@ -365,19 +463,19 @@ def _record_unfinished(scan: _Scan, pending: dict[int, _InFlight], exc: BaseExce
         yield from scan.record(a, label=f.label, frame=seq, attempt=f.attempt)
 
 
-def _frame_and_decision(scan: _Scan, t: float, label: str, attempt: int):
-    """Expose and read one frame, then wait for its assessment; returns it and the frame's
-    ``seq_num`` (−1 when no frame reached ``primary``).
+def _frame_and_decision(scan: _Scan, t: float, attempt: int, exposure, *, label: str = "", mount=None):
+    """(Mount and) expose and read one frame, then wait for its assessment; returns it, the
+    frame's ``seq_num`` (−1 when no frame reached ``primary``) and the sample's label.
 
     A failed readout or an odd frame is the frame's flag, not the run's end. When the run
     ends (abort, stop, Ctrl-C) while the frame is assessed, its decision is still stored:
     the agent's result if it has come, else ``verdict="interrupted"``.
     """
-    seq, failure = yield from _expose(scan, t, label, attempt)
+    label, seq, failure = yield from _expose(scan, t, attempt, exposure, label=label, mount=mount)
     if failure is not None:
-        return failure, seq
+        return failure, seq, label
     try:
-        return (yield from _wait_for(scan.callback, seq, scan.early, POLL_S)), seq
+        return (yield from _wait_for(scan.callback, seq, scan.early, POLL_S)), seq, label
     except Exception as exc:
         yield from _record_unfinished(scan, {seq: _InFlight(None, label, attempt, t)}, exc)
         raise
@@ -393,12 +491,10 @@ def _next_count_time(a: Assessment, t: float, attempt: int, max_remeasure: int, 
 def _sequential(scan: _Scan, names: list, mount, exposure, count_time, max_count_time, max_remeasure):
     """Each sample in turn: measure, wait for the decision, re-measure while asked."""
     for name in names:
-        label = yield from mount(name)
-        t, attempt = float(count_time), 0
+        label, t, attempt = name or "", float(count_time), 0
         while t is not None:
-            yield from bps.mv(exposure, t)
-            yield from bps.checkpoint()
-            a, seq = yield from _frame_and_decision(scan, t, label, attempt)
+            a, seq, label = yield from _frame_and_decision(scan, t, attempt, exposure, label=label,
+                                                           mount=mount(name) if attempt == 0 else None)
             yield from scan.record(a, label=label, frame=seq, attempt=attempt)
             t, attempt = _next_count_time(a, t, attempt, max_remeasure, max_count_time), attempt + 1
 
@@ -416,10 +512,8 @@ def _pipelined(scan: _Scan, names: list, mount, exposure, count_time, max_count_
         while todo or pending:
             if todo:
                 name, attempt, t = todo.popleft()
-                label = yield from mount(name)
-                yield from bps.mv(exposure, t)
-                yield from bps.checkpoint()
-                seq, failure = yield from _expose(scan, t, label, attempt)
+                label, seq, failure = yield from _expose(scan, t, attempt, exposure, label=name or "",
+                                                         mount=mount(name), pending=pending)
                 if failure is not None:
                     yield from scan.record(failure, label=label, frame=seq, attempt=attempt)
                 else:
