@@ -8,8 +8,10 @@ current one. The cross terms AᵀW²B (B the dense background basis) and AᵀW²
 each band once.
 
 ``design_bands`` computes the bands themselves, peak by peak with the formulas of
-:func:`ratagent.refinement.profile.design_columns`. Both are None where numba is not
-installed (:mod:`ratagent.refinement.profile` then does the same with numpy).
+:func:`ratagent.refinement.profile.design_columns`, and ``design_derivatives`` the
+derivatives of their weighted sum with respect to the fit's parameters (the Jacobian of
+the Pawley fit). All are None where numba is not installed (:mod:`ratagent.refinement.profile`
+then does the first two with numpy; the fit differentiates numerically).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import math
 
 import numpy as np
 
-__all__ = ["design_bands", "normal_blocks"]
+__all__ = ["design_bands", "design_derivatives", "normal_blocks"]
 
 try:
     import numba
@@ -110,3 +112,95 @@ def _design_bands(x, step, c0, size, centre, fwhm, eta, amplitude, column, n_col
 
 
 design_bands = None if numba is None else numba.njit(cache=True, nogil=True)(_design_bands)
+
+
+def _design_derivatives(x, step, c0, size, centre, fwhm, eta, amplitude, intensity, column, n_columns, probe,
+                        asymmetry, dcentre, dfwhm, deta, k_asym, gauss_norm, gauss_k,
+                        erf_k):  # pragma: no cover - compiled
+    """Derivatives of the design A(θ) of :func:`_design_bands` (peaks v_p = amplitude_p × profile):
+
+    D[j, k] = Σ_p intensity_p ∂v_p(x_j)/∂θ_k, i.e. ∂(A I)/∂θ_k, and
+    G[c, k] = Σ_j probe_j ∂A[j, c]/∂θ_k, i.e. (∂A/∂θ_k)ᵀ probe.
+
+    Each peak's value depends on θ through its centre, Γ and η (the chain factors
+    ``dcentre``, ``dfwhm``, ``deta``, (m, K)), its window area included, and on the
+    asymmetry P, which is θ[``k_asym``] (−1: not a parameter). The window (c0, size) is
+    held: it moves by whole grid steps only.
+    """
+    n = x.shape[0]
+    m = c0.shape[0]
+    n_k = dcentre.shape[1]
+    out = np.zeros((n, n_k))
+    grad = np.zeros((n_columns, n_k))
+    dv = np.zeros(n_k)
+    for p in range(m):
+        amp = amplitude[p]
+        if amp == 0.0:
+            continue
+        col = column[p]
+        ip = intensity[p]
+        k = size[p]
+        g = fwhm[p]
+        e = eta[p]
+        c = centre[p]
+        cp = c0[p]
+        mid = (x[cp] if 0 <= cp < n else x[0] + cp * step) - c
+        a_lo = mid - (k + 0.5) * step
+        a_hi = mid + (k + 0.5) * step
+        u_lo, u_hi = 2.0 * a_lo / g, 2.0 * a_hi / g
+        v_lo, v_hi = erf_k * a_lo / g, erf_k * a_hi / g
+        lor = (math.atan(u_hi) - math.atan(u_lo)) / math.pi
+        gau = 0.5 * (math.erf(v_hi) - math.erf(v_lo))
+        area = e * lor + (1.0 - e) * gau
+        dat_lo, dat_hi = 1.0 / (1.0 + u_lo * u_lo), 1.0 / (1.0 + u_hi * u_hi)
+        der_lo = 2.0 / math.sqrt(math.pi) * math.exp(-v_lo * v_lo)
+        der_hi = 2.0 / math.sqrt(math.pi) * math.exp(-v_hi * v_hi)
+        # both window ends move with −c; Γ scales them
+        darea_dc = -(e * (2.0 / g) * (dat_hi - dat_lo) / math.pi
+                     + (1.0 - e) * 0.5 * (erf_k / g) * (der_hi - der_lo))
+        darea_dg = (-e * (u_hi * dat_hi - u_lo * dat_lo) / (math.pi * g)
+                    - (1.0 - e) * 0.5 * (v_hi * der_hi - v_lo * der_lo) / g)
+        darea_de = lor - gau
+        scale = amp / (g * area)
+        dls_dc = -darea_dc / area  # ∂ ln scale
+        dls_dg = -1.0 / g - darea_dg / area
+        dls_de = -darea_de / area
+        tan_t = math.tan(math.radians(c) / 2.0)
+        dtan_dc = math.pi / 360.0 * (1.0 + tan_t * tan_t)
+        for j in range(max(cp - k, 0), min(cp + k, n - 1) + 1):
+            z = (x[j] - c) / g
+            z2 = z * z
+            q = 1.0 + 4.0 * z2
+            lz = (2.0 / math.pi) / q
+            gz = gauss_norm * math.exp(-gauss_k * z2)
+            shape = e * lz + (1.0 - e) * gz
+            dshape_dz = e * (2.0 / math.pi) * (-8.0 * z) / (q * q) - (1.0 - e) * gz * 2.0 * gauss_k * z
+            f, df_dc, df_dg, df_dp = 1.0, 0.0, 0.0, 0.0
+            if asymmetry != 0.0 or k_asym >= 0:
+                ez = math.exp(-z2)
+                h = 2.0 * z * ez
+                dh_dz = 2.0 * ez * (1.0 - 2.0 * z2)
+                fr = 1.0 - asymmetry * h / tan_t
+                if fr > 0.0:
+                    f = fr
+                    df_dc = -asymmetry * (dh_dz * (-1.0 / g) * tan_t - h * dtan_dc) / (tan_t * tan_t)
+                    df_dg = -asymmetry * dh_dz * (-z / g) / tan_t
+                    df_dp = -h / tan_t
+                else:
+                    f = 0.0
+            v0 = scale * shape
+            dv_dc = (v0 * dls_dc + scale * dshape_dz * (-1.0 / g)) * f + v0 * df_dc
+            dv_dg = (v0 * dls_dg + scale * dshape_dz * (-z / g)) * f + v0 * df_dg
+            dv_de = (v0 * dls_de + scale * (lz - gz)) * f
+            for kk in range(n_k):
+                dv[kk] = dv_dc * dcentre[p, kk] + dv_dg * dfwhm[p, kk] + dv_de * deta[p, kk]
+            if k_asym >= 0:
+                dv[k_asym] += v0 * df_dp
+            pj = probe[j]
+            for kk in range(n_k):
+                out[j, kk] += ip * dv[kk]
+                grad[col, kk] += pj * dv[kk]
+    return out, grad
+
+
+design_derivatives = None if numba is None else numba.njit(cache=True, nogil=True)(_design_derivatives)

@@ -20,6 +20,7 @@ class PawleyConfig:
     refine_profile: bool = True  # stage (c)
     max_nfev: int = 100  # function evaluations per least-squares stage
     tolerance: float = 1e-7  # ftol = xtol of least_squares
+    analytic_jacobian: bool = True  # Kaufman's Jacobian (numba); False: finite differences
 
     def __post_init__(self) -> None:
         if self.n_background < 1:

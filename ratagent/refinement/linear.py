@@ -62,14 +62,29 @@ class NormalEquations:
         """W(y − Bc − AI) for x = (c, I)."""
         return self._wy - self._wb @ x[: self.n_free] - self._weight * self._bragg(x[self.n_free :])
 
+    def projection_jacobian(self, wu: np.ndarray, grad: np.ndarray, passive: np.ndarray) -> np.ndarray:
+        """Minus the Jacobian of the variable-projection residual r(θ) = W(y − M x̂(θ)), (n, K).
+
+        ``wu`` = W ∂(A I)/∂θ at the solved x̂ = (c, I) (n, K) and ``grad`` = (∂A/∂θ)ᵀ W r
+        (n_columns, K); M = [B A] on the ``passive`` variables. Golub & Pereyra's
+        derivative, −∂r/∂θ = P⊥ W ∂(A I)/∂θ + W M (MᵀW²M)⁻¹ (∂M/∂θ)ᵀ W r, with
+        P⊥ = I − W M (MᵀW²M)⁻¹ MᵀW (G. H. Golub, V. Pereyra, SIAM J. Numer. Anal. 10, 413
+        (1973)); the second term vanishes with the residual (Kaufman's approximation).
+        """
+        a = self._design.tocsc()
+        rhs = np.vstack([self._wb.T @ wu, a.T @ (wu * self._weight[:, None]) - grad])
+        z = solve_passive(self.matrix, rhs, passive)
+        return wu - self._wb @ z[: self.n_free] - self._weight[:, None] * (a @ z[self.n_free :])
+
     def model(self, x: np.ndarray, weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(background, Bragg part) of the model for x = (c, I), unweighted."""
         return (self._wb @ x[: self.n_free]) / weight, self._bragg(x[self.n_free :])
 
 
 def solve_passive(m: np.ndarray, r: np.ndarray, passive: np.ndarray) -> np.ndarray:
-    """Solve M x = r on the passive variables (the others held at 0), Jacobi-scaled and lightly ridged."""
-    x = np.zeros_like(r)
+    """Solve M x = r on the passive variables (the others held at 0), Jacobi-scaled and lightly
+    ridged; ``r`` is one right-hand side (n,) or several (n, K)."""
+    x = np.zeros_like(r, dtype=float)
     idx = np.flatnonzero(passive)
     if idx.size == 0:
         return x
@@ -77,11 +92,15 @@ def solve_passive(m: np.ndarray, r: np.ndarray, passive: np.ndarray) -> np.ndarr
     diag = np.sqrt(np.maximum(np.diag(sub), 1e-300))
     scaled = sub / diag[:, None] / diag[None, :]
     scaled[np.diag_indices_from(scaled)] += _RIDGE
+    d = diag if r.ndim == 1 else diag[:, None]
     try:
-        sol = scipy.linalg.solve(scaled, r[idx] / diag, assume_a="pos", check_finite=False)
+        if r.ndim == 1:
+            sol = scipy.linalg.solve(scaled, r[idx] / d, assume_a="pos", check_finite=False)
+        else:  # several right-hand sides: scipy's solve and cho_solve take 100× numpy's here
+            sol = np.linalg.solve(scaled, r[idx] / d)
     except (np.linalg.LinAlgError, scipy.linalg.LinAlgError):
-        sol = np.linalg.lstsq(scaled, r[idx] / diag, rcond=None)[0]
-    x[idx] = sol / diag
+        sol = np.linalg.lstsq(scaled, r[idx] / d, rcond=None)[0]
+    x[idx] = sol / d
     return x
 
 

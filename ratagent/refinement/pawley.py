@@ -14,7 +14,11 @@ Algorithm (:func:`pawley_fit`; steps 2–4 live in :mod:`.stages`)
    group intensities I are the solution of the linear problem
    min ‖W(y − Bc − A(θ)I)‖² (:mod:`.linear`), W = diag(1/σ). Within a stage the set of
    intensities held at zero is fixed, so the residual is smooth in θ; between stages it
-   is recomputed by a full non-negative solve.
+   is recomputed by a full non-negative solve. The Jacobian is Golub & Pereyra's
+   derivative of this residual (:meth:`.linear.NormalEquations.projection_jacobian`),
+   from the profiles' analytic derivatives by centre, Γ, η and P (one compiled pass
+   over the peaks' windows); ``PawleyConfig(analytic_jacobian=False)`` or a machine
+   without numba differentiates it by finite differences instead.
 4. **Stages** (:func:`~.stages.refine`). From the caller's cell and the instrument's zero
    and profile: cell + zero with every peak broadened by each factor of
    ``coarse_broadening`` in turn (so that a cell off by ~1 % still overlaps its peaks;

@@ -26,9 +26,16 @@ from scipy import sparse
 from scipy.special import erf
 
 from ratagent.instrument import tch_mix
-from ratagent.refinement._banded import design_bands, normal_blocks
+from ratagent.refinement._banded import design_bands, design_derivatives, normal_blocks
 
-__all__ = ["BandedColumns", "chebyshev_basis", "design_columns", "tch_fwhm_eta"]
+__all__ = [
+    "BandedColumns",
+    "chebyshev_basis",
+    "design_columns",
+    "design_derivatives_available",
+    "design_jacobian",
+    "tch_fwhm_eta",
+]
 
 _GAUSS_NORM = 2.0 * math.sqrt(math.log(2.0) / math.pi)  # Γ · G(0) of a unit-area Gaussian
 _GAUSS_K = 4.0 * math.log(2.0)
@@ -63,6 +70,70 @@ def _window_area(lo: np.ndarray, hi: np.ndarray, fwhm: np.ndarray, eta: np.ndarr
     return eta * lor + (1.0 - eta) * gau
 
 
+def _windows(x: np.ndarray, centre: np.ndarray, fwhm: np.ndarray, amplitude: np.ndarray, window_fwhm: float):
+    """The grid step, each peak's centre point c0 (extrapolated off the grid), the peaks
+    whose window touches the grid (indices) and their window half-widths, in points."""
+    n = x.size
+    step = float(np.median(np.diff(x)))
+    half = np.maximum(np.ceil(window_fwhm * fwhm / step - 1e-9), 1.0).astype(np.int64)  # 0.64/0.01 is 64
+    c0 = np.rint(np.interp(centre, x, np.arange(n), left=np.nan, right=np.nan))
+    # peaks centred off the grid: place them by extrapolating the step, keep if the window touches it
+    off = np.isnan(c0)
+    c0[off] = np.where(centre[off] < x[0], (centre[off] - x[0]) / step, n - 1 + (centre[off] - x[-1]) / step)
+    c0 = np.rint(c0).astype(np.int64)
+    idx = np.flatnonzero((c0 + half >= 0) & (c0 - half <= n - 1) & (amplitude != 0))
+    pick = np.searchsorted(_WINDOW_BUCKETS, half[idx])
+    sizes = np.where(pick < _WINDOW_BUCKETS.size, _WINDOW_BUCKETS[np.minimum(pick, _WINDOW_BUCKETS.size - 1)],
+                     half[idx])
+    return step, c0, idx, sizes
+
+
+def design_derivatives_available() -> bool:
+    """Whether :func:`design_jacobian` can run (it needs numba)."""
+    return design_derivatives is not None
+
+
+def design_jacobian(
+    two_theta: np.ndarray,
+    centre: np.ndarray,
+    fwhm: np.ndarray,
+    eta: np.ndarray,
+    amplitude: np.ndarray,
+    column: np.ndarray,
+    n_columns: int,
+    intensity: np.ndarray,
+    probe: np.ndarray,
+    dcentre: np.ndarray,
+    dfwhm: np.ndarray,
+    deta: np.ndarray,
+    *,
+    asymmetry: float = 0.0,
+    asymmetry_index: int = -1,
+    window_fwhm: float = 8.0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Derivatives of the design A(θ) of :func:`design_columns` (same peaks and windows) by
+    K parameters θ: ∂(A I)/∂θ (n, K) and (∂A/∂θ)ᵀ ``probe`` (n_columns, K).
+
+    ``intensity`` (m,) is the intensity of each peak's column; ``probe`` (n,) any vector on
+    the grid; ``dcentre``, ``dfwhm``, ``deta`` (m, K) are the derivatives of each peak's
+    centre, Γ and η by θ; ``asymmetry_index`` is the position of the asymmetry P in θ (−1
+    when it is not one of them). Needs numba (:func:`design_derivatives_available`).
+    """
+    if design_derivatives is None:
+        raise RuntimeError("design_jacobian needs numba")
+    x = np.asarray(two_theta, float)
+    n_k = dcentre.shape[1]
+    step, c0, idx, sizes = _windows(x, centre, fwhm, amplitude, window_fwhm)
+    if not idx.size:
+        return np.zeros((x.size, n_k)), np.zeros((n_columns, n_k))
+    return design_derivatives(
+        x, step, c0[idx], sizes.astype(np.int64),
+        *(np.ascontiguousarray(a[idx], float) for a in (centre, fwhm, eta, amplitude, intensity)),
+        np.ascontiguousarray(column[idx], np.int64), int(n_columns), np.ascontiguousarray(probe, float),
+        float(asymmetry), *(np.ascontiguousarray(a[idx], float) for a in (dcentre, dfwhm, deta)),
+        int(asymmetry_index), _GAUSS_NORM, _GAUSS_K, _ERF_K)
+
+
 def design_columns(
     two_theta: np.ndarray,
     centre: np.ndarray,
@@ -95,23 +166,9 @@ def design_columns(
     """
     x = np.asarray(two_theta, float)
     n = x.size
-    step = float(np.median(np.diff(x)))
-    half = np.maximum(np.ceil(window_fwhm * fwhm / step - 1e-9), 1.0).astype(np.int64)  # 0.64/0.01 is 64
-    c0 = np.rint(np.interp(centre, x, np.arange(n), left=np.nan, right=np.nan))
-    # peaks centred off the grid: place them by extrapolating the step, keep if the window touches it
-    off = np.isnan(c0)
-    c0[off] = np.where(centre[off] < x[0], (centre[off] - x[0]) / step, n - 1 + (centre[off] - x[-1]) / step)
-    c0 = np.rint(c0).astype(np.int64)
-    keep = (c0 + half >= 0) & (c0 - half <= n - 1) & (amplitude != 0)
+    step, c0, idx_all, sizes = _windows(x, centre, fwhm, amplitude, window_fwhm)
     rows, cols, vals = [], [], []
-    idx_all = np.flatnonzero(keep)
     if idx_all.size:
-        pick = np.searchsorted(_WINDOW_BUCKETS, half[idx_all])
-        sizes = np.where(
-            pick < _WINDOW_BUCKETS.size,
-            _WINDOW_BUCKETS[np.minimum(pick, _WINDOW_BUCKETS.size - 1)],
-            half[idx_all],
-        )
         if design_bands is not None:
             lo, length, data = design_bands(
                 x, step, c0[idx_all], sizes.astype(np.int64), *(np.ascontiguousarray(a[idx_all], float)

@@ -17,7 +17,13 @@ from ratagent.instrument import Instrument
 from ratagent.patterns import Pattern
 from ratagent.refinement import linear
 from ratagent.refinement.config import PawleyConfig
-from ratagent.refinement.profile import chebyshev_basis, design_columns, tch_fwhm_eta
+from ratagent.refinement.profile import (
+    chebyshev_basis,
+    design_columns,
+    design_derivatives_available,
+    design_jacobian,
+    tch_fwhm_eta,
+)
 from ratagent.refinement.reflections import Reflections
 
 __all__ = ["Problem", "bic", "parameter_bounds", "parameter_names", "refine", "solve", "split", "start_theta"]
@@ -75,6 +81,71 @@ class Problem:
             )
         return [np.concatenate(c) for c in zip(*out, strict=True)]
 
+    def peak_derivatives(self, g: np.ndarray, zero: float, prof: np.ndarray, broadening: float = 1.0):
+        """∂(centre, Γ, η)/∂θ of each peak of :meth:`peaks` (same order), three (m, K) arrays,
+        θ = (g, zero, U, V, W, X, Y, P).
+
+        1/d² is linear in g; the centre follows 2θ_B through Bragg's law and the
+        displacement term; Γ and η follow 2θ_B and U…Y through the TCH formulas,
+        differentiated by central differences (they are cheap and clamped).
+        """
+        n_g = g.size
+        n_k = n_g + 7
+        inv_d2 = np.maximum(self.refl.inv_d2(g), 1e-12)
+        u, v, w, x, y = (float(t) for t in prof[:5])
+        out = []
+        for lam in self.instrument.wavelengths_angstrom:
+            s = lam * np.sqrt(inv_d2) / 2.0
+            fam = np.flatnonzero(s < 1.0)
+            s = s[fam]
+            bragg = np.degrees(2.0 * np.arcsin(s))
+            theta = np.radians(bragg) / 2.0
+            dbragg_dg = np.degrees(lam / (2.0 * np.sqrt(inv_d2[fam]) * np.sqrt(1.0 - s * s)))[:, None] * \
+                self.refl.kappa[fam]
+            dpos_dbragg = 1.0 + self.instrument.displacement_mm * np.sin(theta) / self.radius
+            h = 1e-4  # degrees of 2θ
+            fp, ep = tch_fwhm_eta(bragg + h, u, v, w, x, y)
+            fm, em = tch_fwhm_eta(bragg - h, u, v, w, x, y)
+            dc, dw, de = (np.zeros((fam.size, n_k)) for _ in range(3))
+            dc[:, :n_g] = dpos_dbragg[:, None] * dbragg_dg
+            dc[:, n_g] = 1.0
+            dw[:, :n_g] = ((fp - fm) / (2 * h) * broadening)[:, None] * dbragg_dg
+            de[:, :n_g] = ((ep - em) / (2 * h))[:, None] * dbragg_dg
+            for i in range(5):
+                step = 1e-6
+                hi, lo = np.array([u, v, w, x, y]), np.array([u, v, w, x, y])
+                hi[i] += step
+                lo[i] -= step
+                (fp, ep), (fm, em) = tch_fwhm_eta(bragg, *hi), tch_fwhm_eta(bragg, *lo)
+                dw[:, n_g + 1 + i] = (fp - fm) / (2 * step) * broadening
+                de[:, n_g + 1 + i] = (ep - em) / (2 * step)
+            out.append((dc, dw, de))
+        return [np.concatenate(c) for c in zip(*out, strict=True)]
+
+    def jacobian(self, theta: np.ndarray, group: np.ndarray, broadening: float, ne: linear.NormalEquations,
+                 x: np.ndarray, passive: np.ndarray) -> np.ndarray:
+        """The Jacobian ∂r/∂θ (n, K) of the variable-projection residual at θ, for the
+        solution x = (c, I) on ``passive`` (:meth:`linear.NormalEquations.projection_jacobian`)."""
+        g, zero, prof = split(self, theta)
+        pos, fwhm, eta, amp, fam, _ = self.peaks(g, zero, prof, broadening)
+        dc, dw, de = self.peak_derivatives(g, zero, prof, broadening)
+        keep, share = self._kept_shares(group, fam)
+        column = group[fam[keep]]
+        n_groups = x.size - ne.n_free
+        d, grad = design_jacobian(
+            self.x, pos[keep], fwhm[keep], eta[keep], amp[keep] * share, column, n_groups,
+            x[ne.n_free :][column], self.weight * ne.weighted_residual(x), dc[keep], dw[keep], de[keep],
+            asymmetry=float(prof[5]), asymmetry_index=theta.size - 1, window_fwhm=self.config.window_fwhm)
+        return -ne.projection_jacobian(d * self.weight[:, None], grad, passive)
+
+    def _kept_shares(self, group: np.ndarray, fam: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Peaks of families in a group, and each one's share of its group (by multiplicity)."""
+        keep = group[fam] >= 0
+        mult = self.refl.multiplicity.astype(float)
+        n_groups = int(group.max()) + 1 if group.size and group.max() >= 0 else 0
+        total = np.bincount(group[group >= 0], weights=mult[group >= 0], minlength=n_groups)
+        return keep, mult[fam[keep]] / total[group[fam[keep]]]
+
     def groups(self, g, zero, prof, broadening=1.0) -> np.ndarray:
         """Group index of each family (−1 when its Kα1 peak is out of range): step 2 of the module."""
         pos, fwhm, _, _, fam, line = self.peaks(g, zero, prof, broadening)
@@ -94,11 +165,8 @@ class Problem:
 
     def design(self, g, zero, prof, group, broadening=1.0):
         pos, fwhm, eta, amp, fam, _ = self.peaks(g, zero, prof, broadening)
-        keep = group[fam] >= 0
-        mult = self.refl.multiplicity.astype(float)
+        keep, share = self._kept_shares(group, fam)
         n_groups = int(group.max()) + 1 if group.size and group.max() >= 0 else 0
-        total = np.bincount(group[group >= 0], weights=mult[group >= 0], minlength=n_groups)
-        share = mult[fam[keep]] / total[group[fam[keep]]]
         return design_columns(
             self.x,
             pos[keep],
@@ -149,11 +217,25 @@ def _stage(prob, base, free, scales, lower, upper, group, passive, broadening, c
         lo, hi = lower[i], upper[i]
         params.add(n, value=float(np.clip(base[i], lo + 1e-12 * abs(lo), hi - 1e-12 * abs(hi))),
                    min=lo, max=hi, vary=bool(free[i]))
+    last: dict[bytes, tuple] = {}  # the fit at the θ of the last residual: its Jacobian comes next
+
+    def fitted(p):
+        theta = np.fromiter(p.valuesdict().values(), float, len(names))
+        key = theta.tobytes()
+        if key not in last:
+            g, zero, prof = split(prob, theta)
+            ne = prob.normal(g, zero, prof, group, broadening)
+            last.clear()
+            last[key] = (theta, ne, linear.solve_passive(ne.matrix, ne.rhs, passive))
+        return last[key]
+
     def residual(p):
-        g, zero, prof = split(prob, np.fromiter(p.valuesdict().values(), float, len(names)))
-        ne = prob.normal(g, zero, prof, group, broadening)
-        x = linear.solve_passive(ne.matrix, ne.rhs, passive)
+        _, ne, x = fitted(p)
         return ne.weighted_residual(x)
+
+    def jacobian(p):
+        theta, ne, x = fitted(p)
+        return prob.jacobian(theta, group, broadening, ne, x, passive)[:, free]
 
     tol = max(config.tolerance, 1e-4) if coarse else config.tolerance
     with warnings.catch_warnings():
@@ -161,7 +243,9 @@ def _stage(prob, base, free, scales, lower, upper, group, passive, broadening, c
         # uncertainty as NaN (undefined), which is the answer, not a fault of the fit
         warnings.filterwarnings("ignore", "invalid value encountered in sqrt", RuntimeWarning, "lmfit")
         out = lmfit.minimize(residual, params, method="least_squares", max_nfev=config.max_nfev,
-                             x_scale=scales[free], ftol=tol, xtol=tol, gtol=tol)
+                             x_scale=scales[free], ftol=tol, xtol=tol, gtol=tol,
+                             jac=jacobian if config.analytic_jacobian and design_derivatives_available()
+                             else "2-point")
     new = np.array([out.params[n].value for n in names])
     return new, out
 
