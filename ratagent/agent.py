@@ -20,7 +20,10 @@ Algorithm (:meth:`Agent.assess`, docs/design.md "The loop, per frame")
    EG in a cubic metric would be a pseudo-symmetry, and Pawley fits favour it for its
    extra free intensities (texture, peak-shape misfit) rather than for evidence of lower
    symmetry. Switched off, the posterior is restricted only to the EGs whose lattice the
-   cell has.
+   cell has. An indexed cell keeps the EGs of the family it was indexed in too, when that
+   is lower than its metric's (a monoclinic cell with β within ``metric_tolerance_deg``
+   of 90°; ``fit_indexed_family``): the indexing refined the angle away from 90°, and only
+   the fit can tell whether it is; the trust step keeps such a cell from an accept.
    Top ``top_k`` by posterior plus their EG-DAG neighbours within
    ``dag_radius``, at most ``max_candidates``
    (:func:`ratagent.crystallography.candidates`). When the posterior is not confident
@@ -123,6 +126,11 @@ class AgentConfig:
     min_translation_angstrom: float = 2.2
     # with a cell, candidates only from the highest-symmetry lattice family its metric admits
     metric_family_only: bool = True
+    # ... and, for an indexed cell of a lower lattice than its metric's (a monoclinic cell with
+    # β within metric_tolerance_deg of 90°), from the indexed lattice's family too: the fit
+    # decides whether the angle is 90° (the trust check of the metric keeps such a cell from
+    # an accept either way)
+    fit_indexed_family: bool = True
     # accepting a ranking in an indexed cell (ratagent.trust): the thresholds
     # `python -m training evaluate --choose-thresholds` chooses on half A of the measured dev
     # set (the highest 95 % lower bound of accept precision there); half B reports them
@@ -473,15 +481,17 @@ class Agent:
         """Candidate EGs for one cell (module docstring, step 3); ``lattice`` is the crystal
         system and centring the indexing found the cell with (None for a given cell)."""
         cfg = self.config
-        family = None
+        family = indexed = None
         if lattice is not None and cfg.metric_family_only:
             from ratagent.indexing.reduction import metric_family
 
             family = metric_family(cell, lattice[1], cfg.metric_tolerance_deg)
-        probs = _restrict_to_cell(posterior.probs, cell, cfg.metric_family_only, family)
+            if cfg.fit_indexed_family:
+                indexed = LATTICE_FAMILIES[lattice[0]]
+        probs = _restrict_to_cell(posterior.probs, cell, cfg.metric_family_only, family, indexed)
         cands = dag_candidates(probs, k=cfg.top_k, radius=cfg.dag_radius, cap=cfg.max_candidates)
         if posterior.top(1)[0][1] < cfg.sweep_below:
-            cands += [eg for eg in _family_sweep(cell, family) if eg not in cands]
+            cands += [eg for eg in _family_sweep(cell, family, indexed) if eg not in cands]
         return cands
 
     # ------------------------------------------------------------------ decisions
@@ -695,14 +705,16 @@ def _cell_mask(cell: Sequence[float]) -> np.ndarray:
     return mask
 
 
-def _family_mask(cell: Sequence[float], lattice_family: str | None = None) -> np.ndarray:
+def _family_mask(cell: Sequence[float], lattice_family: str | None = None, indexed: str | None = None
+                 ) -> np.ndarray:
     """Which EGs belong to the highest-symmetry lattice family the cell's metric admits.
 
     ``lattice_family``: the family of the cell's lattice, its centring included (an
     indexed cell's :func:`~ratagent.indexing.reduction.metric_family`), where known. The
     axes alone can admit more: an orthorhombic B cell with a ≈ b has tetragonal axes, but
     its lattice is not tetragonal (the fourfold would make it F), and tetragonal EGs fitted
-    on those axes find more reflections than the lattice has.
+    on those axes find more reflections than the lattice has. ``indexed``: a lower family
+    whose EGs the cell admits are candidates too (the family the indexing found the cell in).
     """
     mask = _cell_mask(cell)
     rank_of = {f: i for i, f in enumerate(dict.fromkeys(LATTICE_FAMILIES.values()))}
@@ -711,18 +723,23 @@ def _family_mask(cell: Sequence[float], lattice_family: str | None = None) -> np
     if lattice_family is not None and rank_of.get(lattice_family, top) < top:
         lower = mask & (family == rank_of[lattice_family])
         if lower.any():
-            return lower
-    return mask & (family == top)
+            top = rank_of[lattice_family]
+    out = mask & (family == top)
+    if indexed is not None and rank_of.get(indexed, top) < top:
+        out |= mask & (family == rank_of[indexed])
+    return out
 
 
-def _family_sweep(cell: Sequence[float], lattice_family: str | None = None) -> list[int]:
-    """The EGs of the highest-symmetry lattice family the cell admits (step 3)."""
-    return [eg for eg, ok in enumerate(_family_mask(cell, lattice_family), start=1) if ok]
+def _family_sweep(cell: Sequence[float], lattice_family: str | None = None, indexed: str | None = None
+                  ) -> list[int]:
+    """The EGs of the highest-symmetry lattice family the cell admits (step 3), and of
+    ``indexed`` (:func:`_family_mask`)."""
+    return [eg for eg, ok in enumerate(_family_mask(cell, lattice_family, indexed), start=1) if ok]
 
 
 def _restrict_to_cell(
     probs: np.ndarray, cell: Sequence[float], metric_family_only: bool = False,
-    lattice_family: str | None = None,
+    lattice_family: str | None = None, indexed: str | None = None,
 ) -> np.ndarray:
     """The posterior restricted to the EGs whose lattice the cell has, renormalised.
 
@@ -735,7 +752,8 @@ def _restrict_to_cell(
         No EG has the lattice of this cell, or the posterior gives all of them zero weight.
     """
     arr = np.asarray([float(v) for v in cell])
-    p = np.where(_family_mask(cell, lattice_family) if metric_family_only else _cell_mask(cell), probs, 0.0)
+    mask = _family_mask(cell, lattice_family, indexed) if metric_family_only else _cell_mask(cell)
+    p = np.where(mask, probs, 0.0)
     if p.sum() <= 0:
         raise ValueError(f"the posterior gives zero weight to every EG the cell {arr.tolist()} admits")
     return p / p.sum()

@@ -188,6 +188,24 @@ def test_an_indexed_lattice_limits_the_candidates_to_its_family():
     assert (np.flatnonzero(_restrict_to_cell(flat, cell, True, "cubic")) + 1).tolist() == by_axes.tolist()
 
 
+def test_a_cell_indexed_below_its_metric_keeps_the_candidates_of_both_families():
+    """Regression (dev patterns 41 and 43, a monoclinic mineral, EG 5): indexed as
+    monoclinic I with β = 90.49° (12.15, 8.002, 5.078 Å), whose metric is orthorhombic
+    within 1°; only orthorhombic EGs were fitted, so the monoclinic truth could not lead.
+    The fit decides between both families (the trust step keeps the cell from an accept)."""
+    from ratagent.agent import _restrict_to_cell
+
+    cell = (12.15, 8.002, 5.078, 90, 90.49, 90)
+    flat = np.full(99, 1 / 99)
+    metric_only = np.flatnonzero(_restrict_to_cell(flat, cell, True, "orthorhombic")) + 1
+    both = np.flatnonzero(_restrict_to_cell(flat, cell, True, "orthorhombic", "monoclinic")) + 1
+    assert metric_only.tolist() == list(range(7, 40))
+    assert both.tolist() == list(range(1, 40))
+    # an indexed family at or above the metric's adds nothing
+    assert (np.flatnonzero(_restrict_to_cell(flat, cell, True, "orthorhombic", "orthorhombic")) + 1
+            ).tolist() == metric_only.tolist()
+
+
 @pytest.mark.slow
 def test_without_a_cell_the_agent_indexes_and_refines(agent):
     a = agent.assess(_halite(1e4), count_time=1.0)
