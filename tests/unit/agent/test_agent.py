@@ -191,7 +191,8 @@ def test_an_indexed_lattice_limits_the_candidates_to_its_family():
 def test_a_cell_indexed_below_its_metric_keeps_the_candidates_of_both_families():
     """Regression (dev patterns 41 and 43, a monoclinic mineral, EG 5): indexed as
     monoclinic I with β = 90.49° (12.15, 8.002, 5.078 Å), whose metric is orthorhombic
-    within 1°; only orthorhombic EGs were fitted, so the monoclinic truth could not lead.
+    within the tolerance; only orthorhombic EGs were fitted, so the monoclinic truth could
+    not lead.
     The fit decides between both families (the trust step keeps the cell from an accept)."""
     from ratagent.agent import _restrict_to_cell
 
