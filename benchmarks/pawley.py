@@ -61,47 +61,46 @@ def _direct_stage(prob, base, free, scales, lower, upper, group, passive, broade
     return new, SimpleNamespace(success=sol.status > 0, message=sol.message)
 
 
-def _lmfit_against_direct(frames, inst) -> None:
-    engine = stages._stage
-    times = {"lmfit": 0.0, "direct": 0.0}
-    worst = 0.0
+def _side_by_side(frames, first, second) -> tuple[float, float, float, int]:
+    """Rank every frame with two variants (callables of pattern, cell and EGs), each twice,
+    interleaved so that the machine's drift hits both: their mean seconds over the frames'
+    runs, the largest |ΔB| of a candidate between them, and the frames on which they lead
+    with the same EG."""
+    times, worst, same_leader = [0.0, 0.0], 0.0, 0
     for pat, cell, local in frames:
-        criteria = {}
-        for name in ("direct", "lmfit", "direct", "lmfit"):  # interleaved: the machine's drift hits both
-            stages._stage = engine if name == "lmfit" else _direct_stage
-            try:
-                t0 = time.perf_counter()
-                res = rank(pat, cell, local, inst)
-                times[name] += time.perf_counter() - t0
-            finally:
-                stages._stage = engine
-            criteria[name] = {c.eg: c.evidence.criterion for c in res.candidates}
-        worst = max([worst, *(abs(criteria["lmfit"][e] - criteria["direct"][e]) for e in criteria["direct"])])
-    ratio = times["lmfit"] / times["direct"]
-    print(f"lmfit engine {times['lmfit'] / 2:.2f} s, direct least_squares {times['direct'] / 2:.2f} s: "
+        ranked = [None, None]
+        for i in (1, 0, 1, 0):
+            t0 = time.perf_counter()
+            ranked[i] = (first, second)[i](pat, cell, local)
+            times[i] += time.perf_counter() - t0
+        a, b = ({c.eg: c.evidence.criterion for c in r.candidates} for r in ranked)
+        worst = max([worst, *(abs(a[e] - b[e]) for e in b if e in a)])
+        same_leader += ranked[0].best.eg == ranked[1].best.eg
+    return times[0] / 2, times[1] / 2, worst, same_leader
+
+
+def _lmfit_against_direct(frames, inst) -> None:
+    def direct(pat, cell, local):
+        engine = stages._stage
+        stages._stage = _direct_stage
+        try:
+            return rank(pat, cell, local, inst)
+        finally:
+            stages._stage = engine
+
+    lm, di, worst, _ = _side_by_side(frames, lambda *f: rank(*f, inst), direct)
+    ratio = lm / di
+    print(f"lmfit engine {lm:.2f} s, direct least_squares {di:.2f} s: "
           f"ratio {ratio:.2f} (goal <= 1.2: {'met' if ratio <= 1.2 else 'NOT met'}); "
           f"largest |ΔB| between them {worst:.2f}")
 
 
 def _analytic_against_numeric(frames, inst) -> None:
-    configs = {"analytic": PawleyConfig(), "numeric": PawleyConfig(analytic_jacobian=False)}
-    times = dict.fromkeys(configs, 0.0)
-    worst, same_leader = 0.0, 0
-    for pat, cell, local in frames:
-        criteria, leaders = {}, {}
-        for name in ("numeric", "analytic", "numeric", "analytic"):  # interleaved, as above
-            t0 = time.perf_counter()
-            res = rank(pat, cell, local, inst, config=configs[name])
-            times[name] += time.perf_counter() - t0
-            criteria[name] = {c.eg: c.evidence.criterion for c in res.candidates}
-            leaders[name] = res.best.eg
-        a, b = criteria["analytic"], criteria["numeric"]
-        worst = max([worst, *(abs(a[e] - b[e]) for e in b if e in a)])
-        same_leader += leaders["analytic"] == leaders["numeric"]
-    print(f"analytic Jacobian {times['analytic'] / 2:.2f} s, finite differences "
-          f"{times['numeric'] / 2:.2f} s: ratio {times['analytic'] / times['numeric']:.2f}; "
-          f"largest |ΔB| between them {worst:.2f}; "
-          f"same leader on {same_leader} of {len(frames)} frames")
+    numeric = PawleyConfig(analytic_jacobian=False)
+    an, nu, worst, same = _side_by_side(frames, lambda *f: rank(*f, inst),
+                                        lambda *f: rank(*f, inst, config=numeric))
+    print(f"analytic Jacobian {an:.2f} s, finite differences {nu:.2f} s: ratio {an / nu:.2f}; "
+          f"largest |ΔB| between them {worst:.2f}; same leader on {same} of {len(frames)} frames")
 
 
 def main(seed: int = 0) -> None:

@@ -720,10 +720,9 @@ def _family_mask(cell: Sequence[float], lattice_family: str | None = None, index
     rank_of = {f: i for i, f in enumerate(dict.fromkeys(LATTICE_FAMILIES.values()))}
     family = np.array([rank_of[extinction_group(eg).lattice_family] for eg in range(1, N_EG + 1)])
     top = family[mask].max()
-    if lattice_family is not None and rank_of.get(lattice_family, top) < top:
-        lower = mask & (family == rank_of[lattice_family])
-        if lower.any():
-            top = rank_of[lattice_family]
+    if lattice_family is not None and rank_of.get(lattice_family, top) < top \
+            and (mask & (family == rank_of[lattice_family])).any():
+        top = rank_of[lattice_family]
     out = mask & (family == top)
     if indexed is not None and rank_of.get(indexed, top) < top:
         out |= mask & (family == rank_of[indexed])

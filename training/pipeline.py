@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -238,12 +239,9 @@ def pipeline_report(cases: Sequence[dict[str, Any]]) -> dict[str, Any]:
                 "accepted": len([c for c in sel if c["verdict"] == "accept"]),
                 "accepted_right": len([c for c in sel if c["verdict"] == "accept" and accepted_right(c)]),
             }
-    misses = [system_miss(c) for c, sys_ok in zip(cases, system_right, strict=True) if not sys_ok]
-    confusions: dict[tuple[str, str], int] = {}
-    for c, sys_ok in zip(cases, system_right, strict=True):
-        if not sys_ok and c["ranking"]:
-            key = (_system(c["eg"]), _system(c["ranking"][0]))
-            confusions[key] = confusions.get(key, 0) + 1
+    wrong = [c for c, sys_ok in zip(cases, system_right, strict=True) if not sys_ok]
+    misses = Counter(system_miss(c) for c in wrong)
+    confusions = Counter((_system(c["eg"]), _system(c["ranking"][0])) for c in wrong if c["ranking"])
     return {
         "n": n,
         "top1": _rate(top1, n),
@@ -256,8 +254,8 @@ def pipeline_report(cases: Sequence[dict[str, Any]]) -> dict[str, Any]:
         "refined": int(sum(c["refined"] for c in cases)),
         "verdicts": table,
         "per_system": per_system,
-        "system_misses": {m: misses.count(m) for m in SYSTEM_MISSES},
-        "system_confusions": [[t, p, k] for (t, p), k in sorted(confusions.items(), key=lambda i: -i[1])],
+        "system_misses": {m: misses[m] for m in SYSTEM_MISSES},
+        "system_confusions": [[t, p, k] for (t, p), k in confusions.most_common()],
         "median_s": float(np.median([c["elapsed_s"] for c in cases])) if cases else math.nan,
     }
 

@@ -92,7 +92,8 @@ class Problem:
         n_g = g.size
         n_k = n_g + 7
         inv_d2 = np.maximum(self.refl.inv_d2(g), 1e-12)
-        u, v, w, x, y = (float(t) for t in prof[:5])
+        shape = np.asarray(prof[:5], float)  # U, V, W, X, Y
+        step = 1e-6  # of each of them, for the central differences
         out = []
         for lam in self.instrument.wavelengths_angstrom:
             s = lam * np.sqrt(inv_d2) / 2.0
@@ -104,19 +105,17 @@ class Problem:
                 self.refl.kappa[fam]
             dpos_dbragg = 1.0 + self.instrument.displacement_mm * np.sin(theta) / self.radius
             h = 1e-4  # degrees of 2θ
-            fp, ep = tch_fwhm_eta(bragg + h, u, v, w, x, y)
-            fm, em = tch_fwhm_eta(bragg - h, u, v, w, x, y)
+            fp, ep = tch_fwhm_eta(bragg + h, *shape)
+            fm, em = tch_fwhm_eta(bragg - h, *shape)
             dc, dw, de = (np.zeros((fam.size, n_k)) for _ in range(3))
             dc[:, :n_g] = dpos_dbragg[:, None] * dbragg_dg
             dc[:, n_g] = 1.0
             dw[:, :n_g] = ((fp - fm) / (2 * h) * broadening)[:, None] * dbragg_dg
             de[:, :n_g] = ((ep - em) / (2 * h))[:, None] * dbragg_dg
             for i in range(5):
-                step = 1e-6
-                hi, lo = np.array([u, v, w, x, y]), np.array([u, v, w, x, y])
-                hi[i] += step
-                lo[i] -= step
-                (fp, ep), (fm, em) = tch_fwhm_eta(bragg, *hi), tch_fwhm_eta(bragg, *lo)
+                shift = np.where(np.arange(5) == i, step, 0.0)
+                fp, ep = tch_fwhm_eta(bragg, *(shape + shift))
+                fm, em = tch_fwhm_eta(bragg, *(shape - shift))
                 dw[:, n_g + 1 + i] = (fp - fm) / (2 * step) * broadening
                 de[:, n_g + 1 + i] = (ep - em) / (2 * step)
             out.append((dc, dw, de))
@@ -129,22 +128,22 @@ class Problem:
         g, zero, prof = split(self, theta)
         pos, fwhm, eta, amp, fam, _ = self.peaks(g, zero, prof, broadening)
         dc, dw, de = self.peak_derivatives(g, zero, prof, broadening)
-        keep, share = self._kept_shares(group, fam)
+        keep, share, n_groups = self._kept_shares(group, fam)
         column = group[fam[keep]]
-        n_groups = x.size - ne.n_free
         d, grad = design_jacobian(
             self.x, pos[keep], fwhm[keep], eta[keep], amp[keep] * share, column, n_groups,
             x[ne.n_free :][column], self.weight * ne.weighted_residual(x), dc[keep], dw[keep], de[keep],
             asymmetry=float(prof[5]), asymmetry_index=theta.size - 1, window_fwhm=self.config.window_fwhm)
         return -ne.projection_jacobian(d * self.weight[:, None], grad, passive)
 
-    def _kept_shares(self, group: np.ndarray, fam: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Peaks of families in a group, and each one's share of its group (by multiplicity)."""
+    def _kept_shares(self, group: np.ndarray, fam: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+        """Peaks of families in a group, each one's share of its group (by multiplicity), and
+        the number of groups."""
         keep = group[fam] >= 0
         mult = self.refl.multiplicity.astype(float)
         n_groups = int(group.max()) + 1 if group.size and group.max() >= 0 else 0
         total = np.bincount(group[group >= 0], weights=mult[group >= 0], minlength=n_groups)
-        return keep, mult[fam[keep]] / total[group[fam[keep]]]
+        return keep, mult[fam[keep]] / total[group[fam[keep]]], n_groups
 
     def groups(self, g, zero, prof, broadening=1.0) -> np.ndarray:
         """Group index of each family (−1 when its Kα1 peak is out of range): step 2 of the module."""
@@ -165,8 +164,7 @@ class Problem:
 
     def design(self, g, zero, prof, group, broadening=1.0):
         pos, fwhm, eta, amp, fam, _ = self.peaks(g, zero, prof, broadening)
-        keep, share = self._kept_shares(group, fam)
-        n_groups = int(group.max()) + 1 if group.size and group.max() >= 0 else 0
+        keep, share, n_groups = self._kept_shares(group, fam)
         return design_columns(
             self.x,
             pos[keep],
