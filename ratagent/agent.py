@@ -136,7 +136,7 @@ class AgentConfig:
     # set (the highest 95 % lower bound of accept precision there); half B reports them
     # (docs/results.md). The checks of unindexed lines and rival indexings are off (not in
     # the grid), and so is the network's family posterior (0: not chosen on half A)
-    min_accept_m20: float = 20.0  # de Wolff M20 of the cell
+    min_accept_m20: float = 40.0  # de Wolff M20 of the cell
     min_lines_per_parameter: float = 3.0  # indexed lines per cell parameter (+1: zero), ≤ 20
     metric_tolerance_deg: float = 1.0  # obliquity within which the metric's lattice symmetry is found
     require_leader_in_cell_family: bool = True  # an accepted EG is of the indexed lattice's family

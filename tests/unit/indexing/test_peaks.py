@@ -110,3 +110,28 @@ def test_matched_filter_finds_weak_lines_and_few_false_ones():
             assert len(peaks) <= len(weak) + 1 + 2
     assert found["matched"] >= 16, found  # of 20
     assert found["d2"] <= found["matched"] - 4, found
+
+
+def test_wide_filters_find_lines_broader_than_the_strongest(monkeypatch):
+    """Lines three times as wide as the strongest one (a high-angle line, a finer-grained
+    second phase) at 3 % of its height: the filters matched to the strongest line's width
+    sum only their tops; the wider ones find them, and add no stray lines on the background."""
+    import ratagent.indexing.peaks as peaks_module
+
+    rng = np.random.default_rng(5)
+    x = np.arange(10.0, 90.0, 0.01)
+    broad = np.array([33.0, 47.5, 61.0, 78.0])
+    found = {"wide": 0, "narrow": 0}
+    wide = peaks_module._BROAD_SCALES
+    for _ in range(5):
+        y = 100.0 + pseudo_voigt(x, 20.0, 2000 * 0.07 * 1.2, 0.07, 0.4)
+        for p in broad:
+            y = y + pseudo_voigt(x, p, 60 * 0.21 * 1.2, 0.21, 0.4)
+        pat = Pattern(x, rng.poisson(y).astype(float), CU_KA1_ANGSTROM)
+        for key, scales in (("wide", wide), ("narrow", ())):
+            monkeypatch.setattr(peaks_module, "_BROAD_SCALES", scales)
+            peaks = find_peaks(pat)
+            found[key] += sum(np.abs(peaks.two_theta - p).min() < 0.03 for p in broad)
+            assert len(peaks) <= len(broad) + 1 + 1
+    assert found["wide"] >= 18, found  # of 20
+    assert found["narrow"] <= found["wide"] - 8, found

@@ -39,7 +39,7 @@ def _pattern(weak_height: float, seed: int) -> tuple[Pattern, np.ndarray]:
 
 
 def test_residual_filter_is_unit_noise_away_from_lines_and_rises_at_weak_ones():
-    pat, weak = _pattern(60.0, seed=0)
+    pat, weak = _pattern(45.0, seed=0)
     peaks = find_peaks(pat)
     r = peaks.residual
     assert r is not None and r.fwhm_deg == pytest.approx(_FWHM, rel=0.3)
@@ -54,7 +54,7 @@ def test_residual_filter_is_unit_noise_away_from_lines_and_rises_at_weak_ones():
 
 
 def test_weak_superstructure_lines_promote_the_supercell():
-    pat, _ = _pattern(60.0, seed=1)
+    pat, _ = _pattern(45.0, seed=1)
     res = index(find_peaks(pat))
     best = res.candidates[0]
     assert same_lattice(best.cell, TRUE, 1e-3, best.centring, "P"), res
