@@ -135,3 +135,14 @@ def test_wide_filters_find_lines_broader_than_the_strongest(monkeypatch):
             assert len(peaks) <= len(broad) + 1 + 1
     assert found["wide"] >= 18, found  # of 20
     assert found["narrow"] <= found["wide"] - 8, found
+
+
+def test_broad_lines_of_measured_dev_pattern_262_are_found(rruff_dev):
+    """RRUFF dev pattern 262 (Cu Kα1/Kα2, normalised to 1000): beside a 0.07° strongest
+    line, lines of 3–6 % at 54.9° and 85.4° are about 0.2° wide; a search matched to the
+    strongest line's width alone missed them and found 5 lines in all."""
+    pat = Pattern(rruff_dev["two_theta"], rruff_dev["intensity"][262].astype(float), CU_KA1_ANGSTROM)
+    peaks = find_peaks(pat, instrument=Instrument())
+    for line in (26.16, 33.95, 39.67, 53.80, 54.92, 56.16, 85.44):
+        assert np.abs(peaks.two_theta - line).min() < 0.05, (line, np.round(peaks.two_theta, 2))
+    assert len(peaks) <= 14
