@@ -135,7 +135,8 @@ class AgentConfig:
     # `python -m training evaluate --choose-thresholds` chooses on half A of the measured dev
     # set (the highest 95 % lower bound of accept precision there); half B reports them
     # (docs/results.md). The checks of unindexed lines and rival indexings are off (not in
-    # the grid), and so is the network's family posterior (0: not chosen on half A)
+    # the grid), and so is the network's family posterior (half A's 0.1 changes none of its
+    # verdicts; half B chooses 0); the metric's tolerance is 1°, not half A's 0.5° (README)
     min_accept_m20: float = 40.0  # de Wolff M20 of the cell
     min_lines_per_parameter: float = 3.0  # indexed lines per cell parameter (+1: zero), ≤ 20
     metric_tolerance_deg: float = 1.0  # obliquity within which the metric's lattice symmetry is found
