@@ -164,11 +164,12 @@ def _ricker(w_pts: float) -> np.ndarray:
     return r - r.mean()
 
 
-def _matched(net: np.ndarray, var: np.ndarray, ricker: np.ndarray) -> np.ndarray:
-    """Significance of the matched filter ``ricker`` on ``net`` (σ), zero where it overhangs an end."""
+def _matched(net: np.ndarray, var: np.ndarray, ricker: np.ndarray, overhang: float = 0.0) -> np.ndarray:
+    """Significance of the matched filter ``ricker`` on ``net`` (σ); ``overhang`` where the
+    wavelet overhangs an end."""
     out = np.convolve(net, ricker, mode="same") / np.sqrt(np.convolve(var, ricker**2, mode="same"))
     half = len(ricker) // 2
-    out[:half] = out[len(out) - half :] = 0.0
+    out[:half] = out[len(out) - half :] = overhang
     return out
 
 
@@ -334,10 +335,7 @@ def _residual(
     for c, _, area, _, fw, eta in rows:
         near = slice(np.searchsorted(x, c - 20 * fw), np.searchsorted(x, c + 20 * fw))
         model[near] += pseudo_voigt(x[near], c, area, fw, eta)
-    snr = np.convolve(net - model, ricker, mode="same") / np.sqrt(np.convolve(var, ricker**2, mode="same"))
-    half = len(ricker) // 2
-    snr[:half] = snr[len(snr) - half :] = np.nan  # the wavelet overhangs the ends there
-    return ResidualFilter(x, snr, fwhm_deg)
+    return ResidualFilter(x, _matched(net - model, var, ricker, overhang=np.nan), fwhm_deg)
 
 
 def _fit_groups(
