@@ -397,13 +397,21 @@ def _merge(
     cands = sorted(cands, key=lambda c: -c.m20)
     groups: list[list[CandidateCell]] = []
     keys: list[tuple[np.ndarray, int]] = []
+    # the smallest q of each group's key (NaN: an empty key): two lattices match only if
+    # these do, so only those groups are compared in full, in the same order
+    first = np.empty(len(cands))
     for c in cands:
         qv = lattice_key(c.cell, c.centring)
-        for g, k in zip(groups, keys, strict=True):
-            if keys_match(qv, k, rtol):
-                g.append(c)
+        near = np.ones(len(groups), bool)
+        if len(qv[0]):
+            known = first[: len(groups)]
+            near = np.isnan(known) | (np.abs(qv[0][0] - known) <= 2.0 * rtol * known)
+        for i in np.flatnonzero(near):
+            if keys_match(qv, keys[i], rtol):
+                groups[i].append(c)
                 break
         else:
+            first[len(groups)] = qv[0][0] if len(qv[0]) else np.nan
             groups.append([c])
             keys.append(qv)
     merged = []

@@ -34,7 +34,7 @@ from ratagent.indexing.merit import (
     smith_snyder_f,
 )
 from ratagent.indexing.reduction import cell_from_form, cell_volume, form_from_cell, niggli_cell
-from ratagent.indexing.trials import SYSTEMS, form_determinant, monomials, positive_forms
+from ratagent.indexing.trials import SYSTEMS, monomials, positive_forms
 
 __all__ = [
     "CENTRING_CHANCE",
@@ -153,11 +153,12 @@ def _axes(full: np.ndarray) -> tuple[float, float, float]:
 
     Raises ValueError when the form is not positive definite.
     """
-    full = np.asarray(full, dtype=float)
-    if not positive_forms(full[None, :6], margin=0.0)[0]:
-        raise ValueError(f"quadratic form {full.tolist()} is not positive definite")
+    # scalar arithmetic (called for every cycle of every trial): positive_forms and
+    # form_determinant of one form, term for term
     A, B, C, D, E, F = (float(x) for x in full[:6])
-    det = float(form_determinant(full))
+    det = A * B * C + D * E * F / 4 - A * F * F / 4 - B * E * E / 4 - C * D * D / 4
+    if not (A > 0 and B > 0 and C > 0 and D * D < 4 * A * B and det > 0):
+        raise ValueError(f"quadratic form {np.asarray(full, dtype=float).tolist()} is not positive definite")
     g = ((B * C - F * F / 4) / det, (A * C - E * E / 4) / det, (A * B - D * D / 4) / det)
     return math.sqrt(g[0]), math.sqrt(g[1]), math.sqrt(g[2])
 
@@ -196,7 +197,10 @@ def nearest_index(ref: np.ndarray, t: np.ndarray) -> np.ndarray:
 def reflections_of_form(
     full: np.ndarray, q_max: float, grid: list | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """hkl and q (ascending) of the form ``full`` up to ``q_max``.
+    """hkl and q (ascending) of the form ``full`` up to ``q_max``, one of each pair hkl, h̄k̄l̄.
+
+    q is even in hkl, so of each Friedel pair only the one whose first non-zero index is
+    positive is listed: the same q values, each line once per pair, at half the cost.
 
     ``grid`` (a list, empty at first) keeps the hkl box and its monomials between the
     cycles of one refinement: the box |h|, |k|, |l| ≤ a, b, c · √q_max + 1 changes little
@@ -209,6 +213,8 @@ def reflections_of_form(
     if not grid or np.any(bound > grid[0]):
         r = [np.arange(-b, b + 1) for b in bound]
         hkl_box = np.stack(np.meshgrid(*r, indexing="ij"), axis=-1).reshape(-1, 3)
+        h, k, l = hkl_box.T
+        hkl_box = hkl_box[(h > 0) | ((h == 0) & ((k > 0) | ((k == 0) & (l > 0))))]
         grid[:] = [bound, hkl_box, monomials(hkl_box)]
     box, hkl, mono = grid
     if np.any(bound < box):

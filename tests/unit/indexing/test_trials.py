@@ -123,3 +123,29 @@ def test_compiled_count_equals_the_numpy_count_and_gives_up_only_failed_trials(n
     n_stop, _ = _count(name, p, q, tol, max_missing=2)
     passed = n_np >= len(q) - 2
     assert np.array_equal(n_stop[passed], n_np[passed]) and np.all(n_stop[~passed] < len(q) - 2)
+
+
+@pytest.mark.parametrize("cell", [CELLS["monoclinic"], (5.13, 7.76, 9.42, 82.4, 71.9, 69.6)])
+def test_reflections_of_form_lists_one_of_each_friedel_pair(cell):
+    """Every q(hkl) ≤ q_max of the form once per pair hkl, h̄k̄l̄ (a monoclinic cell and the
+    triclinic cell of albite-like metric), against every hkl of a box, in float64; the box
+    kept between calls gives the same list as one built afresh."""
+    from ratagent.indexing.reduction import form_from_cell
+    from ratagent.indexing.refine import reflections_of_form
+
+    full = form_from_cell(cell)
+    q_max = 0.45
+    r = np.arange(-14, 15)
+    box = np.stack(np.meshgrid(r, r, r, indexing="ij"), axis=-1).reshape(-1, 3)
+    q_all = monomials(box) @ full
+    expected = np.sort(q_all[(q_all > 0) & (q_all <= q_max)])
+    hkl, q = reflections_of_form(full, q_max)
+    np.testing.assert_allclose(np.repeat(q, 2), expected, rtol=1e-12)
+    assert np.all(np.diff(q) >= 0)
+    first = hkl[np.arange(len(hkl)), np.argmax(hkl != 0, axis=1)]
+    assert np.all(first > 0)  # h̄k̄l̄ of a listed hkl is not listed
+    grid: list = []
+    reflections_of_form(full * 0.8, q_max, grid)  # a larger box first
+    hkl2, q2 = reflections_of_form(full, q_max, grid)
+    np.testing.assert_array_equal(hkl2, hkl)
+    np.testing.assert_array_equal(q2, q)
