@@ -127,9 +127,9 @@ def test_compiled_count_equals_the_numpy_count_and_gives_up_only_failed_trials(n
 
 @pytest.mark.parametrize("cell", [CELLS["monoclinic"], (5.13, 7.76, 9.42, 82.4, 71.9, 69.6)])
 def test_reflections_of_form_lists_one_of_each_friedel_pair(cell):
-    """Every q(hkl) ≤ q_max of the form once per pair hkl, h̄k̄l̄ (a monoclinic cell and the
-    triclinic cell of albite-like metric), against every hkl of a box, in float64; the box
-    kept between calls gives the same list as one built afresh."""
+    """Every q(hkl) ≤ q_max of the form once per pair hkl, h̄k̄l̄ (a monoclinic and a
+    triclinic cell), against every hkl of a box, in float64; the box kept between calls
+    gives the same list as one built afresh."""
     from ratagent.indexing.reduction import form_from_cell
     from ratagent.indexing.refine import reflections_of_form
 
