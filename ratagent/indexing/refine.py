@@ -34,7 +34,7 @@ from ratagent.indexing.merit import (
     smith_snyder_f,
 )
 from ratagent.indexing.reduction import cell_from_form, cell_volume, form_from_cell, niggli_cell
-from ratagent.indexing.trials import SYSTEMS, monomials, positive_forms
+from ratagent.indexing.trials import SYSTEMS, form_determinant, monomials, positive_forms
 
 __all__ = [
     "CENTRING_CHANCE",
@@ -153,12 +153,11 @@ def _axes(full: np.ndarray) -> tuple[float, float, float]:
 
     Raises ValueError when the form is not positive definite.
     """
-    # scalar arithmetic (called for every cycle of every trial): positive_forms and
-    # form_determinant of one form, term for term
+    full = np.asarray(full, dtype=float)
+    if not positive_forms(full[None, :6], margin=0.0)[0]:
+        raise ValueError(f"quadratic form {full.tolist()} is not positive definite")
     A, B, C, D, E, F = (float(x) for x in full[:6])
-    det = A * B * C + D * E * F / 4 - A * F * F / 4 - B * E * E / 4 - C * D * D / 4
-    if not (A > 0 and B > 0 and C > 0 and D * D < 4 * A * B and det > 0):
-        raise ValueError(f"quadratic form {np.asarray(full, dtype=float).tolist()} is not positive definite")
+    det = float(form_determinant(full))
     g = ((B * C - F * F / 4) / det, (A * C - E * E / 4) / det, (A * B - D * D / 4) / det)
     return math.sqrt(g[0]), math.sqrt(g[1]), math.sqrt(g[2])
 
