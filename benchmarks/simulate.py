@@ -10,7 +10,8 @@ for the same mixed set of random bank structures:
   a plain per-peak pseudo-Voigt on every grid point (one line, fixed TCH width per peak).
 
 It prints patterns/s both ways and their ratio (goal ≥ 100 on equal CPU cores), the
-renderer's rate on ``--threads`` threads against its own 1-thread rate (goal ≥ 1.8 on 2
+renderer's rate on a stream of batches (``--stream``, as training draws them) through a
+:class:`RenderPool` of ``--processes`` processes against one process (goal ≥ 1.8 on 2
 cores), and the structure-bank generation rate (structures/s, serial and with parallel
 workers) against pyxtal's random structure generation (goal ≥ 10), all measured in the
 same run. pyxtal (``pyxtal.from_random``) gets the same space groups and the same
@@ -18,7 +19,7 @@ compositions (atoms of each element per cell) as our first ``--pyxtal`` structur
 only builds structures, while our rate includes the reflection lists; both are timed
 with their per-space-group tables warm.
 
-Usage: ``python benchmarks/simulate.py [--structures 256] [--pymatgen 24] [--pyxtal 200] [--threads 2]``
+Usage: ``python benchmarks/simulate.py [--structures 256] [--pymatgen 24] [--pyxtal 200] [--processes 2]``
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from ratagent.instrument import Instrument
 from ratagent.simulation import AugmentationConfig, collate, reflection_list, render, simulate_batch
 from ratagent.simulation.bank import sample_space_group, write_bank
 from ratagent.simulation.physics import caglioti_tch
+from ratagent.simulation.pool import RenderPool
 from ratagent.simulation.structures import random_crystal
 
 
@@ -116,7 +118,9 @@ def main() -> None:
     ap.add_argument("--pyxtal", type=int, default=200,
                     help="structures for the pyxtal timing (its time per structure varies tenfold "
                          "with the composition: a few dozen make the ratio swing by a fifth)")
-    ap.add_argument("--threads", type=int, default=2, help="torch CPU threads (cores) for ours")
+    ap.add_argument("--threads", type=int, default=2, help="torch CPU threads of the full forward model")
+    ap.add_argument("--processes", type=int, default=2, help="RenderPool processes (cores) for ours")
+    ap.add_argument("--stream", type=int, default=64, help="batches in the timed stream")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--bank-workers", type=int, default=2)
     ap.add_argument("--d-min", type=float, default=1.0, help="bank d-spacing limit, Å")
@@ -177,17 +181,29 @@ def main() -> None:
     )
 
     # -- ours, CPU ---------------------------------------------------------------------
-    rate = {}
-    for threads in sorted({1, args.threads}):
-        torch.set_num_threads(threads)
-        wall, cpu = best_of(lambda: render(collate(records), inst), args.repeats)
-        rate[threads] = args.structures / wall
-        print(
-            f"ours render, CPU {threads} thread(s), batch {args.structures}: {rate[threads]:.0f} patterns/s "
-            f"wall, {args.structures / cpu:.0f} per CPU-second"
-        )
-        if threads == 1:
-            cpu_rate_1 = args.structures / cpu
+    torch.set_num_threads(1)
+    wall, cpu = best_of(lambda: render(collate(records), inst), args.repeats)
+    rate_1, cpu_rate_1 = args.structures / wall, args.structures / cpu
+    print(
+        f"ours render, CPU 1 process, batch {args.structures}: {rate_1:.0f} patterns/s wall, "
+        f"{cpu_rate_1:.0f} per CPU-second"
+    )
+    # a stream of batches, as training draws them: one process against a RenderPool
+    picks = [rng.integers(0, len(records), args.structures) for _ in range(args.stream)]
+    stream = [collate([records[i] for i in pick]) for pick in picks]
+    n_stream = args.stream * args.structures
+    with RenderPool(args.processes) as pool:
+        list(pool.map(stream[: 2 * args.processes], inst))  # workers warm: imports, first render
+        serial, _ = best_of(lambda: [render(b, inst) for b in stream], args.repeats)
+        pooled, _ = best_of(lambda: list(pool.map(stream, inst)), args.repeats)
+        split, _ = best_of(lambda: pool.render(stream[0], inst), args.repeats)
+        single, _ = best_of(lambda: render(stream[0], inst), args.repeats)
+    print(
+        f"ours render, stream of {args.stream} batches of {args.structures}: 1 process "
+        f"{n_stream / serial:.0f} patterns/s, RenderPool({args.processes}).map "
+        f"{n_stream / pooled:.0f} patterns/s; "
+        f"one batch split by RenderPool.render {single / split:.2f}x one process"
+    )
     aug = AugmentationConfig(impurity_probability=0.2)
 
     def full() -> None:
@@ -200,12 +216,12 @@ def main() -> None:
         f"CPU {args.threads} threads: {args.structures / wall:.0f} patterns/s wall, "
         f"{args.structures / cpu:.0f} per CPU-second"
     )
-    print(f"RATIO render on {args.threads} threads vs 1 thread, wall: {rate[args.threads] / rate[1]:.2f}x")
-    print(f"RATIO render vs pymatgen, 1 core each, wall: {rate[1] * wall_pm:.0f}x")
+    print(f"RATIO render stream on {args.processes} processes vs 1 process, wall: {serial / pooled:.2f}x")
+    print(f"RATIO render vs pymatgen, 1 core each, wall: {rate_1 * wall_pm:.0f}x")
     print(f"RATIO render vs pymatgen, per CPU-second: {cpu_rate_1 * cpu_pm:.0f}x")
     print(
-        f"RATIO ours on {args.threads} threads vs pymatgen on {args.threads} cores (perfectly parallel), "
-        f"wall: {rate[args.threads] * wall_pm / args.threads:.0f}x"
+        f"RATIO ours on {args.processes} processes vs pymatgen on {args.processes} cores "
+        f"(perfectly parallel), wall: {n_stream / pooled * wall_pm / args.processes:.0f}x"
     )
 
     # -- ours, GPU -----------------------------------------------------------------------

@@ -9,6 +9,7 @@ the renderer) on first use, so bank-writing worker processes never import torch.
 * Bank: :func:`write_bank`, :func:`read_shard`, :func:`iter_bank`, :func:`check_absences`,
   :func:`random_record`, :func:`sample_space_group`.
 * Rendering: :func:`collate`, :func:`render`, :func:`peak_table`, :class:`PatternParams`;
+  on several CPU cores :class:`RenderPool`;
   with noise and background :func:`simulate_batch` (:class:`AugmentationConfig`), and for
   one structure :func:`simulate_pattern`.
 * Physics: :mod:`ratagent.simulation.physics` (pure torch functions).
@@ -41,6 +42,7 @@ _WHERE = {
     "collate": "renderer",
     "peak_table": "renderer",
     "render": "renderer",
+    "RenderPool": "pool",
     "Crystal": "structures",
     "crystal_from_sites": "structures",
     "random_crystal": "structures",
@@ -54,6 +56,7 @@ __all__ = [
     "PatternParams",
     "ReflectionBatch",
     "ReflectionList",
+    "RenderPool",
     "SimulatedBatch",
     "check_absences",
     "collate",
