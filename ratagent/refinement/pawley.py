@@ -262,6 +262,29 @@ def instrument_for(pattern: Pattern, instrument: Instrument | None) -> Instrumen
     return instrument
 
 
+#: Reciprocal condition number (1-norm estimate) below which σ(I) comes from the pseudo-inverse.
+_MIN_RCOND = 1e-9
+
+
+def _inverse_diagonal(s: np.ndarray) -> np.ndarray:
+    """The diagonal of S⁺ for a symmetric positive semi-definite S.
+
+    From the Cholesky factor (LAPACK potrf, potri) where S is well conditioned, which
+    is the inverse itself; the pseudo-inverse (SVD) where S is singular or nearly so.
+    """
+    import scipy.linalg
+
+    lapack = scipy.linalg.lapack
+    factor, info = lapack.dpotrf(s, lower=True, clean=True)
+    if info == 0:
+        rcond, info = lapack.dpocon(factor, np.linalg.norm(s, 1), uplo="L")
+        if info == 0 and rcond >= _MIN_RCOND:
+            inverse, info = lapack.dpotri(factor, lower=True)
+            if info == 0:
+                return np.diag(inverse).copy()
+    return np.diag(np.linalg.pinv(s)).copy()
+
+
 def _result(eg: int, prob: stages.Problem, theta: np.ndarray, notes: list[str], ok: bool,
             fit: Any = None) -> PawleyResult:
     group, ne, x, passive, nnls_ok = stages.solve(prob, theta)
@@ -283,9 +306,8 @@ def _result(eg: int, prob: stages.Problem, theta: np.ndarray, notes: list[str], 
     if idx.size:
         sub = ne.matrix[np.ix_(idx, idx)]
         d = np.sqrt(np.maximum(np.diag(sub), 1e-300))
-        cov = np.linalg.pinv(sub / d[:, None] / d[None, :]) / d[:, None] / d[None, :]
         var = np.zeros(x.size)
-        var[idx] = np.diag(cov)
+        var[idx] = _inverse_diagonal(sub / d[:, None] / d[None, :]) / d**2
         sigma = np.sqrt(np.maximum(var[ne.n_free :], 0.0) * max(chi2_red, 1.0))
     held = ~passive[ne.n_free :]
     if held.any():

@@ -256,6 +256,23 @@ class BandedColumns:
         data = np.bincount(offsets[cols] + rows - lo[cols], weights=vals, minlength=int(offsets[-1]))
         return cls(n_rows, lo, length, data)
 
+    def gram_bandwidth(self) -> int:
+        """A bound on the bandwidth of AᵀW²A (any W): no two columns further apart than this
+        share a row.
+
+        For each column, the first earlier column whose rows reach past its start is found
+        on the running maximum of the columns' ends; the bound is exact when the columns
+        start in row order (the Pawley design's peak groups nearly do: their windows widen
+        with 2θ).
+        """
+        full = np.flatnonzero(self.length > 0)
+        if full.size < 2:
+            return 0
+        lo = self.lo[full]
+        reach = np.maximum.accumulate(lo + self.length[full])  # the furthest end so far
+        first = np.searchsorted(reach, lo, side="right")  # ≤ own position: a column reaches past its start
+        return int(np.max(full - full[first]))
+
     def __matmul__(self, x: np.ndarray) -> np.ndarray:
         """A x for a vector x (n_columns,)."""
         return np.bincount(self.row_of, weights=self.data * x[self.col_of], minlength=self.shape[0])

@@ -224,7 +224,7 @@ def _stage(prob, base, free, scales, lower, upper, group, passive, broadening, c
             g, zero, prof = split(prob, theta)
             ne = prob.normal(g, zero, prof, group, broadening)
             last.clear()
-            last[key] = (theta, ne, linear.solve_passive(ne.matrix, ne.rhs, passive))
+            last[key] = (theta, ne, ne.solve(ne.rhs, passive))
         return last[key]
 
     def residual(p):
@@ -252,7 +252,7 @@ def solve(prob, theta, broadening=1.0, passive=None):
     g, zero, prof = split(prob, theta)
     group = prob.groups(g, zero, prof, broadening)
     ne = prob.normal(g, zero, prof, group, broadening)
-    x, passive, ok = linear.solve_nonnegative(ne.matrix, ne.rhs, ne.n_free, passive)
+    x, passive, ok = ne.nonnegative(passive)
     return group, ne, x, passive, ok
 
 

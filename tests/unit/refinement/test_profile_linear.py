@@ -93,3 +93,62 @@ def test_banded_design_and_its_normal_equations_equal_the_dense_sums(asym, monke
     np.testing.assert_allclose(ne.rhs, full.T @ (weight * y), rtol=1e-10)
     coef = rng.uniform(0, 1, 5 + 60)
     np.testing.assert_allclose(ne.weighted_residual(coef), weight * y - full @ coef, rtol=1e-10, atol=1e-9)
+
+
+@pytest.mark.parametrize("shuffle", [False, True])
+def test_gram_bandwidth_bounds_the_band_of_the_normal_matrix(shuffle):
+    """No entry of AᵀA lies further from the diagonal than the bound; with columns that
+    start in row order (the Pawley case) the bound is the band itself."""
+    from ratagent.refinement.profile import BandedColumns
+
+    rng = np.random.default_rng(7)
+    n_cols = 90
+    lo = np.sort(rng.integers(0, 2000, n_cols))
+    length = rng.integers(5, 160, n_cols)
+    length[[10, 40]] = 0  # empty columns overlap nothing
+    if shuffle:  # columns out of row order: the bound may exceed the band, never fall short
+        swap = rng.permutation(n_cols)[:20]
+        lo[swap] = lo[np.roll(swap, 1)]
+    cols = BandedColumns(2200, lo, length, rng.uniform(0.1, 1.0, int(length.sum())))
+    gram = cols.toarray().T @ cols.toarray()
+    i, j = np.nonzero(gram)
+    band = int(np.max(np.abs(i - j)))
+    assert cols.gram_bandwidth() >= band
+    if not shuffle:
+        assert cols.gram_bandwidth() == band
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_banded_solve_equals_the_dense_solve(seed):
+    """A dense border (background) around a band (peak groups), on every passive subset
+    kind: all, some, none of the border; one and several right-hand sides."""
+    from ratagent.refinement.linear import solve_passive
+
+    rng = np.random.default_rng(seed)
+    n_free, n, w = 6, 150, 7
+    a = np.zeros((600, n))
+    for k in range(n):  # column k covers rows around 4k: neighbours within w overlap
+        a[4 * k : 4 * k + 4 * w, k] = rng.uniform(0.1, 1.0, min(4 * w, 600 - 4 * k))
+    design = np.hstack([rng.normal(size=(600, n_free)), a])
+    m = design.T @ design
+    for passive in (np.ones(n_free + n, bool), rng.uniform(size=n_free + n) < 0.7):
+        passive[:n_free] = seed % 2 == 0 or np.arange(n_free) % 2 == 0  # all or half the border
+        for r in (rng.normal(size=n_free + n), rng.normal(size=(n_free + n, 3))):
+            dense = solve_passive(m, r, passive)
+            banded = solve_passive(m, r, passive, n_free=n_free, band=w)
+            np.testing.assert_allclose(banded, dense, rtol=1e-8, atol=1e-10 * np.abs(dense).max())
+            assert not banded[~passive].any()
+
+
+def test_intensity_variances_equal_the_pseudo_inverse():
+    """σ(I)² from the Cholesky factor where the normal matrix is well conditioned; from the
+    pseudo-inverse where two profiles coincide (a singular matrix)."""
+    from ratagent.refinement.pawley import _inverse_diagonal
+
+    rng = np.random.default_rng(2)
+    a = rng.normal(size=(300, 60))
+    s = a.T @ a
+    np.testing.assert_allclose(_inverse_diagonal(s), np.diag(np.linalg.pinv(s)), rtol=1e-10)
+    a[:, 7] = a[:, 6]
+    s = a.T @ a
+    np.testing.assert_allclose(_inverse_diagonal(s), np.diag(np.linalg.pinv(s)), rtol=1e-8)

@@ -11,6 +11,7 @@ from ratagent.refinement.reflections import (
     check_cell,
     lattice_model,
     settings_for_cell,
+    unique_rows,
 )
 
 CELLS = {
@@ -102,3 +103,19 @@ def test_settings_follow_the_cell():
 def test_bad_cells_are_named(cell, word):
     with pytest.raises(ValueError, match=word):
         check_cell(cell)
+
+
+@pytest.mark.parametrize("columns", [1, 2, 4, 6])
+def test_unique_rows_equals_numpy_row_wise(columns):
+    """Packed rows give numpy's unique rows, inverse and counts, in its lexicographic order;
+    ranges too wide to pack take numpy's own path."""
+    rng = np.random.default_rng(columns)
+    rows = rng.integers(-30, 900, size=(4000, columns))
+    rows = np.vstack([rows, rows[::3]])
+    keys, inverse, counts = np.unique(rows, axis=0, return_inverse=True, return_counts=True)
+    got = unique_rows(rows)
+    for want, have in zip((keys, inverse.reshape(-1), counts), got, strict=True):
+        np.testing.assert_array_equal(have, want)
+    wide = rows.copy()
+    wide[0] = 2**40
+    np.testing.assert_array_equal(unique_rows(wide)[0], np.unique(wide, axis=0))
