@@ -166,7 +166,8 @@ class RenderPool:
 
     def __init__(self, processes: int | None = None, *, ahead: int = 2) -> None:
         if processes is None:
-            processes = len(os.sched_getaffinity(0))
+            affinity = getattr(os, "sched_getaffinity", None)  # Linux; elsewhere every core
+            processes = len(affinity(0)) if affinity else (os.cpu_count() or 1)
         if processes < 1:
             raise ValueError(f"processes must be at least 1, got {processes}")
         if ahead < 1:
@@ -225,7 +226,7 @@ class RenderPool:
         if slot_bytes > self._slot:
             self._free()
             self._slot = -(-slot_bytes // 64) * 64  # aligned for any dtype
-            self._shm = SharedMemory(create=True, size=max(1, slot_bytes * self.ahead * len(self._conns)))
+            self._shm = SharedMemory(create=True, size=max(1, self._slot * self.ahead * len(self._conns)))
 
     def _send(self, worker: int, job: Job, offset: int, instrument: Instrument, window_fwhm: float) -> None:
         try:
@@ -278,13 +279,14 @@ class RenderPool:
             params = PatternParams.from_instrument(
                 instrument, len(batch), device=batch.hkl.device, dtype=batch.hkl.dtype
             )
-        if self._local(batch) or len(batch) < 2:
+        ranges = [] if self._local(batch) else split_rows(batch.mask.sum(1).numpy(), self.processes)
+        if len(ranges) < 2:  # nothing to share: no workers, a GPU batch, or one row's work
             return render(batch, instrument, params, window_fwhm=window_fwhm)
         self._claim()
         try:
             n_points = len(instrument.two_theta)
             item = batch.hkl.element_size()
-            (start, stop), *rest = split_rows(batch.mask.sum(1).numpy(), self.processes)
+            (start, stop), *rest = ranges
             self._reserve(max(b - a for a, b in rest) * n_points * item)
             sent = 0
             try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -108,3 +109,12 @@ def test_split_rows_edge_cases():
     assert split_rows(np.zeros(4), 2) == [(0, 2), (2, 4)]
     with pytest.raises(ValueError, match="parts must be at least 1, got 0"):
         split_rows(np.ones(3), 0)
+
+
+def test_render_of_a_batch_whose_work_is_one_row(pool, records):
+    """All reflections in the last row: the split leaves one part, rendered here."""
+    inst = Instrument()
+    batch = collate([records[5], records[5]])
+    batch = replace(batch, mask=batch.mask & torch.tensor([[False], [True]]))
+    assert split_rows(batch.mask.sum(1).numpy(), 2) == [(0, 2)]
+    assert torch.equal(pool.render(batch, inst), render(batch, inst))
