@@ -29,7 +29,7 @@ import numpy as np
 
 from ratagent.crystallography import extinction_group, extinction_groups, neighbours, sg_to_eg
 from ratagent.instrument import Instrument
-from ratagent.refinement import PawleyConfig, linear, rank, stages
+from ratagent.refinement import PawleyConfig, rank, stages
 from ratagent.simulation import random_record, simulate_pattern
 from ratagent.simulation.lattice import strain_cell
 
@@ -48,7 +48,7 @@ def _direct_stage(prob, base, free, scales, lower, upper, group, passive, broade
         full = base.copy()
         full[free] = base[free] + p * scales[free]
         ne = prob.normal(*stages.split(prob, full), group, broadening)
-        return ne.weighted_residual(linear.solve_passive(ne.matrix, ne.rhs, passive))
+        return ne.weighted_residual(ne.solve(ne.rhs, passive))
 
     lo = (lower[free] - base[free]) / scales[free]
     hi = (upper[free] - base[free]) / scales[free]
