@@ -25,6 +25,7 @@ Usage: ``python benchmarks/simulate.py [--structures 256] [--pymatgen 24] [--pyx
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import tempfile
 import time
@@ -194,10 +195,13 @@ def main() -> None:
     n_stream = args.stream * args.structures
     with RenderPool(args.processes) as pool:
         list(pool.map(stream[: 2 * args.processes], inst))  # workers warm: imports, first render
-        serial, _ = best_of(lambda: [render(b, inst) for b in stream], args.repeats)
-        pooled, _ = best_of(lambda: list(pool.map(stream, inst)), args.repeats)
-        split, _ = best_of(lambda: pool.render(stream[0], inst), args.repeats)
-        single, _ = best_of(lambda: render(stream[0], inst), args.repeats)
+        # interleaved, so that the machine's drift hits both sides alike
+        serial = pooled = split = single = math.inf
+        for _ in range(args.repeats):
+            serial = min(serial, best_of(lambda: [render(b, inst) for b in stream], 1)[0])
+            pooled = min(pooled, best_of(lambda: list(pool.map(stream, inst)), 1)[0])
+            single = min(single, best_of(lambda: render(stream[0], inst), 1)[0])
+            split = min(split, best_of(lambda: pool.render(stream[0], inst), 1)[0])
     print(
         f"ours render, stream of {args.stream} batches of {args.structures}: 1 process "
         f"{n_stream / serial:.0f} patterns/s, RenderPool({args.processes}).map "
