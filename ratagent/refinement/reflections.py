@@ -231,16 +231,13 @@ def unique_rows(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
     The rows are packed into one int64 each (mixed radix over their columns' ranges, the
     first column most significant, so their order is the rows' lexicographic order) and
-    made unique as numbers, about ten times faster than row-wise; rows whose ranges do
-    not fit 62 bits take numpy's row-wise path.
+    made unique as numbers, about four times faster than row-wise; rows whose ranges do
+    not fit 62 bits (and empty input) take numpy's row-wise path.
     """
     rows = np.asarray(rows, np.int64)
-    if rows.shape[0] == 0 or rows.ndim != 2:
-        keys, inverse, counts = np.unique(rows, axis=0, return_inverse=True, return_counts=True)
-        return keys, inverse.reshape(-1), counts
-    low = rows.min(0)
-    span = rows.max(0) - low + 1
-    if float(np.prod(span.astype(float))) >= 2.0**62:
+    low = rows.min(0) if rows.ndim == 2 and rows.shape[0] else None
+    span = None if low is None else rows.max(0) - low + 1
+    if span is None or float(np.prod(span.astype(float))) >= 2.0**62:
         keys, inverse, counts = np.unique(rows, axis=0, return_inverse=True, return_counts=True)
         return keys, inverse.reshape(-1), counts
     weight = np.ones(rows.shape[1], np.int64)

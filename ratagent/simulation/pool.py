@@ -16,9 +16,9 @@ sums can run in another order when its batch is split, so results agree to float
 rounding (and are identical for whole batches, as in :meth:`~RenderPool.map`).
 
 What travels: a worker gets its batch through a pipe as numpy arrays (the reflections
-without the columns that are padding in every row, and the per-pattern parameters) and writes its rows
-into a shared-memory buffer that stays mapped between batches, so the large
-(rows × 2θ points) output is never pickled. Workers start once (``spawn``: torch is not
+without the columns that are padding in every row, and the per-pattern parameters) and
+writes its rows into a shared-memory buffer that stays mapped between batches, so the
+large (rows × 2θ points) output is never pickled. Workers start once (``spawn``: torch is not
 fork-safe) and live until :meth:`RenderPool.close` or the end of the ``with`` block.
 """
 
@@ -228,6 +228,10 @@ class RenderPool:
             self._slot = -(-slot_bytes // 64) * 64  # aligned for any dtype
             self._shm = SharedMemory(create=True, size=max(1, self._slot * self.ahead * len(self._conns)))
 
+    def _place(self, worker: int, k: int, itemsize: int) -> int:
+        """Element offset of place ``k`` (< ``ahead``) of ``worker`` in the shared buffer."""
+        return (worker * self.ahead + k) * self._slot // itemsize
+
     def _send(self, worker: int, job: Job, offset: int, instrument: Instrument, window_fwhm: float) -> None:
         try:
             self._conns[worker].send((self._shm.name, offset, _pack(*job), instrument, window_fwhm))
@@ -288,18 +292,23 @@ class RenderPool:
             item = batch.hkl.element_size()
             (start, stop), *rest = ranges
             self._reserve(max(b - a for a, b in rest) * n_points * item)
-            sent = 0
+            sent, failures = 0, []
             try:
                 for worker, (a, b) in enumerate(rest):
-                    self._send(worker, _rows(batch, params, a, b), worker * self._slot // item, instrument,
+                    self._send(worker, _rows(batch, params, a, b), self._place(worker, 0, item), instrument,
                                window_fwhm)
                     sent += 1
                 head_batch, head_params = _rows(batch, params, start, stop)
                 head = render(head_batch, instrument, head_params, window_fwhm=window_fwhm)
             finally:
-                for worker in range(sent):
-                    self._receive(worker)
-            parts = [self._shared(w * self._slot // item, b - a, n_points, batch.hkl.dtype)
+                for worker in range(sent):  # every reply, so that none is left for the next batch
+                    try:
+                        self._receive(worker)
+                    except RuntimeError as error:
+                        failures.append(error)
+            if failures:
+                raise failures[0]
+            parts = [self._shared(self._place(w, 0, item), b - a, n_points, batch.hkl.dtype)
                      for w, (a, b) in enumerate(rest)]
             return torch.cat([head, *parts])
         finally:
@@ -359,8 +368,7 @@ class RenderPool:
                             while queued[w]:
                                 settle(w)
                         self._reserve(size)
-                    slot = (worker * self.ahead + sent[worker] % self.ahead) * self._slot
-                    offset = slot // batch.hkl.element_size()
+                    offset = self._place(worker, sent[worker] % self.ahead, batch.hkl.element_size())
                     self._send(worker, (batch, params), offset, instrument, window_fwhm)
                     sent[worker] += 1
                     order.append(_Pending(None, worker, offset, len(batch), batch.hkl.dtype))

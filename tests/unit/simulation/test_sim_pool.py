@@ -118,3 +118,16 @@ def test_render_of_a_batch_whose_work_is_one_row(pool, records):
     batch = replace(batch, mask=batch.mask & torch.tensor([[False], [True]]))
     assert split_rows(batch.mask.sum(1).numpy(), 2) == [(0, 2)]
     assert torch.equal(pool.render(batch, inst), render(batch, inst))
+
+
+def test_a_failed_split_render_leaves_no_reply_behind(pool, records):
+    """Every part fails (texture asked of a batch without its Laue rotations): the error is
+    raised, and every worker's reply is taken, so the next batch gets its own results."""
+    inst = Instrument()
+    batch = collate(records[:6])
+    bad = replace(PatternParams.from_instrument(inst, 6), po_ratio=torch.full((6,), 0.7))
+    with pytest.raises(ValueError, match=r"collate\(\.\.\., laue=True\)"):
+        pool.render(batch, inst, bad)
+    other = collate(records[6:12])
+    torch.testing.assert_close(pool.render(other, inst), render(other, inst), rtol=1e-5,
+                               atol=1e-6 * float(render(other, inst).max()))
