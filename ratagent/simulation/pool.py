@@ -15,19 +15,19 @@ Every row is rendered by the same code from the same numbers as by ``render``; a
 sums can run in another order when its batch is split, so results agree to float
 rounding (and are identical for whole batches, as in :meth:`~RenderPool.map`).
 
-What travels: a worker gets its batch through a pipe as numpy arrays (the reflections
-without the columns that are padding in every row, and the per-pattern parameters) and
-writes its rows into a shared-memory buffer that stays mapped between batches, so the
-large (rows × 2θ points) output is never pickled. Workers start once (``spawn``: torch is not
-fork-safe) and live until :meth:`RenderPool.close` or the end of the ``with`` block.
+What travels: both ways through shared memory that stays mapped between batches, one
+place per queued batch, so no array is pickled. This process copies a batch's arrays
+(the reflections without the columns that are padding in every row, and the per-pattern
+parameters) into an input place and sends through a pipe only where they lie; the worker
+renders from views of them and writes its rows into an output place, which this process
+copies out when it yields them. Workers start once (``spawn``: torch is not fork-safe)
+and live until :meth:`RenderPool.close` or the end of the ``with`` block.
 """
 
 from __future__ import annotations
 
 import itertools
 import os
-import queue
-import threading
 import traceback
 from collections import deque
 from collections.abc import Iterable, Iterator
@@ -74,66 +74,73 @@ def _rows(batch: ReflectionBatch, params: PatternParams, start: int, stop: int) 
     return ReflectionBatch(**sub), cut
 
 
-def _pack(batch: ReflectionBatch, params: PatternParams) -> dict:
-    """A batch and its parameters as numpy arrays, the columns of padding alone cut off."""
+#: Where one array of a batch lies in its input place: (name, dtype, shape, byte offset).
+Entry = tuple[str, str, tuple[int, ...], int]
+_PARAMS = "params."
+
+
+def _pack(batch: ReflectionBatch, params: PatternParams) -> tuple[dict[str, np.ndarray], list[Entry], int]:
+    """A batch and its parameters as numpy arrays (the columns of padding alone cut off,
+    absent fields left out), where each goes in an input place, and the bytes they take."""
     used = torch.nonzero(batch.mask.any(0))
     n = int(used[-1]) + 1 if len(used) else 1
     arrays = {}
     for f in fields(batch):
         value = getattr(batch, f.name)
-        if value is not None and f.name in _PER_REFLECTION:
-            value = value[:, :n]
-        arrays[f.name] = None if value is None else value.numpy()
-    arrays["params"] = {f.name: getattr(params, f.name).numpy() for f in fields(params)}
-    return arrays
+        if value is not None:
+            arrays[f.name] = (value[:, :n] if f.name in _PER_REFLECTION else value).numpy()
+    arrays.update({_PARAMS + f.name: getattr(params, f.name).numpy() for f in fields(params)})
+    layout, nbytes = [], 0
+    for name, a in arrays.items():
+        layout.append((name, a.dtype.str, a.shape, nbytes))
+        nbytes += max(64, -(-a.nbytes // 64) * 64)  # aligned for any dtype; never at the very end
+    return arrays, layout, nbytes
 
 
-def _unpack(arrays: dict) -> Job:
-    """The batch and parameters of :func:`_pack` as tensors."""
-    params = PatternParams(**{k: torch.from_numpy(v) for k, v in arrays.pop("params").items()})
-    tensors = {k: None if v is None else torch.from_numpy(v) for k, v in arrays.items()}
-    return ReflectionBatch(**tensors), params
+def _unpack(buf, base: int, layout: list[Entry]) -> Job:
+    """The batch and parameters that :func:`_pack` laid out at byte ``base`` of ``buf``,
+    as tensors on views of it (valid while ``buf`` is)."""
+    arrays = {name: torch.from_numpy(np.ndarray(shape, dtype, buf, base + offset))
+              for name, dtype, shape, offset in layout}
+    params = PatternParams(**{k[len(_PARAMS):]: v for k, v in arrays.items() if k.startswith(_PARAMS)})
+    return ReflectionBatch(**{k: v for k, v in arrays.items() if not k.startswith(_PARAMS)}), params
+
+
+def _render_into(inputs: SharedMemory, base: int, layout: list[Entry], out: SharedMemory, offset: int,
+                 instrument: Instrument, window_fwhm: float) -> None:
+    """Render the batch at ``base`` of ``inputs`` into ``out`` at element ``offset``; no view
+    of either buffer outlives the call (a mapped buffer with views cannot be closed)."""
+    batch, params = _unpack(inputs.buf, base, layout)
+    # the rendered rows are a view inside a wider buffer: copied once, straight in
+    y = render(batch, instrument, params, window_fwhm=window_fwhm).numpy()
+    np.ndarray(y.shape, y.dtype, out.buf, offset * y.itemsize)[:] = y
 
 
 def _worker(conn) -> None:
-    """Worker loop: render batches into the shared buffer until told to stop.
-
-    A thread reads the pipe while the renderer runs: a message larger than the pipe's
-    buffer would otherwise hold the pool's process in ``send`` until this batch is done.
-    """
+    """Worker loop: render batches from the input buffer into the output buffer until
+    told to stop (a message ``None``). Each message names the two buffers (a larger
+    batch than any before brings new ones), where the batch lies and where its rows go."""
     torch.set_num_threads(1)  # as render does: no idle intra-op threads beside it
-    inbox: queue.SimpleQueue = queue.SimpleQueue()
-
-    def read() -> None:
-        while True:
-            try:
-                message = conn.recv()
-            except (EOFError, OSError):
-                message = None
-            inbox.put(message)
-            if message is None:
-                return
-
-    threading.Thread(target=read, daemon=True).start()
-    shm = None
+    mapped: dict[str, SharedMemory] = {}
     try:
-        while (message := inbox.get()) is not None:
-            name, offset, arrays, instrument, window_fwhm = message
+        while (message := conn.recv()) is not None:
+            in_name, base, layout, out_name, offset, instrument, window_fwhm = message
             try:
-                if shm is None or shm.name != name:
-                    if shm is not None:
-                        shm.close()
-                    # spawned workers share the pool's resource tracker: the pool unlinks it
-                    shm = SharedMemory(name=name)
-                batch, params = _unpack(arrays)
-                y = render(batch, instrument, params, window_fwhm=window_fwhm).numpy().reshape(-1)
-                np.ndarray((y.size,), y.dtype, shm.buf, offset * y.itemsize)[:] = y
-                del y
+                for name in set(mapped) - {in_name, out_name}:  # replaced by larger ones
+                    mapped.pop(name).close()
+                for name in (in_name, out_name):
+                    if name not in mapped:
+                        # spawned workers share the pool's resource tracker: the pool unlinks it
+                        mapped[name] = SharedMemory(name=name)
+                _render_into(mapped[in_name], base, layout, mapped[out_name], offset, instrument,
+                             window_fwhm)
                 conn.send(None)
             except Exception:  # the caller raises it, with this traceback
                 conn.send(traceback.format_exc())
+    except (EOFError, OSError):  # the pool is gone
+        pass
     finally:
-        if shm is not None:
+        for shm in mapped.values():
             shm.close()
 
 
@@ -173,8 +180,10 @@ class RenderPool:
         if ahead < 1:
             raise ValueError(f"ahead must be at least 1, got {ahead}")
         self.processes, self.ahead = int(processes), int(ahead)
-        self._shm: SharedMemory | None = None
-        self._slot = 0  # bytes per (worker, queue place) in the shared buffer
+        self._shm: SharedMemory | None = None  # the rendered rows
+        self._slot = 0  # bytes per (worker, queue place) in it
+        self._in_shm: SharedMemory | None = None  # the batches
+        self._in_slot = 0
         self._busy = False
         self._conns = []
         self._procs = []
@@ -215,28 +224,48 @@ class RenderPool:
         self._free()
 
     def _free(self) -> None:
-        if self._shm is not None:
-            self._shm.close()
-            self._shm.unlink()
-            self._shm, self._slot = None, 0
+        for shm in (self._shm, self._in_shm):
+            if shm is not None:
+                shm.close()
+                shm.unlink()
+        self._shm, self._slot, self._in_shm, self._in_slot = None, 0, None, 0
 
-    def _reserve(self, slot_bytes: int) -> None:
-        """A shared buffer of ``ahead`` places per worker, each at least ``slot_bytes``
-        (only while no worker holds a batch)."""
-        if slot_bytes > self._slot:
-            self._free()
-            self._slot = -(-slot_bytes // 64) * 64  # aligned for any dtype
-            self._shm = SharedMemory(create=True, size=max(1, self._slot * self.ahead * len(self._conns)))
+    def _fits(self, out_bytes: int, in_bytes: int) -> bool:
+        return out_bytes <= self._slot and in_bytes <= self._in_slot
+
+    def _reserve(self, out_bytes: int, in_bytes: int) -> None:
+        """Shared buffers of ``ahead`` places per worker, each of at least ``out_bytes``
+        for the rows and ``in_bytes`` for the batch (only while no worker holds a batch)."""
+        if self._fits(out_bytes, in_bytes):
+            return
+        out_slot, in_slot = (-(-max(n, old) // 64) * 64  # aligned for any dtype
+                             for n, old in ((out_bytes, self._slot), (in_bytes, self._in_slot)))
+        self._free()
+        places = self.ahead * len(self._conns)
+        self._shm = SharedMemory(create=True, size=max(1, out_slot * places))
+        self._slot = out_slot
+        self._in_shm = SharedMemory(create=True, size=max(1, in_slot * places))
+        self._in_slot = in_slot
 
     def _place(self, worker: int, k: int, itemsize: int) -> int:
-        """Element offset of place ``k`` (< ``ahead``) of ``worker`` in the shared buffer."""
+        """Element offset of place ``k`` (< ``ahead``) of ``worker`` in the output buffer."""
         return (worker * self.ahead + k) * self._slot // itemsize
 
-    def _send(self, worker: int, job: Job, offset: int, instrument: Instrument, window_fwhm: float) -> None:
+    def _send(self, worker: int, k: int, packed: tuple, itemsize: int, instrument: Instrument,
+              window_fwhm: float) -> int:
+        """Put a :func:`_pack`-ed batch in place ``k`` of ``worker`` and have it rendered;
+        returns the element offset its rows will have in the output buffer."""
+        arrays, layout, _ = packed
+        base = (worker * self.ahead + k) * self._in_slot
+        for name, dtype, shape, at in layout:
+            np.ndarray(shape, dtype, self._in_shm.buf, base + at)[...] = arrays[name]
+        offset = self._place(worker, k, itemsize)
         try:
-            self._conns[worker].send((self._shm.name, offset, _pack(*job), instrument, window_fwhm))
+            self._conns[worker].send((self._in_shm.name, base, layout, self._shm.name, offset, instrument,
+                                      window_fwhm))
         except OSError as error:
             raise RuntimeError(self._gone(worker)) from error
+        return offset
 
     def _receive(self, worker: int) -> None:
         """Wait for the oldest batch of ``worker``; raise its failure, if any."""
@@ -291,12 +320,12 @@ class RenderPool:
             n_points = len(instrument.two_theta)
             item = batch.hkl.element_size()
             (start, stop), *rest = ranges
-            self._reserve(max(b - a for a, b in rest) * n_points * item)
+            packed = [_pack(*_rows(batch, params, a, b)) for a, b in rest]
+            self._reserve(max(b - a for a, b in rest) * n_points * item, max(p[2] for p in packed))
             sent, failures = 0, []
             try:
-                for worker, (a, b) in enumerate(rest):
-                    self._send(worker, _rows(batch, params, a, b), self._place(worker, 0, item), instrument,
-                               window_fwhm)
+                for worker, part in enumerate(packed):
+                    self._send(worker, 0, part, item, instrument, window_fwhm)
                     sent += 1
                 head_batch, head_params = _rows(batch, params, start, stop)
                 head = render(head_batch, instrument, head_params, window_fwhm=window_fwhm)
@@ -325,8 +354,8 @@ class RenderPool:
         process; yields the (B, G) results in input order.
 
         A batch goes to the worker with the shortest queue while one has room, else this
-        process renders it. On 2 cores a long stream of batches of 256 renders at about
-        1.75 times the rate of one process (``benchmarks/simulate.py``).
+        process renders it. On 2 cores a long stream of batches of 256 renders at 1.8–2.0
+        times the rate of one process (``benchmarks/simulate.py``).
         """
         self._claim()
         n_points = len(instrument.two_theta)
@@ -359,17 +388,19 @@ class RenderPool:
                         instrument, len(batch), device=batch.hkl.device, dtype=batch.hkl.dtype
                     )
                 worker = min(range(len(queued)), key=lambda w: len(queued[w]), default=-1)
-                size = len(batch) * n_points * batch.hkl.element_size()
                 if self._local(batch) or len(queued[worker]) >= self.ahead:
                     order.append(_Pending(render(batch, instrument, params, window_fwhm=window_fwhm)))
                 else:
-                    if size > self._slot:  # a larger batch than any before: empty the queues first
+                    item = batch.hkl.element_size()
+                    packed = _pack(batch, params)
+                    size = len(batch) * n_points * item
+                    if not self._fits(size, packed[2]):  # larger than any before: empty the queues first
                         for w in range(len(queued)):
                             while queued[w]:
                                 settle(w)
-                        self._reserve(size)
-                    offset = self._place(worker, sent[worker] % self.ahead, batch.hkl.element_size())
-                    self._send(worker, (batch, params), offset, instrument, window_fwhm)
+                        self._reserve(size, packed[2])
+                    offset = self._send(worker, sent[worker] % self.ahead, packed, item, instrument,
+                                        window_fwhm)
                     sent[worker] += 1
                     order.append(_Pending(None, worker, offset, len(batch), batch.hkl.dtype))
                     queued[worker].append(order[-1])

@@ -53,6 +53,15 @@ def test_map_grows_its_buffer_for_a_larger_batch(pool, records):
         assert torch.equal(y, render(b, inst))
 
 
+def test_map_grows_its_input_buffer_for_more_reflections_in_as_many_rows(pool, records):
+    inst = Instrument()
+    by_size = sorted(records, key=lambda r: len(r.hkl))
+    batches = [collate(by_size[:3]), collate(by_size[-3:]), collate(by_size[3:6])]
+    assert batches[1].hkl.shape[1] > batches[0].hkl.shape[1]  # the same output, larger input
+    for y, b in zip(pool.map(batches, inst), batches, strict=True):
+        assert torch.equal(y, render(b, inst))
+
+
 def test_render_splits_a_batch_and_agrees_to_rounding(pool, records):
     inst = Instrument()
     batch = collate(records)
