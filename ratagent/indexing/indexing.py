@@ -79,6 +79,7 @@ from typing import Any
 
 import numpy as np
 
+from ratagent.indexing._unique import unique_rows
 from ratagent.indexing.peaks import PeakList, find_peaks
 from ratagent.indexing.reduction import higher_metric_cells, keys_match, lattice_key, niggli_cell
 from ratagent.indexing.refine import (
@@ -823,7 +824,7 @@ def _triclinic_cells(search: _Search, lines: _SystemLines) -> list[CandidateCell
     if lines.more_lines:
         again, _ = screen(name, p, q_all, search.tol_all, lines.max_missing + lines.n_weak, lines.keep,
                           TRICLINIC_CALC_PER_LINE, first_pass=False)
-        best = np.unique(np.concatenate([best, again]), axis=0)
+        best = unique_rows(np.concatenate([best, again]))
     cells = search.refined(name, best, lines.weak)
     return [c for c in cells if c.n_calc <= TRICLINIC_CALC_PER_LINE * c.n_lines]
 
@@ -834,7 +835,7 @@ def _system_cells(search: _Search, lines: _SystemLines) -> list[CandidateCell]:
     (:func:`_descended_trials`)."""
     name = lines.name
     trials = [_solved_trials(search, lines), *_descended_trials(search, lines)]
-    best = np.unique(np.concatenate(trials), axis=0)
+    best = unique_rows(np.concatenate(trials))
     found = []
     for c in search.refined(name, best, lines.weak):
         found.append(c)
@@ -863,7 +864,7 @@ def _solved_trials(search: _Search, lines: _SystemLines) -> np.ndarray:
     if len(deep) > lines.keep and lines.more_lines:
         again, _ = screen(name, deep, q_all, search.tol_all, lines.max_missing + lines.n_weak, lines.keep,
                           first_pass=False)
-        best = np.unique(np.concatenate([best, again]), axis=0)
+        best = unique_rows(np.concatenate([best, again]))
     if lines.n_screen < _SCREEN_LINES and len(tth) > lines.n_screen:
         # few strong lines (one line dominates): they may not determine the cell with
         # low indices, nor tell the trials apart; solve trials from the first lines,
@@ -874,7 +875,7 @@ def _solved_trials(search: _Search, lines: _SystemLines) -> np.ndarray:
         extra = int(np.count_nonzero(lines.weak[:n_first]))
         first, _ = screen(name, solve_trials(name, q_all), q_all[:n_first], search.tol_all[:n_first],
                           lines.max_missing + extra, lines.keep, first_pass=False)
-        best = np.unique(np.concatenate([best, first]), axis=0)
+        best = unique_rows(np.concatenate([best, first]))
     return best
 
 

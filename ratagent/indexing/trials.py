@@ -27,6 +27,7 @@ from functools import cache
 import numpy as np
 
 from ratagent.indexing._count import count as _compiled_count
+from ratagent.indexing._unique import unique_rows
 from ratagent.indexing.merit import centring_mask
 
 __all__ = [
@@ -353,7 +354,7 @@ def line_trials(
     if use is not None:
         p = p[np.asarray(use, dtype=bool)]
     p = p.reshape(-1, sys_.m)
-    return np.unique(np.round(p[_positive_definite(sys_, p)], 8), axis=0)
+    return unique_rows(np.round(p[_positive_definite(sys_, p)], 8))
 
 
 def descent_trials(
@@ -601,7 +602,7 @@ def screen(
     p, n_idx, err, n_est = p[good], n_idx[good], err[good], n_est[good]
     mean_err = (err + 0.05) / n_idx  # in units of the tolerance; small offset: no infinite merit
     # merge trials that give the same form (same cell from different base lines)
-    _, uniq = np.unique(np.round(np.log(np.abs(p) + 1e-12), 3), axis=0, return_index=True)
+    _, uniq = unique_rows(np.round(np.log(np.abs(p) + 1e-12), 3), return_index=True)
     p, n_idx, mean_err, n_est = p[uniq], n_idx[uniq], mean_err[uniq], n_est[uniq]
     # A centred lattice has 1/points of the lines the volume predicts: rank the trials once
     # per possible number of lattice points, or centred cells drown among primitive ones.

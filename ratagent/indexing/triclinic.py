@@ -26,6 +26,7 @@ from functools import cache
 
 import numpy as np
 
+from ratagent.indexing._unique import unique_rows
 from ratagent.indexing.trials import positive_forms
 from ratagent.indexing.zones import zone_match
 
@@ -59,7 +60,7 @@ def _gauss_reduced(z: np.ndarray) -> np.ndarray:
 def _unique_zones(z: np.ndarray) -> np.ndarray:
     """The first of each set of zones (n, 3) with the same A, B and D/A (to 0.1 %)."""
     key = np.round(np.column_stack([np.log(z[:, 0]), np.log(z[:, 1]), z[:, 2] / z[:, 0]]), 3)
-    _, first = np.unique(key, axis=0, return_index=True)
+    _, first = unique_rows(key, return_index=True)
     return z[np.sort(first)]
 
 
@@ -186,4 +187,4 @@ def triclinic_trials(
     trials[..., 5] = F
     trials = trials.reshape(-1, 6)
     trials = trials[positive_forms(trials)]
-    return np.unique(np.round(trials, 8), axis=0)
+    return unique_rows(np.round(trials, 8))

@@ -30,6 +30,8 @@ from functools import cache
 
 import numpy as np
 
+from ratagent.indexing._unique import unique_rows
+
 __all__ = ["monoclinic_zone_trials", "off_zone_lines", "rectangular_zones", "zone_match"]
 
 
@@ -124,7 +126,7 @@ def rectangular_zones(
     ab = ab[(ab > 0).all(axis=1)]
     if len(ab) == 0:
         return np.empty((0, 2))
-    _, first = np.unique(np.round(np.log(ab), 3), axis=0, return_index=True)
+    _, first = unique_rows(np.round(np.log(ab), 3), return_index=True)
     ab = ab[first]
     count = zone_match(ab, q, tol)[1].sum(axis=1)
     keep = count >= min_zone_lines
@@ -137,7 +139,7 @@ def rectangular_zones(
     ab = _refine_zones(ab, q, tol)
     ab = ab[(ab > 0).all(axis=1)]
     # several base pairs refine to one zone: keep its first (best-ranked) copy
-    _, first = np.unique(np.round(np.log(ab), 4), axis=0, return_index=True)
+    _, first = unique_rows(np.round(np.log(ab), 4), return_index=True)
     return ab[np.sort(first)]
 
 

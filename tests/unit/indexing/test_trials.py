@@ -125,13 +125,18 @@ def test_compiled_count_equals_the_numpy_count_and_gives_up_only_failed_trials(n
     assert np.array_equal(n_stop[passed], n_np[passed]) and np.all(n_stop[~passed] < len(q) - 2)
 
 
+@pytest.mark.parametrize("compiled", [True, False])
 @pytest.mark.parametrize("cell", [CELLS["monoclinic"], (5.13, 7.76, 9.42, 82.4, 71.9, 69.6)])
-def test_reflections_of_form_lists_one_of_each_friedel_pair(cell):
+def test_reflections_of_form_lists_one_of_each_friedel_pair(cell, compiled, monkeypatch):
     """Every q(hkl) ≤ q_max of the form once per pair hkl, h̄k̄l̄ (a monoclinic and a
-    triclinic cell), against every hkl of a box, in float64; the box kept between calls
-    gives the same list as one built afresh."""
+    triclinic cell), against every hkl of a box, in float64, compiled and in numpy; the
+    box kept between calls gives the same list as one built afresh."""
+    from ratagent.indexing import refine
     from ratagent.indexing.reduction import form_from_cell
     from ratagent.indexing.refine import reflections_of_form
+
+    if not compiled:
+        monkeypatch.setattr(refine, "enumerate_reflections", None)
 
     full = form_from_cell(cell)
     q_max = 0.45
@@ -149,3 +154,60 @@ def test_reflections_of_form_lists_one_of_each_friedel_pair(cell):
     hkl2, q2 = reflections_of_form(full, q_max, grid)
     np.testing.assert_array_equal(hkl2, hkl)
     np.testing.assert_array_equal(q2, q)
+
+
+def test_compiled_reflections_agree_with_numpy(monkeypatch):
+    """The compiled box walk lists the reflections numpy's box lists, with the same q to
+    the last few bits (its sum runs in another order than the matrix product's), on
+    random cells of every lattice system."""
+    from ratagent.indexing import refine
+    from ratagent.indexing.reduction import form_from_cell
+
+    assert refine.enumerate_reflections is not None  # numba is a dependency
+    rng = np.random.default_rng(7)
+    for i in range(60):
+        abc = rng.uniform(2.0, 25.0, 3)
+        angles = [(90, 90, 90), (90, rng.uniform(90, 125), 90), (90, 90, 120),
+                  tuple(rng.uniform(65, 115, 3))][i % 4]
+        full, q_max = form_from_cell((*abc, *angles)), rng.uniform(0.05, 0.6)
+        hkl_c, q_c = refine.reflections_of_form(full, q_max)
+        with monkeypatch.context() as m:
+            m.setattr(refine, "enumerate_reflections", None)
+            hkl_n, q_n = refine.reflections_of_form(full, q_max)
+        assert len(q_c) == len(q_n) > 0
+        np.testing.assert_allclose(q_c, q_n, rtol=1e-14, atol=0)  # both ascending
+        by_c, by_n = (np.lexsort(h.T[::-1]) for h in (hkl_c, hkl_n))
+        np.testing.assert_array_equal(hkl_c[by_c], hkl_n[by_n])
+        np.testing.assert_allclose(q_c[by_c], q_n[by_n], rtol=1e-14, atol=0)
+
+
+def test_the_determinant_of_one_form_is_that_of_the_array_functions():
+    """``refine._positive_det`` on one form: bit for bit :func:`form_determinant` where
+    :func:`positive_forms` (margin 0) holds, else 0 (random forms, many not definite)."""
+    from ratagent.indexing.refine import _positive_det
+    from ratagent.indexing.trials import form_determinant, positive_forms
+
+    forms = np.random.default_rng(3).normal(0.0, 0.05, (2000, 6))
+    forms[:, :3] = np.abs(forms[:, :3]) * np.where(np.arange(2000)[:, None] % 7 == 0, -1, 1)
+    ok = positive_forms(forms, margin=0.0)
+    assert 100 < ok.sum() < 1900
+    got = np.array([_positive_det(f) for f in forms])
+    np.testing.assert_array_equal(got[ok], form_determinant(forms[ok]))
+    assert np.all(got[~ok] == 0.0)
+
+
+@pytest.mark.parametrize("shape", [(2000, 4), (300, 6), (50, 2), (1, 3), (0, 3)])
+def test_unique_rows_is_numpys_unique_along_rows(shape):
+    """The same rows, order and first-occurrence indices as ``np.unique(axis=0)``, with
+    repeated rows and both signs of zero."""
+    from ratagent.indexing._unique import unique_rows
+
+    a = np.round(np.random.default_rng(5).normal(size=shape), 1)
+    a = np.concatenate([a, a[: shape[0] // 3][::-1]])
+    if len(a) > 2:
+        a[0, 0], a[1, 0] = -0.0, 0.0
+    rows, first = unique_rows(a, return_index=True)
+    rows_np, first_np = np.unique(a, axis=0, return_index=True)
+    np.testing.assert_array_equal(rows, rows_np)
+    np.testing.assert_array_equal(first, first_np)
+    np.testing.assert_array_equal(unique_rows(a), rows_np)
