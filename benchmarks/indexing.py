@@ -12,7 +12,13 @@ on each peak list with and without its residual profile: the ratio is the cost o
 search for superstructure lines in the profile
 (:func:`~ratagent.indexing.supercells.profile_supercell`).
 
-    python benchmarks/indexing.py [--n 10] [--seed 0] [--rendered]
+``--measured K``: instead, every K-th measured dev pattern (``training/data/rruff_dev.npz``,
+Cu Kα1/Kα2) is indexed with the compiled reflection lists of a trial refinement and with
+numpy's box (their fallback), the two timed alternately on each pattern (best of
+``--repeats``); prints the total seconds each way, their ratio, and whether every
+pattern gave the same cells (same lattices and M20, in any axis order).
+
+    python benchmarks/indexing.py [--n 10] [--seed 0] [--rendered] [--measured 19]
 """
 
 from __future__ import annotations
@@ -79,12 +85,65 @@ def rendered(n: int, seed: int) -> None:
         print(f"{system:14s} {m:10.2f} {m0:11.2f} {m / m0:7.2f} {same:7d}/{n}")
 
 
+def measured(every: int, repeats: int) -> None:
+    """Indexing of measured patterns, compiled reflection lists against numpy's box."""
+    from pathlib import Path
+
+    from ratagent.indexing import refine
+    from ratagent.instrument import Instrument
+    from training.evaluate import load_dev_set
+
+    inst = Instrument.for_radiation("Cu")
+    alpha2 = (inst.wavelengths_angstrom[1], inst.line_ratios[1] / inst.line_ratios[0])
+    patterns, _ = load_dev_set(Path(__file__).resolve().parents[1] / "training/data/rruff_dev.npz")
+    peaks = [find_peaks(p, alpha2=alpha2) for p in patterns[::every]]
+    compiled = refine.enumerate_reflections
+    index(peaks[0])  # compiled kernels warm
+
+    def timed(pk, kernel):
+        refine.enumerate_reflections = kernel
+        try:
+            t0 = time.perf_counter()
+            res = index(pk)
+            return time.perf_counter() - t0, res
+        finally:
+            refine.enumerate_reflections = compiled
+
+    def lattices(res):
+        return sorted((c.crystal_system, c.centring, tuple(np.round(sorted(c.cell[:3]), 4)),
+                       tuple(np.round(c.cell[3:], 3)), round(c.m20, 3)) for c in res.candidates)
+
+    totals, same = {"compiled": 0.0, "numpy": 0.0}, 0
+    for i, pk in enumerate(peaks):
+        best = {"compiled": np.inf, "numpy": np.inf}
+        found = {}
+        for r in range(repeats):
+            order = ("compiled", "numpy") if (i + r) % 2 == 0 else ("numpy", "compiled")
+            for side in order:
+                t, res = timed(pk, compiled if side == "compiled" else None)
+                best[side] = min(best[side], t)
+                found[side] = lattices(res)
+        for side in totals:
+            totals[side] += best[side]
+        same += found["compiled"] == found["numpy"]
+    n = len(peaks)
+    print(f"{n} measured patterns: compiled reflection lists {totals['compiled'] / n:.2f} s/pattern, "
+          f"numpy box {totals['numpy'] / n:.2f} s/pattern; same cells on {same}/{n}")
+    print(f"RATIO indexing, compiled vs numpy reflection lists: {totals['numpy'] / totals['compiled']:.2f}x")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=10, help="patterns per system")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--rendered", action="store_true", help="rendered patterns, with/without profile")
+    ap.add_argument("--measured", type=int, metavar="K", help="every K-th measured dev pattern, "
+                    "compiled reflection lists against numpy's")
+    ap.add_argument("--repeats", type=int, default=2, help="timings per pattern and side (--measured)")
     args = ap.parse_args()
+    if args.measured:
+        measured(args.measured, args.repeats)
+        return
     if args.rendered:
         rendered(args.n, args.seed)
         return
