@@ -466,6 +466,7 @@ class Agent:
         leading = result.leading(self.config.index_cells)
         info = {"indexing": [_cell_info(c, result.passes(c)) for c in result.candidates[:5]],
                 "indexing_convincing": bool(result.convincing),
+                "indexing_families": _family_ranks(result),
                 "cells_indexed": [_cell_info(c, True) for c in leading]}
         if not leading:
             return [], [], f"no cell given; indexing found no convincing cell ({result.message})", info
@@ -675,6 +676,18 @@ def _cell_info(c, passes: bool) -> dict[str, Any]:
     return {"crystal_system": c.crystal_system, "centring": c.centring, "cell": [float(v) for v in c.cell],
             "m20": float(c.m20), "n_lines": int(c.n_lines), "n_indexed": int(c.n_indexed),
             "n_unindexed_strong": int(c.n_unindexed_strong), "passes": bool(passes)}
+
+
+def _family_ranks(result) -> dict[str, dict[str, Any]]:
+    """The best cell of each lattice family in an indexing's ranking (``meta["indexing_families"]``):
+    its rank (1 = first), M20 and whether it would convince."""
+    from ratagent.trust import family_of
+
+    best: dict[str, dict[str, Any]] = {}
+    for rank, c in enumerate(result.candidates, start=1):
+        best.setdefault(family_of(c.crystal_system), {"rank": rank, "m20": float(c.m20),
+                                                      "passes": bool(result.passes(c))})
+    return best
 
 
 def _fit_info(cell: Sequence[float], rr) -> dict[str, Any]:

@@ -183,7 +183,8 @@ SYSTEM_MISSES = (
     "no convincing cell; the network's EG is of another system",
     "a cell of the true system was indexed; a cell of another won",
     "cells of other systems indexed; one of the true system among the five best",
-    "no cell of the true system among the indexing's five best",
+    "a cell of the true system indexed, ranked below the five best",
+    "the indexing found no cell of the true system",
 )
 
 
@@ -204,7 +205,10 @@ def system_miss(case: dict[str, Any]) -> str | None:
         return SYSTEM_MISSES[1]
     if any(family_of(c["crystal_system"]) == truth for c in case["meta"].get("indexing") or []):
         return SYSTEM_MISSES[2]
-    return SYSTEM_MISSES[3]
+    # cases written before the agent recorded every family's best cell count as not found
+    if truth in (case["meta"].get("indexing_families") or {}):
+        return SYSTEM_MISSES[3]
+    return SYSTEM_MISSES[4]
 
 
 def _rate(k: int, n: int) -> dict[str, Any]:

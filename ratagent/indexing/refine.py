@@ -214,7 +214,7 @@ def reflections_of_form(
     positive is listed: the same q values, each line once per pair, at half the cost.
 
     The box |h|, |k|, |l| ≤ a, b, c · √q_max + 1 is walked by a compiled loop
-    (:mod:`ratagent.indexing._reflections`, 10× faster) where numba is installed. Without
+    (:mod:`ratagent.indexing._reflections`, 12× faster) where numba is installed. Without
     it, ``grid`` (a list, empty at first) keeps the box and its monomials between the
     cycles of one refinement: the box changes little from cycle to cycle, and the part of
     a larger box inside the current one is the same array, in the same order, as that box

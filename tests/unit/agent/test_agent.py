@@ -214,6 +214,9 @@ def test_without_a_cell_the_agent_indexes_and_refines(agent):
     assert a.reasons[0].startswith("no cell given; indexed: cubic F"), a.reasons[0]
     a0 = a.meta["cell_from_indexing"][0]
     assert a0 == pytest.approx(5.6402, rel=1e-3)  # Walker et al. 2004
+    families = a.meta["indexing_families"]  # the best cell of each family the indexing found
+    assert families["cubic"]["rank"] == 1 and families["cubic"]["passes"]
+    assert all(f["rank"] > 1 for name, f in families.items() if name != "cubic")
     # 10–80° shows 8 lines of rock salt (331 at 1 % of 200 included): enough for a cubic
     # cell at the shipped 3 lines per parameter (6), too few at 4.5 (9)
     assert agent.config.min_lines_per_parameter == 3.0

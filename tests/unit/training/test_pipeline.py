@@ -92,11 +92,15 @@ def test_a_missed_crystal_system_is_traced_to_the_indexing_or_the_fit():
     fifth = _case(14, [4], "flag") | {"meta": {"cells_indexed": _cells("monoclinic"),
                                                "indexing": _cells("monoclinic", "triclinic", "orthorhombic")}}
     cubic = _cells("cubic")
-    absent = _case(14, [94], "flag") | {"meta": {"cells_indexed": cubic, "indexing": cubic}}
-    cases = [right, no_cell, lost, fifth, absent]
+    below = _case(14, [94], "flag") | {"meta": {
+        "cells_indexed": cubic, "indexing": cubic,
+        "indexing_families": {"cubic": {"rank": 1}, "orthorhombic": {"rank": 9}}}}
+    absent = _case(14, [94], "flag") | {"meta": {"cells_indexed": cubic, "indexing": cubic,
+                                                 "indexing_families": {"cubic": {"rank": 1}}}}
+    cases = [right, no_cell, lost, fifth, below, absent]
     assert [system_miss(c) for c in cases] == [None, *SYSTEM_MISSES]
     rep = pipeline_report(cases)
-    assert list(rep["system_misses"].values()) == [1, 1, 1, 1]
+    assert list(rep["system_misses"].values()) == [1, 1, 1, 1, 1]
     assert rep["system_confusions"][0] == ["orthorhombic", "monoclinic", 3]
     assert "crystal system missed, why:" in format_report({"all": rep})
 
