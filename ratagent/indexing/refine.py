@@ -149,14 +149,18 @@ def two_theta_of_inv_d2(q: np.ndarray, wl: float) -> np.ndarray:
     return np.degrees(2.0 * np.arcsin(np.clip(np.sqrt(q) * wl / 2.0, 0, 1)))
 
 
-def _positive_det(full: np.ndarray) -> float:
-    """det G* of one form (A, B, C, D, E, F) if it is positive definite, else 0.
+def _coefficients(full: np.ndarray) -> list[float]:
+    """A, B, C, D, E, F of one form as Python floats."""
+    return np.asarray(full, dtype=float)[:6].tolist()
+
+
+def _positive_det(A: float, B: float, C: float, D: float, E: float, F: float) -> float:
+    """det G* of one form if it is positive definite, else 0.
 
     In Python floats: the same operations, in the same order, as
     :func:`~.trials.positive_forms` (``margin=0``) and :func:`~.trials.form_determinant`
     on arrays, at a tenth of their cost on one form (every cycle of a refinement asks).
     """
-    A, B, C, D, E, F = np.asarray(full, dtype=float)[:6].tolist()
     det = A * B * C + D * E * F / 4 - A * F * F / 4 - B * E * E / 4 - C * D * D / 4
     return det if A > 0 and B > 0 and C > 0 and D * D < 4 * A * B and det > 0.0 else 0.0
 
@@ -166,10 +170,10 @@ def _axes(full: np.ndarray) -> tuple[float, float, float]:
 
     Raises ValueError when the form is not positive definite.
     """
-    det = _positive_det(full)
+    A, B, C, D, E, F = form = _coefficients(full)
+    det = _positive_det(*form)
     if not det:
-        raise ValueError(f"quadratic form {np.asarray(full).tolist()} is not positive definite")
-    A, B, C, D, E, F = np.asarray(full, dtype=float)[:6].tolist()
+        raise ValueError(f"quadratic form {form} is not positive definite")
     g = ((B * C - F * F / 4) / det, (A * C - E * E / 4) / det, (A * B - D * D / 4) / det)
     return math.sqrt(g[0]), math.sqrt(g[1]), math.sqrt(g[2])
 
@@ -414,7 +418,7 @@ def _refined_form(name: str, p: np.ndarray, tth: np.ndarray, wl: float, tol_deg:
             fixed_zero = (q_obs[hit] - slope[hit] * z) * scale
             sol, *_ = np.linalg.lstsq(rows * scale[:, None], fixed_zero, rcond=None)
             p_new, z_new = sol, z
-        if not _positive_det(T @ p_new):
+        if not _positive_det(*_coefficients(T @ p_new)):
             return None
         p, z = p_new, z_new
     if name in _REDUCED:

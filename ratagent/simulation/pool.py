@@ -247,19 +247,20 @@ class RenderPool:
         self._in_shm = SharedMemory(create=True, size=max(1, in_slot * places))
         self._in_slot = in_slot
 
-    def _place(self, worker: int, k: int, itemsize: int) -> int:
-        """Element offset of place ``k`` (< ``ahead``) of ``worker`` in the output buffer."""
-        return (worker * self.ahead + k) * self._slot // itemsize
+    def _place(self, worker: int, k: int, slot: int, itemsize: int = 1) -> int:
+        """Offset, in items of ``itemsize`` bytes, of place ``k`` (< ``ahead``) of ``worker``
+        in a buffer of ``slot``-byte places."""
+        return (worker * self.ahead + k) * slot // itemsize
 
     def _send(self, worker: int, k: int, packed: tuple, itemsize: int, instrument: Instrument,
               window_fwhm: float) -> int:
         """Put a :func:`_pack`-ed batch in place ``k`` of ``worker`` and have it rendered;
         returns the element offset its rows will have in the output buffer."""
         arrays, layout, _ = packed
-        base = (worker * self.ahead + k) * self._in_slot
+        base = self._place(worker, k, self._in_slot)
         for name, dtype, shape, at in layout:
             np.ndarray(shape, dtype, self._in_shm.buf, base + at)[...] = arrays[name]
-        offset = self._place(worker, k, itemsize)
+        offset = self._place(worker, k, self._slot, itemsize)
         try:
             self._conns[worker].send((self._in_shm.name, base, layout, self._shm.name, offset, instrument,
                                       window_fwhm))
@@ -337,7 +338,7 @@ class RenderPool:
                         failures.append(error)
             if failures:
                 raise failures[0]
-            parts = [self._shared(self._place(w, 0, item), b - a, n_points, batch.hkl.dtype)
+            parts = [self._shared(self._place(w, 0, self._slot, item), b - a, n_points, batch.hkl.dtype)
                      for w, (a, b) in enumerate(rest)]
             return torch.cat([head, *parts])
         finally:

@@ -191,7 +191,7 @@ def test_the_determinant_of_one_form_is_that_of_the_array_functions():
     forms[:, :3] = np.abs(forms[:, :3]) * np.where(np.arange(2000)[:, None] % 7 == 0, -1, 1)
     ok = positive_forms(forms, margin=0.0)
     assert 100 < ok.sum() < 1900
-    got = np.array([_positive_det(f) for f in forms])
+    got = np.array([_positive_det(*f.tolist()) for f in forms])
     np.testing.assert_array_equal(got[ok], form_determinant(forms[ok]))
     assert np.all(got[~ok] == 0.0)
 
