@@ -46,17 +46,8 @@ class NormalEquations:
     def __init__(self, design: BandedColumns, background: np.ndarray, weight: np.ndarray, y: np.ndarray):
         wb = background * weight[:, None]
         wy = y * weight
-        n_bkg = background.shape[1]
-        k = design.shape[1]
-        gram, cross, rhs_a = design.normal_blocks(weight * weight, background, y)
-        m = np.empty((n_bkg + k, n_bkg + k))
-        m[:n_bkg, :n_bkg] = wb.T @ wb
-        m[n_bkg:, :n_bkg] = cross
-        m[:n_bkg, n_bkg:] = cross.T
-        m[n_bkg:, n_bkg:] = gram
-        self.matrix = m
-        self.rhs = np.concatenate([wb.T @ wy, rhs_a])
-        self.n_free = n_bkg
+        self.matrix, self.rhs = design.normal_equations(weight, background, y)
+        self.n_free = background.shape[1]
         self.band = design.gram_bandwidth()  # of the peak groups' block of M
         self._design, self._weight, self._wb, self._wy = design, weight, wb, wy
 
@@ -143,9 +134,10 @@ def _solve_bordered_band(
     df, db = d[:n_border], d[n_border:]
     nb = b.size
     w = min(band, nb - 1)
-    lower = np.zeros((w + 1, nb))  # lower[k, j] = S[j + k, j]
-    for k in range(w + 1):
-        lower[k, : nb - k] = m[b[k:], b[: nb - k]] / (db[k:] * db[: nb - k])
+    # lower[k, j] = S[j + k, j], zero past the end (j + k ≥ nb): one gather of the band
+    diag, col = np.arange(w + 1)[:, None], np.arange(nb)[None, :]
+    row = np.minimum(col + diag, nb - 1)
+    lower = np.where(col + diag < nb, m[b[row], b[col]] / (db[row] * db[col]), 0.0)
     lower[0] += _RIDGE
     try:
         factor = scipy.linalg.cholesky_banded(lower, lower=True, check_finite=False)

@@ -277,16 +277,27 @@ class BandedColumns:
         """A x for a vector x (n_columns,)."""
         return np.bincount(self.row_of, weights=self.data * x[self.col_of], minlength=self.shape[0])
 
-    def normal_blocks(self, w2: np.ndarray, basis: np.ndarray, y: np.ndarray):
-        """(AᵀW²A, AᵀW²B, AᵀW²y) for the weights squared ``w2`` (n_rows,) and a dense B."""
+    def normal_equations(self, weight: np.ndarray, basis: np.ndarray,
+                         y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """M = [B A]ᵀW²[B A] and r = [B A]ᵀW²y for the weights ``weight`` (n_rows,) and a
+        dense B (n_rows, n_b): the background block first."""
         basis = np.ascontiguousarray(basis, float)
+        n_b = basis.shape[1]
+        wb, w2 = basis * weight[:, None], weight * weight
+        m = np.zeros((n_b + self.shape[1],) * 2)
+        m[:n_b, :n_b] = wb.T @ wb
+        rhs_b = wb.T @ (y * weight)
         if normal_blocks is not None:
             order = np.argsort(self.lo, kind="stable")
-            w2, y = np.ascontiguousarray(w2, float), np.ascontiguousarray(y, float)
-            return normal_blocks(self.lo, self.length, self.offsets, self.data, w2, basis, y, order)
+            y = np.ascontiguousarray(y, float)
+            return m, np.concatenate([rhs_b, normal_blocks(self.lo, self.length, self.offsets, self.data, w2,
+                                                           basis, y, order, m)])
         a = self.tocsc()  # pragma: no cover - numba is a dependency
         wa = a.multiply(w2[:, None]).tocsc()
-        return (a.T @ wa).toarray(), np.asarray(wa.T @ basis), wa.T @ y
+        m[n_b:, n_b:] = (a.T @ wa).toarray()
+        m[n_b:, :n_b] = np.asarray(wa.T @ basis)
+        m[:n_b, n_b:] = m[n_b:, :n_b].T
+        return m, np.concatenate([rhs_b, wa.T @ y])
 
     def tocsc(self) -> sparse.csc_matrix:
         return sparse.csc_matrix((self.data, self.row_of, self.offsets), shape=self.shape)
