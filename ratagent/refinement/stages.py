@@ -32,6 +32,10 @@ __all__ = ["Problem", "bic", "parameter_bounds", "parameter_names", "refine", "s
 _ZERO_SCALE_DEG = 0.01
 _PROFILE_SCALE = (1e-3, 1e-3, 1e-3, 1e-2, 1e-2, 1e-2)
 _PROFILE_BOUNDS = ((0.0, 1.0), (-1.0, 1.0), (1e-6, 1.0), (0.0, 1.0), (0.0, 1.0), (-0.5, 0.5))
+# the central differences of Γ and η (Problem.peak_derivatives), one row each: 2θ_B + h,
+# 2θ_B − h, then U + s, U − s, V + s, … Y − s
+_TWO_THETA_SHIFTS = np.r_[1.0, -1.0, np.zeros(10)]
+_PROFILE_SHIFTS = np.r_[np.zeros((2, 5)), np.repeat(np.eye(5), 2, axis=0) * np.tile([1.0, -1.0], 5)[:, None]]
 
 
 class Problem:
@@ -105,19 +109,16 @@ class Problem:
                 self.refl.kappa[fam]
             dpos_dbragg = 1.0 + self.instrument.displacement_mm * np.sin(theta) / self.radius
             h = 1e-4  # degrees of 2θ
-            fp, ep = tch_fwhm_eta(bragg + h, *shape)
-            fm, em = tch_fwhm_eta(bragg - h, *shape)
+            # Γ and η at 2θ_B ± h, then at U…Y ± step one at a time: rows of one call
+            f, e = tch_fwhm_eta(bragg + _TWO_THETA_SHIFTS[:, None] * h,
+                                *(shape + _PROFILE_SHIFTS * step).T[:, :, None])
             dc, dw, de = (np.zeros((fam.size, n_k)) for _ in range(3))
             dc[:, :n_g] = dpos_dbragg[:, None] * dbragg_dg
             dc[:, n_g] = 1.0
-            dw[:, :n_g] = ((fp - fm) / (2 * h) * broadening)[:, None] * dbragg_dg
-            de[:, :n_g] = ((ep - em) / (2 * h))[:, None] * dbragg_dg
-            for i in range(5):
-                shift = np.where(np.arange(5) == i, step, 0.0)
-                fp, ep = tch_fwhm_eta(bragg, *(shape + shift))
-                fm, em = tch_fwhm_eta(bragg, *(shape - shift))
-                dw[:, n_g + 1 + i] = (fp - fm) / (2 * step) * broadening
-                de[:, n_g + 1 + i] = (ep - em) / (2 * step)
+            dw[:, :n_g] = ((f[0] - f[1]) / (2 * h) * broadening)[:, None] * dbragg_dg
+            de[:, :n_g] = ((e[0] - e[1]) / (2 * h))[:, None] * dbragg_dg
+            dw[:, n_g + 1 : n_g + 6] = ((f[2::2] - f[3::2]) / (2 * step) * broadening).T
+            de[:, n_g + 1 : n_g + 6] = ((e[2::2] - e[3::2]) / (2 * step)).T
             out.append((dc, dw, de))
         return [np.concatenate(c) for c in zip(*out, strict=True)]
 
