@@ -441,6 +441,17 @@ def _plane(name: str, hmax: int = 12) -> tuple[np.ndarray, np.ndarray]:
     return terms, np.abs(hk0[first, :2])
 
 
+@cache
+def _sorted_plane(name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`_plane`'s terms and (|h|, |k|) (as floats) sorted by |h|, then |k|, and the end
+    of each |h| in them: ``terms[:h_end[h]]`` are the terms with |h| ≤ h."""
+    terms, hk = _plane(name)
+    order = np.lexsort((hk[:, 1], hk[:, 0]))
+    hk = hk[order]
+    h_end = np.searchsorted(hk[:, 0], np.arange(hk[:, 0].max() + 1), side="right").astype(np.int64)
+    return np.ascontiguousarray(terms[order]), np.ascontiguousarray(hk, dtype=float), h_end
+
+
 #: Trials :func:`_count` evaluates at once, and the most (trial, (h, k) term, line)
 #: elements (float32) of one block.
 _COUNT_CHUNK = 2048
@@ -459,13 +470,13 @@ def _count(name: str, p: np.ndarray, q_obs: np.ndarray, tol_q: np.ndarray,
     if len(p) and _compiled_count is not None:
         sys_ = SYSTEMS[name]
         full = p @ sys_.matrix.T
-        terms, hk = _plane(name)
+        terms, hk, h_end = _sorted_plane(name)
         q_max = float(q_obs[-1] + tol_q[-1])
         a_min, b_min = least_q(full)
         h_top = np.floor(np.sqrt(q_max / np.maximum(a_min, 1e-12)))
         k_top = np.floor(np.sqrt(q_max / np.maximum(b_min, 1e-12)))
         return _compiled_count(np.ascontiguousarray(full), np.ascontiguousarray(p, dtype=float),
-                               terms, hk.astype(float), q_obs.astype(np.float32), tol_q.astype(np.float32),
+                               terms, hk, h_end, q_obs.astype(np.float32), tol_q.astype(np.float32),
                                h_top, k_top, q_max, len(q_obs) if max_missing is None else int(max_missing))
     return _count_numpy(name, p, q_obs, tol_q)
 
