@@ -294,7 +294,9 @@ def _refined(
 ) -> list[CandidateCell]:
     """The refined cells of ``trials`` of system ``name`` that leave at most ``max_unindexed``
     strong lines unindexed."""
-    cells = (refine_cell(name, p0, tth, wl, tol_deg, max_zero_deg, weak, sigma_deg=sigma) for p0 in trials)
+    memo: dict = {}
+    cells = (refine_cell(name, p0, tth, wl, tol_deg, max_zero_deg, weak, sigma_deg=sigma, memo=memo)
+             for p0 in trials)
     return [c for c in cells if c is not None and c.n_unindexed_strong <= max_unindexed]
 
 

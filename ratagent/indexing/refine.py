@@ -22,7 +22,7 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -302,6 +302,7 @@ def refine_cell(
     centring_may_lose_strong: bool = False,
     centring: str | None = None,
     sigma_deg: np.ndarray | None = None,
+    memo: dict | None = None,
 ) -> CandidateCell | None:
     """Refine trial parameters ``p0`` of system ``name`` against lines ``tth`` (module docstring).
 
@@ -326,6 +327,10 @@ def refine_cell(
     sigma_deg : (N,) standard uncertainties of ``tth`` (degrees), optional: each line is
         weighted by 1/√(σ² + σ₀²), σ₀ = :data:`SIGMA_FLOOR_DEG`; without them all lines
         weigh the same
+    memo : a dict shared by calls with the same arguments but ``p0`` (one trial list): a
+        trial whose refinement ends where an earlier one's did (a quarter of them on
+        measured patterns) gets a copy of that one's cell without its centring and
+        figures of merit computed again
 
     Returns
     -------
@@ -357,12 +362,19 @@ def refine_cell(
     fit = _refined_form(name, p, tth, wl, tol_deg, max_zero_deg, line_weights(sigma_deg, len(tth)), need)
     if fit is None:
         return None
+    key = (fit.full.tobytes(), fit.zero, fit.hit.tobytes())  # all that the rest depends on
+    if memo is not None and key in memo:
+        done = memo[key]
+        return None if done is None else replace(done)  # a cell of its own: cells compare by identity
     if centring is None:
         may_lose = "any" if weak is None else ("strong" if centring_may_lose_strong else "weak")
         best_c = _best_centring(fit, tth, tol_deg, weak_arr, sys_.centrings, may_lose)
     else:
         best_c = centring
-    return _candidate(name, fit, best_c, tth, wl, tol_deg, need, weak_arr, sigma_deg)
+    cell = _candidate(name, fit, best_c, tth, wl, tol_deg, need, weak_arr, sigma_deg)
+    if memo is not None:
+        memo[key] = cell
+    return cell
 
 
 @dataclass(frozen=True, eq=False)

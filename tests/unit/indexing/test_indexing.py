@@ -160,6 +160,28 @@ def test_centring_never_gives_up_a_strong_line():
     assert (faint.centring, faint.n_indexed) == ("C", len(tth) - 1)
 
 
+def test_trials_that_refine_to_one_cell_share_its_figures_but_not_the_cell_object():
+    """Aragonite's first 16 lines from slightly different starts: the refinements end at
+    the same form, so with a memo the later trials get a copy of the first one's cell,
+    field for field what refining them alone gives; a start that fails stays None."""
+    cell, sg, _ = MINERALS["aragonite"]
+    tth = lines_from_cell(cell, sg, CU_KA1_ANGSTROM)[:16]
+    p = np.array([1 / cell[0] ** 2, 1 / cell[1] ** 2, 1 / cell[2] ** 2])
+    starts = [p * 1.001, p * 0.9995, p * np.array([1.0, 1.0005, 0.9995]), p * np.array([1.0, 1.5, 1.0]),
+              p * 1.001]
+    memo: dict = {}
+    shared = [refine_cell("orthorhombic", p0, tth, CU_KA1_ANGSTROM, 0.03, 0.3, memo=memo) for p0 in starts]
+    alone = [refine_cell("orthorhombic", p0, tth, CU_KA1_ANGSTROM, 0.03, 0.3) for p0 in starts]
+    assert len(memo) < sum(c is not None for c in shared)  # some trials ended at the same form
+    for a, b in zip(shared, alone, strict=True):
+        assert (a is None) == (b is None)
+        if a is not None:
+            assert (a.cell, a.centring, a.m20, a.n_indexed, a.zero_shift_deg) == (
+                b.cell, b.centring, b.m20, b.n_indexed, b.zero_shift_deg)
+            assert np.array_equal(a.hkl, b.hkl) and np.array_equal(a.indexed, b.indexed)
+    assert shared[0] is not shared[-1]
+
+
 def test_line_uncertainties_weight_the_refinement():
     """Aragonite's first 16 lines, one shifted by 0.02° (a line pulled by an unresolved
     neighbour) and given that uncertainty, the others 0.001°: weighted, the refined cell
