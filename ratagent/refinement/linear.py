@@ -46,8 +46,13 @@ class NormalEquations:
     def __init__(self, design: BandedColumns, background: np.ndarray, weight: np.ndarray, y: np.ndarray):
         wb = background * weight[:, None]
         wy = y * weight
-        self.matrix, self.rhs = design.normal_equations(weight, background, y)
-        self.n_free = background.shape[1]
+        n_bkg = background.shape[1]
+        m = np.zeros((n_bkg + design.shape[1],) * 2)
+        m[:n_bkg, :n_bkg] = wb.T @ wb
+        rhs_a = design.normal_blocks(weight * weight, background, y, m)
+        self.matrix = m
+        self.rhs = np.concatenate([wb.T @ wy, rhs_a])
+        self.n_free = n_bkg
         self.band = design.gram_bandwidth()  # of the peak groups' block of M
         self._design, self._weight, self._wb, self._wy = design, weight, wb, wy
 

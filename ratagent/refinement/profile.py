@@ -277,27 +277,22 @@ class BandedColumns:
         """A x for a vector x (n_columns,)."""
         return np.bincount(self.row_of, weights=self.data * x[self.col_of], minlength=self.shape[0])
 
-    def normal_equations(self, weight: np.ndarray, basis: np.ndarray,
-                         y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """M = [B A]ᵀW²[B A] and r = [B A]ᵀW²y for the weights ``weight`` (n_rows,) and a
-        dense B (n_rows, n_b): the background block first."""
+    def normal_blocks(self, w2: np.ndarray, basis: np.ndarray, y: np.ndarray, out: np.ndarray) -> np.ndarray:
+        """AᵀW²A and AᵀW²B (and its transpose) into ``out``, the normal matrix of [B A] with
+        the n_b columns of a dense B first (zeros there at the call), for the weights
+        squared ``w2`` (n_rows,); returns AᵀW²y."""
         basis = np.ascontiguousarray(basis, float)
         n_b = basis.shape[1]
-        wb, w2 = basis * weight[:, None], weight * weight
-        m = np.zeros((n_b + self.shape[1],) * 2)
-        m[:n_b, :n_b] = wb.T @ wb
-        rhs_b = wb.T @ (y * weight)
         if normal_blocks is not None:
             order = np.argsort(self.lo, kind="stable")
-            y = np.ascontiguousarray(y, float)
-            return m, np.concatenate([rhs_b, normal_blocks(self.lo, self.length, self.offsets, self.data, w2,
-                                                           basis, y, order, m)])
+            w2, y = np.ascontiguousarray(w2, float), np.ascontiguousarray(y, float)
+            return normal_blocks(self.lo, self.length, self.offsets, self.data, w2, basis, y, order, out)
         a = self.tocsc()  # pragma: no cover - numba is a dependency
         wa = a.multiply(w2[:, None]).tocsc()
-        m[n_b:, n_b:] = (a.T @ wa).toarray()
-        m[n_b:, :n_b] = np.asarray(wa.T @ basis)
-        m[:n_b, n_b:] = m[n_b:, :n_b].T
-        return m, np.concatenate([rhs_b, wa.T @ y])
+        out[n_b:, n_b:] = (a.T @ wa).toarray()
+        out[n_b:, :n_b] = np.asarray(wa.T @ basis)
+        out[:n_b, n_b:] = out[n_b:, :n_b].T
+        return wa.T @ y
 
     def tocsc(self) -> sparse.csc_matrix:
         return sparse.csc_matrix((self.data, self.row_of, self.offsets), shape=self.shape)
