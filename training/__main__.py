@@ -1,4 +1,4 @@
-"""``python -m training <command>``: bank, fit, export, calibrate, evaluate, finetune.
+"""``python -m training <command>``: bank, fit, export, calibrate, evaluate, compare, finetune.
 
 * ``bank DIR --n N``: build an EG-balanced structure bank (sharded, parallel, resumable).
 * ``fit CONFIG.toml [--max-steps S] [--time-budget S]``: train with the curriculum; resumes.
@@ -8,6 +8,8 @@
   model beside the frequency prior on the measured dev set, and beside chance on
   synthetic patterns from a held-out bank under each curriculum preset; JSON report and
   plots. ``--pipeline``: NN alone vs NN + indexing + Pawley.
+* ``compare BASE NEW``: two ``evaluate --pipeline`` runs of the dev set side by side:
+  figures on the whole set and each half, and every pattern whose verdict or leader moved.
 * ``finetune SOURCE --out DIR``: retrain a checkpoint on measured, labelled patterns (an
   ``.npz`` or a directory with ``labels.csv``; ``training.finetune.CatalogSource`` for
   the Bluesky catalog).
@@ -224,6 +226,7 @@ def _pipeline(args: argparse.Namespace) -> int:
     from training.evaluate import load_dev_set
     from training.pipeline import (
         TRUST_GRID,
+        agent_overrides,
         choose_thresholds,
         format_report,
         pipeline_report,
@@ -237,7 +240,7 @@ def _pipeline(args: argparse.Namespace) -> int:
     if args.limit:
         indices = range(0, len(patterns), max(1, len(patterns) // args.limit))[: args.limit]
         print(f"{len(indices)} of {len(patterns)} patterns: a hint, not a figure to report")
-    config = {} if args.index_cells is None else {"index_cells": args.index_cells}
+    config = agent_overrides(args.set or [])
     out = Path(args.out) / "pipeline"
     cases = run_pipeline(patterns, eg, halves, out, checkpoint=args.checkpoint, config=config,
                          radiation="Cu", jobs=args.jobs, indices=indices)
@@ -300,6 +303,23 @@ def _calibrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _compare(args: argparse.Namespace) -> int:
+    """Two pipeline runs of the dev set side by side (:func:`training.pipeline.compare_cases`)."""
+    from training.pipeline import CASES_FILE, compare_cases, format_comparison, read_cases
+
+    runs = []
+    for d in (args.base, args.new):
+        path = Path(d)
+        if not (path / CASES_FILE).is_file() and (path / "pipeline" / CASES_FILE).is_file():
+            path = path / "pipeline"  # the --out of evaluate --pipeline
+        if not (path / CASES_FILE).is_file():
+            raise FileNotFoundError(f"{d}: no {CASES_FILE} (give the --out of `evaluate --pipeline` or its "
+                                    "pipeline/ folder)")
+        runs.append(read_cases(path))
+    print(format_comparison(compare_cases(*runs)))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m training", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -346,10 +366,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--results", default=None, metavar="FILE.md",
                    help="with --pipeline: also write the figures as a Markdown table (docs/results.md)")
     p.add_argument(
-        "--index-cells", type=int, default=None,
-        help="with --pipeline: most indexed cells refined per pattern (default: AgentConfig's)",
+        "--set", action="append", metavar="NAME=VALUE",
+        help="with --pipeline: an AgentConfig field for this run, e.g. index_cells=3 (repeatable); "
+             "compare the run with `python -m training compare`",
     )
     p.set_defaults(func=_evaluate)
+    p = sub.add_parser("compare", help="two evaluate --pipeline runs side by side")
+    p.add_argument("base", help="--out of the first run (or its pipeline/ folder)")
+    p.add_argument("new", help="--out of the second run")
+    p.set_defaults(func=_compare)
     p = sub.add_parser("finetune", help="retrain a checkpoint on measured, labelled patterns")
     p.add_argument("source", help=".npz file or directory with labels.csv (never rruff_dev.npz)")
     p.add_argument("--checkpoint", default=None, help="start from this checkpoint (default: shipped)")

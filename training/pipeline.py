@@ -27,7 +27,8 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["CASES_FILE", "assess_case", "pipeline_report", "read_cases", "run_pipeline", "wilson"]
+__all__ = ["CASES_FILE", "RUN_FILE", "agent_overrides", "assess_case", "compare_cases", "format_comparison",
+           "pipeline_report", "read_cases", "run_pipeline", "wilson"]
 
 CASES_FILE = "cases.jsonl"
 SYSTEMS = ("triclinic", "monoclinic", "orthorhombic", "tetragonal", "trigonal", "hexagonal", "cubic")
@@ -96,6 +97,54 @@ def _run_one(item: tuple[int, np.ndarray, np.ndarray, float, int, str]) -> dict[
     return assess_case(_worker["agent"], pattern, eg_true, index, half)
 
 
+_TRUE, _FALSE = ("true", "yes", "on", "1"), ("false", "no", "off", "0")
+
+
+def agent_overrides(items: Iterable[str]) -> dict[str, Any]:
+    """``NAME=VALUE`` strings as :class:`~ratagent.agent.AgentConfig` fields, each value
+    parsed as its field's type (``none`` where the field may be None), checked by building
+    the configuration.
+
+    Raises
+    ------
+    ValueError
+        Not ``NAME=VALUE``, no such field, or a value its field cannot take (the message
+        names both).
+    """
+    import dataclasses
+
+    from ratagent.agent import AgentConfig
+
+    fields = {f.name: f for f in dataclasses.fields(AgentConfig)}
+    out: dict[str, Any] = {}
+    for item in items:
+        name, sep, text = item.partition("=")
+        name, text = name.strip(), text.strip()
+        if not sep or not name:
+            raise ValueError(f"--set {item!r}: expected NAME=VALUE, e.g. index_cells=3")
+        if name not in fields:
+            raise ValueError(f"--set {item!r}: AgentConfig has no field {name!r}; it has {', '.join(fields)}")
+        annotation = str(fields[name].type)
+        if text.lower() == "none" and "None" in annotation:
+            out[name] = None
+        elif annotation.startswith("bool"):
+            if text.lower() not in _TRUE + _FALSE:
+                raise ValueError(f"--set {item!r}: {name} is true or false, got {text!r}")
+            out[name] = text.lower() in _TRUE
+        else:
+            kind = {"int": int, "float": float}.get(annotation.split(" ")[0], str)
+            try:
+                out[name] = kind(text)
+            except ValueError:
+                what = {int: "an integer", float: "a number"}.get(kind, kind.__name__)
+                raise ValueError(f"--set {item!r}: {name} takes {what}, got {text!r}") from None
+    try:
+        AgentConfig(**out)  # the configuration's own checks (e.g. index_cells >= 1)
+    except ValueError as exc:
+        raise ValueError(f"--set: {exc}") from None
+    return out
+
+
 def read_cases(out_dir: str | Path) -> list[dict[str, Any]]:
     """The cases written so far by :func:`run_pipeline`, in dev-set order."""
     path = Path(out_dir) / CASES_FILE
@@ -116,6 +165,23 @@ def read_cases(out_dir: str | Path) -> list[dict[str, Any]]:
     return [cases[k] for k in sorted(cases)]
 
 
+RUN_FILE = "run.json"
+
+
+def _check_run(path: Path, run: dict[str, Any]) -> None:
+    """Write ``run`` to ``path``, or check it against the run recorded there."""
+    if not path.is_file():
+        path.write_text(json.dumps(run, indent=1, sort_keys=True) + "\n")
+        return
+    recorded = json.loads(path.read_text())
+    differ = sorted(k for k in run.keys() | recorded.keys() if run.get(k) != recorded.get(k))
+    if differ:
+        then = ", ".join(f"{k}={recorded.get(k)!r}" for k in differ)
+        now = ", ".join(f"{k}={run.get(k)!r}" for k in differ)
+        raise ValueError(f"{path}: the cases there were made with {then}; this run has {now}: "
+                         "use another --out")
+
+
 def run_pipeline(
     patterns: Sequence[Any],
     eg_true: Sequence[int],
@@ -132,6 +198,8 @@ def run_pipeline(
     """Assess the given dev patterns (default: all) in ``jobs`` processes; resumes from ``out_dir``.
 
     Returns every case in ``out_dir`` (those of earlier runs included), in dev-set order.
+    ``out_dir/run.json`` records the checkpoint, configuration and radiation of the run;
+    resuming with others raises ``ValueError``, so that no run mixes two agents' cases.
     """
     import multiprocessing as mp
 
@@ -141,6 +209,8 @@ def run_pipeline(
         raise ValueError(f"jobs must be >= 1, got {jobs}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    _check_run(out / RUN_FILE,
+               {"checkpoint": checkpoint, "config": dict(config or {}), "radiation": radiation})
     done = {c["index"] for c in read_cases(out)}
     path = out / CASES_FILE
     if path.is_file():  # drop a last line cut short by an interrupted run before appending
@@ -454,3 +524,88 @@ def results_markdown(reports: dict[str, dict[str, Any]], command: str) -> str:
         counts = [str(reports[n].get("system_misses", {}).get(miss, 0)) for n in names]
         lines.append(f"| {miss} | " + " | ".join(counts) + " |")
     return "\n".join(lines) + f"\n\nProduced by `{command}`.\n"
+
+
+# ---------------------------------------------------------------------- two runs side by side
+
+#: Figures :func:`compare_cases` puts side by side, in print order.
+COMPARED = ("top1", "top5", "crystal_system", "accept_precision", "coverage")
+
+
+def _standing(case: dict[str, Any]) -> dict[str, Any]:
+    """A case's verdict, leading EG, and how the leader stands against the truth: right,
+    right system or wrong system."""
+    lead = case["ranking"][0] if case["ranking"] else None
+    if lead == case["eg"]:
+        outcome = "right"
+    elif lead is not None and _system(lead) == _system(case["eg"]):
+        outcome = "right system"
+    else:
+        outcome = "wrong system"
+    return {"verdict": case["verdict"], "leader": lead, "outcome": outcome}
+
+
+def _fmt_standing(s: dict[str, Any]) -> str:
+    lead = "—" if s["leader"] is None else f"EG {s['leader']}"
+    return f"{s['verdict']} {lead} ({s['outcome']})"
+
+
+def compare_cases(base: Sequence[dict[str, Any]], new: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Two evaluations of the same dev patterns side by side (e.g. a code change, or an
+    :class:`~ratagent.agent.AgentConfig` option, against the revision before it).
+
+    The verdicts are compared as the runs stored them (no trust replay), so each run's
+    own thresholds count. Returns ``{"figures": {subset: {figure: (base, new)}},
+    "changed": [...]}``: subsets are the whole set and each half, figures those of
+    :func:`pipeline_report` (:data:`COMPARED`); ``changed`` lists every pattern whose
+    verdict or leading EG differs, with the truth.
+
+    Raises
+    ------
+    ValueError
+        The runs hold different patterns, or disagree on a pattern's true EG or half.
+    """
+    a = {c["index"]: c for c in base}
+    b = {c["index"]: c for c in new}
+    if a.keys() != b.keys():
+        only_a, only_b = sorted(a.keys() - b.keys()), sorted(b.keys() - a.keys())
+        raise ValueError(f"the runs hold different patterns: only in the first {only_a[:10]}"
+                         f"{' …' if len(only_a) > 10 else ''}, only in the second {only_b[:10]}"
+                         f"{' …' if len(only_b) > 10 else ''}; finish both runs first")
+    for i in sorted(a):
+        if (a[i]["eg"], a[i]["half"]) != (b[i]["eg"], b[i]["half"]):
+            raise ValueError(f"pattern {i}: true EG / half {a[i]['eg']}/{a[i]['half']} in the first run, "
+                             f"{b[i]['eg']}/{b[i]['half']} in the second: not the same dev set")
+    subsets = {"whole set": sorted(a)}
+    for h in sorted({c["half"] for c in a.values()}):
+        subsets[f"half {h}"] = [i for i in sorted(a) if a[i]["half"] == h]
+    figures = {}
+    for name, idx in subsets.items():
+        ra, rb = pipeline_report([a[i] for i in idx]), pipeline_report([b[i] for i in idx])
+        figures[name] = {k: (ra[k], rb[k]) for k in COMPARED}
+    changed = [
+        {"index": i, "half": a[i]["half"], "eg": a[i]["eg"], "base": _standing(a[i]), "new": _standing(b[i])}
+        for i in sorted(a)
+        if (a[i]["verdict"], a[i]["ranking"][:1]) != (b[i]["verdict"], b[i]["ranking"][:1])
+    ]
+    return {"figures": figures, "changed": changed}
+
+
+def format_comparison(comparison: dict[str, Any]) -> str:
+    """:func:`compare_cases` as text: each subset's figures first → second, then the changes."""
+    lines = []
+    for name, figs in comparison["figures"].items():
+        n = figs["top1"][0]["n"]
+        cells = []
+        for key in COMPARED:
+            ra, rb = figs[key]
+            cells.append(f"{key} {ra['k']}/{ra['n']} → {rb['k']}/{rb['n']} ({rb['k'] - ra['k']:+d})"
+                         if key in ("accept_precision", "coverage")
+                         else f"{key} {ra['k']} → {rb['k']} ({rb['k'] - ra['k']:+d})")
+        lines.append(f"{name} ({n}): " + ", ".join(cells))
+    changed = comparison["changed"]
+    lines.append(f"verdict or leading EG changed on {len(changed)} patterns:")
+    for c in changed:
+        lines.append(f"  {c['index']:4d} half {c['half']}  truth EG {c['eg']} ({_system(c['eg'])}): "
+                     f"{_fmt_standing(c['base'])} → {_fmt_standing(c['new'])}")
+    return "\n".join(lines)

@@ -10,9 +10,13 @@ import pytest
 from ratagent.agent import AgentConfig
 from training.devsplit import SPLIT_FILE, build_split, dev_split
 from training.pipeline import (
+    RUN_FILE,
     SYSTEM_MISSES,
     accepted_right,
+    agent_overrides,
     choose_thresholds,
+    compare_cases,
+    format_comparison,
     format_report,
     pipeline_report,
     read_cases,
@@ -181,3 +185,61 @@ def test_run_pipeline_resumes_from_its_cases(tmp_path, dev_set_path):
     resumed = run_pipeline(patterns, eg, halves, out, checkpoint=str(ckpt), jobs=1, indices=[339],
                            progress=False)
     assert resumed == cases and (out / "cases.jsonl").read_text().endswith("\n")
+    # the run's agent is recorded; resuming with another one would mix two agents' cases
+    with pytest.raises(ValueError, match=r"run.json: the cases there were made with config=\{\}; "
+                                         r"this run has config=\{'index_cells': 3\}"):
+        run_pipeline(patterns, eg, halves, out, checkpoint=str(ckpt), config={"index_cells": 3}, jobs=1,
+                     indices=[339], progress=False)
+    assert (out / RUN_FILE).is_file()
+
+
+def test_agent_overrides_take_each_fields_type():
+    assert agent_overrides(["index_cells=3", "fit_indexed_family=false", "max_network_rank=none",
+                            "min_accept_m20=35", "undecided_fitted=2"]) == {
+        "index_cells": 3, "fit_indexed_family": False, "max_network_rank": None, "min_accept_m20": 35.0,
+        "undecided_fitted": 2}
+    for bad, message in [("index_cells", "expected NAME=VALUE"), ("m20=40", "AgentConfig has no field 'm20'"),
+                         ("index_cells=two", "index_cells takes an integer, got 'two'"),
+                         ("top_k=none", "top_k takes an integer"),
+                         ("fit_indexed_family=maybe", "fit_indexed_family is true or false"),
+                         ("index_cells=0", "index_cells must be a positive integer, got 0")]:
+        with pytest.raises(ValueError, match=message):
+            agent_overrides([bad])
+
+
+def test_compare_lists_the_figures_and_every_pattern_that_moved():
+    # EG 3 and 4 are monoclinic, 14 orthorhombic
+    base = [_case(14, [14, 4], "accept"), _case(4, [3, 4], "flag", half="B"), _case(3, [3], "flag")]
+    new = [_case(14, [14, 4], "accept"), _case(4, [4, 3], "flag", half="B"), _case(3, [14], "flag")]
+    for i, (a, b) in enumerate(zip(base, new, strict=True)):
+        a["index"] = b["index"] = i
+    cmp = compare_cases(base, new)
+    top1 = cmp["figures"]["whole set"]["top1"]
+    assert (top1[0]["k"], top1[1]["k"]) == (2, 2)
+    assert cmp["figures"]["half B"]["top1"][1]["k"] == 1
+    assert [(c["index"], c["base"]["outcome"], c["new"]["outcome"]) for c in cmp["changed"]] == [
+        (1, "right system", "right"), (2, "right", "wrong system")]
+    text = format_comparison(cmp)
+    assert "whole set (3): top1 2 → 2 (+0)" in text and "half B  truth EG 4 (monoclinic)" in text
+    with pytest.raises(ValueError, match=r"only in the first \[2\]"):
+        compare_cases(base, new[:2])
+    new[0]["eg"] = 15
+    with pytest.raises(ValueError, match="pattern 0: true EG / half 14/A in the first run, 15/A"):
+        compare_cases(base, new)
+
+
+def test_compare_command_reads_both_runs_folders(tmp_path, capsys):
+    import json
+
+    from training.__main__ import main
+
+    runs = {"base": [_case(4, [3, 4], "flag")], "new": [_case(4, [4, 3], "flag")]}
+    (tmp_path / "base" / "pipeline").mkdir(parents=True)  # the --out of evaluate --pipeline
+    (tmp_path / "new").mkdir()  # or its pipeline/ folder itself
+    (tmp_path / "base" / "pipeline" / "cases.jsonl").write_text(json.dumps(runs["base"][0]) + "\n")
+    (tmp_path / "new" / "cases.jsonl").write_text(json.dumps(runs["new"][0]) + "\n")
+    assert main(["compare", str(tmp_path / "base"), str(tmp_path / "new")]) == 0
+    out = capsys.readouterr().out
+    assert "top1 0 → 1 (+1)" in out and "flag EG 3 (right system) → flag EG 4 (right)" in out
+    assert main(["compare", str(tmp_path / "base"), str(tmp_path / "nothing")]) == 2
+    assert "nothing: no cases.jsonl" in capsys.readouterr().err
