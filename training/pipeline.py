@@ -557,8 +557,9 @@ def compare_cases(base: Sequence[dict[str, Any]], new: Sequence[dict[str, Any]])
     The verdicts are compared as the runs stored them (no trust replay), so each run's
     own thresholds count. Returns ``{"figures": {subset: {figure: (base, new)}},
     "changed": [...]}``: subsets are the whole set and each half, figures those of
-    :func:`pipeline_report` (:data:`COMPARED`); ``changed`` lists every pattern whose
-    verdict or leading EG differs, with the truth.
+    :func:`pipeline_report` (:data:`COMPARED`, and the median time per pattern
+    ``median_s``, comparable only between runs on one machine under the same load);
+    ``changed`` lists every pattern whose verdict or leading EG differs, with the truth.
 
     Raises
     ------
@@ -582,7 +583,7 @@ def compare_cases(base: Sequence[dict[str, Any]], new: Sequence[dict[str, Any]])
     figures = {}
     for name, idx in subsets.items():
         ra, rb = pipeline_report([a[i] for i in idx]), pipeline_report([b[i] for i in idx])
-        figures[name] = {k: (ra[k], rb[k]) for k in COMPARED}
+        figures[name] = {k: (ra[k], rb[k]) for k in (*COMPARED, "median_s")}
     changed = [
         {"index": i, "half": a[i]["half"], "eg": a[i]["eg"], "base": _standing(a[i]), "new": _standing(b[i])}
         for i in sorted(a)
@@ -602,6 +603,8 @@ def format_comparison(comparison: dict[str, Any]) -> str:
             cells.append(f"{key} {ra['k']}/{ra['n']} → {rb['k']}/{rb['n']} ({rb['k'] - ra['k']:+d})"
                          if key in ("accept_precision", "coverage")
                          else f"{key} {ra['k']} → {rb['k']} ({rb['k'] - ra['k']:+d})")
+        ta, tb = figs["median_s"]
+        cells.append(f"median {ta:.2f} → {tb:.2f} s per pattern")
         lines.append(f"{name} ({n}): " + ", ".join(cells))
     changed = comparison["changed"]
     lines.append(f"verdict or leading EG changed on {len(changed)} patterns:")

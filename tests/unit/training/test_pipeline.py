@@ -221,6 +221,7 @@ def test_compare_lists_the_figures_and_every_pattern_that_moved():
         (1, "right system", "right"), (2, "right", "wrong system")]
     text = format_comparison(cmp)
     assert "whole set (3): top1 2 → 2 (+0)" in text and "half B  truth EG 4 (monoclinic)" in text
+    assert "median 1.00 → 1.00 s per pattern" in text
     with pytest.raises(ValueError, match=r"only in the first \[2\]"):
         compare_cases(base, new[:2])
     new[0]["eg"] = 15
