@@ -248,6 +248,11 @@ def _system(eg: int) -> str:
     return extinction_group(int(eg)).crystal_system
 
 
+def _system_right(case: dict[str, Any]) -> bool:
+    """Whether ``case``'s leading EG is of the true crystal system."""
+    return bool(case["ranking"]) and _system(case["ranking"][0]) == _system(case["eg"])
+
+
 #: Why a leading EG is of the wrong crystal system (:func:`system_miss`), in report order.
 SYSTEM_MISSES = (
     "no convincing cell; the network's EG is of another system",
@@ -265,7 +270,7 @@ def system_miss(case: dict[str, Any]) -> str | None:
     from ratagent.crystallography import extinction_group
     from ratagent.trust import family_of
 
-    if case["ranking"] and _system(case["ranking"][0]) == _system(case["eg"]):
+    if _system_right(case):
         return None
     truth = extinction_group(int(case["eg"])).lattice_family
     indexed = case["meta"].get("cells_indexed") or []
@@ -297,7 +302,7 @@ def pipeline_report(cases: Sequence[dict[str, Any]]) -> dict[str, Any]:
     n = len(cases)
     top1 = sum(c["ranking"][:1] == [c["eg"]] for c in cases)
     top5 = sum(c["eg"] in c["ranking"][:5] for c in cases)
-    system_right = [bool(c["ranking"]) and _system(c["ranking"][0]) == _system(c["eg"]) for c in cases]
+    system_right = [_system_right(c) for c in cases]
     table: dict[str, dict[str, int]] = {}
     for c, sys_ok in zip(cases, system_right, strict=True):
         col = "right EG" if accepted_right(c) else ("right system" if sys_ok else "wrong system")
@@ -536,12 +541,7 @@ def _standing(case: dict[str, Any]) -> dict[str, Any]:
     """A case's verdict, leading EG, and how the leader stands against the truth: right,
     right system or wrong system."""
     lead = case["ranking"][0] if case["ranking"] else None
-    if lead == case["eg"]:
-        outcome = "right"
-    elif lead is not None and _system(lead) == _system(case["eg"]):
-        outcome = "right system"
-    else:
-        outcome = "wrong system"
+    outcome = "right" if lead == case["eg"] else "right system" if _system_right(case) else "wrong system"
     return {"verdict": case["verdict"], "leader": lead, "outcome": outcome}
 
 
