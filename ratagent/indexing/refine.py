@@ -362,8 +362,8 @@ def refine_cell(
     fit = _refined_form(name, p, tth, wl, tol_deg, max_zero_deg, line_weights(sigma_deg, len(tth)), need)
     if fit is None:
         return None
-    key = (fit.full.tobytes(), fit.zero, fit.hit.tobytes())  # all that the rest depends on
-    if memo is not None and key in memo:
+    key = None if memo is None else (fit.full.tobytes(), fit.zero, fit.hit.tobytes())  # all the rest reads
+    if key is not None and key in memo:
         done = memo[key]
         return None if done is None else replace(done)  # a cell of its own: cells compare by identity
     if centring is None:
@@ -372,7 +372,7 @@ def refine_cell(
     else:
         best_c = centring
     cell = _candidate(name, fit, best_c, tth, wl, tol_deg, need, weak_arr, sigma_deg)
-    if memo is not None:
+    if key is not None:
         memo[key] = cell
     return cell
 
