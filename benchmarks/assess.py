@@ -27,6 +27,7 @@ decisions (what a longer queue of samples sees).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import subprocess
@@ -97,9 +98,12 @@ def _reference_run(rev: str, args, tmp: str) -> subprocess.Popen:
     return subprocess.Popen(cmd, env=env, cwd=tree, stdout=subprocess.PIPE, text=True)
 
 
-def _reference_times(proc: subprocess.Popen, tmp: str) -> dict[str, list[float]]:
-    """The times of :func:`_reference_run`'s subprocess, once it has finished; its worktree removed."""
+def _reference_times(proc: subprocess.Popen, tmp: str, stop: bool = False) -> dict[str, list[float]]:
+    """The times of :func:`_reference_run`'s subprocess, once it has finished (``stop``: killed
+    first, when this side failed); its worktree removed either way."""
     try:
+        if stop:
+            proc.kill()
         out, _ = proc.communicate()
         if proc.returncode:
             raise RuntimeError(f"the reference timing failed (exit status {proc.returncode})")
@@ -174,7 +178,13 @@ def main() -> None:
     ref: dict[str, list] = {}
     with tempfile.TemporaryDirectory() as tmp:
         proc = _reference_run(args.reference, args, tmp) if args.reference else None
-        times = time_cases(args.dev_every, args.minerals, args.seed)
+        try:
+            times = time_cases(args.dev_every, args.minerals, args.seed)
+        except BaseException:
+            if proc is not None:  # stop the other side and remove its worktree; this error stands
+                with contextlib.suppress(RuntimeError):
+                    _reference_times(proc, tmp, stop=True)
+            raise
         if proc is not None:
             ref = _reference_times(proc, tmp)
     print("machine: 1 process, 1 thread per side" + (", both sides at once" if ref else ""))
