@@ -5,6 +5,12 @@
 # and model_<config>.tgz (the model's config and card, its training log, the fit summary).
 #
 #   N=500000 WORKERS=16 BUDGET=330 DEST=outputs/compare bash scripts/train_compare.sh base p25 p50d6
+#
+# PREFIX picks the config family (configs/$PREFIX_<name>.toml); on the 2-core CPU both runs
+# share the machine with one thread each:
+#
+#   PREFIX=cpu BANK=banks/cmp N=40000 WORKERS=2 SEED=20261206 THREADS=1 BUDGET=3000 \
+#       DEST=outputs/stem_compare bash scripts/train_compare.sh conv strided
 set -euo pipefail
 N=${N:-500000}
 WORKERS=${WORKERS:-16}
@@ -14,13 +20,15 @@ RESERVE=${RESERVE:-100}   # with DEADLINE: seconds kept for reading the bank and
 DEST=${DEST:-outputs/compare}
 BANK=${BANK:-banks/gpu500k}
 THREADS=${THREADS:-4}
+PREFIX=${PREFIX:-gpu}
+SEED=${SEED:-20261204}
 configs=("$@")
-out_dir() { python -c "from training.config import FitConfig; print(FitConfig.from_toml('configs/gpu_$1.toml').out_dir)"; }
+out_dir() { python -c "from training.config import FitConfig; print(FitConfig.from_toml('configs/${PREFIX}_$1.toml').out_dir)"; }
 mkdir -p "$DEST"
 summary="$DEST/summary.txt"
 { date -u; nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>/dev/null || echo "no GPU"; nproc; } > "$summary"
 start=$(date +%s)
-python -m training bank "$BANK" --n "$N" --workers "$WORKERS" --seed 20261204 2> "$DEST/bank.err" | tail -1 >> "$summary"
+python -m training bank "$BANK" --n "$N" --workers "$WORKERS" --seed "$SEED" 2> "$DEST/bank.err" | tail -1 >> "$summary"
 echo "bank: $(( $(date +%s) - start )) s" >> "$summary"
 if (( DEADLINE > 0 )); then
     BUDGET=$(( DEADLINE - ($(date +%s) - start) - RESERVE ))
@@ -29,7 +37,7 @@ echo "training budget: $BUDGET s per run" >> "$summary"
 for c in "${configs[@]}"; do
     out=$(out_dir "$c")
     rm -rf "$out"
-    OMP_NUM_THREADS=$THREADS python -m training fit "configs/gpu_$c.toml" --time-budget "$BUDGET" \
+    OMP_NUM_THREADS=$THREADS NUMBA_NUM_THREADS=$THREADS python -m training fit "configs/${PREFIX}_$c.toml" --time-budget "$BUDGET" \
         > "$DEST/fit_$c.json" 2> "$DEST/fit_$c.err" &
 done
 wait

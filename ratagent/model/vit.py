@@ -8,7 +8,8 @@ grid with
 2. a stem that turns each patch of grid points into a token: the talk's patch embedding
    (one Conv1d with stride = patch size, ``stem="patch"``) or, by default, a small conv
    stem (conv + max-pool stages, intensity channel only; :class:`ConvStem`), because the
-   patchify stem did not train on our CPU budget;
+   patchify stem did not train on our CPU budget, or the same stages as strided
+   convolutions (``stem="strided"``), which write a fifth of the activations;
 3. a physics-aware positional encoding: a small MLP of each patch's centre sin²θ, added to
    a learned absolute PE (``physics_pe=False`` keeps only the learned PE, for ablation);
 4. pre-LN transformer blocks (causal-free self-attention with ``scaled_dot_product_attention``);
@@ -58,6 +59,9 @@ __all__ = [
 #: The label code's first bits: the crystal system, one-hot (``crystallography.labels``).
 N_SYSTEM_BITS = 7
 
+#: The stems :class:`ViTConfig` knows (module docstring, step 2).
+STEMS = ("conv", "strided", "patch")
+
 #: Smallest intensity scale; a pattern whose measured maximum is below this is all zeros.
 _EPS = 1e-12
 
@@ -77,8 +81,10 @@ class ViTConfig:
     pe_hidden: int = 64  # hidden units of the sin²θ positional-encoding MLP
     pool: str = "flatten"  # "flatten": position-aware linear map of all tokens; "mean"; "cls"
     flatten_dim: int = 32  # per-token features kept by the "flatten" pool before its linear map
-    stem: str = "conv"  # "conv": conv + max-pool stages; "patch": one strided Conv1d per patch
-    stem_channels: int = 32  # channels of the first conv stage ("conv" stem; c, 2c, 3c, width)
+    # "conv": conv + max-pool stages; "strided": the same stages as strided convolutions;
+    # "patch": one strided Conv1d per patch
+    stem: str = "conv"
+    stem_channels: int = 32  # channels of the first stem stage ("conv", "strided"; c, 2c, 3c, width)
     background_quantile: float = 0.1  # background = this quantile of the measured intensities
     intensity_transform: str = "sqrt"  # on (I − bg)/(max − bg): "sqrt", "log" or "none"
     n_eg: int = 99  # extinction groups E (output index i is EG i + 1)
@@ -97,8 +103,8 @@ class ViTConfig:
             raise ValueError(f"ViTConfig.mlp_ratio must be > 0, got {self.mlp_ratio!r}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"ViTConfig.dropout must be in [0, 1), got {self.dropout!r}")
-        if self.stem not in ("patch", "conv"):
-            raise ValueError(f"ViTConfig.stem must be 'patch' or 'conv', got {self.stem!r}")
+        if self.stem not in STEMS:
+            raise ValueError(f"ViTConfig.stem must be one of {STEMS}, got {self.stem!r}")
         if self.pool not in ("mean", "cls", "flatten"):
             raise ValueError(f"ViTConfig.pool must be 'mean', 'cls' or 'flatten', got {self.pool!r}")
         if not 0.0 <= self.background_quantile < 1.0:
@@ -307,15 +313,28 @@ class ConvStem(nn.Module):
 
     Stages: one per pooling factor of :func:`_pool_factors` (patch 100 → 5, 5, 2, 2);
     kernels 7, 5, 3, 3…; channels c, 2c, 3c…, the last stage ``width``.
+
+    ``strided=True`` (``ViTConfig.stem="strided"``) makes each stage one convolution with
+    stride = its pooling factor s and a kernel of about 2s (2s − 1 for odd s, so that the
+    output is exactly 1/s as long), evaluated only where the pooled stage keeps a value:
+    the first stage then writes a fifth of the full-resolution activations. On the 2-core
+    CPU those activations, not the arithmetic, bound the training step
+    (``benchmarks/train_step.py``); a window of 2s still covers any peak that a stride
+    of s would otherwise fall between (peaks are 10 or more grid points wide).
     """
 
-    def __init__(self, config: ViTConfig) -> None:
+    def __init__(self, config: ViTConfig, *, strided: bool = False) -> None:
         super().__init__()
         pools = _pool_factors(config.patch_size, stages=4)
         c = config.stem_channels
         channels = [1, *(c * (i + 1) for i in range(len(pools) - 1)), config.width]
         layers: list[nn.Module] = []
         for i, pool in enumerate(pools):
+            if strided and pool > 1:
+                k = 2 * pool - pool % 2
+                layers += [nn.Conv1d(channels[i], channels[i + 1], k, stride=pool, padding=(k - pool) // 2),
+                           nn.GELU()]
+                continue
             k = (7, 5)[i] if i < 2 else 3
             layers += [
                 nn.Conv1d(channels[i], channels[i + 1], k, padding=k // 2),
@@ -399,7 +418,8 @@ class ViT(nn.Module):
         self.register_buffer("patch_sin2theta", (s2_padded / s2[-1]).view(T, P).mean(1, keepdim=True))
 
         self.patch_embed = (  # (B, 3, Np) -> (B, D, T)
-            nn.Conv1d(3, D, kernel_size=P, stride=P) if config.stem == "patch" else ConvStem(config)
+            nn.Conv1d(3, D, kernel_size=P, stride=P) if config.stem == "patch"
+            else ConvStem(config, strided=config.stem == "strided")
         )
         self.pos_embed = nn.Parameter(torch.zeros(1, T, D))  # learned absolute PE
         self.phys_pe = (
