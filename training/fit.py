@@ -170,10 +170,17 @@ def _resume(run: _Run, state_path: Path) -> None:
     run.step = int(state["step"])
     run.wall_before = float(state.get("wall_s", 0.0))
     if "phase_steps" in state:
-        run.budgeted = True  # a curriculum scaled to a time budget when the run began
+        # a curriculum scaled to a time budget when the run began: its phases keep their
+        # scaled lengths; phases the config adds after them (a run continued on a fresh
+        # bank, as configs/cpu_v5.toml continues cpu_strided) follow at their own lengths
+        run.budgeted = True
+        stored = [int(n) for n in state["phase_steps"]]
+        phases = run.config.phases
+        if len(phases) < len(stored):
+            raise ValueError(f"{state_path}: the run was scaled over {len(stored)} phases, but its config "
+                             f"lists {len(phases)}; a continued run may add phases, not drop them")
         run.config = replace(run.config, phases=tuple(
-            replace(p, steps=int(n)) for p, n in zip(run.config.phases, state["phase_steps"], strict=True)
-        ))
+            replace(p, steps=n) for p, n in zip(phases, stored, strict=False)) + tuple(phases[len(stored):]))
     logger.info("resumed %s at step %d", state_path.parent, run.step)
 
 

@@ -153,6 +153,12 @@ def test_time_budget_scales_the_curriculum_and_resumes_it(bank, tmp_path, monkey
     summary = fit(cfg, time_budget_s=0.0, progress=False)
     assert summary["step"] == 7
     assert torch.load(tmp_path / "run" / STATE_FILE, weights_only=False)["step"] == 7
+    # a continued run may add phases after the scaled ones, not drop any
+    longer = replace(cfg, phases=(*cfg.phases, replace(cfg.phases[-1], steps=3)))
+    summary = fit(longer, max_steps=sum(planned) + 1, progress=False)
+    assert summary["total_steps"] == sum(planned) + 3 and summary["step"] == sum(planned) + 1
+    with pytest.raises(ValueError, match="may add phases, not drop them"):
+        fit(replace(cfg, phases=cfg.phases[:1]), max_steps=1, progress=False)
 
 
 @pytest.mark.parametrize("budget", [-1.0, float("nan")])
