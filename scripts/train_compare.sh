@@ -37,7 +37,7 @@ echo "training budget: $BUDGET s per run" >> "$summary"
 for c in "${configs[@]}"; do
     out=$(out_dir "$c")
     rm -rf "$out"
-    OMP_NUM_THREADS=$THREADS NUMBA_NUM_THREADS=$THREADS python -m training fit "configs/${PREFIX}_$c.toml" --time-budget "$BUDGET" \
+    OMP_NUM_THREADS=$THREADS python -m training fit "configs/${PREFIX}_$c.toml" --time-budget "$BUDGET" \
         > "$DEST/fit_$c.json" 2> "$DEST/fit_$c.err" &
 done
 wait
