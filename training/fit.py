@@ -34,7 +34,7 @@ from ratagent.simulation import ReflectionList, iter_bank, simulate_batch
 from training.card import render_card
 from training.config import FitConfig, Phase
 
-__all__ = ["export", "fit", "load_records", "make_batch", "scaled", "split_impurities"]
+__all__ = ["export", "fit", "load_records", "make_batch", "replanned", "scaled", "split_impurities"]
 
 logger = logging.getLogger(__name__)
 
@@ -97,6 +97,20 @@ def scaled(config: FitConfig, total_steps: int) -> FitConfig:
     return replace(config, phases=phases)
 
 
+def replanned(config: FitConfig, step: int, seconds_per_step: list[float], time_left_s: float) -> FitConfig:
+    """The curriculum with its phases not yet begun (from the one starting at ``step`` on)
+    rescaled, proportions kept, so that they fill ``BUDGET_FILL`` of ``time_left_s`` at
+    ``seconds_per_step`` (one per phase); the phases before are as they were."""
+    first, _, k = config.phase_at(step)
+    if k:
+        raise ValueError(f"step {step} is not the first of a phase")
+    rest = config.phases[first:]
+    planned = sum(p.steps * t for p, t in zip(rest, seconds_per_step[first:], strict=True))
+    factor = max(0.0, time_left_s) * BUDGET_FILL / planned
+    phases = config.phases[:first] + tuple(replace(p, steps=max(1, round(p.steps * factor))) for p in rest)
+    return replace(config, phases=phases)
+
+
 def _device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -126,6 +140,7 @@ class _Run:
     step: int = 0
     wall_before: float = 0.0  # training wall time of earlier calls (resumed runs)
     budgeted: bool = False  # the curriculum was scaled to a time budget (kept in the state)
+    probe_s_per_step: list[float] | None = None  # each phase's speed as timed when it was scaled
 
     @property
     def distributed(self) -> bool:
@@ -267,8 +282,28 @@ def _fit_to_budget(run: _Run, net: torch.nn.Module, instrument: Instrument, budg
     rest = max(1, int(run.config.total_steps * left * BUDGET_FILL / planned))
     run.config = scaled(run.config, run.step + rest)
     run.budgeted = True
+    run.probe_s_per_step = seconds_per_step
     logger.info("time budget %.0f s (%s s/step): %d steps (%s)", budget_s,
                 "/".join(f"{t:.3f}" for t in seconds_per_step), run.config.total_steps,
+                ", ".join(f"{p.name} {p.steps}" for p in run.config.phases))
+
+
+def _replan(run: _Run, phase_started: tuple[int, float], time_left_s: float) -> None:
+    """At the first step of a phase of a run scaled in this call: when the phase just ended
+    ran more than ``REPLAN_RATIO`` times slower or faster than it was timed (the machine's
+    load changed: another job started or ended), the phases still to come are rescaled to
+    the time left at the speeds timed, times that ratio."""
+    step0, t0 = phase_started
+    if run.probe_s_per_step is None or run.step - step0 < REPLAN_MIN_STEPS:
+        return
+    ended, _, _ = run.config.phase_at(step0)
+    ratio = (time.perf_counter() - t0) / (run.step - step0) / run.probe_s_per_step[ended]
+    if max(ratio, 1 / ratio) <= REPLAN_RATIO:
+        return
+    before = run.config.total_steps
+    run.config = replanned(run.config, run.step, [t * ratio for t in run.probe_s_per_step], time_left_s)
+    logger.info("phase %s ran at %.2f× its timed speed: %d steps planned, not %d (%s)",
+                run.config.phases[ended].name, 1 / ratio, run.config.total_steps, before,
                 ", ".join(f"{p.name} {p.steps}" for p in run.config.phases))
 
 
@@ -277,6 +312,9 @@ PROBE_WARMUP, PROBE_STEPS = 5, 30
 #: Share of the time left that the scaled curriculum is planned to fill (rendering costs
 #: differ between phases; a run that would overrun stops at the budget and keeps its state).
 BUDGET_FILL = 0.9
+#: A phase that ran this many times slower or faster than timed has the phases after it rescaled.
+REPLAN_RATIO = 1.25
+REPLAN_MIN_STEPS = 20  # ... timed over at least this many steps
 
 
 def fit(
@@ -295,8 +333,9 @@ def fit(
         Stop after this global step (for time-boxed sessions); a later call resumes.
     time_budget_s : float, optional
         Wall-clock seconds for this call. A fresh run scales its curriculum (every phase
-        by the same factor) to end within it, from the measured speed of its first steps;
-        any run stops and saves its state when the budget is spent.
+        by the same factor) to end within it, from the measured speed of its first steps,
+        and rescales the phases still to come whenever one ran at another speed than timed
+        (:func:`_replan`); any run stops and saves its state when the budget is spent.
     progress : bool
         Show a tqdm bar.
     """
@@ -318,9 +357,17 @@ def fit(
         _fit_to_budget(run, net, instrument, time_budget_s)
     config = run.config
     stop = min(config.total_steps, max_steps if max_steps is not None else config.total_steps)
+    phase_started = (run.step, time.perf_counter())
     with (out / "train_log.jsonl").open("a") as log_file:
         bar = tqdm(total=stop, initial=run.step, disable=not progress or run.rank != 0, desc="fit")
         while run.step < stop:
+            if (run.probe_s_per_step is not None and time_budget_s is not None
+                    and config.phase_at(run.step)[2] == 0 and run.step > phase_started[0]):
+                _replan(run, phase_started, time_budget_s - (time.perf_counter() - started))
+                config = run.config
+                stop = min(config.total_steps, max_steps if max_steps is not None else config.total_steps)
+                bar.total = stop
+                phase_started = (run.step, time.perf_counter())
             phase, loss, acc = _train_step(run, net, instrument)
             bar.update(1)
             spent = time_budget_s is not None and time.perf_counter() - started >= time_budget_s

@@ -10,7 +10,7 @@ from ratagent.model.vit import ViTConfig
 from ratagent.patterns import QGrid
 from ratagent.simulation import write_bank
 from training.config import PRESETS, FitConfig, Phase
-from training.fit import STATE_FILE, export, fit, scaled
+from training.fit import BUDGET_FILL, STATE_FILE, export, fit, replanned, scaled
 
 TINY = ViTConfig(grid=QGrid(two_theta_min_deg=10, two_theta_max_deg=60, step_deg=0.05), patch_size=40,
                  width=16, depth=1, heads=2, pe_hidden=8)
@@ -129,6 +129,23 @@ def test_scaled_keeps_phase_proportions(tmp_path):
     assert [p.steps for p in scaled(cfg, 100).phases] == [30, 70]
     assert [p.steps for p in scaled(cfg, 5000).phases] == [1500, 3500]
     assert [p.steps for p in scaled(cfg, 1).phases] == [1, 1]  # every phase keeps a step
+
+
+def test_replanned_rescales_only_the_phases_to_come(tmp_path):
+    """A run planned from timings taken while another job loaded the machine (a 10× slower
+    probe planned a curriculum a tenth as long) fills the time left once the load ends."""
+    base = _config(tmp_path, tmp_path)
+    cfg = replace(base, phases=(*base.phases, replace(base.phases[-1], steps=100)))
+    steps = (50, 100, 100)
+    cfg = replace(cfg, phases=tuple(replace(p, steps=n) for p, n in zip(cfg.phases, steps, strict=True)))
+    out = replanned(cfg, 50, [0.1, 0.1, 0.2], time_left_s=300.0)
+    assert out.phases[0].steps == 50  # begun: kept
+    # 100 + 100 steps at 0.1 and 0.2 s are 30 s; 0.9 × 300 s is nine times that
+    assert [p.steps for p in out.phases[1:]] == [round(100 * 9 * BUDGET_FILL / 0.9)] * 2
+    assert 0.1 * out.phases[1].steps + 0.2 * out.phases[2].steps == pytest.approx(BUDGET_FILL * 300.0)
+    assert [p.steps for p in replanned(cfg, 150, [0.1, 0.1, 0.2], 2.0).phases] == [50, 100, 9]
+    with pytest.raises(ValueError, match="not the first of a phase"):
+        replanned(cfg, 60, [0.1, 0.1, 0.2], 300.0)
 
 
 @pytest.mark.slow
