@@ -148,6 +148,21 @@ def test_replanned_rescales_only_the_phases_to_come(tmp_path):
         replanned(cfg, 60, [0.1, 0.1, 0.2], 300.0)
 
 
+def test_a_phase_run_at_its_timed_speed_leaves_the_plan_and_a_slower_one_rescales_it(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    import training.fit as fit_module
+
+    base = _config(tmp_path, tmp_path)
+    cfg = replace(base, phases=tuple(replace(p, steps=100) for p in base.phases))
+    run = SimpleNamespace(config=cfg, step=100, probe_s_per_step=[0.1, 0.1])
+    monkeypatch.setattr(fit_module.time, "perf_counter", lambda: 1000.0)
+    fit_module._replan(run, (0, 1000.0 - 100 * 0.11), time_left_s=100.0)  # 1.1× the timed 0.1 s
+    assert run.config is cfg
+    fit_module._replan(run, (0, 1000.0 - 100 * 0.2), time_left_s=100.0)  # twice as slow as timed
+    assert [p.steps for p in run.config.phases] == [100, round(BUDGET_FILL * 100.0 / 0.2)]
+
+
 @pytest.mark.slow
 def test_time_budget_scales_the_curriculum_and_resumes_it(bank, tmp_path, monkeypatch):
     import training.fit as fit_module
