@@ -92,9 +92,12 @@ def _lr_factor(config: FitConfig, step: int) -> float:
 
 def scaled(config: FitConfig, total_steps: int) -> FitConfig:
     """The curriculum stretched or shrunk to about ``total_steps``, phase proportions kept."""
-    factor = total_steps / config.total_steps
-    phases = tuple(replace(p, steps=max(1, round(p.steps * factor))) for p in config.phases)
-    return replace(config, phases=phases)
+    return replace(config, phases=_stretched(config.phases, total_steps / config.total_steps))
+
+
+def _stretched(phases: tuple[Phase, ...], factor: float) -> tuple[Phase, ...]:
+    """The phases, each ``factor`` times as long (at least one step)."""
+    return tuple(replace(p, steps=max(1, round(p.steps * factor))) for p in phases)
 
 
 def replanned(config: FitConfig, step: int, seconds_per_step: list[float], time_left_s: float) -> FitConfig:
@@ -107,8 +110,7 @@ def replanned(config: FitConfig, step: int, seconds_per_step: list[float], time_
     rest = config.phases[first:]
     planned = sum(p.steps * t for p, t in zip(rest, seconds_per_step[first:], strict=True))
     factor = max(0.0, time_left_s) * BUDGET_FILL / planned
-    phases = config.phases[:first] + tuple(replace(p, steps=max(1, round(p.steps * factor))) for p in rest)
-    return replace(config, phases=phases)
+    return replace(config, phases=config.phases[:first] + _stretched(rest, factor))
 
 
 def _device(name: str) -> torch.device:
@@ -294,7 +296,7 @@ def _replan(run: _Run, phase_started: tuple[int, float], time_left_s: float) -> 
     load changed: another job started or ended), the phases still to come are rescaled to
     the time left at the speeds timed, times that ratio."""
     step0, t0 = phase_started
-    if run.probe_s_per_step is None or run.step - step0 < REPLAN_MIN_STEPS:
+    if run.step - step0 < REPLAN_MIN_STEPS:
         return
     ended, _, _ = run.config.phase_at(step0)
     ratio = (time.perf_counter() - t0) / (run.step - step0) / run.probe_s_per_step[ended]
@@ -356,16 +358,17 @@ def fit(
             raise ValueError("time_budget_s scales the curriculum of a single-process run only")
         _fit_to_budget(run, net, instrument, time_budget_s)
     config = run.config
-    stop = min(config.total_steps, max_steps if max_steps is not None else config.total_steps)
+    limit = max_steps if max_steps is not None else math.inf
+    stop = min(config.total_steps, limit)
     phase_started = (run.step, time.perf_counter())
     with (out / "train_log.jsonl").open("a") as log_file:
         bar = tqdm(total=stop, initial=run.step, disable=not progress or run.rank != 0, desc="fit")
         while run.step < stop:
-            if (run.probe_s_per_step is not None and time_budget_s is not None
-                    and config.phase_at(run.step)[2] == 0 and run.step > phase_started[0]):
+            # a scaled run (probe_s_per_step set) has a time budget in this call
+            if run.probe_s_per_step is not None and config.phase_at(run.step)[2] == 0:
                 _replan(run, phase_started, time_budget_s - (time.perf_counter() - started))
                 config = run.config
-                stop = min(config.total_steps, max_steps if max_steps is not None else config.total_steps)
+                stop = min(config.total_steps, limit)
                 bar.total = stop
                 phase_started = (run.step, time.perf_counter())
             phase, loss, acc = _train_step(run, net, instrument)
