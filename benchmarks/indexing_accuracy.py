@@ -6,7 +6,7 @@ system, hexagonal and trigonal together) rendered by
 :func:`ratagent.simulation.simulate_pattern` on a Cu Kα1/Kα2 tube, 2θ 5–90°, 0.01°, with
 
 * Caglioti U, V, W and Lorentzian X, Y scaled by a random factor in [0.7, 1.5],
-* a zero shift uniform in ±0.05°, no sample displacement (the indexing refines only a
+* a zero shift uniform in ±0.05° (``--zero-shift``), no sample displacement (the indexing refines only a
   zero shift, so a displacement would bias the cell beyond the 0.1 % criterion),
 * Poisson noise with the strongest point at 10^U(3, 5) counts, a Chebyshev background
   of 2–20 % of it,
@@ -119,7 +119,7 @@ def _space_groups(systems: tuple[str, ...]) -> list[int]:
     return [s for s in range(1, 231) if crystal_system(s) in systems]
 
 
-def _instrument(rng: np.random.Generator) -> Instrument:
+def _instrument(rng: np.random.Generator, zero_deg: float = 0.05) -> Instrument:
     base = Instrument()
     f = float(rng.uniform(0.7, 1.5))
     return base.with_(
@@ -128,7 +128,7 @@ def _instrument(rng: np.random.Generator) -> Instrument:
         w_deg2=base.w_deg2 * f,
         x_deg=base.x_deg * f,
         y_deg=base.y_deg * f,
-        zero_shift_deg=float(rng.uniform(-0.05, 0.05)),
+        zero_shift_deg=float(rng.uniform(-zero_deg, zero_deg)),
     )
 
 
@@ -138,8 +138,9 @@ def case(seed: int, system: str, i: int) -> tuple[int, object, Instrument, Patte
     return sg, rec, inst, pat
 
 
-def _case(seed: int, system: str, i: int):
-    """Case ``i`` with its crystal: (space group, record, crystal, instrument, pattern)."""
+def _case(seed: int, system: str, i: int, zero_deg: float = 0.05):
+    """Case ``i`` with its crystal: (space group, record, crystal, instrument, pattern);
+    its zero shift uniform in ±``zero_deg``."""
     from ratagent.simulation import simulate_pattern
     from ratagent.simulation.bank import random_record
     from ratagent.simulation.reflections import reflection_list
@@ -150,7 +151,7 @@ def _case(seed: int, system: str, i: int):
     crystal = random_crystal(sg, rng)  # what random_record(rng, sg_number=sg) draws
     rec = reflection_list(crystal, 1.0, name="random")
     imp = random_record(rng, d_min=1.0)
-    inst = _instrument(rng)
+    inst = _instrument(rng, zero_deg)
     pat = simulate_pattern(
         rec,
         inst,
@@ -319,9 +320,9 @@ def _case_line(system: str, i: int, sg: int, cell: np.ndarray, hit: str, res, dt
     return line
 
 
-def _run_case(seed: int, system: str, i: int) -> tuple[dict[str, float], str | None]:
+def _run_case(seed: int, system: str, i: int, zero_deg: float = 0.05) -> tuple[dict[str, float], str | None]:
     """One simulated case: its table entries and, for a miss, a line to print."""
-    sg, rec, crystal, inst, pat = _case(seed, system, i)
+    sg, rec, crystal, inst, pat = _case(seed, system, i, zero_deg)
     cell, centring, sg_actual = actual_lattice(crystal)
     nominal = cell_volume(rec.cell) / _POINTS[gemmi.find_spacegroup_by_number(sg).centring_type()]
     finer = cell_volume(cell) / _POINTS[centring] < 0.99 * nominal
@@ -388,10 +389,11 @@ def _init_worker() -> None:
     _LIMITS.append(threadpool_limits(1))
 
 
-def simulated(n: int, seed: int, systems: list[str], verbose: bool, jobs: int = 1) -> None:
+def simulated(n: int, seed: int, systems: list[str], verbose: bool, jobs: int = 1,
+              zero_deg: float = 0.05) -> None:
     rows: dict[str, list[dict[str, float]]] = defaultdict(list)
-    tasks = [(seed, system, i) for system in systems for i in range(n)]
-    for (_, system, i), (row, line) in zip(tasks, _map(_run_case, tasks, jobs), strict=True):
+    tasks = [(seed, system, i, zero_deg) for system in systems for i in range(n)]
+    for (_, system, i, _), (row, line) in zip(tasks, _map(_run_case, tasks, jobs), strict=True):
         rows[system].append(row)
         if line is not None or verbose:
             print(line or f"{system:12s} {i:3d} hit", flush=True)
@@ -529,12 +531,14 @@ def main() -> None:
     ap.add_argument("--half", choices=("A", "B"), default=None, help="one fixed half of the dev set")
     ap.add_argument("-v", "--verbose", action="store_true", help="one line per case")
     ap.add_argument("--jobs", type=int, default=1, help="cases run in parallel processes")
+    ap.add_argument("--zero-shift", type=float, default=0.05,
+                    help="simulated zero shifts are uniform in ± this, degrees of 2θ")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
     if args.rruff:
         rruff(args.data, args.limit, args.verbose, args.jobs, args.half)
     else:
-        simulated(args.n, args.seed, args.systems, args.verbose, args.jobs)
+        simulated(args.n, args.seed, args.systems, args.verbose, args.jobs, args.zero_shift)
 
 
 if __name__ == "__main__":

@@ -303,6 +303,7 @@ def refine_cell(
     centring: str | None = None,
     sigma_deg: np.ndarray | None = None,
     memo: dict | None = None,
+    zero0: float = 0.0,
 ) -> CandidateCell | None:
     """Refine trial parameters ``p0`` of system ``name`` against lines ``tth`` (module docstring).
 
@@ -331,6 +332,8 @@ def refine_cell(
         trial whose refinement ends where an earlier one's did (a quarter of them on
         measured patterns) gets a copy of that one's cell without its centring and
         figures of merit computed again
+    zero0 : zero shift (degrees) the first cycle assumes: that of the lines the trial was
+        solved from
 
     Returns
     -------
@@ -359,7 +362,8 @@ def refine_cell(
     weak_arr = np.zeros(len(tth), dtype=bool) if weak is None else np.asarray(weak, dtype=bool)
     spare = 1 if sys_.m <= 2 else 0
     need = min(2 * (sys_.m + 1), max(min_lines(name), int(np.count_nonzero(~weak_arr)) - spare))
-    fit = _refined_form(name, p, tth, wl, tol_deg, max_zero_deg, line_weights(sigma_deg, len(tth)), need)
+    fit = _refined_form(name, p, tth, wl, tol_deg, max_zero_deg, line_weights(sigma_deg, len(tth)), need,
+                        zero0)
     if fit is None:
         return None
     key = None if memo is None else (fit.full.tobytes(), fit.zero, fit.hit.tobytes())  # all the rest reads
@@ -390,14 +394,14 @@ class _FormFit:
 
 
 def _refined_form(name: str, p: np.ndarray, tth: np.ndarray, wl: float, tol_deg: float, max_zero_deg: float,
-                  weight: np.ndarray, need: int) -> _FormFit | None:
+                  weight: np.ndarray, need: int, zero0: float = 0.0) -> _FormFit | None:
     """Up to four weighted least-squares cycles of the form and zero shift (module docstring).
 
     None when a cycle indexes fewer than ``need`` lines or leaves no positive-definite form.
     """
     T = SYSTEMS[name].matrix
     q_obs, slope = inv_d2_of_two_theta(tth, wl), inv_d2_slope(tth, wl)
-    z = 0.0
+    z = zero0
     q_max = float(inv_d2_of_two_theta(np.array([min(tth[-1] + 1.0, 179.0)]), wl)[0])
     grid: list = []  # hkl box shared by the cycles (:func:`_reflections`)
     # A cycle that indexes the same lines with the same rows r(hkl) as the one before

@@ -13,7 +13,7 @@ import gemmi
 import numpy as np
 import pytest
 
-from ratagent.indexing import PeakList, index, lines_from_cell, perturb_lines, same_lattice
+from ratagent.indexing import PeakList, find_peaks, index, lines_from_cell, perturb_lines, same_lattice
 from ratagent.indexing.merit import de_wolff_m, smith_snyder_f
 from ratagent.indexing.reduction import (
     cell_from_form,
@@ -24,7 +24,8 @@ from ratagent.indexing.reduction import (
 )
 from ratagent.indexing.refine import reduced_monoclinic, refine_cell, system_params
 from ratagent.indexing.supercells import better_supercell
-from ratagent.patterns import CU_KA1_ANGSTROM
+from ratagent.instrument import Instrument
+from ratagent.patterns import CU_KA1_ANGSTROM, Pattern
 
 MINERALS = {
     "NaCl": ((5.6402, 5.6402, 5.6402, 90, 90, 90), "F m -3 m", "cubic"),
@@ -885,3 +886,36 @@ def test_a_monoclinic_pattern_is_not_indexed_as_triclinic():
     best = index(tth[:20], wavelength=CU_KA1_ANGSTROM).best
     assert best is not None and best.crystal_system == "monoclinic"
     assert same_lattice(best.cell, cell, 2e-3)
+
+
+#: Grossular, Ca3Al2Si3O12 (Ia-3d; Novak & Gibbs, Am. Mineral. 56, 791 (1971): a = 11.845 Å).
+GROSSULAR = ((11.845, 11.845, 11.845, 90, 90, 90), "I a -3 d")
+
+
+def test_a_zero_shift_does_not_hide_a_large_cubic_cell():
+    """Grossular's first 20 lines from 400 on (211 and 220 too weak to be seen), five of
+    them under 5 % of the strongest, 2θ read 0.1° high, and three spurious weak lines
+    below 15°. A one-parameter trial solved from one strong line absorbs the zero shift
+    into a, and its lines drift out of the screen's 0.06° window on the 12 strong lines
+    (up to 63°): no cubic trial survived, and a tetragonal P cell (a = 8.38 Å) ranked
+    first. Trials are also solved on lines corrected by a few zero shifts."""
+    cell, sg = GROSSULAR
+    lines = lines_from_cell(cell, sg, CU_KA1_ANGSTROM, two_theta_min_deg=29.0)[:20] + 0.1
+    rel = np.random.default_rng(5).uniform(0.08, 1.0, len(lines))
+    rel[[6, 8, 13, 17, 18]] = 0.035
+    peaks = PeakList.from_positions(np.concatenate([[6.41, 7.77, 13.73], lines]), CU_KA1_ANGSTROM,
+                                    np.concatenate([[0.004, 0.01, 0.007], rel]))
+    result = _indexed_first(peaks, cell, sg)
+    assert abs(result.candidates[0].zero_shift_deg - 0.1) < 0.01
+
+
+def test_measured_garnet_dev_pattern_195_indexes_as_cubic_i(rruff_dev):
+    """RRUFF dev pattern 195 (space group Ia-3d, a garnet; Cu Kα1/Kα2): its 2θ scale reads
+    about 0.08° high and its first strong lines are 400 and 420. The indexing found no
+    cubic cell and ranked a rhombohedral one (a = 11.86, c = 5.49 Å) first."""
+    pat = Pattern(rruff_dev["two_theta"], rruff_dev["intensity"][195].astype(float), CU_KA1_ANGSTROM)
+    result = index(find_peaks(pat, instrument=Instrument()), min_translation=2.2)
+    best = result.candidates[0]
+    assert result.convincing, str(result)
+    assert (best.crystal_system, best.centring) == ("cubic", "I"), str(result)
+    assert best.cell[0] == pytest.approx(11.86, abs=0.02)
