@@ -740,7 +740,8 @@ def index(
         cells = _triclinic_cells(search, lines) if name == "triclinic" else _system_cells(search, lines)
         for zero in (z for z in ZERO_TRIALS_DEG.get(name, ()) if abs(z) <= max_zero_deg):
             shifted = search.shifted(zero)
-            cells += _system_cells(shifted, _system_lines(shifted, name, keep_per_system))
+            shifted_lines = _system_lines(shifted, name, keep_per_system)  # as many strong lines
+            cells += _system_cells(shifted, shifted_lines) if shifted_lines is not None else []
         found += cells
         log.debug("%s: %d cells, %.2f s", name, len(cells), time.perf_counter() - ts)
     ranked = _ranked(found, search, data, systems, min_m20, min_translation)
