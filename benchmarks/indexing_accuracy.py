@@ -6,8 +6,9 @@ system, hexagonal and trigonal together) rendered by
 :func:`ratagent.simulation.simulate_pattern` on a Cu Kα1/Kα2 tube, 2θ 5–90°, 0.01°, with
 
 * Caglioti U, V, W and Lorentzian X, Y scaled by a random factor in [0.7, 1.5],
-* a zero shift uniform in ±0.05° (``--zero-shift``), no sample displacement (the indexing refines only a
-  zero shift, so a displacement would bias the cell beyond the 0.1 % criterion),
+* a zero shift uniform in ±0.05° (``--zero-shift``), no sample displacement (the indexing
+  refines only a zero shift, so a displacement would bias the cell beyond the 0.1 %
+  criterion),
 * Poisson noise with the strongest point at 10^U(3, 5) counts, a Chebyshev background
   of 2–20 % of it,
 * a 3 % impurity: another random structure of any space group.
