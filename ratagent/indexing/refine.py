@@ -333,17 +333,24 @@ def refine_cell(
         measured patterns) gets a copy of that one's cell without its centring and
         figures of merit computed again
     zero0 : zero shift (degrees) the first cycle assumes: that of the lines the trial was
-        solved from
+        solved from; at most ``max_zero_deg`` in size
 
     Returns
     -------
     CandidateCell, or None when the trial does not lead to a positive-definite form
     indexing at least twice as many lines as it has unknowns (all the lines that are not
     weak, when there are fewer, but at least :func:`min_lines`).
+
+    Raises
+    ------
+    ValueError
+        On a centring the system does not have, or ``|zero0|`` beyond ``max_zero_deg``.
     """
     sys_ = SYSTEMS[name]
     if centring is not None and centring not in sys_.centrings:
         raise ValueError(f"centring {centring!r} is not one of {name}'s {sys_.centrings}")
+    if not abs(zero0) <= max_zero_deg:
+        raise ValueError(f"zero0={zero0!r}° is beyond max_zero_deg={max_zero_deg!r}°")
     p = np.array(p0, dtype=float)
     if name == "triclinic":
         try:  # reduced axes bound the hkl box of the first cycle

@@ -909,6 +909,21 @@ def test_a_zero_shift_does_not_hide_a_large_cubic_cell():
     assert abs(result.candidates[0].zero_shift_deg - 0.1) < 0.01
 
 
+def test_refinement_starts_from_the_zero_shift_a_trial_was_solved_with():
+    """Halite's lines read 0.15° high: its exact cell, refined from zero shift 0, matches
+    no line within the first cycle's window; from 0.15° it refines to that zero. A start
+    beyond the largest zero refined is refused."""
+    cell, sg, _ = MINERALS["NaCl"]
+    tth = lines_from_cell(cell, sg, CU_KA1_ANGSTROM)[:10] + 0.15
+    p0 = system_params("cubic", cell)
+    assert refine_cell("cubic", p0, tth, CU_KA1_ANGSTROM, 0.03, 0.3) is None
+    found = refine_cell("cubic", p0, tth, CU_KA1_ANGSTROM, 0.03, 0.3, zero0=0.15)
+    assert found.zero_shift_deg == pytest.approx(0.15, abs=1e-3)
+    assert found.cell[0] == pytest.approx(cell[0], rel=1e-4)
+    with pytest.raises(ValueError, match=r"zero0=0\.5"):
+        refine_cell("cubic", p0, tth, CU_KA1_ANGSTROM, 0.03, 0.3, zero0=0.5)
+
+
 def test_measured_garnet_dev_pattern_195_indexes_as_cubic_i(rruff_dev):
     """RRUFF dev pattern 195 (space group Ia-3d, a garnet; Cu Kα1/Kα2): its 2θ scale reads
     about 0.08° high and its first strong lines are 400 and 420. The indexing found no
