@@ -113,6 +113,8 @@ _LATTICE_SYSTEM = {
     "triclinic": "triclinic",
 }
 _POINTS = {"P": 1, "A": 2, "B": 2, "C": 2, "I": 2, "F": 4, "R": 3}
+#: Half-width of the uniform zero shift of the simulated patterns, degrees of 2θ (``--zero-shift``).
+ZERO_SHIFT_DEG = 0.05
 _DEFAULT_RRUFF = Path(__file__).resolve().parents[1] / "training" / "data" / "rruff_dev.npz"
 
 
@@ -120,7 +122,7 @@ def _space_groups(systems: tuple[str, ...]) -> list[int]:
     return [s for s in range(1, 231) if crystal_system(s) in systems]
 
 
-def _instrument(rng: np.random.Generator, zero_deg: float = 0.05) -> Instrument:
+def _instrument(rng: np.random.Generator, zero_deg: float = ZERO_SHIFT_DEG) -> Instrument:
     base = Instrument()
     f = float(rng.uniform(0.7, 1.5))
     return base.with_(
@@ -139,7 +141,7 @@ def case(seed: int, system: str, i: int) -> tuple[int, object, Instrument, Patte
     return sg, rec, inst, pat
 
 
-def _case(seed: int, system: str, i: int, zero_deg: float = 0.05):
+def _case(seed: int, system: str, i: int, zero_deg: float = ZERO_SHIFT_DEG):
     """Case ``i`` with its crystal: (space group, record, crystal, instrument, pattern);
     its zero shift uniform in ±``zero_deg``."""
     from ratagent.simulation import simulate_pattern
@@ -321,7 +323,9 @@ def _case_line(system: str, i: int, sg: int, cell: np.ndarray, hit: str, res, dt
     return line
 
 
-def _run_case(seed: int, system: str, i: int, zero_deg: float = 0.05) -> tuple[dict[str, float], str | None]:
+def _run_case(
+    seed: int, system: str, i: int, zero_deg: float = ZERO_SHIFT_DEG
+) -> tuple[dict[str, float], str | None]:
     """One simulated case: its table entries and, for a miss, a line to print."""
     sg, rec, crystal, inst, pat = _case(seed, system, i, zero_deg)
     cell, centring, sg_actual = actual_lattice(crystal)
@@ -391,7 +395,7 @@ def _init_worker() -> None:
 
 
 def simulated(n: int, seed: int, systems: list[str], verbose: bool, jobs: int = 1,
-              zero_deg: float = 0.05) -> None:
+              zero_deg: float = ZERO_SHIFT_DEG) -> None:
     rows: dict[str, list[dict[str, float]]] = defaultdict(list)
     tasks = [(seed, system, i, zero_deg) for system in systems for i in range(n)]
     for (_, system, i, _), (row, line) in zip(tasks, _map(_run_case, tasks, jobs), strict=True):
@@ -532,7 +536,7 @@ def main() -> None:
     ap.add_argument("--half", choices=("A", "B"), default=None, help="one fixed half of the dev set")
     ap.add_argument("-v", "--verbose", action="store_true", help="one line per case")
     ap.add_argument("--jobs", type=int, default=1, help="cases run in parallel processes")
-    ap.add_argument("--zero-shift", type=float, default=0.05,
+    ap.add_argument("--zero-shift", type=float, default=ZERO_SHIFT_DEG,
                     help="simulated zero shifts are uniform in ± this, degrees of 2θ")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)

@@ -287,7 +287,12 @@ def _fit_to_budget(run: _Run, net: torch.nn.Module, instrument: Instrument, budg
     run.probe_s_per_step = seconds_per_step
     logger.info("time budget %.0f s (%s s/step): %d steps (%s)", budget_s,
                 "/".join(f"{t:.3f}" for t in seconds_per_step), run.config.total_steps,
-                ", ".join(f"{p.name} {p.steps}" for p in run.config.phases))
+                _phase_steps(run.config))
+
+
+def _phase_steps(config: FitConfig) -> str:
+    """The curriculum as "name steps, ..." for the log."""
+    return ", ".join(f"{p.name} {p.steps}" for p in config.phases)
 
 
 def _replan(run: _Run, phase_started: tuple[int, float], time_left_s: float) -> None:
@@ -306,7 +311,7 @@ def _replan(run: _Run, phase_started: tuple[int, float], time_left_s: float) -> 
     run.config = replanned(run.config, run.step, [t * ratio for t in run.probe_s_per_step], time_left_s)
     logger.info("phase %s ran at %.2f× its timed speed: %d steps planned, not %d (%s)",
                 run.config.phases[ended].name, 1 / ratio, run.config.total_steps, before,
-                ", ".join(f"{p.name} {p.steps}" for p in run.config.phases))
+                _phase_steps(run.config))
 
 
 #: Steps that absorb start-up costs, then steps timed, before a curriculum is fitted to a budget.
