@@ -782,7 +782,7 @@ class _Search:
     max_zero_deg: float
     weak_fraction: float
     # zero shift (degrees) taken off the lines the trials are solved and screened on
-    # (``q_all``, :func:`_system_lines`); refinement starts from it on the lines ``tth``
+    # (``q_all``, ``tol_all``: :meth:`shifted`); refinement starts from it on the lines ``tth``
     trial_zero_deg: float = 0.0
 
     def refined(self, name: str, trials: np.ndarray, weak: np.ndarray) -> list[CandidateCell]:
@@ -827,15 +827,14 @@ class _SystemLines:
 def _system_lines(search: _Search, name: str, keep_per_system: int | None) -> _SystemLines | None:
     """The lines lattice system ``name`` searches on; None when it has too few strong lines."""
     weak = _weak_lines(search.rel, search.weak_fraction, min_lines(name), search.few)
-    tth_strong = search.tth[~weak] - search.trial_zero_deg
-    q_strong = inv_d2_of_two_theta(tth_strong, search.wl)
+    q_strong = search.q_all[~weak]
     if len(q_strong) < min_lines(name):
         return None
     n_screen = min(len(q_strong), _SCREEN_LINES)
     # few lines (a small cell of high symmetry): every one must be indexed
     max_missing = min(search.max_unindexed, max(1, (n_screen - 6) // 2)) if n_screen >= 6 else 0
     return _SystemLines(
-        name=name, weak=weak, q_strong=q_strong, tol_strong=search.tol(tth_strong), n_screen=n_screen,
+        name=name, weak=weak, q_strong=q_strong, tol_strong=search.tol_all[~weak], n_screen=n_screen,
         max_missing=max_missing, n_weak=int(np.count_nonzero(weak)), more_lines=len(search.tth) > n_screen,
         keep=KEEP_PER_SYSTEM[name] if keep_per_system is None else keep_per_system,
     )
