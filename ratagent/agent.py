@@ -48,7 +48,7 @@ Algorithm (:meth:`Agent.assess`, docs/design.md "The loop, per frame")
      indexing's convincing test, at most ``index_cells`` in all
      (:meth:`ratagent.indexing.IndexingResult.leading`), each get their own candidates
      (step 3) and Pawley ranking (step 4). The cell whose best fit has the lowest
-     criterion B = χ²/ĉ + p ln n wins (ĉ = max(1, the smallest χ²_ν of the cells'
+     criterion B = χ²/ĉ + k·p − 2w ln π wins (ĉ = max(1, the smallest χ²_ν of the cells'
      leaders): all fits are of the same pattern), provided it beats the indexing's best
      cell by ``min_delta_bic``; the decision above is taken on its ranking. The other
      cells' EGs follow the winner's candidates with their ΔB, and those within
@@ -91,7 +91,7 @@ if TYPE_CHECKING:
     from ratagent.model.calibration import EGPosterior
     from ratagent.model.inference import Classifier
 
-__all__ = ["Agent", "AgentConfig", "Assessment", "Candidate", "Verdict", "frame_snr"]
+__all__ = ["Agent", "AgentConfig", "Assessment", "Candidate", "Verdict", "format_cell", "frame_snr"]
 
 logger = logging.getLogger(__name__)
 
@@ -115,7 +115,11 @@ class AgentConfig:
     accept_posterior_only: bool = False  # whether a posterior without a refined cell may be accepted
     max_chi2_reduced: float = 4.0  # best Pawley χ²_ν above which no candidate fits (GoF 2)
     separation_snr: float = 5.0  # S of separating reflections needed to tell two EGs apart
-    min_delta_bic: float = 10.0  # BIC difference needed to tell two EGs apart
+    min_delta_bic: float = 10.0  # criterion difference needed to tell two EGs apart
+    # the Pawley criterion B = χ²/ĉ + k·p − 2w ln π(EG) (ratagent.refinement.ranking, step 3):
+    # k per fitted parameter (None: ln n, the BIC) and w on the network's posterior π
+    parameter_penalty: float | None = None
+    posterior_weight: float = 0.0
     min_count_time_factor: float = 1.5  # a re-measurement counts at least this × longer
     max_count_time_s: float = 60.0  # cap of any suggested count time, s
     index_when_no_cell: bool = True  # without a cell, find one by autoindexing before refining
@@ -182,6 +186,13 @@ class AgentConfig:
             raise ValueError(
                 f"AgentConfig.min_count_time_factor must be > 1, got {self.min_count_time_factor}"
             )
+        if not (math.isfinite(self.posterior_weight) and self.posterior_weight >= 0):
+            raise ValueError(f"AgentConfig.posterior_weight must be a finite number >= 0, got "
+                             f"{self.posterior_weight!r}")
+        if self.parameter_penalty is not None and not (math.isfinite(self.parameter_penalty)
+                                                       and self.parameter_penalty > 0):
+            raise ValueError(f"AgentConfig.parameter_penalty must be a positive number or None, got "
+                             f"{self.parameter_penalty!r}")
         for name in ("min_delta_bic", "min_accept_m20", "min_lines_per_parameter", "min_cell_delta_bic",
                      "accept_set_delta_bic"):
             if not getattr(self, name) >= 0:
@@ -442,7 +453,7 @@ class Agent:
             return replace(out, meta=meta)
         rivals = ", ".join(f"EG {c.eg}" + ("" if c.delta_bic is None else f" (ΔB {c.delta_bic:.0f})")
                            for c in out.candidates[:4])
-        cells = "; ".join(_fmt_cell(c) for c in out.meta.get("cells_refined", []))
+        cells = "; ".join(format_cell(c) for c in out.meta.get("cells_refined", []))
         reasons = (*out.reasons[:-1],
                    *(f"not accepted: {w}" for w in why),
                    f"not decided: cells {cells}; leading EGs {rivals}; give the cell or check the "
@@ -470,7 +481,7 @@ class Agent:
                 "cells_indexed": [_cell_info(c, True) for c in leading]}
         if not leading:
             return [], [], f"no cell given; indexing found no convincing cell ({result.message})", info
-        text = "; ".join(f"{c.crystal_system} {c.centring} cell {_fmt_cell(c.cell)}, "
+        text = "; ".join(f"{c.crystal_system} {c.centring} cell {format_cell(c.cell)}, "
                          f"M{c.n_lines} = {c.m20:.0f}"
                          + (f" (its lines beyond the peaks seen in the profile, chance "
                             f"{c.profile_chance:.0e})" if c.profile_chance is not None else "")
@@ -552,6 +563,7 @@ class Agent:
         from ratagent.refinement import rank
 
         cfg = self.config
+        log_prior = _log_prior(posterior.probs, cfg.posterior_weight)
         runs = []
         notes = []
         for i, cell in enumerate(cells):
@@ -559,7 +571,8 @@ class Agent:
                 lattice = lattices[i] if lattices is not None else None
                 rr = rank(pattern, cell, self._candidates(posterior, cell, lattice), self.instrument,
                           count_time_s=count_time, snr_threshold=cfg.separation_snr,
-                          min_delta_bic=cfg.min_delta_bic)
+                          min_delta_bic=cfg.min_delta_bic, parameter_penalty=cfg.parameter_penalty,
+                          log_prior=log_prior)
             except ValueError as exc:
                 if len(cells) == 1:
                     raise
@@ -568,10 +581,11 @@ class Agent:
             runs.append((tuple(cell), rr))
         if not runs:
             raise ValueError("no indexed cell could be refined: " + "; ".join(notes))
-        cell, rr, ranked, other = _across_cells(runs, posterior, cfg.min_delta_bic)
+        cell, rr, ranked, other = _across_cells(runs, posterior, cfg.min_delta_bic, cfg.parameter_penalty,
+                                                log_prior)
         reasons = [f"Pawley-ranked {len(rr.candidates)} candidate EGs"]
         if len(runs) > 1:
-            reasons = [f"Pawley-ranked candidate EGs in {len(runs)} indexed cells; cell {_fmt_cell(cell)} "
+            reasons = [f"Pawley-ranked candidate EGs in {len(runs)} indexed cells; cell {format_cell(cell)} "
                        "fits best"]
             reasons += other
         reasons += notes
@@ -582,7 +596,7 @@ class Agent:
                         if c.delta_bic is not None and c.delta_bic < cfg.min_delta_bic and c.eg not in indist)
         meta = {"skipped": [int(eg) for eg, _ in rr.skipped], "cell": list(cell),
                 "cells_refined": [list(c) for c, _ in runs],
-                "cell_fits": [_fit_info(c, r) for c, r in runs]}
+                "cell_fits": [_fit_info(c, r, cfg.parameter_penalty, log_prior) for c, r in runs]}
         if best.result.chi2_reduced > cfg.max_chi2_reduced:
             reasons.append(
                 f"no candidate fits: best EG {best.eg} has χ²_ν = {best.result.chi2_reduced:.2f} > "
@@ -620,13 +634,23 @@ class Agent:
                           fit=best.result.calculated)
 
 
-def _across_cells(runs, posterior: EGPosterior, min_delta_bic: float):
+def _log_prior(probs: np.ndarray, weight: float) -> dict[int, float] | None:
+    """w ln π per EG from the network's posterior (floored at 10⁻¹²); None when w = 0."""
+    if weight == 0:
+        return None
+    logp = np.log(np.maximum(np.asarray(probs, float), 1e-12))
+    return {eg: weight * float(v) for eg, v in enumerate(logp, start=1)}
+
+
+def _across_cells(runs, posterior: EGPosterior, min_delta_bic: float, penalty: float | None = None,
+                  log_prior: dict[int, float] | None = None):
     """The cell whose best Pawley fit wins, its ranking, and every candidate in one list.
 
     ``runs``: (cell, RankResult) per refined cell, the indexing's best first. All fits are
     of the same pattern, so their criteria compare across cells as within one
-    (:mod:`ratagent.refinement.ranking`, step 3): B = χ²/ĉ + p ln n with ĉ = max(1, the
-    smallest χ²_ν of the leaders). Another cell wins only when its best B is lower than
+    (:mod:`ratagent.refinement.ranking`, step 3): B = χ²/ĉ + k·p − 2 ln π with ĉ = max(1,
+    the smallest χ²_ν of the leaders), ``penalty`` k and ``log_prior`` ln π as the ranking
+    used them. Another cell wins only when its best B is lower than
     the first cell's by at least ``min_delta_bic``. The winning cell's candidates come
     first, as that ranking orders them; then the other cells' EGs not already listed, by
     B, with ΔB from the winner's best and no Pawley weight (weights are normalised within
@@ -638,11 +662,14 @@ def _across_cells(runs, posterior: EGPosterior, min_delta_bic: float):
 
     c_hat = max(1.0, min(rr.best.result.chi2_reduced for _, rr in runs))
 
-    def crit(res) -> float:
-        return criterion(res.chi2, res.n_params, res.n_obs, c_hat)
+    prior = log_prior or {}
+
+    def crit(rc) -> float:
+        res = rc.result
+        return criterion(res.chi2, res.n_params, res.n_obs, c_hat, penalty, prior.get(rc.eg, 0.0))
 
     # the indexing's best cell stays unless another one's best fit is decisively better
-    best_b = [crit(r.best.result) for _, r in runs]
+    best_b = [crit(r.best) for _, r in runs]
     win = min(range(len(runs)), key=lambda i: best_b[i])
     if best_b[0] - best_b[win] < min_delta_bic:
         win = 0
@@ -654,7 +681,7 @@ def _across_cells(runs, posterior: EGPosterior, min_delta_bic: float):
         for rc in rr.candidates
     ]
     seen = {c.eg for c in ranked}
-    others = sorted(((crit(rc.result), rc) for i, (_, r) in enumerate(runs) if i != win
+    others = sorted(((crit(rc), rc) for i, (_, r) in enumerate(runs) if i != win
                      for rc in r.candidates), key=lambda t: t[0])
     for b, rc in others:
         if rc.eg not in seen:
@@ -666,7 +693,7 @@ def _across_cells(runs, posterior: EGPosterior, min_delta_bic: float):
         if i != win:
             d = best_b[i] - b_min
             tell = "cannot tell the cells apart" if d < min_delta_bic else "exclude it"
-            reasons.append(f"cell {_fmt_cell(c)}: best EG {r.best.eg}, "
+            reasons.append(f"cell {format_cell(c)}: best EG {r.best.eg}, "
                            f"ΔB = {d:.1f}; the data {tell}")
     return cell, rr, tuple(ranked), reasons
 
@@ -690,15 +717,20 @@ def _family_ranks(result) -> dict[str, dict[str, Any]]:
     return best
 
 
-def _fit_info(cell: Sequence[float], rr) -> dict[str, Any]:
-    """The best Pawley fit in one cell as plain values (``meta["cell_fits"]``)."""
+def _fit_info(cell: Sequence[float], rr, penalty: float | None = None,
+              log_prior: dict[int, float] | None = None) -> dict[str, Any]:
+    """The best Pawley fit in one cell as plain values (``meta["cell_fits"]``), with the
+    criterion's ``penalty`` and the EG's ``log_prior`` (:func:`ratagent.trust.cell_evidence`
+    recomputes it)."""
     res = rr.best.result
     return {"cell": [float(v) for v in cell], "eg": int(rr.best.eg), "chi2": float(res.chi2),
             "chi2_reduced": float(res.chi2_reduced), "rwp": float(res.rwp), "rexp": float(res.rexp),
-            "n_params": int(res.n_params), "n_obs": int(res.n_obs), "n_candidates": len(rr.candidates)}
+            "n_params": int(res.n_params), "n_obs": int(res.n_obs), "n_candidates": len(rr.candidates),
+            "penalty": penalty, "log_prior": (log_prior or {}).get(int(rr.best.eg), 0.0)}
 
 
-def _fmt_cell(cell: Sequence[float]) -> str:
+def format_cell(cell: Sequence[float]) -> str:
+    """(a, b, c, α, β, γ) to four significant digits, as the reasons write a cell."""
     return "(" + ", ".join(f"{float(v):.4g}" for v in cell) + ")"
 
 

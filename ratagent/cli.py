@@ -117,7 +117,7 @@ def _instrument(args: argparse.Namespace, pattern):
 
 def _refine_files(args: argparse.Namespace, classifier) -> int:
     """The agent's path for each file: posterior, DAG walk, indexing if no cell, Pawley."""
-    from ratagent.agent import Agent
+    from ratagent.agent import Agent, format_cell
     from ratagent.patterns import naming, read_pattern
 
     out, errors = [], []
@@ -160,7 +160,8 @@ def _refine_files(args: argparse.Namespace, classifier) -> int:
         print(json.dumps(out, indent=1))
         return _report_errors(errors)
     for r in out:
-        print(f"{r['source']}: {r['verdict']} (model {r['model_id']}; cell {r['cell']}; "
+        cell = "none" if r["cell"] is None else format_cell(r["cell"])
+        print(f"{r['source']}: {r['verdict']} (model {r['model_id']}; cell {cell}; "
               f"radiation {r['radiation']})")
         for c in r["candidates"]:
             w = "—" if c["pawley_weight"] is None else f"{c['pawley_weight']:.3f}"

@@ -98,7 +98,10 @@ def _family_probability(nn_probs: Sequence[float], family: str) -> float:
 
 
 def _criterion(fit: dict[str, Any], c_hat: float) -> float:
-    return criterion(fit["chi2"], fit["n_params"], fit["n_obs"], c_hat)
+    """B of a cell's best fit (``meta["cell_fits"]``) as the ranking scored it: its
+    ``penalty`` and ``log_prior`` (absent in older records: the BIC)."""
+    return criterion(fit["chi2"], fit["n_params"], fit["n_obs"], c_hat, fit.get("penalty"),
+                     fit.get("log_prior", 0.0))
 
 
 def _rival_lattice(other: dict[str, Any], n_indexed: int, family: str, tolerance_deg: float) -> bool:

@@ -14,7 +14,12 @@ Algorithm (:func:`rank`)
    candidates are then differences of allowed reflections only, not of optimiser luck.
 3. **Criterion.** With ĉ = max(1, χ²_ν of the best fit) (so that a misfit common to all
    candidates, e.g. an imperfect profile on real data, does not inflate the evidence),
-   B = χ²/ĉ + p ln n; weights wᵢ ∝ exp(−(Bᵢ − B_min)/2), normalised.
+   B = χ²/ĉ + k·p − 2 ln π(EG): p parameters, k = ln n by default (the BIC), and
+   ln π an optional log prior of the EG (none by default); weights
+   wᵢ ∝ exp(−(Bᵢ − B_min)/2), normalised. A Pawley intensity is set by the few points
+   under its own peak, not by all n, so ln n overcharges it; ``parameter_penalty`` and
+   ``log_prior`` let a caller choose k and a prior (e.g. a network posterior) on
+   measured data.
 4. **Separability** of the leader L and each other candidate O. A *separating* group is
    one allowed by one EG whose every member hkl the other forbids; it is *resolved* when
    no group the other allows lies within ``resolution_fwhm`` · Γ of it. Its expected
@@ -37,7 +42,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import NamedTuple
 
@@ -71,7 +76,7 @@ class Evidence:
 
     weight: float  # probability-like weight exp(−ΔB/2), normalised over the candidates
     delta_bic: float  # B − B_min (module step 3); 0 for the leader
-    criterion: float  # B = χ²/ĉ + p ln n
+    criterion: float  # B = χ²/ĉ + k·p − 2 ln π (module step 3)
 
 
 class RankedCandidate(NamedTuple):
@@ -131,13 +136,16 @@ class RankResult:
         return max(times) if times else None
 
 
-def criterion(chi2: float, n_params: int, n_obs: int, c_hat: float) -> float:
-    """The ranking criterion B = χ²/ĉ + p ln n of one fit (module docstring, step 3).
+def criterion(chi2: float, n_params: int, n_obs: int, c_hat: float, penalty: float | None = None,
+              log_prior: float = 0.0) -> float:
+    """The ranking criterion B = χ²/ĉ + k·p − 2 ln π of one fit (module docstring, step 3).
 
     ``c_hat`` ≥ 1 is the overdispersion the leading fit shows (the smallest χ²_ν of the
-    fits compared); every fit of one pattern is scored with the same ĉ.
+    fits compared); every fit of one pattern is scored with the same ĉ. ``penalty`` is k
+    (None: ln n, the BIC) and ``log_prior`` ln π of the fitted EG (0: no prior).
     """
-    return chi2 / c_hat + n_params * math.log(n_obs)
+    k = math.log(n_obs) if penalty is None else penalty
+    return chi2 / c_hat + n_params * k - 2.0 * log_prior
 
 
 def _check_candidates(candidates: Sequence[int]) -> list[int]:
@@ -176,6 +184,8 @@ def rank(
     snr_threshold: float = 5.0,
     min_delta_bic: float = 10.0,
     resolution_fwhm: float = 0.5,
+    parameter_penalty: float | None = None,
+    log_prior: Mapping[int, float] | None = None,
 ) -> RankResult:
     """Fit every candidate EG and rank them (module algorithm).
 
@@ -197,6 +207,10 @@ def rank(
         B difference below which two candidates are not told apart (10 ≈ weight ratio e⁻⁵).
     resolution_fwhm : float
         Separating reflections closer than this × FWHM to an allowed one are unresolved.
+    parameter_penalty : float, optional
+        k, the criterion's charge per fitted parameter (module step 3); default ln n.
+    log_prior : mapping of int to float, optional
+        ln π per EG, added to the criterion as −2 ln π (an EG not in it: 0).
 
     Raises
     ------
@@ -209,6 +223,11 @@ def rank(
             raise ValueError(f"{name} must be positive, got {value}")
     if min_delta_bic < 0:
         raise ValueError(f"min_delta_bic must be ≥ 0, got {min_delta_bic}")
+    if parameter_penalty is not None and not (math.isfinite(parameter_penalty) and parameter_penalty > 0):
+        raise ValueError(f"parameter_penalty must be a positive number or None, got {parameter_penalty!r}")
+    prior = {} if log_prior is None else {int(eg): float(v) for eg, v in log_prior.items()}
+    if not all(math.isfinite(v) for v in prior.values()):
+        raise ValueError("log_prior must be finite for every EG: floor the probabilities before the log")
     config = config or PawleyConfig()
     cell_arr = check_cell(cell)
     egs = _check_candidates(candidates)
@@ -219,7 +238,8 @@ def rank(
     if not results:
         raise ValueError(f"no candidate EG fits the lattice of cell {cell_arr.tolist()}: {dict(skipped)}")
     c_hat = max(1.0, min(r.chi2_reduced for r in results.values()))
-    crit = {eg: criterion(r.chi2, r.n_params, r.n_obs, c_hat) for eg, r in results.items()}
+    crit = {eg: criterion(r.chi2, r.n_params, r.n_obs, c_hat, parameter_penalty, prior.get(eg, 0.0))
+            for eg, r in results.items()}
     order = sorted(crit, key=lambda eg: (crit[eg], eg))
     b_min = crit[order[0]]
     raw = np.array([math.exp(-(crit[eg] - b_min) / 2.0) for eg in order])

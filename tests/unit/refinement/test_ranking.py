@@ -87,3 +87,37 @@ def test_true_eg_first_or_indistinguishable_on_a_sample(instrument):
         if res.best.eg != eg and eg not in res.indistinguishable:
             failures.append((system, eg, res.best.eg, res.indistinguishable))
     assert len(failures) <= 1, failures
+
+
+def test_criterion_is_the_bic_by_default_and_takes_a_penalty_and_a_prior():
+    from ratagent.refinement import criterion
+
+    assert criterion(500.0, 12, 8500, 2.0) == pytest.approx(250.0 + 12 * np.log(8500))
+    with_both = criterion(500.0, 12, 8500, 2.0, 5.0, np.log(0.25))
+    assert with_both == pytest.approx(250.0 + 60.0 - 2 * np.log(0.25))
+
+
+def test_a_prior_and_a_penalty_shift_each_criterion_by_their_own_terms(instrument):
+    # the fits do not depend on the criterion: B moves by k·p and by −2 ln π, exactly
+    case = make_case(221, counts=1e4, seed=5)
+    cands = [_eg(221), _eg(123)]
+    base = rank(case.pattern, case.start_cell, cands, instrument)
+    log_prior = {_eg(221): np.log(0.01), _eg(123): np.log(0.5)}
+    shifted = rank(case.pattern, case.start_cell, cands, instrument, parameter_penalty=4.0,
+                   log_prior=log_prior)
+    by_eg = {c.eg: c for c in base}
+    for c in shifted:
+        b = by_eg[c.eg]
+        assert c.result.n_params == b.result.n_params
+        want = b.evidence.criterion + c.result.n_params * (4.0 - np.log(c.result.n_obs)) - 2 * log_prior[c.eg]
+        assert c.evidence.criterion == pytest.approx(want, rel=1e-9)
+    # Pm-3m and P4/mmm index the same lines: the prior decides what the data cannot
+    assert base.best.eg == _eg(221) and shifted.best.eg == _eg(123)
+
+
+@pytest.mark.parametrize(("kwargs", "match"), [({"parameter_penalty": 0.0}, "parameter_penalty"),
+                                                ({"log_prior": {4: -np.inf}}, "log_prior")])
+def test_bad_criterion_options(kwargs, match, instrument):
+    case = make_case(221, counts=1e3, seed=1, strain=0.0)
+    with pytest.raises(ValueError, match=match):
+        rank(case.pattern, case.true_cell, [_eg(221)], instrument, **kwargs)
