@@ -222,7 +222,7 @@ def _pipeline(args: argparse.Namespace) -> int:
     import numpy as np
 
     from ratagent.agent import AgentConfig
-    from training.devsplit import dev_split
+    from training.devsplit import dev_groups, dev_split
     from training.evaluate import load_dev_set
     from training.pipeline import (
         TRUST_GRID,
@@ -235,7 +235,9 @@ def _pipeline(args: argparse.Namespace) -> int:
     )
 
     patterns, eg = load_dev_set(args.dev)
-    halves = dev_split() if Path(args.dev).resolve() == DEFAULT_DEV.resolve() else np.full(len(eg), "-")
+    shipped = Path(args.dev).resolve() == DEFAULT_DEV.resolve()
+    halves = dev_split() if shipped else np.full(len(eg), "-")
+    groups = dev_groups() if shipped else None  # intervals resampling mineral groups
     indices = None
     if args.limit:
         indices = range(0, len(patterns), max(1, len(patterns) // args.limit))[: args.limit]
@@ -250,17 +252,17 @@ def _pipeline(args: argparse.Namespace) -> int:
     # the trust step as this configuration has it (the same function the agent calls; the
     # stored cases keep what came before it, so cases of an earlier run are scored alike)
     agent_config = AgentConfig(**config)
-    reports = {"whole set": pipeline_report(replayed(cases, agent_config))}
+    reports = {"whole set": pipeline_report(replayed(cases, agent_config), groups)}
     for h in ("A", "B"):
         sel = [c for c in cases if c["half"] == h]
         if sel:
-            reports[f"half {h}"] = pipeline_report(replayed(sel, agent_config))
+            reports[f"half {h}"] = pipeline_report(replayed(sel, agent_config), groups)
     if args.choose_thresholds:
         for tune, held_out in (("A", "B"), ("B", "A")):
             chosen, _ = choose_thresholds([c for c in cases if c["half"] == tune], agent_config)
             picked = ", ".join(f"{k}={getattr(chosen, k)}" for k in TRUST_GRID)
             reports[f"half {held_out}, thresholds chosen on {tune} ({picked})"] = pipeline_report(
-                replayed([c for c in cases if c["half"] == held_out], chosen))
+                replayed([c for c in cases if c["half"] == held_out], chosen), groups)
     print(f"dev set {args.dev}; cases in {out}")
     print(format_report(reports))
     (out / "report.json").write_text(json.dumps(reports, indent=2))
@@ -305,6 +307,7 @@ def _calibrate(args: argparse.Namespace) -> int:
 
 def _compare(args: argparse.Namespace) -> int:
     """Two pipeline runs of the dev set side by side (:func:`training.pipeline.compare_cases`)."""
+    from training.devsplit import dev_groups, dev_split
     from training.pipeline import CASES_FILE, compare_cases, format_comparison, read_cases
 
     runs = []
@@ -316,7 +319,12 @@ def _compare(args: argparse.Namespace) -> int:
             raise FileNotFoundError(f"{d}: no {CASES_FILE} (give the --out of `evaluate --pipeline` or its "
                                     "pipeline/ folder)")
         runs.append(read_cases(path))
-    print(format_comparison(compare_cases(*runs)))
+    # the shipped mineral groups, where the runs are of the shipped dev set (its halves agree)
+    half, groups = dev_split(), dev_groups()
+    shipped = all(c["index"] < half.size and c["half"] == half[c["index"]] for run in runs for c in run)
+    print(format_comparison(compare_cases(*runs, groups=groups if shipped else None)))
+    if not shipped:
+        print("the runs' halves are not the shipped split's: each pattern counts as its own group")
     return 0
 
 

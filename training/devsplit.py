@@ -23,7 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["DEV_SET", "LINK_CORRELATION", "SPLIT_FILE", "build_split", "dev_split", "write_split"]
+__all__ = ["DEV_SET", "LINK_CORRELATION", "SPLIT_FILE", "build_split", "dev_groups", "dev_split",
+           "write_split"]
 
 DATA = Path(__file__).resolve().parent / "data"
 #: The measured dev set shipped with the project (``data/PROVENANCE.md``).
@@ -91,6 +92,15 @@ def write_split(path: str | Path = SPLIT_FILE, dev: str | Path = DEV_SET) -> Pat
     return path
 
 
+def _rows(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    idx = [int(r["index"]) for r in rows]
+    if idx != list(range(len(rows))):
+        raise ValueError(f"{path}: indices must be 0…{len(rows) - 1} in order")
+    return rows
+
+
 def dev_split(path: str | Path = SPLIT_FILE) -> np.ndarray:
     """The shipped half ("A" or "B") of every dev pattern, in dev-set order.
 
@@ -100,13 +110,24 @@ def dev_split(path: str | Path = SPLIT_FILE) -> np.ndarray:
         The file does not list every index 0…n−1 once with half A or B.
     """
     path = Path(path)
-    with path.open(newline="") as f:
-        rows = list(csv.DictReader(f))
-    idx = [int(r["index"]) for r in rows]
-    if idx != list(range(len(rows))):
-        raise ValueError(f"{path}: indices must be 0…{len(rows) - 1} in order")
-    half = np.array([r["half"] for r in rows])
+    half = np.array([r["half"] for r in _rows(path)])
     bad = sorted({str(h) for h in half} - {"A", "B"})
     if bad:
         raise ValueError(f"{path}: half must be A or B, got {bad}")
     return half
+
+
+def dev_groups(path: str | Path = SPLIT_FILE) -> np.ndarray:
+    """The shipped mineral group of every dev pattern (near duplicates share one), in
+    dev-set order.
+
+    Raises
+    ------
+    ValueError
+        The file does not list every index 0…n−1 once, or a group is not an integer.
+    """
+    path = Path(path)
+    try:
+        return np.array([int(r["group"]) for r in _rows(path)])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"{path}: every row needs an integer group ({exc})") from None

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 __all__ = ["CASES_FILE", "RUN_FILE", "agent_overrides", "assess_case", "compare_cases", "format_comparison",
+           "group_interval",
            "pipeline_report", "read_cases", "run_pipeline", "wilson"]
 
 CASES_FILE = "cases.jsonl"
@@ -48,6 +49,31 @@ def wilson(k: int, n: int, z: float = 1.959964) -> tuple[float, float]:
     mid = (p + z * z / (2 * n)) / den
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / den
     return (max(0.0, mid - half), min(1.0, mid + half))
+
+
+def group_interval(hits: Sequence[bool], groups: Sequence[int], *, draws: int = 2000, seed: int = 0,
+                   level: float = 0.95) -> tuple[float, float]:
+    """Percentile interval of the share of ``hits`` when whole ``groups`` are resampled.
+
+    Near duplicates of one mineral succeed or fail together, so the patterns are not
+    independent draws and the binomial interval is too narrow; resampling the groups
+    with replacement (a cluster bootstrap, ``draws`` times, seeded) keeps each group's
+    patterns together. (nan, nan) for no patterns.
+    """
+    h = np.asarray(hits, bool)
+    g = np.asarray(groups)
+    if h.size != g.size:
+        raise ValueError(f"hits has {h.size} entries, groups {g.size}")
+    if h.size == 0:
+        return math.nan, math.nan
+    _, inv = np.unique(g, return_inverse=True)
+    k_g = np.bincount(inv, weights=h.astype(float))
+    n_g = np.bincount(inv).astype(float)
+    pick = np.random.default_rng(seed).integers(0, n_g.size, size=(draws, n_g.size))
+    share = k_g[pick].sum(axis=1) / n_g[pick].sum(axis=1)
+    tail = 100.0 * (1.0 - level) / 2.0
+    lo, hi = np.percentile(share, [tail, 100.0 - tail])
+    return float(lo), float(hi)
 
 
 def _init_worker(checkpoint: str | None, config: dict[str, Any], radiation: str) -> None:
@@ -297,11 +323,24 @@ def accepted_right(case: dict[str, Any]) -> bool:
     return case["eg"] == best or case["eg"] in case["indistinguishable"]
 
 
-def pipeline_report(cases: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """The figures of one set of cases (module docstring), each with k, n, rate and 95 % interval."""
+#: Whether a case counts for each ranking figure (:func:`pipeline_report`, :func:`compare_cases`).
+_RIGHT = {
+    "top1": lambda c: bool(c["ranking"]) and c["ranking"][0] == c["eg"],
+    "top5": lambda c: c["eg"] in c["ranking"][:5],
+    "crystal_system": _system_right,
+}
+
+
+def pipeline_report(cases: Sequence[dict[str, Any]], groups: Sequence[int] | None = None) -> dict[str, Any]:
+    """The figures of one set of cases (module docstring), each with k, n, rate and 95 % interval.
+
+    With ``groups`` (the mineral group of each dev index, :func:`training.devsplit.dev_groups`),
+    each figure also carries ``ci95_groups``, its interval with whole groups resampled
+    (:func:`group_interval`).
+    """
     n = len(cases)
-    top1 = sum(c["ranking"][:1] == [c["eg"]] for c in cases)
-    top5 = sum(c["eg"] in c["ranking"][:5] for c in cases)
+    top1 = sum(_RIGHT["top1"](c) for c in cases)
+    top5 = sum(_RIGHT["top5"](c) for c in cases)
     system_right = [_system_right(c) for c in cases]
     table: dict[str, dict[str, int]] = {}
     for c, sys_ok in zip(cases, system_right, strict=True):
@@ -321,13 +360,23 @@ def pipeline_report(cases: Sequence[dict[str, Any]]) -> dict[str, Any]:
     wrong = [c for c, sys_ok in zip(cases, system_right, strict=True) if not sys_ok]
     misses = Counter(system_miss(c) for c in wrong)
     confusions = Counter((_system(c["eg"]), _system(c["ranking"][0])) for c in wrong if c["ranking"])
-    return {
-        "n": n,
+    figures = {
         "top1": _rate(top1, n),
         "top5": _rate(top5, n),
         "crystal_system": _rate(sum(system_right), n),
         "accept_precision": _rate(sum(accepted_right(c) for c in accepted), len(accepted)),
         "coverage": _rate(len(accepted), n),
+    }
+    if groups is not None:
+        hits = {"top1": [_RIGHT["top1"](c) for c in cases], "top5": [_RIGHT["top5"](c) for c in cases],
+                "crystal_system": system_right, "accept_precision": [accepted_right(c) for c in accepted],
+                "coverage": [c["verdict"] == "accept" for c in cases]}
+        for key, h in hits.items():
+            of = accepted if key == "accept_precision" else cases
+            figures[key]["ci95_groups"] = list(group_interval(h, [groups[c["index"]] for c in of]))
+    return {
+        "n": n,
+        **figures,
         "accepted_set_size": float(np.mean([max(1, len(c["indistinguishable"])) for c in accepted]))
         if accepted else math.nan,
         "refined": int(sum(c["refined"] for c in cases)),
@@ -341,7 +390,11 @@ def pipeline_report(cases: Sequence[dict[str, Any]]) -> dict[str, Any]:
 
 def _fmt(r: dict[str, Any]) -> str:
     lo, hi = r["ci95"]
-    return f"{r['rate']:6.1%} [{lo:5.1%}, {hi:5.1%}] ({r['k']}/{r['n']})"
+    text = f"{r['rate']:6.1%} [{lo:5.1%}, {hi:5.1%}] ({r['k']}/{r['n']})"
+    if "ci95_groups" in r and r["n"]:
+        glo, ghi = r["ci95_groups"]
+        text += f"  by group [{glo:5.1%}, {ghi:5.1%}]"
+    return text
 
 
 def format_report(reports: dict[str, dict[str, Any]]) -> str:
@@ -522,6 +575,14 @@ def results_markdown(reports: dict[str, dict[str, Any]], command: str) -> str:
     sizes = [f"{reports[n]['accepted_set_size']:.1f}" if reports[n]["accept_precision"]["n"] else "—"
              for n in names]
     lines.append("| EGs reported per accept | " + " | ".join(sizes) + " |")
+    if all("ci95_groups" in reports[n]["top1"] for n in names):
+        lines += ["", "The same figures' 95 % intervals with whole mineral groups resampled (near "
+                  "duplicates of one mineral succeed or fail together; `training.pipeline.group_interval`):",
+                  "", "| | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+        for label, key in rows:
+            cells = [f"[{reports[n][key]['ci95_groups'][0]:.1%}, {reports[n][key]['ci95_groups'][1]:.1%}]"
+                     if reports[n][key]["n"] else "—" for n in names]
+            lines.append(f"| {label} | " + " | ".join(cells) + " |")
     lines += ["", "Patterns whose leading EG is of the wrong crystal system, by cause "
               "(`training.pipeline.system_miss`):", "",
               "| | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
@@ -550,16 +611,42 @@ def _fmt_standing(s: dict[str, Any]) -> str:
     return f"{s['verdict']} {lead} ({s['outcome']})"
 
 
-def compare_cases(base: Sequence[dict[str, Any]], new: Sequence[dict[str, Any]]) -> dict[str, Any]:
+def _moves(a: dict[int, dict[str, Any]], b: dict[int, dict[str, Any]], idx: Sequence[int],
+           groups: Sequence[int] | None) -> dict[str, dict[str, int]]:
+    """Per ranking figure: the patterns gained and lost, and the groups whose net change is
+    up or down (each pattern its own group without ``groups``)."""
+    out = {}
+    for key, right in _RIGHT.items():
+        net: dict[int, int] = {}
+        gained = lost = 0
+        for i in idx:
+            step = int(right(b[i])) - int(right(a[i]))
+            if step:
+                g = int(groups[i]) if groups is not None else i
+                net[g] = net.get(g, 0) + step
+                gained += step > 0
+                lost += step < 0
+        out[key] = {"gained": gained, "lost": lost, "groups_up": sum(v > 0 for v in net.values()),
+                    "groups_down": sum(v < 0 for v in net.values())}
+    return out
+
+
+def compare_cases(base: Sequence[dict[str, Any]], new: Sequence[dict[str, Any]],
+                  groups: Sequence[int] | None = None) -> dict[str, Any]:
     """Two evaluations of the same dev patterns side by side (e.g. a code change, or an
     :class:`~ratagent.agent.AgentConfig` option, against the revision before it).
 
     The verdicts are compared as the runs stored them (no trust replay), so each run's
     own thresholds count. Returns ``{"figures": {subset: {figure: (base, new)}},
-    "changed": [...]}``: subsets are the whole set and each half, figures those of
-    :func:`pipeline_report` (:data:`COMPARED`, and the median time per pattern
-    ``median_s``, comparable only between runs on one machine under the same load);
-    ``changed`` lists every pattern whose verdict or leading EG differs, with the truth.
+    "moves": {subset: {figure: counts}}, "changed": [...]}``: subsets are the whole set
+    and each half, figures those of :func:`pipeline_report` (:data:`COMPARED`, and the
+    median time per pattern ``median_s``, comparable only between runs on one machine
+    under the same load); ``moves`` counts, for top-1, top-5 and crystal system, the
+    patterns gained and lost and the mineral groups (``groups[index]``, e.g.
+    :func:`training.devsplit.dev_groups`) whose net change is up or down: near-duplicate
+    patterns of one mineral move together, so a gain in one group of six is one
+    mineral's, not six; ``changed`` lists every pattern whose verdict or leading EG
+    differs, with the truth.
 
     Raises
     ------
@@ -580,16 +667,19 @@ def compare_cases(base: Sequence[dict[str, Any]], new: Sequence[dict[str, Any]])
     subsets = {"whole set": sorted(a)}
     for h in sorted({c["half"] for c in a.values()}):
         subsets[f"half {h}"] = [i for i in sorted(a) if a[i]["half"] == h]
-    figures = {}
+    if groups is not None and len(groups) <= max(a):
+        raise ValueError(f"groups holds {len(groups)} patterns; the runs reach pattern {max(a)}")
+    figures, moves = {}, {}
     for name, idx in subsets.items():
         ra, rb = pipeline_report([a[i] for i in idx]), pipeline_report([b[i] for i in idx])
         figures[name] = {k: (ra[k], rb[k]) for k in (*COMPARED, "median_s")}
+        moves[name] = _moves(a, b, idx, groups)
     changed = [
         {"index": i, "half": a[i]["half"], "eg": a[i]["eg"], "base": _standing(a[i]), "new": _standing(b[i])}
         for i in sorted(a)
         if (a[i]["verdict"], a[i]["ranking"][:1]) != (b[i]["verdict"], b[i]["ranking"][:1])
     ]
-    return {"figures": figures, "changed": changed}
+    return {"figures": figures, "moves": moves, "changed": changed}
 
 
 def format_comparison(comparison: dict[str, Any]) -> str:
@@ -606,6 +696,11 @@ def format_comparison(comparison: dict[str, Any]) -> str:
         ta, tb = figs["median_s"]
         cells.append(f"median {ta:.2f} → {tb:.2f} s per pattern")
         lines.append(f"{name} ({n}): " + ", ".join(cells))
+        moved = comparison.get("moves", {}).get(name)
+        if moved:
+            lines.append("  moved: " + ", ".join(
+                f"{key} +{m['gained']} −{m['lost']} (groups {m['groups_up']} up, {m['groups_down']} down)"
+                for key, m in moved.items()))
     changed = comparison["changed"]
     lines.append(f"verdict or leading EG changed on {len(changed)} patterns:")
     for c in changed:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from ratagent.agent import AgentConfig
-from training.devsplit import SPLIT_FILE, build_split, dev_split
+from training.devsplit import SPLIT_FILE, build_split, dev_groups, dev_split
 from training.pipeline import (
     RUN_FILE,
     SYSTEM_MISSES,
@@ -18,10 +18,12 @@ from training.pipeline import (
     compare_cases,
     format_comparison,
     format_report,
+    group_interval,
     pipeline_report,
     read_cases,
     replay,
     replayed,
+    results_markdown,
     run_pipeline,
     system_miss,
     wilson,
@@ -33,6 +35,7 @@ def test_the_shipped_split_is_the_one_the_rule_builds(dev_set_path):
     assert dev_split().tolist() == half.tolist()
     with SPLIT_FILE.open() as f:
         assert [int(r["group"]) for r in csv.DictReader(f)] == group.tolist()
+    assert dev_groups().tolist() == group.tolist()
     # a mineral's near duplicates never straddle the halves; the halves are equal in size
     for g in np.unique(group):
         assert len(set(half[group == g])) == 1
@@ -44,6 +47,9 @@ def test_split_file_errors_name_the_file(tmp_path):
     bad.write_text("index,half,group\n0,A,0\n1,C,1\n")
     with pytest.raises(ValueError, match=r"split.csv: half must be A or B, got \['C'\]"):
         dev_split(bad)
+    bad.write_text("index,half,group\n0,A,0\n1,B,x\n")
+    with pytest.raises(ValueError, match=r"split\.csv: every row needs an integer group"):
+        dev_groups(bad)
 
 
 @pytest.mark.parametrize(
@@ -227,6 +233,49 @@ def test_compare_lists_the_figures_and_every_pattern_that_moved():
     new[0]["eg"] = 15
     with pytest.raises(ValueError, match="pattern 0: true EG / half 14/A in the first run, 15/A"):
         compare_cases(base, new)
+
+
+def test_group_interval_widens_as_near_duplicates_move_together():
+    hits = [True] * 100 + [False] * 100
+    lo, hi = group_interval(hits, range(200))  # every pattern its own mineral: about Wilson's
+    wlo, whi = wilson(100, 200)
+    assert abs(lo - wlo) < 0.02 and abs(hi - whi) < 0.02
+    clustered = np.repeat(np.arange(10), 20)  # ten minerals of twenty identical outcomes each
+    clo, chi = group_interval(hits, clustered)
+    assert chi - clo > 2 * (whi - wlo)
+    assert group_interval(hits, clustered) == (clo, chi)  # seeded
+    assert all(np.isnan(group_interval([], [])))
+    with pytest.raises(ValueError, match="hits has 2 entries, groups 1"):
+        group_interval([True, False], [0])
+
+
+def test_report_carries_group_intervals_when_given_groups():
+    cases = [_case(14, [14], "accept"), _case(4, [3], "flag"), _case(4, [4], "flag")]
+    for i, c in enumerate(cases):
+        c["index"] = i
+    rep = pipeline_report(cases, groups=[5, 6, 6])
+    assert set(rep["top1"]) >= {"ci95", "ci95_groups"}
+    assert rep["accept_precision"]["ci95_groups"] == [1.0, 1.0]
+    assert "by group" in format_report({"whole set": rep})
+    assert "mineral groups resampled" in results_markdown({"whole set": rep}, "cmd")
+    assert "ci95_groups" not in pipeline_report(cases)["top1"]
+
+
+def test_compare_counts_the_mineral_groups_that_moved():
+    # patterns 0 and 1 are near duplicates of one mineral: their gain is one group's
+    base = [_case(4, [3], "flag"), _case(4, [3], "flag"), _case(14, [14], "flag"), _case(3, [3], "flag")]
+    new = [_case(4, [4], "flag"), _case(4, [4], "flag"), _case(14, [15], "flag"), _case(3, [3], "flag")]
+    for i, (a, b) in enumerate(zip(base, new, strict=True)):
+        a["index"] = b["index"] = i
+    moved = compare_cases(base, new, groups=[7, 7, 8, 9])["moves"]["whole set"]
+    assert moved["top1"] == {"gained": 2, "lost": 1, "groups_up": 1, "groups_down": 1}
+    assert moved["crystal_system"] == {"gained": 0, "lost": 0, "groups_up": 0, "groups_down": 0}
+    alone = compare_cases(base, new)["moves"]["whole set"]["top1"]
+    assert (alone["groups_up"], alone["groups_down"]) == (2, 1)
+    text = format_comparison(compare_cases(base, new, groups=[7, 7, 8, 9]))
+    assert "top1 +2 −1 (groups 1 up, 1 down)" in text
+    with pytest.raises(ValueError, match="groups holds 3 patterns; the runs reach pattern 3"):
+        compare_cases(base, new, groups=[7, 7, 8])
 
 
 def test_compare_command_reads_both_runs_folders(tmp_path, capsys):
