@@ -589,7 +589,12 @@ class Agent:
                        "fits best"]
             reasons += other
         reasons += notes
-        reasons += [f"EG {eg} not fitted: {why}" for eg, why in rr.skipped]
+        if rr.skipped:  # DAG neighbours of another lattice: one line, not one per EG
+            egs = [eg for eg, _ in rr.skipped]
+            families = " or ".join(sorted({extinction_group(eg).lattice_family for eg in egs}))
+            many = len(egs) > 1
+            reasons.append(f"EG{'s' if many else ''} {', '.join(map(str, egs))} not fitted: the cell does "
+                           f"not have the {families} metric {'they need' if many else 'it needs'}")
         best = rr.best
         indist = tuple(int(e) for e in rr.indistinguishable)
         indist += tuple(c.eg for c in ranked[len(rr.candidates):]
@@ -648,9 +653,9 @@ def _across_cells(runs, posterior: EGPosterior, min_delta_bic: float, penalty: f
 
     ``runs``: (cell, RankResult) per refined cell, the indexing's best first. All fits are
     of the same pattern, so their criteria compare across cells as within one
-    (:mod:`ratagent.refinement.ranking`, step 3): B = χ²/ĉ + k·p − 2 ln π with ĉ = max(1,
-    the smallest χ²_ν of the leaders), ``penalty`` k and ``log_prior`` ln π as the ranking
-    used them. Another cell wins only when its best B is lower than
+    (:mod:`ratagent.refinement.ranking`, step 3): B = χ²/ĉ + k·p − 2w ln π with ĉ = max(1,
+    the smallest χ²_ν of the leaders), ``penalty`` k and ``log_prior`` (w ln π per EG) as
+    the ranking used them. Another cell wins only when its best B is lower than
     the first cell's by at least ``min_delta_bic``. The winning cell's candidates come
     first, as that ranking orders them; then the other cells' EGs not already listed, by
     B, with ΔB from the winner's best and no Pawley weight (weights are normalised within

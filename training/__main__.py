@@ -237,7 +237,7 @@ def _pipeline(args: argparse.Namespace) -> int:
     patterns, eg = load_dev_set(args.dev)
     shipped = Path(args.dev).resolve() == DEFAULT_DEV.resolve()
     halves = dev_split() if shipped else np.full(len(eg), "-")
-    groups = dev_groups() if shipped else None  # intervals resampling mineral groups
+    groups = dev_groups() if shipped else None  # intervals counting mineral groups
     indices = None
     if args.limit:
         indices = range(0, len(patterns), max(1, len(patterns) // args.limit))[: args.limit]

@@ -51,29 +51,35 @@ def wilson(k: int, n: int, z: float = 1.959964) -> tuple[float, float]:
     return (max(0.0, mid - half), min(1.0, mid + half))
 
 
-def group_interval(hits: Sequence[bool], groups: Sequence[int], *, draws: int = 2000, seed: int = 0,
-                   level: float = 0.95) -> tuple[float, float]:
-    """Percentile interval of the share of ``hits`` when whole ``groups`` are resampled.
+def group_interval(hits: Sequence[bool], groups: Sequence[int]) -> tuple[float, float]:
+    """Wilson interval of the share of ``hits`` at the effective sample size of ``groups``.
 
-    Near duplicates of one mineral succeed or fail together, so the patterns are not
-    independent draws and the binomial interval is too narrow; resampling the groups
-    with replacement (a cluster bootstrap, ``draws`` times, seeded) keeps each group's
-    patterns together. (nan, nan) for no patterns.
+    Near duplicates of one mineral succeed or fail together, so n patterns are fewer
+    independent trials and the binomial interval is too narrow. The design effect
+    D = Var(p̂) / (p̂(1 − p̂)/n), with Var(p̂) = G/(G − 1) · Σ_g (k_g − p̂ n_g)² / n² the
+    between-group variance of the ratio estimator over G groups (W. G. Cochran, *Sampling
+    Techniques*, 3rd ed., 1977, §6.6 and §9.2), gives n_eff = n / D, kept between G (all
+    of a group alike) and n (no clustering); where it cannot be estimated (k = 0, k = n,
+    or one group), n_eff = G. The interval is :func:`wilson` at p̂ · n_eff of n_eff, so it
+    is never narrower than the binomial one. (nan, nan) for no patterns.
     """
     h = np.asarray(hits, bool)
     g = np.asarray(groups)
     if h.size != g.size:
         raise ValueError(f"hits has {h.size} entries, groups {g.size}")
-    if h.size == 0:
+    n = h.size
+    if n == 0:
         return math.nan, math.nan
     _, inv = np.unique(g, return_inverse=True)
     k_g = np.bincount(inv, weights=h.astype(float))
     n_g = np.bincount(inv).astype(float)
-    pick = np.random.default_rng(seed).integers(0, n_g.size, size=(draws, n_g.size))
-    share = k_g[pick].sum(axis=1) / n_g[pick].sum(axis=1)
-    tail = 100.0 * (1.0 - level) / 2.0
-    lo, hi = np.percentile(share, [tail, 100.0 - tail])
-    return float(lo), float(hi)
+    n_groups = k_g.size
+    p = float(h.mean())
+    n_eff = float(n_groups)
+    if 0.0 < p < 1.0 and n_groups > 1:
+        var = n_groups / (n_groups - 1) * float(((k_g - p * n_g) ** 2).sum()) / n**2
+        n_eff = float(np.clip(p * (1.0 - p) / var if var > 0 else n, n_groups, n))
+    return wilson(p * n_eff, n_eff)
 
 
 def _init_worker(checkpoint: str | None, config: dict[str, Any], radiation: str) -> None:
@@ -335,8 +341,8 @@ def pipeline_report(cases: Sequence[dict[str, Any]], groups: Sequence[int] | Non
     """The figures of one set of cases (module docstring), each with k, n, rate and 95 % interval.
 
     With ``groups`` (the mineral group of each dev index, :func:`training.devsplit.dev_groups`),
-    each figure also carries ``ci95_groups``, its interval with whole groups resampled
-    (:func:`group_interval`).
+    each figure also carries ``ci95_groups``, its interval at the groups' effective sample
+    size (:func:`group_interval`).
     """
     n = len(cases)
     top1 = sum(_RIGHT["top1"](c) for c in cases)
@@ -371,6 +377,9 @@ def pipeline_report(cases: Sequence[dict[str, Any]], groups: Sequence[int] | Non
         hits = {"top1": [_RIGHT["top1"](c) for c in cases], "top5": [_RIGHT["top5"](c) for c in cases],
                 "crystal_system": system_right, "accept_precision": [accepted_right(c) for c in accepted],
                 "coverage": [c["verdict"] == "accept" for c in cases]}
+        outside = sorted(c["index"] for c in cases if not 0 <= c["index"] < len(groups))
+        if outside:
+            raise ValueError(f"groups holds {len(groups)} patterns; cases {outside[:5]} lie beyond it")
         for key, h in hits.items():
             of = accepted if key == "accept_precision" else cases
             figures[key]["ci95_groups"] = list(group_interval(h, [groups[c["index"]] for c in of]))
@@ -576,8 +585,9 @@ def results_markdown(reports: dict[str, dict[str, Any]], command: str) -> str:
              for n in names]
     lines.append("| EGs reported per accept | " + " | ".join(sizes) + " |")
     if all("ci95_groups" in reports[n]["top1"] for n in names):
-        lines += ["", "The same figures' 95 % intervals with whole mineral groups resampled (near "
-                  "duplicates of one mineral succeed or fail together; `training.pipeline.group_interval`):",
+        lines += ["", "The same figures' 95 % intervals counting the mineral groups (near duplicates of "
+                  "one mineral succeed or fail together: Wilson intervals at the effective sample size, "
+                  "`training.pipeline.group_interval`):",
                   "", "| | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
         for label, key in rows:
             cells = [f"[{reports[n][key]['ci95_groups'][0]:.1%}, {reports[n][key]['ci95_groups'][1]:.1%}]"
@@ -667,7 +677,7 @@ def compare_cases(base: Sequence[dict[str, Any]], new: Sequence[dict[str, Any]],
     subsets = {"whole set": sorted(a)}
     for h in sorted({c["half"] for c in a.values()}):
         subsets[f"half {h}"] = [i for i in sorted(a) if a[i]["half"] == h]
-    if groups is not None and len(groups) <= max(a):
+    if groups is not None and a and len(groups) <= max(a):
         raise ValueError(f"groups holds {len(groups)} patterns; the runs reach pattern {max(a)}")
     figures, moves = {}, {}
     for name, idx in subsets.items():

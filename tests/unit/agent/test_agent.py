@@ -146,6 +146,10 @@ def test_flat_posterior_with_a_cell_still_tests_the_cells_own_family(agent):
     fitted = {c.eg for c in a.candidates}
     assert set(range(81, 99)) <= fitted
     assert a.best.eg == 94 and a.verdict == "accept", a.summary()
+    # the DAG's neighbours of another lattice are named once, together
+    lines = [r for r in a.reasons if "not fitted" in r]
+    assert len(lines) == (1 if a.meta["skipped"] else 0)
+    assert all(f"{eg}" in lines[0] for eg in a.meta["skipped"])
 
 
 def test_family_sweep_follows_the_cell_metric():
