@@ -58,7 +58,7 @@ def group_interval(hits: Sequence[bool], groups: Sequence[int]) -> tuple[float, 
     independent trials and the binomial interval is too narrow. The design effect
     D = Var(p̂) / (p̂(1 − p̂)/n), with Var(p̂) = G/(G − 1) · Σ_g (k_g − p̂ n_g)² / n² the
     between-group variance of the ratio estimator over G groups (W. G. Cochran, *Sampling
-    Techniques*, 3rd ed., 1977, §6.6 and §9.2), gives n_eff = n / D, kept between G (all
+    Techniques*, 3rd ed., Wiley 1977, chapters 6 and 9), gives n_eff = n / D, kept between G (all
     of a group alike) and n (no clustering); where it cannot be estimated (k = 0, k = n,
     or one group), n_eff = G. The interval is :func:`wilson` at p̂ · n_eff of n_eff, so it
     is never narrower than the binomial one. (nan, nan) for no patterns.
@@ -345,8 +345,8 @@ def pipeline_report(cases: Sequence[dict[str, Any]], groups: Sequence[int] | Non
     size (:func:`group_interval`).
     """
     n = len(cases)
-    top1 = sum(_RIGHT["top1"](c) for c in cases)
-    top5 = sum(_RIGHT["top5"](c) for c in cases)
+    hit1 = [_RIGHT["top1"](c) for c in cases]
+    hit5 = [_RIGHT["top5"](c) for c in cases]
     system_right = [_system_right(c) for c in cases]
     table: dict[str, dict[str, int]] = {}
     for c, sys_ok in zip(cases, system_right, strict=True):
@@ -367,15 +367,15 @@ def pipeline_report(cases: Sequence[dict[str, Any]], groups: Sequence[int] | Non
     misses = Counter(system_miss(c) for c in wrong)
     confusions = Counter((_system(c["eg"]), _system(c["ranking"][0])) for c in wrong if c["ranking"])
     figures = {
-        "top1": _rate(top1, n),
-        "top5": _rate(top5, n),
+        "top1": _rate(sum(hit1), n),
+        "top5": _rate(sum(hit5), n),
         "crystal_system": _rate(sum(system_right), n),
         "accept_precision": _rate(sum(accepted_right(c) for c in accepted), len(accepted)),
         "coverage": _rate(len(accepted), n),
     }
     if groups is not None:
-        hits = {"top1": [_RIGHT["top1"](c) for c in cases], "top5": [_RIGHT["top5"](c) for c in cases],
-                "crystal_system": system_right, "accept_precision": [accepted_right(c) for c in accepted],
+        hits = {"top1": hit1, "top5": hit5, "crystal_system": system_right,
+                "accept_precision": [accepted_right(c) for c in accepted],
                 "coverage": [c["verdict"] == "accept" for c in cases]}
         outside = sorted(c["index"] for c in cases if not 0 <= c["index"] < len(groups))
         if outside:

@@ -16,10 +16,10 @@ Algorithm (:func:`rank`)
    candidates, e.g. an imperfect profile on real data, does not inflate the evidence),
    B = χ²/ĉ + k·p − 2 ln π(EG): p parameters, k = ln n by default (the BIC), and
    ln π an optional log prior of the EG (none by default); weights
-   wᵢ ∝ exp(−(Bᵢ − B_min)/2), normalised. A Pawley intensity is set by the few points
-   under its own peak, not by all n, so ln n overcharges it; ``parameter_penalty`` and
-   ``log_prior`` let a caller choose k and a prior (e.g. a network posterior) on
-   measured data.
+   wᵢ ∝ exp(−(Bᵢ − B_min)/2), normalised. ``parameter_penalty`` and ``log_prior`` let
+   a caller choose k (a Pawley intensity is set by the few points under its own peak,
+   not by all n) and a prior (e.g. a network posterior); the agent keeps the BIC, which
+   ranked the measured dev set best (docs/design.md).
 4. **Separability** of the leader L and each other candidate O. A *separating* group is
    one allowed by one EG whose every member hkl the other forbids; it is *resolved* when
    no group the other allows lies within ``resolution_fwhm`` · Γ of it. Its expected
