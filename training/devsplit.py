@@ -127,7 +127,8 @@ def dev_groups(path: str | Path = SPLIT_FILE) -> np.ndarray:
         The file does not list every index 0…n−1 once, or a group is not an integer.
     """
     path = Path(path)
+    rows = _rows(path)  # its own error names a bad index
     try:
-        return np.array([int(r["group"]) for r in _rows(path)])
+        return np.array([int(r["group"]) for r in rows])
     except (KeyError, TypeError, ValueError) as exc:
         raise ValueError(f"{path}: every row needs an integer group ({exc})") from None

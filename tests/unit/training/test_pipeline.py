@@ -50,6 +50,9 @@ def test_split_file_errors_name_the_file(tmp_path):
     bad.write_text("index,half,group\n0,A,0\n1,B,x\n")
     with pytest.raises(ValueError, match=r"split\.csv: every row needs an integer group"):
         dev_groups(bad)
+    bad.write_text("index,half,group\n0,A,0\n2,B,1\n")
+    with pytest.raises(ValueError, match=r"split\.csv: indices must be 0…1 in order"):
+        dev_groups(bad)
 
 
 @pytest.mark.parametrize(
