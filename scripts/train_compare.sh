@@ -4,7 +4,7 @@
 # each run's model. Writes, under $DEST: summary.txt and, per config, weights_<config>.safetensors
 # and model_<config>.tgz (the model's config and card, its training log, the fit summary).
 #
-#   N=500000 WORKERS=16 BUDGET=330 DEST=outputs/compare bash scripts/train_compare.sh base p25 p50d6
+#   N=500000 WORKERS=16 BUDGET=330 DEST=outputs/compare bash scripts/train_compare.sh base p25 p50d6 peaks
 #
 # PREFIX picks the config family (configs/$PREFIX_<name>.toml); on the 2-core CPU both runs
 # share the machine with one thread each:

@@ -44,7 +44,8 @@ def render_card(model_id: str, training: dict[str, Any], calibration: dict[str, 
         f"- width {model.get('width')}, depth {model.get('depth')}, heads {model.get('heads')}, "
         f"patch {model.get('patch_size')} points, stem {model.get('stem', 'patch')}, "
         f"pool {model.get('pool')}, physics PE {model.get('physics_pe')}, "
-        f"intensity transform {model.get('intensity_transform')}",
+        f"intensity transform {model.get('intensity_transform')}"
+        + (f", {model['peak_tokens']} peak tokens" if model.get("peak_tokens") else ""),
         f"- loss weights (bits, aux, fused, crystal system): {_fmt(list(fit.get('loss_weights', [])))}",
         "",
         "## Data and curriculum",

@@ -12,10 +12,15 @@ grid with
    convolutions (``stem="strided"``), which write a fifth of the activations;
 3. a physics-aware positional encoding: a small MLP of each patch's centre sin²θ, added to
    a learned absolute PE (``physics_pe=False`` keeps only the learned PE, for ablation);
-4. pre-LN transformer blocks (causal-free self-attention with ``scaled_dot_product_attention``);
-5. pooling (mean over measured patches, a CLS token, or "flatten": a linear map of all
-   tokens' projected features, which keeps each feature's position);
-6. two heads: the 37-bit *split* head (crystal system, centring, glide/screw bits) and the
+4. optionally (``peak_tokens=K``), a second token stream: the pattern's K highest peaks
+   (:func:`grid_peaks`), one token each from its sin²θ to a fraction of a grid step and
+   its height (:class:`PeakTokens`), beside the patch tokens in every block;
+5. pre-LN transformer blocks (causal-free self-attention with ``scaled_dot_product_attention``)
+   over the patch (and peak) tokens;
+6. pooling (mean over measured patches, a CLS token, or "flatten": a linear map of all
+   patch tokens' projected features, which keeps each feature's position, plus a map of
+   the peak tokens' mean);
+7. two heads: the 37-bit *split* head (crystal system, centring, glide/screw bits) and the
    99-way *auxiliary* head, fused into one EG distribution
 
        p = α · p_split + (1 − α) · p_aux,
@@ -48,10 +53,12 @@ from torch import nn
 from ratagent.patterns import MODEL_GRID, QGrid
 
 __all__ = [
+    "PeakTokens",
     "ViT",
     "ViTConfig",
     "ViTOutput",
     "config_summary",
+    "grid_peaks",
     "normalise_intensity",
     "split_log_probs",
 ]
@@ -61,6 +68,9 @@ N_SYSTEM_BITS = 7
 
 #: The stems :class:`ViTConfig` knows (module docstring, step 2).
 STEMS = ("conv", "strided", "patch")
+
+#: :class:`ViTConfig` fields of the peak-token stream, left out of a network without it.
+_PEAK_FIELDS = ("peak_tokens", "peak_frequencies")
 
 #: Smallest intensity scale; a pattern whose measured maximum is below this is all zeros.
 _EPS = 1e-12
@@ -87,13 +97,18 @@ class ViTConfig:
     stem_channels: int = 32  # channels of the first stem stage ("conv", "strided"; c, 2c, 3c, width)
     background_quantile: float = 0.1  # background = this quantile of the measured intensities
     intensity_transform: str = "sqrt"  # on (I − bg)/(max − bg): "sqrt", "log" or "none"
+    # 0: patch tokens only; K > 0: also the K highest peaks of the pattern, one token each
+    # (:class:`PeakTokens`), beside the patches in every block
+    peak_tokens: int = 0
+    peak_frequencies: int = 10  # Fourier features of a peak's sin²θ: 2⁰ … 2^(n−1) periods over the grid
     n_eg: int = 99  # extinction groups E (output index i is EG i + 1)
     n_bits: int = 37  # bits K of the split head's structured label code
 
     def __post_init__(self) -> None:
         if not isinstance(self.grid, QGrid):
             raise TypeError(f"grid must be a QGrid, got {type(self.grid).__name__}")
-        for name in ("patch_size", "width", "depth", "heads", "pe_hidden", "n_eg", "n_bits"):
+        for name in ("patch_size", "width", "depth", "heads", "pe_hidden", "peak_frequencies", "n_eg",
+                     "n_bits"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"ViTConfig.{name} must be a positive integer, got {value!r}")
@@ -103,6 +118,9 @@ class ViTConfig:
             raise ValueError(f"ViTConfig.mlp_ratio must be > 0, got {self.mlp_ratio!r}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"ViTConfig.dropout must be in [0, 1), got {self.dropout!r}")
+        k = self.peak_tokens
+        if not isinstance(k, int) or isinstance(k, bool) or k < 0:
+            raise ValueError(f"ViTConfig.peak_tokens must be an integer ≥ 0, got {self.peak_tokens!r}")
         if self.stem not in STEMS:
             raise ValueError(f"ViTConfig.stem must be one of {STEMS}, got {self.stem!r}")
         if self.pool not in ("mean", "cls", "flatten"):
@@ -128,8 +146,17 @@ class ViTConfig:
         return math.ceil(self.n_points / self.patch_size)
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain-JSON form (the grid as a nested dict)."""
-        return asdict(self)
+        """Plain-JSON form (the grid as a nested dict).
+
+        A network without peak tokens is written without the peak fields, as before they
+        existed: its configuration, and so the model id of a checkpoint saved then, stay
+        the same (:func:`ratagent.model.checkpoint.model_id_of`).
+        """
+        d = asdict(self)
+        if not self.peak_tokens:
+            for name in _PEAK_FIELDS:
+                del d[name]
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], *, saved: bool = False) -> ViTConfig:
@@ -366,6 +393,95 @@ class ConvStem(nn.Module):
         return self.norm(y.transpose(1, 2)).transpose(1, 2)
 
 
+def grid_peaks(
+    x: torch.Tensor, mask: torch.Tensor, sin2theta: torch.Tensor, k: int, window: int = 9
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The ``k`` highest local maxima of each normalised pattern, batched on the grid.
+
+    The pattern is smoothed with the binomial kernel (1, 4, 6, 4, 1)/16; a point is a peak
+    where it is the maximum of the ``window`` points around it and above 10⁻³, on a
+    measured point. Its position is refined by the parabola through it and its two
+    neighbours (a fraction of a grid step). The project's peak search
+    (:func:`ratagent.indexing.find_peaks`: background, Kα₂, profile fits) is made for
+    indexing and works one pattern at a time; this one runs on the whole batch in the
+    training step, on every pattern rendered, and sees the same input at training and
+    inference.
+
+    Parameters
+    ----------
+    x : Tensor, shape (B, N)
+        Normalised intensity (:func:`normalise_intensity`), 0 where unmeasured.
+    mask : Tensor of bool, shape (B, N)
+    sin2theta : Tensor, shape (N,)
+        The grid's coordinate (any monotonic scale; positions are returned on it).
+    k : int
+        Peaks per pattern (fewer maxima: the rest are padding, ``valid`` False).
+    window : int
+        Odd width in grid points within which only the highest maximum counts.
+
+    Returns
+    -------
+    position : Tensor, shape (B, k)
+        On the scale of ``sin2theta``, highest peak first.
+    height : Tensor, shape (B, k)
+        The smoothed normalised intensity at the maximum (0 for padding).
+    valid : Tensor of bool, shape (B, k)
+    """
+    if window < 3 or window % 2 == 0:
+        raise ValueError(f"window must be an odd number of grid points ≥ 3, got {window!r}")
+    kernel = x.new_tensor([1.0, 4.0, 6.0, 4.0, 1.0]).div(16.0).view(1, 1, 5)
+    xs = F.conv1d(x.unsqueeze(1), kernel, padding=2).squeeze(1)  # (B, N)
+    top = F.max_pool1d(xs.unsqueeze(1), window, stride=1, padding=window // 2).squeeze(1)
+    is_max = (xs >= top) & (xs > 1e-3) & mask
+    is_max[:, 0] = is_max[:, -1] = False  # a maximum needs both neighbours
+    scores = torch.where(is_max, xs, torch.full_like(xs, -1.0))
+    k_eff = min(k, xs.shape[1])
+    height, index = scores.topk(k_eff, dim=1)  # (B, k)
+    valid = height > 0
+    i = index.clamp(1, xs.shape[1] - 2)
+    y_lo, y_0, y_hi = xs.gather(1, i - 1), xs.gather(1, i), xs.gather(1, i + 1)
+    curvature = y_lo - 2.0 * y_0 + y_hi
+    shift = torch.where(curvature < 0, 0.5 * (y_lo - y_hi) / curvature.clamp_max(-1e-12),
+                        torch.zeros_like(y_0)).clamp(-0.5, 0.5)
+    s2 = sin2theta.to(xs.dtype)
+    step = (s2[i + 1] - s2[i - 1]) / 2.0  # local grid step, (B, k)
+    position = torch.where(valid, s2[i] + shift * step, torch.zeros_like(y_0))
+    height = torch.where(valid, height, torch.zeros_like(height))
+    if k_eff < k:
+        pad = k - k_eff
+        position, height = F.pad(position, (0, pad)), F.pad(height, (0, pad))
+        valid = F.pad(valid, (0, pad), value=False)
+    return position, height, valid
+
+
+class PeakTokens(nn.Module):
+    """One token per peak: Fourier features of its sin²θ and its height, through an MLP.
+
+    A patch token covers ``patch_size`` grid points (100 points: about 1° 2θ), so two
+    reflections in one patch share a token and its stem must encode both positions. A
+    peak token carries one reflection's position to a fraction of a grid step: the
+    features sin(2π 2ʲ s), cos(2π 2ʲ s) for j < ``peak_frequencies``, s = sin²θ/sin²θ_max,
+    resolve positions to about 1/2ⁿ of the range, which is where the absence rules act
+    (a missing line is a missing Q², h² + k² + l² in the cubic case). A learned type
+    vector tells peak tokens from patch tokens in the blocks. Like the stem's, the tokens
+    are layer-normalised, so peaks and patches enter the blocks at one scale.
+    """
+
+    def __init__(self, config: ViTConfig) -> None:
+        super().__init__()
+        n = config.peak_frequencies
+        self.register_buffer("frequencies", 2.0 * math.pi * 2.0 ** torch.arange(n, dtype=torch.float32))
+        self.embed = nn.Sequential(nn.Linear(2 * n + 1, config.width), nn.GELU(),
+                                   nn.Linear(config.width, config.width), nn.LayerNorm(config.width))
+        self.type_embed = nn.Parameter(torch.zeros(1, 1, config.width))
+
+    def forward(self, position: torch.Tensor, height: torch.Tensor) -> torch.Tensor:
+        """Positions on the (0, 1] scale and heights, each (B, K) → tokens (B, K, D)."""
+        phase = position.unsqueeze(2) * self.frequencies  # (B, K, n)
+        features = torch.cat([phase.sin(), phase.cos(), height.unsqueeze(2)], dim=2)  # (B, K, 2n + 1)
+        return self.embed(features) + self.type_embed
+
+
 class ViT(nn.Module):
     """Physics-informed ViT over a powder pattern on the model's Q grid.
 
@@ -434,6 +550,10 @@ class ViT(nn.Module):
         self.flatten_proj = (
             nn.Linear(T * config.flatten_dim, D) if config.pool == "flatten" else None
         )
+        # peak tokens (module docstring of PeakTokens); with the "flatten" pool their mean
+        # enters the pooled vector through its own map
+        self.peak_embed = PeakTokens(config) if config.peak_tokens else None
+        self.peak_pool = nn.Linear(D, D) if config.peak_tokens and config.pool == "flatten" else None
         self.pe_dropout = nn.Dropout(config.dropout)
         self.blocks = nn.ModuleList([Block(config) for _ in range(config.depth)])
         self.ln_f = nn.LayerNorm(D)
@@ -519,7 +639,8 @@ class ViT(nn.Module):
         Returns
         -------
         tokens : Tensor, shape (B, T', D)
-            T' = T, or T + 1 with the CLS token first.
+            T' = T + K (K = ``peak_tokens``: the patches first, then the peaks), one more
+            with the CLS token first.
         valid : Tensor of bool, shape (B, T')
         """
         x, valid = self.prepare_input(intensity, mask)
@@ -528,6 +649,12 @@ class ViT(nn.Module):
         if self.phys_pe is not None:
             pe = pe + self.phys_pe(self.patch_sin2theta).unsqueeze(0)  # (1, T, D)
         tok = tok + pe
+        if self.peak_embed is not None:
+            N = self.config.n_points
+            position, height, found = grid_peaks(x[:, 0, :N], x[:, 2, :N] > 0, self.sin2theta[0, 0, :N],
+                                                 self.config.peak_tokens)
+            tok = torch.cat([tok, self.peak_embed(position, height)], dim=1)  # (B, T + K, D)
+            valid = torch.cat([valid, found], dim=1)
         if self.cls_token is not None:
             tok = torch.cat([self.cls_token.expand(tok.shape[0], -1, -1), tok], dim=1)
             valid = F.pad(valid, (1, 0), value=True)
@@ -549,10 +676,16 @@ class ViT(nn.Module):
         if self.cls_token is not None:
             pooled = tokens[:, 0]  # (B, D)
         elif self.token_proj is not None and self.flatten_proj is not None:
-            f = self.token_proj(tokens)  # (B, T, F)
+            T = self.config.n_tokens
+            f = self.token_proj(tokens[:, :T])  # (B, T, F)
             if valid is not None:  # unmeasured tokens contribute exactly zero
-                f = f * valid.unsqueeze(2).to(f.dtype)
-            pooled = F.gelu(self.flatten_proj(f.flatten(1)))  # (B, D)
+                f = f * valid[:, :T].unsqueeze(2).to(f.dtype)
+            z = self.flatten_proj(f.flatten(1))  # (B, D)
+            if self.peak_pool is not None:  # the mean of the found peaks' tokens
+                w = (torch.ones(tokens.shape[:2], dtype=torch.bool, device=tokens.device) if valid is None
+                     else valid)[:, T:].unsqueeze(2).to(tokens.dtype)  # (B, K, 1)
+                z = z + self.peak_pool((tokens[:, T:] * w).sum(1) / w.sum(1).clamp_min(1.0))
+            pooled = F.gelu(z)  # (B, D)
         elif valid is None:
             pooled = tokens.mean(dim=1)
         else:

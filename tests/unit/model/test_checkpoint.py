@@ -45,6 +45,18 @@ def test_round_trip_gives_identical_outputs(saved):
     assert model_id in card and "temperature T: 4" in card
 
 
+def test_a_peak_token_network_round_trips(tmp_path, tiny_model):
+    model = tiny_model(seed=3, peak_tokens=8, peak_frequencies=6)
+    cal = Calibration(temperature=2.0, prior_weight=0.0, log_prior=None)
+    model_id = save(model, cal, tmp_path / "ckpt", training={})
+    ckpt = load_checkpoint(tmp_path / "ckpt")
+    assert ckpt.model_id == model_id
+    assert (ckpt.config.peak_tokens, ckpt.config.peak_frequencies) == (8, 6)
+    x = torch.rand(2, model.config.n_points, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        assert torch.equal(ckpt.model(x).log_p, model(x).log_p)
+
+
 def test_saving_the_same_weights_gives_the_same_id(saved, tmp_path):
     model, cal, _, model_id = saved
     assert save(model, cal, tmp_path / "again") == model_id

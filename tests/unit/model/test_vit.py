@@ -7,7 +7,14 @@ import pytest
 import torch
 
 from ratagent.crystallography import labels
-from ratagent.model.vit import ViT, ViTConfig, _pool_factors, normalise_intensity, split_log_probs
+from ratagent.model.vit import (
+    ViT,
+    ViTConfig,
+    _pool_factors,
+    grid_peaks,
+    normalise_intensity,
+    split_log_probs,
+)
 from ratagent.patterns import MODEL_GRID
 
 B = 3
@@ -36,6 +43,8 @@ def test_default_config_is_the_shipped_grid():
         ("pool", "max", "pool"),
         ("dropout", 1.0, "dropout"),
         ("intensity_transform", "cbrt", "intensity_transform"),
+        ("peak_tokens", -1, "peak_tokens"),
+        ("peak_frequencies", 0, "peak_frequencies"),
     ],
 )
 def test_config_rejects_bad_values(field, value, match, tiny_config):
@@ -46,6 +55,11 @@ def test_config_rejects_bad_values(field, value, match, tiny_config):
 def test_config_round_trips_through_dict(tiny_config):
     cfg = tiny_config(pool="cls", physics_pe=False)
     assert ViTConfig.from_dict(cfg.to_dict()) == cfg
+    peaks = tiny_config(peak_tokens=16, peak_frequencies=8)
+    assert ViTConfig.from_dict(peaks.to_dict()) == peaks
+    # without peak tokens the dict is the one written before the peak fields existed, so
+    # the model ids of checkpoints saved then still match
+    assert "peak_tokens" not in cfg.to_dict() and "peak_frequencies" not in cfg.to_dict()
     with pytest.raises(ValueError, match="unknown ViTConfig field"):
         ViTConfig.from_dict({**cfg.to_dict(), "colour": "red"})
 
@@ -78,10 +92,11 @@ def test_fusion_is_the_alpha_mixture_of_both_heads(tiny_model):
     torch.testing.assert_close(out.log_p.exp(), expected, rtol=1e-5, atol=1e-7)
 
 
-@pytest.mark.parametrize(("pool", "stem"), [("mean", "patch"), ("cls", "patch"), ("flatten", "conv"),
-                                            ("flatten", "strided")])
-def test_unmeasured_region_does_not_change_the_output(pool, stem, tiny_model):
-    model = tiny_model(pool=pool, stem=stem)
+@pytest.mark.parametrize(("pool", "stem", "peaks"), [("mean", "patch", 0), ("cls", "patch", 0),
+                                                     ("flatten", "conv", 0), ("flatten", "strided", 0),
+                                                     ("flatten", "strided", 12), ("cls", "conv", 12)])
+def test_unmeasured_region_does_not_change_the_output(pool, stem, peaks, tiny_model):
+    model = tiny_model(pool=pool, stem=stem, peak_tokens=peaks)
     x = _batch()
     mask = torch.ones_like(x, dtype=torch.bool)
     mask[:, 600:] = False  # e.g. a short-wavelength pattern measured only to low Q
@@ -292,3 +307,78 @@ def test_system_term_needs_one_system_per_eg_in_the_code(tiny_config):
     assert torch.isfinite(model.loss(out, target, (1.0, 1.0, 1.0)))
     with pytest.raises(ValueError, match="one-hot"):
         model.loss(out, target, (1.0, 1.0, 1.0, 1.0))
+
+
+@pytest.mark.parametrize("pool", ["mean", "cls", "flatten"])
+def test_peak_tokens_follow_the_patch_tokens(pool, tiny_model):
+    model = tiny_model(pool=pool, peak_tokens=12)
+    with torch.no_grad():
+        out = model(_batch())
+        tokens, valid = model.forward_features(_batch())
+    torch.testing.assert_close(out.log_p.exp().sum(1), torch.ones(B), rtol=0, atol=1e-5)
+    assert tokens.shape == (B, (pool == "cls") + 86 + 12, 32)
+    assert valid.shape == tokens.shape[:2]
+    # random intensities have more than 12 local maxima: every peak token is used
+    assert valid.all()
+    torch.testing.assert_close(model(_batch()).log_p, model(37.0 * _batch() + 250.0).log_p, rtol=0, atol=1e-5)
+
+
+def _gaussians(centres, heights, n: int = N, sigma: float = 2.0) -> torch.Tensor:
+    i = torch.arange(n, dtype=torch.float64)
+    return sum(h * torch.exp(-0.5 * ((i - c) / sigma) ** 2) for c, h in zip(centres, heights, strict=True))
+
+
+def test_grid_peaks_finds_each_peak_to_a_fraction_of_a_grid_step():
+    s2 = torch.linspace(0.01, 0.6, N, dtype=torch.float64) ** 1.2  # any monotonic, uneven grid
+    centres, heights = (120.3, 431.75, 700.5), (0.4, 1.0, 0.7)
+    x = _gaussians(centres, heights).unsqueeze(0)
+    position, height, valid = grid_peaks(x, torch.ones_like(x, dtype=torch.bool), s2, 5)
+    assert valid.tolist() == [[True, True, True, False, False]]
+    order = [1, 2, 0]  # highest first
+    truth = np.interp([centres[j] for j in order], np.arange(N), s2.numpy())
+    step = np.interp([centres[j] for j in order], np.arange(N - 1), np.diff(s2.numpy()))
+    np.testing.assert_array_less(np.abs(position[0, :3].numpy() - truth), 0.1 * step)
+    # the heights of the smoothed pattern: the binomial kernel's variance is one grid step²
+    smoothed = [heights[j] * 2.0 / np.sqrt(2.0**2 + 1.0) for j in order]
+    np.testing.assert_allclose(height[0, :3].numpy(), smoothed, rtol=0.03)
+    assert (position[0, 3:] == 0).all() and (height[0, 3:] == 0).all()
+
+
+def test_grid_peaks_keeps_two_reflections_of_one_patch_apart():
+    """Two lines 7 grid points apart (one 10-point patch) are two peaks, each where it is."""
+    s2 = torch.linspace(0.0, 1.0, N)
+    x = _gaussians((300.0, 307.0), (1.0, 0.8), sigma=1.5).float().unsqueeze(0)
+    position, _, valid = grid_peaks(x, torch.ones_like(x, dtype=torch.bool), s2, 4)
+    assert valid[0].tolist() == [True, True, False, False]
+    np.testing.assert_allclose(position[0, :2].numpy() * (N - 1), [300.0, 307.0], atol=0.15)
+
+
+def test_grid_peaks_ignores_unmeasured_points_and_checks_its_window():
+    s2 = torch.linspace(0.0, 1.0, N)
+    x = _gaussians((100.0, 500.0), (0.5, 1.0)).float().unsqueeze(0)
+    mask = torch.ones_like(x, dtype=torch.bool)
+    mask[:, 450:] = False
+    position, _, valid = grid_peaks(x * mask, mask, s2, 3)
+    assert valid[0].tolist() == [True, False, False]
+    assert position[0, 0].item() * (N - 1) == pytest.approx(100.0, abs=0.1)
+    with pytest.raises(ValueError, match="window"):
+        grid_peaks(x, mask, s2, 3, window=4)
+
+
+@pytest.mark.parametrize("index", [0, 115, 253])
+def test_grid_peaks_finds_the_strong_lines_that_the_indexing_peak_search_finds(index, rruff_dev):
+    """On measured RRUFF patterns the batched detector and the indexing's profile-fitting
+    peak search (an independent method) agree on the strong lines: at least 13 of the 15
+    strongest within 0.05° 2θ of one of the detector's 48 peaks."""
+    from ratagent.indexing import find_peaks
+    from ratagent.patterns import CU_KA1_ANGSTROM, Pattern, resample_to_q_grid
+
+    pattern = Pattern(rruff_dev["two_theta"], rruff_dev["intensity"][index].astype(float), CU_KA1_ANGSTROM)
+    y, m = resample_to_q_grid(pattern, MODEL_GRID)
+    mask = torch.from_numpy(m)[None]
+    x = normalise_intensity(torch.from_numpy(y).float()[None], mask)
+    position, _, valid = grid_peaks(x, mask, torch.from_numpy(MODEL_GRID.sin2theta).float(), 48)
+    found = np.degrees(2.0 * np.arcsin(np.sqrt(position[0][valid[0]].numpy())))
+    lines = find_peaks(pattern)
+    strong = np.asarray(lines.two_theta)[np.argsort(-np.asarray(lines.height))[:15]]
+    assert (np.abs(strong[:, None] - found[None]).min(1) < 0.05).sum() >= 13

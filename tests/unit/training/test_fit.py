@@ -1,12 +1,13 @@
 """Training loop: exact resume, curriculum bookkeeping, config parsing."""
 
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from ratagent.model.vit import ViTConfig
+from ratagent.model.vit import ViT, ViTConfig
 from ratagent.patterns import QGrid
 from ratagent.simulation import write_bank
 from training.config import PRESETS, FitConfig, Phase
@@ -74,6 +75,16 @@ def test_config_from_toml(tmp_path):
     f.write_text('bank_dir = "b"\nout_dir = "o"\n[[phases]]\nname = "x"\nsteps = 1\npreset = "nope"\n')
     with pytest.raises(ValueError, match="nope"):
         FitConfig.from_toml(f)
+
+
+CONFIGS = sorted((Path(__file__).resolve().parents[3] / "configs").glob("*.toml"))
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=[p.stem for p in CONFIGS])
+def test_every_config_in_the_repository_reads_and_builds_its_network(path):
+    cfg = FitConfig.from_toml(path)
+    assert cfg.total_steps > 0
+    assert ViT(cfg.model).num_parameters() > 0
 
 
 def test_missing_bank_is_a_clear_error(tmp_path):
@@ -197,3 +208,12 @@ def test_time_budget_scales_the_curriculum_and_resumes_it(bank, tmp_path, monkey
 def test_a_time_budget_that_is_no_duration_is_named(tmp_path, budget):
     with pytest.raises(ValueError, match="time_budget_s must be a number of seconds >= 0"):
         fit(_config(tmp_path, tmp_path / "run"), time_budget_s=budget, progress=False)
+
+
+def test_the_model_card_names_the_peak_tokens():
+    from training.card import render_card
+
+    plain = ViTConfig().to_dict()
+    peaks = ViTConfig(peak_tokens=48).to_dict()
+    assert "peak tokens" not in render_card("0" * 16, {"fit": {"model": plain}})
+    assert ", 48 peak tokens" in render_card("0" * 16, {"fit": {"model": peaks}})
