@@ -159,7 +159,10 @@ class FitConfig:
         """Read a TOML file (format in the module docstring); keyword overrides win."""
         data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
         data.update({k: v for k, v in overrides.items() if v is not None})
-        model = ViTConfig.from_dict(data.pop("model", {}))
+        try:
+            model = ViTConfig.from_dict(data.pop("model", {}))
+        except (TypeError, ValueError) as exc:  # name the file the bad [model] value is in
+            raise ValueError(f"{path}: [model]: {exc}") from exc
         phases = []
         for raw in data.pop("phases", []):
             raw = dict(raw)

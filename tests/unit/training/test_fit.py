@@ -75,6 +75,9 @@ def test_config_from_toml(tmp_path):
     f.write_text('bank_dir = "b"\nout_dir = "o"\n[[phases]]\nname = "x"\nsteps = 1\npreset = "nope"\n')
     with pytest.raises(ValueError, match="nope"):
         FitConfig.from_toml(f)
+    f.write_text('bank_dir = "b"\nout_dir = "o"\n[model]\npeak_tokens = -4\n')
+    with pytest.raises(ValueError, match=r"run\.toml: \[model\]: ViTConfig\.peak_tokens .* got -4"):
+        FitConfig.from_toml(f)
 
 
 CONFIGS = sorted((Path(__file__).resolve().parents[3] / "configs").glob("*.toml"))
