@@ -14,7 +14,8 @@ import numpy as np
 
 from ratagent.patterns import CU_KA1_ANGSTROM, QGrid
 
-__all__ = ["CU_KA2_ANGSTROM", "CU_KA2_RATIO", "RADIATIONS", "Instrument", "radiation_lines", "tch_mix"]
+__all__ = ["CU_KA2_ANGSTROM", "CU_KA2_RATIO", "KBETA_ANGSTROM", "RADIATIONS", "Instrument", "radiation_lines",
+           "tch_mix"]
 
 #: Cu Kα2 wavelength in Å (Hölzer et al. 1997: 1.544 427 Å).
 CU_KA2_ANGSTROM = 1.5444
@@ -33,6 +34,14 @@ RADIATIONS: dict[str, tuple[float, float, float]] = {
     "Cu": (CU_KA1_ANGSTROM, CU_KA2_ANGSTROM, CU_KA2_RATIO),
     "Mo": (0.709317, 0.713607, 0.5),
     "Ag": (0.559407, 0.563798, 0.5),
+}
+
+
+#: Kβ1 wavelength (Å) of each anode: λ = hc/E from the Kβ1 emission energies of the X-ray
+#: Data Booklet (LBNL, Table 1-2, after Bearden, Rev. Mod. Phys. 39, 78 (1967)). A β filter
+#: or a graded mirror leaves about 1 % of it; monochromated data have none.
+KBETA_ANGSTROM: dict[str, float] = {
+    "Cr": 2.08492, "Fe": 1.75665, "Co": 1.62083, "Cu": 1.39225, "Mo": 0.63230, "Ag": 0.49708,
 }
 
 
@@ -156,6 +165,12 @@ class Instrument:
             if self.wavelengths_angstrom == (ka1, ka2) and self.line_ratios == (1.0, ratio):
                 return element
         return None
+
+    @property
+    def kbeta_angstrom(self) -> float | None:
+        """The Kβ1 wavelength of the anode (:data:`KBETA_ANGSTROM`), Å; None for one line (mono)."""
+        anode = self.anode
+        return None if anode is None else KBETA_ANGSTROM[anode]
 
     @property
     def radiation(self) -> str:

@@ -5,7 +5,7 @@ import pytest
 
 from ratagent.indexing import find_peaks
 from ratagent.indexing.background import rachinger_strip, snip_background
-from ratagent.indexing.peaks import pseudo_voigt
+from ratagent.indexing.peaks import kbeta_satellites, pseudo_voigt
 from ratagent.instrument import CU_KA2_ANGSTROM, Instrument
 from ratagent.patterns import CU_KA1_ANGSTROM, Pattern
 
@@ -146,3 +146,63 @@ def test_broad_lines_of_measured_dev_pattern_262_are_found(rruff_dev):
     for line in (26.16, 33.95, 39.67, 53.80, 54.92, 56.16, 85.44):
         assert np.abs(peaks.two_theta - line).min() < 0.05, (line, np.round(peaks.two_theta, 2))
     assert len(peaks) <= 14
+
+
+def _kbeta(two_theta_deg, kbeta_angstrom):
+    return 2 * np.degrees(np.arcsin(np.sin(np.radians(two_theta_deg / 2)) * kbeta_angstrom / CU_KA1_ANGSTROM))
+
+
+def test_kbeta_lines_of_a_filtered_tube_are_dropped_and_the_kalpha_lines_kept():
+    """A Ni-filtered Cu tube leaves Kβ1 lines at a few per cent of their Kα1 parents, 2θ
+    lower by about 10 %; with the anode known they are not peaks of the phase."""
+    rng = np.random.default_rng(8)
+    kb = Instrument().kbeta_angstrom
+    base = _pattern(rng, True)
+    x, y = base.two_theta, base.intensity.copy()
+    fwhm = 0.08
+    for p, h in zip(POSITIONS, HEIGHTS * 4, strict=True):  # strong lines: their satellites stand out
+        y += rng.poisson(pseudo_voigt(x, p, h * fwhm * 1.2, fwhm, 0.4)) + rng.poisson(
+            pseudo_voigt(x, _kbeta(p, kb), 0.025 * h * fwhm * 1.2, fwhm, 0.4))
+    pat = Pattern(x, y, CU_KA1_ANGSTROM)
+    satellites = _kbeta(POSITIONS[HEIGHTS >= 900], kb)
+    kept = find_peaks(pat, alpha2=(CU_KA2_ANGSTROM, 0.5), kbeta_angstrom=kb)
+    seen = find_peaks(pat, alpha2=(CU_KA2_ANGSTROM, 0.5))
+    assert all(np.abs(seen.two_theta - s).min() < 0.02 for s in satellites), seen.two_theta
+    assert all(np.abs(kept.two_theta - s).min() > 0.05 for s in satellites), kept.two_theta
+    for p in POSITIONS[POSITIONS != SHOULDER]:
+        assert np.abs(kept.two_theta - p).min() < 0.01, p
+
+
+def test_a_line_stronger_than_a_kbeta_satellite_is_kept_where_kbeta_would_fall():
+    ratio = Instrument().kbeta_angstrom / CU_KA1_ANGSTROM
+    parent = 45.0
+    at_kbeta = _kbeta(parent, Instrument().kbeta_angstrom)
+    tth = np.array([at_kbeta, at_kbeta + 3.0, parent])
+    fwhm = np.full(3, 0.1)
+    assert kbeta_satellites(tth, np.array([1.5, 1.5, 100.0]), fwhm, ratio).tolist() == [True, False, False]
+    assert not kbeta_satellites(tth, np.array([10.0, 1.5, 100.0]), fwhm, ratio).any()
+    with pytest.raises(ValueError, match="kbeta_ratio"):
+        kbeta_satellites(tth, np.ones(3), fwhm, 1.1)
+
+
+def test_kbeta_lines_of_measured_dev_pattern_378_are_dropped(rruff_dev):
+    """RRUFF dev pattern 378 (Fm-3m, a = 6.29 Å): a line at 1.4 % of the strongest (200,
+    28.38°) sits at 25.59°, where Cu Kβ1 puts 200; the indexing counted it as a strong
+    line that its cubic cell left unindexed."""
+    pat = Pattern(rruff_dev["two_theta"], rruff_dev["intensity"][378].astype(float), CU_KA1_ANGSTROM)
+    assert np.abs(find_peaks(pat, alpha2=(CU_KA2_ANGSTROM, 0.5)).two_theta - 25.594).min() < 0.01
+    peaks = find_peaks(pat, alpha2=(CU_KA2_ANGSTROM, 0.5), kbeta_angstrom=Instrument().kbeta_angstrom)
+    assert np.abs(peaks.two_theta - 25.594).min() > 0.1
+    assert np.abs(peaks.two_theta - 28.383).min() < 0.01
+
+
+def test_kbeta_wavelengths_lie_below_kalpha_for_every_anode():
+    from ratagent.instrument import KBETA_ANGSTROM, RADIATIONS
+
+    assert set(KBETA_ANGSTROM) == set(RADIATIONS)
+    # Kβ (3p → 1s) is 9–11 % shorter than Kα (2p → 1s), the more so the heavier the anode
+    ratios = [KBETA_ANGSTROM[a] / RADIATIONS[a][0] for a in ("Cr", "Fe", "Co", "Cu", "Mo", "Ag")]
+    assert all(0.88 < r < 0.92 for r in ratios), ratios
+    assert ratios == sorted(ratios, reverse=True)
+    assert Instrument().kbeta_angstrom == pytest.approx(1.3922, abs=1e-4)  # Cu Kβ1, 8.905 keV
+    assert Instrument.synchrotron(0.7).kbeta_angstrom is None
