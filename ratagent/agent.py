@@ -64,7 +64,10 @@ Algorithm (:meth:`Agent.assess`, docs/design.md "The loop, per frame")
      the competing cells and the leading EGs. ``meta["cell_evidence"]`` holds what was
      weighed.
    * when indexing declines: ``flag`` with the posterior ranking ("did not refine"): no
-     EG is accepted without a refined cell unless ``accept_posterior_only``.
+     EG is accepted without a refined cell unless ``accept_posterior_only``. When the
+     indexing's best (unconvincing) cell is triclinic, EG 99 leads that ranking
+     (``unconvincing_triclinic_first``): the network does not tell triclinic patterns
+     apart.
 
 Any exception raised while assessing becomes a ``flag`` whose reason is the error text
 (:meth:`Agent.assess_safely`); the live loop never dies on one bad frame.
@@ -156,6 +159,9 @@ class AgentConfig:
     # a flagged refined assessment lists this many fitted EGs, then the network's most
     # probable (ratagent.trust.undecided_order; None: the order of the fits)
     undecided_fitted: int | None = 1
+    # without a convincing cell, a triclinic cell that leads the indexing puts EG 99 first in
+    # the (unrefined, flagged) list: the network does not tell triclinic patterns apart
+    unconvincing_triclinic_first: bool = True
 
     def __post_init__(self) -> None:
         for name in ("top_k", "max_candidates", "index_cells"):
@@ -396,6 +402,8 @@ class Agent:
                           meta={**out.meta, "cell_from_indexing": used, **indexing})
             if out.verdict == "accept" and out.refined:
                 out = self._trusted(out, posterior)
+            elif not out.refined and cfg.unconvincing_triclinic_first:
+                out = self._triclinic_first(out, posterior)
         if out.verdict == "accept" and out.refined:
             out = self._widened(out)
         elif out.verdict == "flag" and out.refined and cfg.undecided_fitted is not None:
@@ -420,6 +428,26 @@ class Agent:
                 "list (EGs fitted in a doubtful cell fail together)")
         return replace(out, candidates=candidates, reasons=(*out.reasons, note),
                        meta={**out.meta, "fitted_order": fitted})
+
+    def _triclinic_first(self, out: Assessment, posterior: EGPosterior) -> Assessment:
+        """An unrefined assessment whose indexing convinced no cell but ranked a triclinic
+        one first, with EG 99 (P 1 or P -1) moved to the head of its candidates.
+
+        The network ranks EG 99 second to seventh on nearly every triclinic dev pattern and
+        first on none, so its list alone never leads with the triclinic answer; a
+        triclinic cell that indexes most of the first lines, if not convincingly, is the
+        better guess (dev set: 4 triclinic patterns gained, 1 orthorhombic one lost, both
+        halves up). The verdict stays what it was: no cell, no accept.
+        """
+        best = (out.meta.get("indexing") or [{}])[0]
+        if best.get("crystal_system") != "triclinic" or not out.candidates or out.candidates[0].eg == 99:
+            return out
+        tri = next((c for c in out.candidates if c.eg == 99), None)
+        tri = tri or Candidate(99, extinction_group(99).symbol, posterior.prob(99))
+        rest = tuple(c for c in out.candidates if c.eg != 99)
+        note = (f"the best cell the indexing found is triclinic ({format_cell(best['cell'])}, "
+                f"M{best['n_lines']} = {best['m20']:.0f}, not convincing): EG 99 leads the list")
+        return replace(out, candidates=(tri, *rest), reasons=(*out.reasons, note))
 
     def _no_signal(self, problem: str, count_time: float | None) -> Assessment:
         """A ``flag`` with nothing ranked: the frame holds no diffraction signal (step 0)."""

@@ -335,3 +335,23 @@ def test_no_indexed_cell_holds_atoms_closer_than_crystals_do(agent, rruff_dev):
     cells = a.meta["indexing"]
     assert cells and agent.config.min_translation_angstrom == 2.2
     assert min(niggli_cell(c["cell"], c["centring"])[0] for c in cells) >= 2.2, cells
+
+
+@pytest.mark.slow
+def test_an_unconvincing_triclinic_cell_puts_eg_99_first(agent, rruff_dev):
+    """Measured dev pattern 50 (triclinic, EG 99): no cell convinces, and the best one is
+    triclinic (17–18 of 20 lines, M20 ≈ 18). The network ranks EG 99 below P 1 21/c 1-like
+    EGs on triclinic patterns, so the flagged list led with a monoclinic EG; the
+    triclinic cell's evidence puts EG 99 first, and the verdict stays a flag."""
+    from ratagent.instrument import Instrument
+    from ratagent.patterns import CU_KA1_ANGSTROM
+
+    pattern = Pattern(rruff_dev["two_theta"], rruff_dev["intensity"][50], CU_KA1_ANGSTROM)
+    a = Agent(agent.classifier, agent.config, instrument=Instrument()).assess(pattern, count_time=None)
+    assert a.verdict == "flag" and not a.refined, a.summary()
+    assert a.meta["indexing"][0]["crystal_system"] == "triclinic"
+    assert a.best.eg == 99, a.summary()
+    assert any("EG 99 leads" in r for r in a.reasons)
+    off = replace(agent.config, unconvincing_triclinic_first=False)
+    plain = Agent(agent.classifier, off, instrument=Instrument()).assess(pattern, count_time=None)
+    assert plain.best.eg != 99
