@@ -287,7 +287,7 @@ def _system_right(case: dict[str, Any]) -> bool:
 
 #: Why a leading EG is of the wrong crystal system (:func:`system_miss`), in report order.
 SYSTEM_MISSES = (
-    "no convincing cell; the network's EG is of another system",
+    "no convincing cell; the unrefined list's EG is of another system",
     "a cell of the true system was indexed; a cell of another won",
     "cells of other systems indexed; one of the true system among the five best",
     "a cell of the true system indexed, ranked below the five best",

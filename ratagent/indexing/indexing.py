@@ -420,8 +420,8 @@ def _merge(
     against 101). Nor does it need any share of the M20 when its lines fit within
     :data:`_POSITION_ACCURACY_DEG`: M20 grows as 1/ε, and a lower-symmetry cell that
     fits 0.001° where the higher one fits 0.007° outranks it by a factor of seven on
-    errors below what the positions are known to (RRUFF R050102-like Fm-3m pattern, a
-    rhombohedral description of the cubic F lattice, M7 2290 against 664).
+    errors below what the positions are known to (measured dev pattern 424, Fm-3m: a
+    rhombohedral description of its cubic F lattice, M7 2290 against 664).
     """
     cands = sorted(cands, key=lambda c: -c.m20)
     groups: list[list[CandidateCell]] = []

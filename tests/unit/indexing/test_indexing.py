@@ -924,27 +924,31 @@ def test_refinement_starts_from_the_zero_shift_a_trial_was_solved_with():
         refine_cell("cubic", p0, tth, CU_KA1_ANGSTROM, 0.03, 0.3, zero0=0.5)
 
 
-def test_measured_garnet_dev_pattern_195_indexes_as_cubic_i(rruff_dev):
-    """RRUFF dev pattern 195 (space group Ia-3d, a garnet; Cu Kα1/Kα2): its 2θ scale reads
-    about 0.08° high and its first strong lines are 400 and 420. The indexing found no
-    cubic cell and ranked a rhombohedral one (a = 11.86, c = 5.49 Å) first."""
-    pat = Pattern(rruff_dev["two_theta"], rruff_dev["intensity"][195].astype(float), CU_KA1_ANGSTROM)
+def _best_dev_cell(rruff_dev, i: int):
+    """The indexing's best cell of dev pattern ``i`` as the agent indexes it, checked convincing."""
+    pat = Pattern(rruff_dev["two_theta"], rruff_dev["intensity"][i].astype(float), CU_KA1_ANGSTROM)
     result = index(find_peaks(pat, instrument=Instrument()), min_translation=2.2)
-    best = result.candidates[0]
     assert result.convincing, str(result)
-    assert (best.crystal_system, best.centring) == ("cubic", "I"), str(result)
-    assert best.cell[0] == pytest.approx(11.86, abs=0.02)
+    return result.candidates[0], str(result)
 
 
-def test_measured_rock_salt_dev_pattern_424_indexes_as_cubic_f(rruff_dev):
-    """RRUFF dev pattern 424 (space group Fm-3m; Cu Kα1/Kα2): four strong lines, 200, 220,
-    222 and 400, and a faint 111. A rhombohedral description of the same lattice (a = 3.27,
-    c = 8.02 Å: the F cell's primitive one) fits them to 0.001° against the cubic cell's
-    0.007°, so it outranked it by M7 2290 to 664; it predicts 11 lines where the pattern
-    has 5, so no cell convinced. Both fit within what line positions are known to."""
-    pat = Pattern(rruff_dev["two_theta"], rruff_dev["intensity"][424].astype(float), CU_KA1_ANGSTROM)
-    result = index(find_peaks(pat, instrument=Instrument()), min_translation=2.2)
-    best = result.candidates[0]
-    assert result.convincing, str(result)
-    assert (best.crystal_system, best.centring) == ("cubic", "F"), str(result)
-    assert best.cell[0] == pytest.approx(4.633, abs=0.005)
+@pytest.mark.parametrize(
+    ("i", "centring", "a"),
+    [
+        # Ia-3d, a garnet: its 2θ scale reads about 0.08° high and its first strong lines
+        # are 400 and 420; the indexing found no cubic cell and ranked a rhombohedral one
+        # (a = 11.86, c = 5.49 Å) first
+        (195, "I", 11.86),
+        # Fm-3m: four strong lines, 200, 220, 222 and 400, and a faint 111. A rhombohedral
+        # description of the same lattice (a = 3.27, c = 8.02 Å: the F cell's primitive one)
+        # fits them to 0.001° against the cubic cell's 0.007°, so it outranked it by M7 2290
+        # to 664, and then predicted 11 lines where the pattern has 5, so no cell convinced.
+        # Both fit within what line positions are known to.
+        (424, "F", 4.633),
+    ],
+)
+def test_measured_cubic_dev_patterns_index_as_their_cubic_lattice(rruff_dev, i, centring, a):
+    """RRUFF dev patterns of cubic minerals (Cu Kα1/Kα2) index as their cubic lattice."""
+    best, text = _best_dev_cell(rruff_dev, i)
+    assert (best.crystal_system, best.centring) == ("cubic", centring), text
+    assert best.cell[0] == pytest.approx(a, abs=0.02)
