@@ -131,6 +131,10 @@ class AgentConfig:
     # which no crystal holds closer than about 2.2 Å (Be metal, a = 2.29 Å); `index`'s own
     # default is lower, for simulated random structures, whose atoms may lie 1.6 Å apart
     min_translation_angstrom: float = 2.2
+    # shortest edge of an indexed primitive cubic cell, Å (`index`'s min_cubic_p): no crystal
+    # has one under about 2.6 Å (α-Po, a = 3.35 Å; CsCl-type BeNi, a ≈ 2.61 Å), while a bcc
+    # metal's first four lines index as cubic P with a/√2 (Mo: 2.23 Å)
+    min_cubic_p_angstrom: float = 2.55
     # with a cell, candidates only from the highest-symmetry lattice family its metric admits
     metric_family_only: bool = True
     # ... and, for an indexed cell of a lower lattice than its metric's (a monoclinic cell with
@@ -175,9 +179,10 @@ class AgentConfig:
             value = getattr(self, name)
             if not (math.isfinite(value) and value > 0):
                 raise ValueError(f"AgentConfig.{name} must be a positive number, got {value!r}")
-        if not (math.isfinite(self.min_translation_angstrom) and self.min_translation_angstrom >= 0):
-            raise ValueError(f"AgentConfig.min_translation_angstrom must be ≥ 0 Å, got "
-                             f"{self.min_translation_angstrom!r}")
+        for name in ("min_translation_angstrom", "min_cubic_p_angstrom"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"AgentConfig.{name} must be ≥ 0 Å, got {value!r}")
         if self.target_peak_snr < self.min_peak_snr:
             raise ValueError(
                 f"AgentConfig.target_peak_snr={self.target_peak_snr} is below "
@@ -500,9 +505,10 @@ class Agent:
         inst = self.instrument
         if inst is not None and len(inst.wavelengths_angstrom) > 1:
             alpha2 = (inst.wavelengths_angstrom[1], inst.line_ratios[1] / inst.line_ratios[0])
-        result = index(find_peaks(pattern, alpha2=alpha2),
-                       min_translation=self.config.min_translation_angstrom)
-        leading = result.leading(self.config.index_cells)
+        cfg = self.config
+        result = index(find_peaks(pattern, alpha2=alpha2), min_translation=cfg.min_translation_angstrom,
+                       min_cubic_p=cfg.min_cubic_p_angstrom)
+        leading = result.leading(cfg.index_cells)
         info = {"indexing": [_cell_info(c, result.passes(c)) for c in result.candidates[:5]],
                 "indexing_convincing": bool(result.convincing),
                 "indexing_families": _family_ranks(result),
@@ -592,6 +598,8 @@ class Agent:
 
         cfg = self.config
         log_prior = _log_prior(posterior.probs, cfg.posterior_weight)
+        # equal fits (the same reflections allowed in range) in the order of the network
+        tie_break = dict(enumerate(map(float, posterior.probs), start=1))
         runs = []
         notes = []
         for i, cell in enumerate(cells):
@@ -600,7 +608,7 @@ class Agent:
                 rr = rank(pattern, cell, self._candidates(posterior, cell, lattice), self.instrument,
                           count_time_s=count_time, snr_threshold=cfg.separation_snr,
                           min_delta_bic=cfg.min_delta_bic, parameter_penalty=cfg.parameter_penalty,
-                          log_prior=log_prior)
+                          log_prior=log_prior, tie_break=tie_break)
             except ValueError as exc:
                 if len(cells) == 1:
                     raise

@@ -669,6 +669,7 @@ def index(
     keep_per_system: int | None = None,
     stop_m20: float | None = 40.0,
     min_translation: float = 1.5,
+    min_cubic_p: float = 0.0,
 ) -> IndexingResult:
     """Find unit cells that index the first lines of a powder pattern.
 
@@ -710,6 +711,14 @@ def index(
         room for strained or simulated cells and removes the cells with a 1.1–1.5 Å axis
         that index a few lines of a large cubic cell (simulated Pm-3n, a = 7.90 Å, whose
         8 lines a tetragonal I cell, c = 1.12 Å, indexed with M8 = 2773)
+    min_cubic_p : primitive cubic cells with a shorter than this (Å) are dropped. The first
+        six lines of a simple cubic cell a are those of the body-centred cell a√2 (whose
+        seventh, 321, it lacks), and all are those of the face-centred cell 2a; no crystal
+        has a primitive cubic lattice under
+        about 2.6 Å: with one atom per cell that is simple cubic, known only for α-Po
+        (a = 3.35 Å), and the smallest CsCl-type cells, the beryllides BeNi and BeCo, have
+        a ≈ 2.61 Å. A bcc metal's four lines with Cu Kα (Mo, a = 3.15 Å) index as cubic P,
+        a = 2.23 Å, as well as cubic I (0: no bound)
 
     Returns
     -------
@@ -722,7 +731,8 @@ def index(
         or non-positive tolerances.
     """
     t0 = time.perf_counter()
-    _check_settings(systems, tolerance_deg, screen_tolerance_deg, n_lines, weak_fraction, min_translation)
+    _check_settings(systems, tolerance_deg, screen_tolerance_deg, n_lines, weak_fraction, min_translation,
+                    min_cubic_p)
     if isinstance(data, Pattern):
         data = find_peaks(data)
     tth, rel, sigma, wl = _lines(data, wavelength, n_lines, min_relative_intensity)
@@ -754,12 +764,15 @@ def index(
             cells += _system_cells(shifted, shifted_lines) if shifted_lines is not None else []
         found += cells
         log.debug("%s: %d cells, %.2f s", name, len(cells), time.perf_counter() - ts)
+    if min_cubic_p > 0:
+        found = [c for c in found if not (c.crystal_system == "cubic" and c.centring == "P"
+                                          and c.cell[0] < min_cubic_p)]
     ranked = _ranked(found, search, data, systems, min_m20, min_translation)
     return _result(ranked, search, min_m20, time.perf_counter() - t0)
 
 
 def _check_settings(systems: Sequence[str], tolerance_deg: float, screen_tolerance_deg: float, n_lines: int,
-                    weak_fraction: float, min_translation: float) -> None:
+                    weak_fraction: float, min_translation: float, min_cubic_p: float = 0.0) -> None:
     """The ``ValueError`` :func:`index` raises for a bad setting, naming it."""
     for s in systems:
         if s not in SYSTEMS:
@@ -771,8 +784,9 @@ def _check_settings(systems: Sequence[str], tolerance_deg: float, screen_toleran
         raise ValueError(f"n_lines={n_lines} is too few to index; use at least 6 (20 is usual)")
     if not (math.isfinite(weak_fraction) and 0 <= weak_fraction < 1):
         raise ValueError(f"weak_fraction must be in [0, 1), got {weak_fraction!r}")
-    if not (math.isfinite(min_translation) and min_translation >= 0):
-        raise ValueError(f"min_translation must be ≥ 0 Å, got {min_translation!r}")
+    for name, v in (("min_translation", min_translation), ("min_cubic_p", min_cubic_p)):
+        if not (math.isfinite(v) and v >= 0):
+            raise ValueError(f"{name} must be ≥ 0 Å, got {v!r}")
 
 
 @dataclass(frozen=True, eq=False)

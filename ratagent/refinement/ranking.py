@@ -186,6 +186,7 @@ def rank(
     resolution_fwhm: float = 0.5,
     parameter_penalty: float | None = None,
     log_prior: Mapping[int, float] | None = None,
+    tie_break: Mapping[int, float] | None = None,
 ) -> RankResult:
     """Fit every candidate EG and rank them (module algorithm).
 
@@ -211,6 +212,10 @@ def rank(
         k, the criterion's charge per fitted parameter (module step 3); default ln n.
     log_prior : mapping of int to float, optional
         ln π per EG, added to the criterion as −2 ln π (an EG not in it: 0).
+    tie_break : mapping of int to float, optional
+        Orders EGs whose criteria are equal (to 10⁻⁶: fits allowing the same reflections in
+        the measured range), highest first; e.g. the network's posterior. Without it, or
+        among equal values, the lower EG number goes first.
 
     Raises
     ------
@@ -240,8 +245,9 @@ def rank(
     c_hat = max(1.0, min(r.chi2_reduced for r in results.values()))
     crit = {eg: criterion(r.chi2, r.n_params, r.n_obs, c_hat, parameter_penalty, prior.get(eg, 0.0))
             for eg, r in results.items()}
-    order = sorted(crit, key=lambda eg: (crit[eg], eg))
-    b_min = crit[order[0]]
+    ties = tie_break or {}
+    order = sorted(crit, key=lambda eg: (round(crit[eg], 6), -ties.get(eg, 0.0), eg))
+    b_min = min(crit.values())
     raw = np.array([math.exp(-(crit[eg] - b_min) / 2.0) for eg in order])
     weights = raw / raw.sum()
     ranked = tuple(

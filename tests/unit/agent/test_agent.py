@@ -35,6 +35,7 @@ def _peak_pattern(counts: float, background: float, rng) -> Pattern:
         ("max_count_time_s", math.nan),
         ("min_translation_angstrom", -1.0),
         ("min_translation_angstrom", math.inf),
+        ("min_cubic_p_angstrom", -0.5),
         ("parameter_penalty", 0.0),
         ("parameter_penalty", math.inf),
         ("posterior_weight", -1.0),

@@ -927,7 +927,7 @@ def test_refinement_starts_from_the_zero_shift_a_trial_was_solved_with():
 def _best_dev_cell(rruff_dev, i: int):
     """The indexing's best cell of dev pattern ``i`` as the agent indexes it, checked convincing."""
     pat = Pattern(rruff_dev["two_theta"], rruff_dev["intensity"][i].astype(float), CU_KA1_ANGSTROM)
-    result = index(find_peaks(pat, instrument=Instrument()), min_translation=2.2)
+    result = index(find_peaks(pat, instrument=Instrument()), min_translation=2.2, min_cubic_p=2.55)
     assert result.convincing, str(result)
     return result.candidates[0], str(result)
 
@@ -945,6 +945,9 @@ def _best_dev_cell(rruff_dev, i: int):
         # to 664, and then predicted 11 lines where the pattern has 5, so no cell convinced.
         # Both fit within what line positions are known to.
         (424, "F", 4.633),
+        # Im-3m, a bcc metal (a = 3.15 Å, Mo-like): its four lines indexed as simple cubic
+        # a = 2.23 Å first, a lattice no crystal has
+        (286, "I", 3.147),
     ],
 )
 def test_measured_cubic_dev_patterns_index_as_their_cubic_lattice(rruff_dev, i, centring, a):
@@ -952,3 +955,26 @@ def test_measured_cubic_dev_patterns_index_as_their_cubic_lattice(rruff_dev, i, 
     best, text = _best_dev_cell(rruff_dev, i)
     assert (best.crystal_system, best.centring) == ("cubic", centring), text
     assert best.cell[0] == pytest.approx(a, abs=0.02)
+
+
+def test_a_bcc_metal_indexes_as_cubic_i_not_as_a_simple_cubic_cell_of_a_over_root_2():
+    """Mo (Im-3m, a = 3.147 Å) with Cu Kα1 to 90°: 110, 200, 211 and 220, whose 1/d² go as
+    2 : 4 : 6 : 8, and so as 1 : 2 : 3 : 4 of simple cubic a = 2.225 Å. No crystal has a
+    primitive cubic lattice that small; the bound leaves the body-centred cell."""
+    a = 3.147
+    hkl = np.array([(1, 1, 0), (2, 0, 0), (2, 1, 1), (2, 2, 0)])
+    d = a / np.sqrt((hkl**2).sum(1))
+    tth = 2 * np.degrees(np.arcsin(CU_KA1_ANGSTROM / (2 * d)))
+    peaks = PeakList.from_positions(tth, CU_KA1_ANGSTROM, intensity=np.array([100.0, 15, 25, 8]))
+    def simple_cubic(result):
+        return [c for c in result.candidates if (c.crystal_system, c.centring) == ("cubic", "P")
+                and c.cell[0] == pytest.approx(a / np.sqrt(2), abs=1e-3) and c.n_indexed == 4]
+
+    assert simple_cubic(index(peaks, min_translation=2.2))  # indexes every line too
+    bounded = index(peaks, min_translation=2.2, min_cubic_p=2.55)
+    assert not simple_cubic(bounded)
+    best = bounded.candidates[0]
+    assert (best.crystal_system, best.centring) == ("cubic", "I")
+    assert best.cell[0] == pytest.approx(a, abs=1e-3)
+    with pytest.raises(ValueError, match="min_cubic_p"):
+        index(peaks, min_cubic_p=-1.0)

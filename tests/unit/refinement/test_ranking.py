@@ -121,3 +121,22 @@ def test_bad_criterion_options(kwargs, match, instrument):
     case = make_case(221, counts=1e3, seed=1, strain=0.0)
     with pytest.raises(ValueError, match=match):
         rank(case.pattern, case.true_cell, [_eg(221)], instrument, **kwargs)
+
+
+def test_equal_fits_go_in_the_order_of_the_tie_break(rruff_dev):
+    """Measured dev pattern 286 (Im-3m, a bcc metal, a = 3.148 Å; four lines with Cu Kα):
+    in range, EG 88 (P n - n) allows the same reflections as EG 89 (I - - -, h + k + l
+    even), so the two fits are one; the tie-break (the agent's: the network's posterior),
+    not the EG number, orders them."""
+    from ratagent.instrument import Instrument
+    from ratagent.patterns import CU_KA1_ANGSTROM, Pattern
+
+    pattern = Pattern(rruff_dev["two_theta"], rruff_dev["intensity"][286].astype(float), CU_KA1_ANGSTROM)
+    cell, cands = [3.148, 3.148, 3.148, 90, 90, 90], [88, 89]
+    base = rank(pattern, cell, cands, Instrument())
+    first, second = base.candidates
+    assert first.evidence.criterion == pytest.approx(second.evidence.criterion, abs=1e-6)
+    assert base.best.eg == 88  # without a tie-break: the lower EG number
+    tied = rank(pattern, cell, cands, Instrument(), tie_break={89: 0.3, 88: 0.1})
+    assert [c.eg for c in tied] == [89, 88]
+    assert all(c.evidence.delta_bic == pytest.approx(0.0, abs=1e-6) for c in tied)
