@@ -764,15 +764,12 @@ def index(
             cells += _system_cells(shifted, shifted_lines) if shifted_lines is not None else []
         found += cells
         log.debug("%s: %d cells, %.2f s", name, len(cells), time.perf_counter() - ts)
-    if min_cubic_p > 0:
-        found = [c for c in found if not (c.crystal_system == "cubic" and c.centring == "P"
-                                          and c.cell[0] < min_cubic_p)]
-    ranked = _ranked(found, search, data, systems, min_m20, min_translation)
+    ranked = _ranked(found, search, data, systems, min_m20, min_translation, min_cubic_p)
     return _result(ranked, search, min_m20, time.perf_counter() - t0)
 
 
 def _check_settings(systems: Sequence[str], tolerance_deg: float, screen_tolerance_deg: float, n_lines: int,
-                    weak_fraction: float, min_translation: float, min_cubic_p: float = 0.0) -> None:
+                    weak_fraction: float, min_translation: float, min_cubic_p: float) -> None:
     """The ``ValueError`` :func:`index` raises for a bad setting, naming it."""
     for s in systems:
         if s not in SYSTEMS:
@@ -988,12 +985,16 @@ def _descended_trials(search: _Search, lines: _SystemLines) -> list[np.ndarray]:
 
 
 def _ranked(found: list[CandidateCell], search: _Search, data: Any, systems: Sequence[str], min_m20: float,
-            min_translation: float) -> tuple[CandidateCell, ...]:
-    """The cells of every system, with their higher-metric, centred and super cells, ranked."""
+            min_translation: float, min_cubic_p: float) -> tuple[CandidateCell, ...]:
+    """The cells of every system, with their higher-metric, centred and super cells, ranked;
+    cells no crystal has (:func:`index`'s ``min_translation``, ``min_cubic_p``) left out."""
     tth, wl, tol, zero = search.tth, search.wl, search.tolerance_deg, search.max_zero_deg
     found = found + _higher_metric(found, tth, wl, tol, zero, search.sigma, search.max_unindexed)
     if min_translation > 0:
         found = [c for c in found if niggli_cell(c.cell, c.centring)[0] >= min_translation]
+    if min_cubic_p > 0:
+        found = [c for c in found
+                 if not (c.crystal_system == "cubic" and c.centring == "P" and c.cell[0] < min_cubic_p)]
     # every cell is ranked on the same strong lines: those of the system that needs the
     # most (simulated Pnma, a = 8.80, b = 4.28, c = 4.94 Å, one line dominant: its five
     # strong lines sufficed for hexagonal trials but not for orthorhombic ones, so the

@@ -80,15 +80,11 @@ def kbeta_satellites(
     fwhm = np.asarray(fwhm, dtype=float)
     if not (math.isfinite(kbeta_ratio) and 0 < kbeta_ratio < 1):
         raise ValueError(f"kbeta_ratio must be λ(Kβ)/λ(Kα1) in (0, 1), got {kbeta_ratio!r}")
-    out = np.zeros(len(tth), dtype=bool)
-    if len(tth) < 2:
-        return out
     beta = 2.0 * np.degrees(np.arcsin(kbeta_ratio * np.sin(np.radians(tth / 2.0))))
     window = np.maximum(0.02, 0.3 * fwhm)
     near = np.abs(tth[:, None] - beta[None, :]) <= window[None, :]  # [satellite, parent]
     weak = area[:, None] <= max_ratio * area[None, :]
-    out[:] = np.any(near & weak, axis=1)
-    return out
+    return np.any(near & weak, axis=1)
 
 
 def pseudo_voigt(x: np.ndarray, center: float, area: float, fwhm: float, eta: float) -> np.ndarray:

@@ -682,9 +682,10 @@ class ViT(nn.Module):
                 f = f * valid[:, :T].unsqueeze(2).to(f.dtype)
             z = self.flatten_proj(f.flatten(1))  # (B, D)
             if self.peak_pool is not None:  # the mean of the found peaks' tokens
-                w = (torch.ones(tokens.shape[:2], dtype=torch.bool, device=tokens.device) if valid is None
-                     else valid)[:, T:].unsqueeze(2).to(tokens.dtype)  # (B, K, 1)
-                z = z + self.peak_pool((tokens[:, T:] * w).sum(1) / w.sum(1).clamp_min(1.0))
+                peaks = tokens[:, T:]
+                w = peaks.new_ones(peaks.shape[:2]) if valid is None else valid[:, T:].to(peaks.dtype)
+                w = w.unsqueeze(2)  # (B, K, 1)
+                z = z + self.peak_pool((peaks * w).sum(1) / w.sum(1).clamp_min(1.0))
             pooled = F.gelu(z)  # (B, D)
         elif valid is None:
             pooled = tokens.mean(dim=1)
