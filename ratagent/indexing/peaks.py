@@ -307,12 +307,17 @@ def find_peaks(
     Raises
     ------
     ValueError
-        If ``min_snr``, ``matched_snr`` or ``fwhm_deg`` is not positive, both ``instrument`` and ``alpha2``
+        If ``min_snr``, ``matched_snr`` or ``fwhm_deg`` is not positive, ``kbeta_angstrom`` is not
+        below the pattern's wavelength, both ``instrument`` and ``alpha2``
         are given, or the instrument's wavelength differs from the pattern's.
     """
     for name, v in (("min_snr", min_snr), ("matched_snr", matched_snr)):
         if not (math.isfinite(v) and v > 0):
             raise ValueError(f"{name} must be positive, got {v!r}")
+    if kbeta_angstrom is not None and not (math.isfinite(kbeta_angstrom)
+                                           and 0 < kbeta_angstrom < pattern.wavelength):
+        raise ValueError(f"kbeta_angstrom must lie between 0 and the pattern's Kα1 wavelength "
+                         f"{pattern.wavelength} Å, got {kbeta_angstrom!r}")
     if fwhm_deg is not None and not (math.isfinite(fwhm_deg) and fwhm_deg > 0):
         raise ValueError(f"fwhm_deg must be positive, got {fwhm_deg!r}")
     a2 = _alpha2(instrument, alpha2, pattern.wavelength)

@@ -183,6 +183,9 @@ def test_a_line_stronger_than_a_kbeta_satellite_is_kept_where_kbeta_would_fall()
     assert not kbeta_satellites(tth, np.array([10.0, 1.5, 100.0]), fwhm, ratio).any()
     with pytest.raises(ValueError, match="kbeta_ratio"):
         kbeta_satellites(tth, np.ones(3), fwhm, 1.1)
+    pat = _pattern(np.random.default_rng(1), False)
+    with pytest.raises(ValueError, match=r"kbeta_angstrom .* 1\.5406 Å, got 1\.6"):
+        find_peaks(pat, kbeta_angstrom=1.6)
 
 
 def test_kbeta_lines_of_measured_dev_pattern_378_are_dropped(rruff_dev):
