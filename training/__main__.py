@@ -243,9 +243,15 @@ def _pipeline(args: argparse.Namespace) -> int:
         indices = range(0, len(patterns), max(1, len(patterns) // args.limit))[: args.limit]
         print(f"{len(indices)} of {len(patterns)} patterns: a hint, not a figure to report")
     config = agent_overrides(args.set or [])
+    calibrations = None
+    if shipped:  # each half's network posterior calibrated on the other half only
+        from ratagent.model.inference import load
+        from training.calibrate import half_calibrations, network_scores
+
+        calibrations = half_calibrations(network_scores(load(args.checkpoint), patterns), eg, halves)
     out = Path(args.out) / "pipeline"
     cases = run_pipeline(patterns, eg, halves, out, checkpoint=args.checkpoint, config=config,
-                         radiation="Cu", jobs=args.jobs, indices=indices)
+                         radiation="Cu", calibrations=calibrations, jobs=args.jobs, indices=indices)
     if indices is not None:
         wanted = set(indices)
         cases = [c for c in cases if c["index"] in wanted]
@@ -272,6 +278,10 @@ def _pipeline(args: argparse.Namespace) -> int:
         command = ("python -m training evaluate --pipeline --jobs 2 --choose-thresholds "
                    "--results docs/results.md")
         text = results_markdown(reports, command)
+        if calibrations:
+            text += ("\nEach half's patterns were assessed with the network's calibration fitted on the "
+                     "other half: " + "; ".join(f"half {h}: T = {c.temperature:.3f}, λ = {c.prior_weight:.3f}"
+                                          for h, c in sorted(calibrations.items())) + ".\n")
         Path(args.results).write_text("# Verdicts on the measured dev set\n\n" + text, encoding="utf-8")
         print(f"results: {args.results}")
     print(f"report: {out / 'report.json'}")

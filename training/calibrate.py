@@ -4,7 +4,10 @@ The network never sees the measured dev set in training; calibration is the only
 it besides evaluation. So that the reported figures are not fitted on the patterns they
 score, :func:`cross_fitted_probs` fits (T, λ) on one half of the dev set and applies them
 to the other half, and the other way round (2-fold, stratified by nothing, seeded); the
-shipped calibration is then fitted on all of it.
+shipped calibration is then fitted on all of it. :func:`half_calibrations` does the same on
+the fixed mineral-grouped halves (:mod:`training.devsplit`) for the agent's whole path
+(``training evaluate --pipeline``), whose rules are chosen on one half and reported on the
+other.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from ratagent.model.inference import Classifier
 from ratagent.patterns import Pattern
 from training.card import render_card
 
-__all__ = ["calibrate_checkpoint", "cross_fitted_probs", "network_scores"]
+__all__ = ["calibrate_checkpoint", "cross_fitted_probs", "half_calibrations", "network_scores"]
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +51,27 @@ def cross_fitted_probs(
         probs[test] = cal.probs(scores[test])
         fitted.append(cal)
     return probs, fitted
+
+
+def half_calibrations(scores: np.ndarray, eg_true: np.ndarray, halves: np.ndarray) -> dict[str, Calibration]:
+    """For each half, the (T, λ) fitted on the patterns of every other half.
+
+    ``halves``: one label per pattern (e.g. ``"A"``, ``"B"``). A pattern is then scored
+    with a calibration that never saw its label.
+
+    Raises
+    ------
+    ValueError
+        Fewer than two halves, or ``halves`` not one label per pattern.
+    """
+    labels = np.asarray(halves).astype(str)
+    if labels.shape != (len(eg_true),):
+        raise ValueError(f"halves has shape {labels.shape}, expected ({len(eg_true)},): one label a pattern")
+    names = sorted(set(labels.tolist()))
+    if len(names) < 2:
+        raise ValueError(f"cross-fitting needs at least two halves, got {names}")
+    eg = np.asarray(eg_true)
+    return {h: fit_calibration(scores[labels != h], eg[labels != h] - 1, read_paper_prior()) for h in names}
 
 
 def calibrate_checkpoint(

@@ -82,18 +82,23 @@ def group_interval(hits: Sequence[bool], groups: Sequence[int]) -> tuple[float, 
     return wilson(p * n_eff, n_eff)
 
 
-def _init_worker(checkpoint: str | None, config: dict[str, Any], radiation: str) -> None:
+def _init_worker(checkpoint: str | None, config: dict[str, Any], radiation: str,
+                 calibrations: dict[str, list[float]] | None = None) -> None:
     import torch
     from threadpoolctl import threadpool_limits
 
     from ratagent.agent import Agent, AgentConfig
+    from ratagent.crystallography import read_paper_prior
     from ratagent.instrument import Instrument
+    from ratagent.model.calibration import Calibration
     from ratagent.model.inference import load
 
     torch.set_num_threads(1)
     _worker["limits"] = threadpool_limits(1)
     clf = load(checkpoint)
     _worker["agent"] = Agent(clf, AgentConfig(**config), instrument=Instrument.for_radiation(radiation))
+    _worker["calibrations"] = {h: Calibration(t, lam, read_paper_prior())
+                               for h, (t, lam) in (calibrations or {}).items()}
 
 
 def assess_case(agent, pattern, eg_true: int, index: int, half: str) -> dict[str, Any]:
@@ -126,7 +131,10 @@ def _run_one(item: tuple[int, np.ndarray, np.ndarray, float, int, str]) -> dict[
 
     index, two_theta, intensity, wavelength, eg_true, half = item
     pattern = Pattern(two_theta, intensity, wavelength, meta={"source": f"dev[{index}]"})
-    return assess_case(_worker["agent"], pattern, eg_true, index, half)
+    agent = _worker["agent"]
+    if _worker["calibrations"]:  # the calibration fitted without this pattern's half
+        agent.classifier.calibration = _worker["calibrations"][half]
+    return assess_case(agent, pattern, eg_true, index, half)
 
 
 _TRUE, _FALSE = ("true", "yes", "on", "1"), ("false", "no", "off", "0")
@@ -223,15 +231,26 @@ def run_pipeline(
     checkpoint: str | None = None,
     config: dict[str, Any] | None = None,
     radiation: str = "Cu",
+    calibrations: dict[str, Any] | None = None,
     jobs: int = 1,
     indices: Iterable[int] | None = None,
     progress: bool = True,
 ) -> list[dict[str, Any]]:
     """Assess the given dev patterns (default: all) in ``jobs`` processes; resumes from ``out_dir``.
 
-    Returns every case in ``out_dir`` (those of earlier runs included), in dev-set order.
-    ``out_dir/run.json`` records the checkpoint, configuration and radiation of the run;
-    resuming with others raises ``ValueError``, so that no run mixes two agents' cases.
+    ``calibrations``: per half, the :class:`~ratagent.model.calibration.Calibration` (with
+    the paper's prior) that replaces the checkpoint's for that half's patterns
+    (:func:`training.calibrate.half_calibrations`, fitted on the other half); None keeps
+    the checkpoint's. Returns every case in ``out_dir`` (those of earlier runs included),
+    in dev-set order. ``out_dir/run.json`` records the checkpoint, configuration,
+    radiation and calibrations of the run; resuming with others raises ``ValueError``, so
+    that no run mixes two agents' cases.
+
+    Raises
+    ------
+    ValueError
+        ``jobs`` < 1, a run in ``out_dir`` made otherwise, or a pattern of a half that
+        ``calibrations`` lacks.
     """
     import multiprocessing as mp
 
@@ -241,8 +260,12 @@ def run_pipeline(
         raise ValueError(f"jobs must be >= 1, got {jobs}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    _check_run(out / RUN_FILE,
-               {"checkpoint": checkpoint, "config": dict(config or {}), "radiation": radiation})
+    cal = {h: [float(c.temperature), float(c.prior_weight)] for h, c in (calibrations or {}).items()}
+    missing = sorted({str(h) for h in halves} - cal.keys()) if cal else []
+    if missing:
+        raise ValueError(f"calibrations has none for half {missing[0]!r} (it has {sorted(cal)})")
+    _check_run(out / RUN_FILE, {"checkpoint": checkpoint, "config": dict(config or {}),
+                                "radiation": radiation, "calibration": cal or "checkpoint"})
     done = {c["index"] for c in read_cases(out)}
     path = out / CASES_FILE
     if path.is_file():  # drop a last line cut short by an interrupted run before appending
@@ -252,7 +275,7 @@ def run_pipeline(
     todo = [i for i in (range(len(patterns)) if indices is None else indices) if i not in done]
     items = [(i, np.asarray(patterns[i].two_theta), np.asarray(patterns[i].intensity),
               float(patterns[i].wavelength), int(eg_true[i]), str(halves[i])) for i in todo]
-    args = (checkpoint, dict(config or {}), radiation)
+    args = (checkpoint, dict(config or {}), radiation, cal)
     bar = tqdm(total=len(items), desc="pipeline", disable=not progress)
     with path.open("a") as f, bar:
         if jobs == 1:

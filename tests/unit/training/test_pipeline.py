@@ -202,6 +202,50 @@ def test_run_pipeline_resumes_from_its_cases(tmp_path, dev_set_path):
     assert (out / RUN_FILE).is_file()
 
 
+@pytest.mark.slow
+def test_run_pipeline_scores_each_half_with_its_own_calibration(tmp_path, dev_set_path):
+    from ratagent.model.calibration import Calibration
+    from ratagent.model.inference import load
+    from ratagent.testing import tiny_checkpoint
+    from training.calibrate import network_scores
+    from training.evaluate import load_dev_set
+
+    patterns, eg = load_dev_set(dev_set_path)
+    halves = dev_split()
+    ckpt = tiny_checkpoint(tmp_path / "ckpt")
+    i = 339
+    other = "A" if halves[i] == "B" else "B"
+    cals = {halves[i]: Calibration(7.0), other: Calibration(0.5)}
+    cases = run_pipeline(patterns, eg, halves, tmp_path / "run", checkpoint=str(ckpt), calibrations=cals,
+                         jobs=1, indices=[i], progress=False)
+    expected = Calibration(7.0).probs(network_scores(load(str(ckpt)), [patterns[i]]))[0]
+    np.testing.assert_allclose(cases[0]["nn_probs"], expected, atol=2e-6)
+    with pytest.raises(ValueError, match=r"calibrations has none for half 'B' \(it has \['A'\]\)"):
+        run_pipeline(patterns, eg, halves, tmp_path / "run2", checkpoint=str(ckpt),
+                     calibrations={"A": Calibration()}, jobs=1, indices=[i], progress=False)
+
+
+def test_half_calibrations_fit_each_half_on_the_other():
+    from ratagent.crystallography import read_paper_prior
+    from ratagent.model.calibration import fit_calibration
+    from training.calibrate import half_calibrations
+
+    rng = np.random.default_rng(3)
+    eg = rng.integers(1, 100, 60)
+    scores = rng.normal(size=(60, 99))
+    scores[np.arange(60), eg - 1] += np.where(np.arange(60) < 30, 4.0, 1.0)  # half A is sharper
+    halves = np.array(["A"] * 30 + ["B"] * 30)
+    cals = half_calibrations(scores, eg, halves)
+    on_b = fit_calibration(scores[30:], eg[30:] - 1, read_paper_prior())
+    assert cals["A"].temperature == pytest.approx(on_b.temperature)
+    assert cals["A"].prior_weight == pytest.approx(on_b.prior_weight)
+    assert cals["A"].temperature > cals["B"].temperature  # fitted on B's weaker scores: warmer
+    with pytest.raises(ValueError, match="at least two halves"):
+        half_calibrations(scores, eg, np.full(60, "A"))
+    with pytest.raises(ValueError, match=r"halves has shape \(59,\), expected \(60,\)"):
+        half_calibrations(scores, eg, halves[:59])
+
+
 def test_agent_overrides_take_each_fields_type():
     assert agent_overrides(["index_cells=3", "fit_indexed_family=false", "max_network_rank=none",
                             "min_accept_m20=35", "undecided_fitted=2"]) == {
