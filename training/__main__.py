@@ -230,6 +230,7 @@ def _pipeline(args: argparse.Namespace) -> int:
         choose_thresholds,
         format_report,
         pipeline_report,
+        plot_pipeline,
         replayed,
         run_pipeline,
     )
@@ -272,6 +273,7 @@ def _pipeline(args: argparse.Namespace) -> int:
     print(f"dev set {args.dev}; cases in {out}")
     print(format_report(reports))
     (out / "report.json").write_text(json.dumps(reports, indent=2))
+    print(f"plot: {plot_pipeline(reports, out)}")
     if args.results:
         from training.pipeline import results_markdown
 

@@ -27,9 +27,9 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["CASES_FILE", "RUN_FILE", "agent_overrides", "assess_case", "compare_cases", "format_comparison",
-           "group_interval",
-           "pipeline_report", "read_cases", "run_pipeline", "wilson"]
+__all__ = ["CASES_FILE", "PIPELINE_BARS", "RUN_FILE", "agent_overrides", "assess_case", "compare_cases",
+           "format_comparison", "group_interval", "pipeline_report", "plot_pipeline", "read_cases",
+           "run_pipeline", "wilson"]
 
 CASES_FILE = "cases.jsonl"
 SYSTEMS = ("triclinic", "monoclinic", "orthorhombic", "tetragonal", "trigonal", "hexagonal", "cubic")
@@ -420,6 +420,101 @@ def pipeline_report(cases: Sequence[dict[str, Any]], groups: Sequence[int] | Non
     }
 
 
+#: What the agent's whole path should reach on each reporting half of the measured dev set
+#: (the project's bars; :func:`plot_pipeline` draws them).
+PIPELINE_BARS = {"top1": 0.50, "top5": 0.80, "crystal_system": 0.75, "accept_precision": 0.90}
+#: Verdict rows in the order the reports and plots give them.
+VERDICT_ORDER = ("accept", "remeasure", "flag")
+_FIGURE_LABELS = {"top1": "top-1 EG", "top5": "top-5 EG", "crystal_system": "crystal system",
+                  "accept_precision": "accept precision", "coverage": "coverage"}
+
+
+def plot_pipeline(reports: dict[str, dict[str, Any]], out_dir: str | Path) -> Path:
+    """The pipeline report as one PNG, ``out_dir/report.png``.
+
+    Four panels: each headline figure of every report with its 95 % interval beside the
+    project's bar (:data:`PIPELINE_BARS`); top-1 per true crystal system with its interval
+    and the right accepts (first report, the whole set where present); the verdict table
+    as stacked bars; why patterns lost their crystal system (:data:`SYSTEM_MISSES`).
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if not reports:
+        raise ValueError("no reports to plot")
+    names = list(reports)
+    main = reports[names[0]]
+    fig, axes = plt.subplots(2, 2, figsize=(13, 8.5))
+
+    ax = axes[0, 0]
+    keys = list(_FIGURE_LABELS)
+    width = 0.8 / len(names)
+    for j, name in enumerate(names):
+        x = np.arange(len(keys)) + (j - (len(names) - 1) / 2) * width
+        rates = np.array([reports[name][k]["rate"] for k in keys], float)
+        lo = np.array([reports[name][k]["ci95"][0] for k in keys], float)
+        hi = np.array([reports[name][k]["ci95"][1] for k in keys], float)
+        label = name if len(name) <= 40 else name[: name.find("(")].strip()
+        ax.errorbar(x, rates, yerr=[rates - lo, hi - rates], fmt="o", ms=4, capsize=2, label=label)
+    for i, k in enumerate(keys):
+        if k in PIPELINE_BARS:
+            ax.hlines(PIPELINE_BARS[k], i - 0.45, i + 0.45, colors="k", linestyles="--", lw=1)
+    ax.set_xticks(range(len(keys)), [_FIGURE_LABELS[k] for k in keys], fontsize=8)
+    ax.set(ylim=(0, 1.02), ylabel="share, 95 % Wilson interval", title="figures (dashed: the bars)")
+    ax.legend(fontsize=7, loc="lower left")
+
+    ax = axes[0, 1]
+    systems = [s for s in SYSTEMS if s in main["per_system"]]
+    rows = [main["per_system"][s] for s in systems]
+    rates = np.array([r["top1"]["rate"] for r in rows])
+    lo = np.array([r["top1"]["ci95"][0] for r in rows])
+    hi = np.array([r["top1"]["ci95"][1] for r in rows])
+    ax.bar(range(len(systems)), rates, color="tab:blue", alpha=0.7)
+    ax.errorbar(range(len(systems)), rates, yerr=[rates - lo, hi - rates], fmt="none", ecolor="k", capsize=3)
+    for i, r in enumerate(rows):
+        ax.text(i, 0.02, f"n={r['top1']['n']}\naccepts\n{r['accepted_right']}/{r['accepted']}",
+                ha="center", fontsize=7, color="white")
+    ax.set_xticks(range(len(systems)), systems, fontsize=8)
+    ax.set(ylim=(0, 1.02), ylabel="top-1 EG", title=f"by true crystal system ({names[0]})")
+
+    ax = axes[1, 0]
+    columns = ("right EG", "right system", "wrong system")
+    colours = ("tab:green", "tab:orange", "tab:red")
+    verdicts = [v for v in VERDICT_ORDER if v in main["verdicts"]]
+    left = np.zeros(len(verdicts))
+    for col, colour in zip(columns, colours, strict=True):
+        counts = np.array([main["verdicts"][v][col] for v in verdicts], float)
+        ax.barh(range(len(verdicts)), counts, left=left, color=colour, label=col)
+        left += counts
+    ax.set_yticks(range(len(verdicts)), verdicts)
+    ax.invert_yaxis()
+    ax.set(xlabel="patterns", title=f"verdicts ({names[0]})")
+    ax.legend(fontsize=8)
+
+    ax = axes[1, 1]
+    counts = [main["system_misses"].get(m, 0) for m in SYSTEM_MISSES]
+    ax.barh(range(len(SYSTEM_MISSES)), counts, color="tab:red", alpha=0.7)
+    ax.set_yticks(range(len(SYSTEM_MISSES)), [_wrapped(m, 38) for m in SYSTEM_MISSES], fontsize=7)
+    ax.invert_yaxis()
+    ax.set(xlabel="patterns", title=f"leading EG of the wrong crystal system, why ({names[0]})")
+
+    fig.tight_layout()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "report.png"
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def _wrapped(text: str, width: int) -> str:
+    import textwrap
+
+    return "\n".join(textwrap.wrap(text, width))
+
+
 def _fmt(r: dict[str, Any]) -> str:
     lo, hi = r["ci95"]
     text = f"{r['rate']:6.1%} [{lo:5.1%}, {hi:5.1%}] ({r['k']}/{r['n']})"
@@ -438,7 +533,7 @@ def format_report(reports: dict[str, dict[str, Any]]) -> str:
         lines += [f"  {r:17s} {_fmt(rep[r])}" for r in rows]
         lines.append(f"  EGs per accept    {rep['accepted_set_size']:.1f}")
         lines.append(f"  {'verdict':10s} {'right EG':>9s} {'right sys':>10s} {'wrong sys':>10s}")
-        for v in ("accept", "remeasure", "flag"):
+        for v in VERDICT_ORDER:
             row = rep["verdicts"].get(v, {})
             lines.append(f"  {v:10s} {row.get('right EG', 0):9d} {row.get('right system', 0):10d} "
                          f"{row.get('wrong system', 0):10d}")

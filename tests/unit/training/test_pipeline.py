@@ -20,6 +20,7 @@ from training.pipeline import (
     format_report,
     group_interval,
     pipeline_report,
+    plot_pipeline,
     read_cases,
     replay,
     replayed,
@@ -306,6 +307,18 @@ def test_report_carries_group_intervals_when_given_groups():
     assert "by group" in format_report({"whole set": rep})
     assert "counting the mineral groups" in results_markdown({"whole set": rep}, "cmd")
     assert "ci95_groups" not in pipeline_report(cases)["top1"]
+
+
+def test_plot_pipeline_draws_every_report(tmp_path):
+    cases = [_case(4, [4], "accept"), _case(14, [3], "flag"), _case(99, [99], "flag", refined=False),
+             _case(62, [60], "flag", half="B")]
+    reports = {"whole set": pipeline_report(cases),
+               "half B, thresholds chosen on A (min_accept_m20=40.0)": pipeline_report(cases[3:])}
+    path = plot_pipeline(reports, tmp_path / "out")
+    assert path == tmp_path / "out" / "report.png"
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with pytest.raises(ValueError, match="no reports to plot"):
+        plot_pipeline({}, tmp_path)
 
 
 def test_compare_counts_the_mineral_groups_that_moved():
