@@ -3,11 +3,10 @@
 The network never sees the measured dev set in training; calibration is the only use of
 it besides evaluation. So that the reported figures are not fitted on the patterns they
 score, :func:`cross_fitted_probs` fits (T, λ) on one half of the dev set and applies them
-to the other half, and the other way round (2-fold, stratified by nothing, seeded); the
-shipped calibration is then fitted on all of it. :func:`half_calibrations` does the same on
-the fixed mineral-grouped halves (:mod:`training.devsplit`) for the agent's whole path
-(``training evaluate --pipeline``), whose rules are chosen on one half and reported on the
-other.
+to the other half, and the other way round (2-fold: on the fixed mineral-grouped halves of
+:mod:`training.devsplit` where given, as the agent's whole path is reported, else on random
+folds); the shipped calibration is then fitted on all of it. :func:`half_calibrations`
+gives each half the calibration fitted on the others.
 """
 
 from __future__ import annotations
@@ -36,21 +35,26 @@ def network_scores(classifier: Classifier, patterns: list[Pattern]) -> np.ndarra
 
 
 def cross_fitted_probs(
-    scores: np.ndarray, eg_true: np.ndarray, *, folds: int = 2, seed: int = 0
+    scores: np.ndarray, eg_true: np.ndarray, *, halves: np.ndarray | None = None, folds: int = 2,
+    seed: int = 0,
 ) -> tuple[np.ndarray, list[Calibration]]:
-    """Posteriors where each pattern's (T, λ) was fitted on the other folds only."""
-    if folds < 2:
-        raise ValueError(f"folds must be >= 2, got {folds}")
-    n = len(eg_true)
-    fold = np.random.default_rng(seed).permutation(n) % folds
+    """Posteriors where each pattern's (T, λ) was fitted on the other folds only.
+
+    ``halves``: one fold label per pattern (the shipped dev set's mineral-grouped halves,
+    :func:`training.devsplit.dev_split`, so that near duplicates of one mineral never
+    calibrate each other); without it, ``folds`` random folds drawn with ``seed``.
+    Returns the posteriors and the calibrations, one per fold in sorted label order.
+    """
+    if halves is None:
+        if folds < 2:
+            raise ValueError(f"folds must be >= 2, got {folds}")
+        halves = np.random.default_rng(seed).permutation(len(eg_true)) % folds
+    labels = np.asarray(halves).astype(str)
+    cals = half_calibrations(scores, eg_true, labels)
     probs = np.empty_like(scores, dtype=float)
-    fitted = []
-    for f in range(folds):
-        test = fold == f
-        cal = fit_calibration(scores[~test], eg_true[~test] - 1, read_paper_prior())
-        probs[test] = cal.probs(scores[test])
-        fitted.append(cal)
-    return probs, fitted
+    for h, cal in cals.items():
+        probs[labels == h] = cal.probs(scores[labels == h])
+    return probs, list(cals.values())
 
 
 def half_calibrations(scores: np.ndarray, eg_true: np.ndarray, halves: np.ndarray) -> dict[str, Calibration]:

@@ -229,7 +229,7 @@ def test_run_pipeline_scores_each_half_with_its_own_calibration(tmp_path, dev_se
 def test_half_calibrations_fit_each_half_on_the_other():
     from ratagent.crystallography import read_paper_prior
     from ratagent.model.calibration import fit_calibration
-    from training.calibrate import half_calibrations
+    from training.calibrate import cross_fitted_probs, half_calibrations
 
     rng = np.random.default_rng(3)
     eg = rng.integers(1, 100, 60)
@@ -241,6 +241,11 @@ def test_half_calibrations_fit_each_half_on_the_other():
     assert cals["A"].temperature == pytest.approx(on_b.temperature)
     assert cals["A"].prior_weight == pytest.approx(on_b.prior_weight)
     assert cals["A"].temperature > cals["B"].temperature  # fitted on B's weaker scores: warmer
+    # the network's 2-fold figures score each half with the other half's calibration
+    probs, fitted = cross_fitted_probs(scores, eg, halves=halves)
+    np.testing.assert_allclose(probs[:30], cals["A"].probs(scores[:30]))
+    np.testing.assert_allclose(probs[30:], cals["B"].probs(scores[30:]))
+    assert [c.temperature for c in fitted] == [cals["A"].temperature, cals["B"].temperature]
     with pytest.raises(ValueError, match="at least two halves"):
         half_calibrations(scores, eg, np.full(60, "A"))
     with pytest.raises(ValueError, match=r"halves has shape \(59,\), expected \(60,\)"):
