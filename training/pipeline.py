@@ -433,9 +433,10 @@ def plot_pipeline(reports: dict[str, dict[str, Any]], out_dir: str | Path) -> Pa
     """The pipeline report as one PNG, ``out_dir/report.png``.
 
     Four panels: each headline figure of every report with its 95 % interval beside the
-    project's bar (:data:`PIPELINE_BARS`); top-1 per true crystal system with its interval
-    and the right accepts (first report, the whole set where present); the verdict table
-    as stacked bars; why patterns lost their crystal system (:data:`SYSTEM_MISSES`).
+    project's bar (:data:`PIPELINE_BARS`); and, for the first report (the whole set, as
+    ``evaluate --pipeline`` orders them), top-1 per true crystal system with its interval
+    and the right accepts, the verdict table as stacked bars, and why patterns lost their
+    crystal system (:data:`SYSTEM_MISSES`).
     """
     import matplotlib
 
