@@ -38,9 +38,10 @@ Algorithm
    :data:`ZERO_TRIALS_DEG` (and refined from there, step 3).
 3. Refine each kept trial by linear least squares on all indexed lines with a zero
    shift z of the 2θ scale, re-indexing between cycles, each line weighted by the
-   uncertainty of its position when ``data`` is a peak list
-   (:func:`~ratagent.indexing.refine.line_weights`); find the lattice centring
-   (P, A, B, C, I, F, R) that all indexed lines obey and that removes the most
+   uncertainty σ of its position when ``data`` is a peak list
+   (:func:`~ratagent.indexing.refine.line_weights`) and indexed within the tolerance or
+   2σ, whichever is wider (:data:`~ratagent.indexing.refine.WINDOW_SIGMAS`); find the
+   lattice centring (P, A, B, C, I, F, R) that all indexed lines obey and that removes the most
    calculated lines; compute de Wolff's M20 and Smith–Snyder F_N; a monoclinic cell
    is put on its reduced axes (shortest a and c, 90° ≤ β ≤ 120°) and a triclinic one
    Niggli-reduced; a monoclinic cell with β within 0.1° of 90° is also refined as
@@ -686,7 +687,8 @@ def index(
         λ in Å; required with a plain array, else taken from ``data``.
     systems : lattice systems to search, from :data:`SEARCH_ORDER`
     n_lines : lines used (the first ones in 2θ)
-    tolerance_deg : 2θ window within which a line counts as indexed after refinement
+    tolerance_deg : 2θ window within which a line counts as indexed after refinement (a
+        line of a peak list whose position is less certain: 2σ, when that is wider)
     screen_tolerance_deg : wider window of the trial screen, before refinement (the
         zero shift is not yet known there)
     max_unindexed : most lines among the first ``n_lines`` that are not weak and may

@@ -70,6 +70,14 @@ TRICLINIC_CALC_PER_LINE = 4.0
 #: 2θ (a diffractometer's reproducibility; fitted σ of strong lines are far smaller).
 SIGMA_FLOOR_DEG = 0.002
 
+#: A line with a position uncertainty σ is indexed by a reflection within this many σ of
+#: it, when that is wider than the tolerance: a weak, broad line is where its fit puts it
+#: only to within its σ, while a strong line's window stays the tolerance. (The weak 400
+#: and 511 lines of the measured sphalerite-type pattern dev 393 have σ ≈ 0.03° and lie
+#: 0.03–0.06° from its cubic F cell's lines; with the fixed 0.03° window they went
+#: unindexed and an orthorhombic cell came first.)
+WINDOW_SIGMAS = 2.0
+
 #: Lattice points per conventional cell of each centring.
 CENTRING_POINTS = {"P": 1, "A": 2, "B": 2, "C": 2, "I": 2, "F": 4, "R": 3}
 
@@ -313,7 +321,8 @@ def refine_cell(
     p0 : (m,) trial form parameters, Å⁻²
     tth : (N,) observed 2θ, degrees, ascending
     wl : wavelength, Å
-    tol_deg : 2θ window of an indexed line after the first cycle (twice this in the first)
+    tol_deg : 2θ window of an indexed line after the first cycle (twice this in the first);
+        a line whose ``sigma_deg`` is larger has :data:`WINDOW_SIGMAS` · σ instead
     max_zero_deg : largest |zero shift| refined; beyond it the zero stays fixed
     weak : (N,) bool, optional
         Lines that may stay unindexed without counting against the cell; the centring
@@ -326,8 +335,9 @@ def refine_cell(
     centring : take this lattice centring (one of the system's) instead of testing them:
         ``"P"`` keeps the primitive lattice
     sigma_deg : (N,) standard uncertainties of ``tth`` (degrees), optional: each line is
-        weighted by 1/√(σ² + σ₀²), σ₀ = :data:`SIGMA_FLOOR_DEG`; without them all lines
-        weigh the same
+        weighted by 1/√(σ² + σ₀²), σ₀ = :data:`SIGMA_FLOOR_DEG`, and indexed within the
+        wider of ``tol_deg`` and :data:`WINDOW_SIGMAS` · σ; without them all lines weigh the
+        same and have the same window
     memo : a dict shared by calls with the same arguments but ``p0`` (one trial list): a
         trial whose refinement ends where an earlier one's did (a quarter of them on
         measured patterns) gets a copy of that one's cell without its centring and
@@ -369,8 +379,11 @@ def refine_cell(
     weak_arr = np.zeros(len(tth), dtype=bool) if weak is None else np.asarray(weak, dtype=bool)
     spare = 1 if sys_.m <= 2 else 0
     need = min(2 * (sys_.m + 1), max(min_lines(name), int(np.count_nonzero(~weak_arr)) - spare))
-    fit = _refined_form(name, p, tth, wl, tol_deg, max_zero_deg, line_weights(sigma_deg, len(tth)), need,
-                        zero0)
+    weight = line_weights(sigma_deg, len(tth))  # checks sigma_deg
+    tol = np.full(len(tth), float(tol_deg))
+    if sigma_deg is not None:
+        tol = np.maximum(tol, WINDOW_SIGMAS * np.asarray(sigma_deg, dtype=float))
+    fit = _refined_form(name, p, tth, wl, tol, max_zero_deg, weight, need, zero0)
     if fit is None:
         return None
     key = None if memo is None else (fit.full.tobytes(), fit.zero, fit.hit.tobytes())  # all the rest reads
@@ -379,10 +392,10 @@ def refine_cell(
         return None if done is None else replace(done)  # a cell of its own: cells compare by identity
     if centring is None:
         may_lose = "any" if weak is None else ("strong" if centring_may_lose_strong else "weak")
-        best_c = _best_centring(fit, tth, tol_deg, weak_arr, sys_.centrings, may_lose)
+        best_c = _best_centring(fit, tth, tol, weak_arr, sys_.centrings, may_lose)
     else:
         best_c = centring
-    cell = _candidate(name, fit, best_c, tth, wl, tol_deg, need, weak_arr, sigma_deg)
+    cell = _candidate(name, fit, best_c, tth, wl, tol, need, weak_arr, sigma_deg)
     if key is not None:
         memo[key] = cell
     return cell
@@ -400,11 +413,12 @@ class _FormFit:
     hit: np.ndarray  # (N,) lines within the tolerance of a reflection
 
 
-def _refined_form(name: str, p: np.ndarray, tth: np.ndarray, wl: float, tol_deg: float, max_zero_deg: float,
+def _refined_form(name: str, p: np.ndarray, tth: np.ndarray, wl: float, tol: np.ndarray, max_zero_deg: float,
                   weight: np.ndarray, need: int, zero0: float = 0.0) -> _FormFit | None:
     """Up to four weighted least-squares cycles of the form and zero shift (module docstring).
 
-    None when a cycle indexes fewer than ``need`` lines or leaves no positive-definite form.
+    ``tol``: each line's 2θ window (:func:`refine_cell`). None when a cycle indexes fewer
+    than ``need`` lines or leaves no positive-definite form.
     """
     T = SYSTEMS[name].matrix
     q_obs, slope = inv_d2_of_two_theta(tth, wl), inv_d2_slope(tth, wl)
@@ -424,7 +438,7 @@ def _refined_form(name: str, p: np.ndarray, tth: np.ndarray, wl: float, tol_deg:
             return None
         tc = two_theta_of_inv_d2(qc, wl) + z
         j = nearest_index(tc, tth)
-        hit = np.abs(tth - tc[j]) <= tol_deg * (2.0 if cycle == 0 else 1.0)
+        hit = np.abs(tth - tc[j]) <= tol * (2.0 if cycle == 0 else 1.0)
         if hit.sum() < need:
             return None
         rows = monomials(hkl[j[hit]]) @ T
@@ -452,11 +466,11 @@ def _refined_form(name: str, p: np.ndarray, tth: np.ndarray, wl: float, tol_deg:
     if not converged:
         hkl, qc = reflections_of_form(full, q_max, grid)
         tc = two_theta_of_inv_d2(qc, wl) + z
-        hit = np.abs(tth - tc[nearest_index(tc, tth)]) <= tol_deg
+        hit = np.abs(tth - tc[nearest_index(tc, tth)]) <= tol
     return _FormFit(full, z, hkl, qc, tc, hit)
 
 
-def _best_centring(fit: _FormFit, tth: np.ndarray, tol_deg: float, weak: np.ndarray,
+def _best_centring(fit: _FormFit, tth: np.ndarray, tol: np.ndarray, weak: np.ndarray,
                    centrings: Sequence[str], may_lose: str) -> str:
     """The lattice centring of ``centrings`` ranked first by the final merit.
 
@@ -467,7 +481,7 @@ def _best_centring(fit: _FormFit, tth: np.ndarray, tol_deg: float, weak: np.ndar
     (indexed fraction)⁴ / N_calc.
     """
     hkl, qc, tc, hit = fit.hkl, fit.qc, fit.tc, fit.hit
-    t_last = tth[-1] + tol_deg
+    t_last = tth[-1] + tol[-1]
     best_c = "P"
     n_primitive = count_distinct(qc[tc <= t_last], np.inf)
     best_merit = (hit.sum() / len(tth)) ** 4 / max(n_primitive, 1)
@@ -477,7 +491,7 @@ def _best_centring(fit: _FormFit, tth: np.ndarray, tol_deg: float, weak: np.ndar
         tcm = tc[mask]
         if len(tcm) == 0:
             continue
-        near = np.abs(tth[hit, None] - tcm[None, :]).min(axis=1) <= tol_deg
+        near = np.abs(tth[hit, None] - tcm[None, :]).min(axis=1) <= tol[hit]
         n_c = count_distinct(qc[mask][tcm <= t_last], np.inf)
         merit = (near.sum() / len(tth)) ** 4 / max(n_c, 1)
         lost = ~near
@@ -490,23 +504,23 @@ def _best_centring(fit: _FormFit, tth: np.ndarray, tol_deg: float, weak: np.ndar
             # among all the lines it leaves out (simulated I4₁/acd, a = 12.39, c = 10.22 Å:
             # two impurity lines at 1 % on its h + k + l odd lines, chance 0.04)
             n_out = n_lost + int(np.count_nonzero(~hit))
-            chance = coincidence_chance(n_out, n_lost, n_primitive - n_c, span, tol_deg)
+            chance = coincidence_chance(n_out, n_lost, n_primitive - n_c, span, float(np.median(tol)))
             ok = all_weak and chance >= CENTRING_CHANCE
         if ok and merit > best_merit:
             best_c, best_merit = c, merit
     return best_c
 
 
-def _candidate(name: str, fit: _FormFit, centring: str, tth: np.ndarray, wl: float, tol_deg: float, need: int,
-               weak: np.ndarray, sigma_deg: np.ndarray | None) -> CandidateCell | None:
+def _candidate(name: str, fit: _FormFit, centring: str, tth: np.ndarray, wl: float, tol: np.ndarray,
+               need: int, weak: np.ndarray, sigma_deg: np.ndarray | None) -> CandidateCell | None:
     """The cell of a refined form with ``centring``: its indexing and figures of merit
     (None when it indexes fewer than ``need`` lines)."""
     mask = centring_mask(fit.hkl, centring)
     hkl_m, tc_m, qc_m = fit.hkl[mask], fit.tc[mask], fit.qc[mask]
-    n_calc = count_distinct(qc_m[tc_m <= tth[-1] + tol_deg], np.inf)
+    n_calc = count_distinct(qc_m[tc_m <= tth[-1] + tol[-1]], np.inf)
     j = nearest_index(tc_m, tth)
     d = tth - tc_m[j]
-    hit = np.abs(d) <= tol_deg
+    hit = np.abs(d) <= tol
     if hit.sum() < need:
         return None
     q_corr = inv_d2_of_two_theta(tth - fit.zero, wl)

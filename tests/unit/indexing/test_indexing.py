@@ -183,6 +183,29 @@ def test_trials_that_refine_to_one_cell_share_its_figures_but_not_the_cell_objec
     assert shared[0] is not shared[-1]
 
 
+def test_an_uncertain_line_is_indexed_within_two_sigma():
+    """Aragonite's first 16 lines, one moved 0.05° (beyond the 0.03° tolerance): with the
+    other lines' σ = 0.001°, it is indexed when its own σ is 0.03° (window 0.06°), not when
+    it is 0.01° (window 0.03°), nor without σ."""
+    cell, sg, _ = MINERALS["aragonite"]
+    tth = lines_from_cell(cell, sg, CU_KA1_ANGSTROM)[:16]
+    tth[12] += 0.05
+    p0 = np.array([1 / cell[0] ** 2, 1 / cell[1] ** 2, 1 / cell[2] ** 2])
+
+    def indexed(sigma_12: float | None) -> bool:
+        sigma = None
+        if sigma_12 is not None:
+            sigma = np.full(len(tth), 0.001)
+            sigma[12] = sigma_12
+        c = refine_cell("orthorhombic", p0, tth, CU_KA1_ANGSTROM, 0.03, 0.3, sigma_deg=sigma)
+        assert c.n_indexed >= len(tth) - 1
+        return bool(c.indexed[12])
+
+    assert indexed(0.03)
+    assert not indexed(0.01)
+    assert not indexed(None)
+
+
 def test_line_uncertainties_weight_the_refinement():
     """Aragonite's first 16 lines, one shifted by 0.02° (a line pulled by an unresolved
     neighbour) and given that uncertainty, the others 0.001°: weighted, the refined cell
@@ -948,6 +971,10 @@ def _best_dev_cell(rruff_dev, i: int):
         # Im-3m, a bcc metal (a = 3.15 Å, Mo-like): its four lines indexed as simple cubic
         # a = 2.23 Å first, a lattice no crystal has
         (286, "I", 3.147),
+        # F-43m, sphalerite type: the strong 111 line sets the zero shift, and the weak 400
+        # and 511 lines (σ ≈ 0.03°) fell outside a fixed 0.03° window, so an orthorhombic
+        # I cell (3.61, 4.25, 6.01 Å) that indexed 8 of 9 lines came first
+        (393, "F", 6.014),
     ],
 )
 def test_measured_cubic_dev_patterns_index_as_their_cubic_lattice(rruff_dev, i, centring, a):
