@@ -74,6 +74,14 @@ def _table(rows: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
+def _dev_halves(dev: str | Path):
+    """The fixed halves of the shipped dev set (:func:`training.devsplit.dev_split`) when
+    ``dev`` is that file, else None: another set has no split to report on."""
+    from training.devsplit import dev_split
+
+    return dev_split() if Path(dev).resolve() == DEFAULT_DEV.resolve() else None
+
+
 def _evaluate(args: argparse.Namespace) -> int:
     from ratagent.model.calibration import Calibration
     from ratagent.model.inference import load
@@ -92,13 +100,8 @@ def _evaluate(args: argparse.Namespace) -> int:
     patterns, eg = load_dev_set(args.dev)
     clf = load(args.checkpoint)
     scores = network_scores(clf, patterns)
-    shipped = Path(args.dev).resolve() == DEFAULT_DEV.resolve()
-    if shipped:
-        from training.devsplit import dev_split
-
-        cross, _ = cross_fitted_probs(scores, eg, halves=dev_split())
-    else:
-        cross, _ = cross_fitted_probs(scores, eg)
+    halves = _dev_halves(args.dev)
+    cross, _ = cross_fitted_probs(scores, eg, halves=halves)
     rows = {
         "paper prior": evaluate_probs(prior_probs(eg.size), eg),
         "model raw": evaluate_probs(Calibration().probs(scores), eg),
@@ -108,7 +111,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     print(f"measured dev set {args.dev} ({eg.size} patterns), model {clf.model_id}")
     print(_table(rows))
     print("raw: T=1, no prior; 2-fold: (T, λ) fitted on the other half of the dev set "
-          f"({'the fixed mineral-grouped halves' if shipped else 'random halves'});")
+          f"({'random halves' if halves is None else 'the fixed mineral-grouped halves'});")
     print("shipped: the checkpoint's calibration (fitted on this whole set: in-sample)")
     synthetic = _synthetic_rows(clf, args) if args.synthetic else {}
     if synthetic:
@@ -230,7 +233,7 @@ def _pipeline(args: argparse.Namespace) -> int:
     import numpy as np
 
     from ratagent.agent import AgentConfig
-    from training.devsplit import dev_groups, dev_split
+    from training.devsplit import dev_groups
     from training.evaluate import load_dev_set
     from training.pipeline import (
         TRUST_GRID,
@@ -244,8 +247,9 @@ def _pipeline(args: argparse.Namespace) -> int:
     )
 
     patterns, eg = load_dev_set(args.dev)
-    shipped = Path(args.dev).resolve() == DEFAULT_DEV.resolve()
-    halves = dev_split() if shipped else np.full(len(eg), "-")
+    split = _dev_halves(args.dev)
+    shipped = split is not None
+    halves = split if shipped else np.full(len(eg), "-")
     groups = dev_groups() if shipped else None  # intervals counting mineral groups
     indices = None
     if args.limit:
