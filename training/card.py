@@ -20,6 +20,7 @@ _AUG_KEYS = (
     "background",
     "max_strain",
     "processed_probability",
+    "kbeta",
 )
 
 

@@ -74,6 +74,9 @@ class AugmentationConfig:
     # reflections below half a unit vanish)
     processed_probability: float = 0.0
     processed_scale: float = 1000.0
+    # Kβ1 / Kα1 intensity ratio: what a β filter or a mirror leaves of the anode's Kβ line
+    # (a Ni filter on Cu, about 1 %; none on monochromated data)
+    kbeta: tuple[float, float] = (0.0, 0.0)
 
     def __post_init__(self) -> None:
         for name in (
@@ -92,6 +95,7 @@ class AugmentationConfig:
             "log10_counts",
             "po_ratio",
             "impurity_fraction",
+            "kbeta",
         ):
             _check_range(name, getattr(self, name))
         for name in ("po_probability", "impurity_probability", "processed_probability"):
@@ -109,6 +113,8 @@ class AugmentationConfig:
             raise ValueError(f"processed_scale must be positive, got {self.processed_scale}")
         if not 0 <= self.max_strain < 0.2:
             raise ValueError(f"max_strain must be in [0, 0.2), got {self.max_strain}")
+        if not 0 <= self.kbeta[0] <= self.kbeta[1] < 1:
+            raise ValueError(f"kbeta must be a Kβ1/Kα1 ratio range in [0, 1), got {self.kbeta}")
 
     def sample(self, rng: np.random.Generator, n: int) -> Conditions:
         """Draw the conditions of ``n`` patterns."""
@@ -149,6 +155,7 @@ class AugmentationConfig:
                 if self.processed_probability > 0
                 else None
             ),
+            kbeta=u(self.kbeta) if self.kbeta[1] > 0 else None,
         )
 
 
@@ -177,6 +184,7 @@ class Conditions:
     impurity_fraction: np.ndarray
     max_strain: np.ndarray
     processed: np.ndarray | None = None  # scale of a processed pattern (0 or None: raw counts)
+    kbeta: np.ndarray | None = None  # Kβ1 / Kα1 intensity ratio (None: no Kβ line)
 
     def __len__(self) -> int:
         return int(np.shape(self.zero_shift_deg)[0])
@@ -199,6 +207,7 @@ class Conditions:
             asymmetry=t(self.asymmetry),
             po_ratio=t(self.po_ratio),
             po_axis=t(self.po_axis),
+            kbeta=None if self.kbeta is None else t(self.kbeta),
         )
 
 

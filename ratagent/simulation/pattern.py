@@ -30,6 +30,7 @@ def simulate_pattern(
     impurity: ReflectionList | None = None,
     impurity_fraction: float = 0.0,
     strain: float = 0.0,
+    kbeta: float = 0.0,
     dtype: torch.dtype = torch.float64,
 ) -> Pattern:
     """Simulate the powder pattern of one phase on the instrument's 2θ grid.
@@ -55,6 +56,9 @@ def simulate_pattern(
         Second phase, mixed at ``impurity_fraction`` of the integrated intensity.
     strain : float
         Largest random lattice strain ε (within the crystal system).
+    kbeta : float
+        Kβ1 / Kα1 intensity ratio of the anode's Kβ1 line (about 0.01 behind a β filter;
+        0: none, as on monochromated data).
     dtype : torch dtype of the computation (float64 by default for a single pattern).
 
     Returns
@@ -77,6 +81,8 @@ def simulate_pattern(
         raise ValueError(f"hump_fwhm_deg must be positive, got {hump_fwhm_deg}")
     if not 0.0 <= impurity_fraction < 1.0:
         raise ValueError(f"impurity_fraction must be in [0, 1), got {impurity_fraction}")
+    if not 0.0 <= kbeta < 1.0:
+        raise ValueError(f"kbeta must be a Kβ1/Kα1 ratio in [0, 1), got {kbeta}")
 
     def one(v: float) -> np.ndarray:
         return np.array([float(v)])
@@ -99,6 +105,7 @@ def simulate_pattern(
         po_axis=np.asarray(po_axis, float)[None, :],
         impurity_fraction=one(impurity_fraction),
         max_strain=one(strain),
+        kbeta=one(kbeta) if kbeta > 0 else None,
     )
     out = simulate_batch(
         [record], instrument, cond, rng, impurities=() if impurity is None else (impurity,), dtype=dtype
@@ -113,5 +120,6 @@ def simulate_pattern(
         "impurity_fraction": impurity_fraction,
         "po_ratio": po_ratio,
         "strain": strain,
+        "kbeta": kbeta,
     }
     return Pattern(instrument.two_theta, intensity, instrument.wavelength, sigma=sigma, meta=meta)

@@ -6,6 +6,9 @@ Algorithm (:func:`render`)
 2. For each wavelength line ℓ: d from hkl and the (possibly strained) cell through
    the metric tensor, Bragg 2θ, shifted by zero and displacement (:func:`peak_table`;
    :func:`render` computes steps 2–3 for the real reflections only, not the padding).
+   Where a pattern's ``kbeta`` is given, the anode's Kβ1 line
+   (:attr:`~ratagent.instrument.Instrument.kbeta_angstrom`) is one more line, its ratio
+   r_β that pattern's ``kbeta`` (0 leaves it out).
 3. Integrated intensity of each peak
    I = scale · r_ℓ · m · |F|² · LP(2θ) · P_MD, with P_MD the March–Dollase factor
    averaged over the reflection's Laue equivalents.
@@ -146,6 +149,8 @@ class PatternParams:
     asymmetry: torch.Tensor  # Bérar–Baldinozzi P (dimensionless)
     po_ratio: torch.Tensor  # March–Dollase r (1 = random powder)
     po_axis: torch.Tensor  # (B, 3) preferred axis as reciprocal-lattice indices
+    # Kβ1 / Kα1 intensity ratio (what a β filter leaves); None: no Kβ line at all
+    kbeta: torch.Tensor | None = None
 
     @classmethod
     def from_instrument(
@@ -179,7 +184,8 @@ class PatternParams:
 
     def to(self, device: torch.device | str) -> PatternParams:
         """A copy on another device."""
-        return PatternParams(**{f.name: getattr(self, f.name).to(device) for f in fields(self)})
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        return PatternParams(**{k: None if v is None else v.to(device) for k, v in values.items()})
 
 
 def _preferred_orientation(batch: ReflectionBatch, params: PatternParams) -> torch.Tensor:
@@ -218,12 +224,18 @@ def _line_columns(
     """Steps 2–3 of the module docstring for reflections of any shape S; each column is (*S, L).
 
     ``par`` holds the scalar fields of :class:`PatternParams` broadcastable against ``d``:
-    columns (B, 1) against a padded (B, N) table, or gathered per reflection for a packed one.
+    columns (B, 1) against a padded (B, N) table, or gathered per reflection for a packed one;
+    with ``kbeta`` among them, the anode's Kβ1 line is the last of the lines, with that ratio.
     All L wavelength lines are computed at once along a last axis.
     """
     ratio = torch.tensor(instrument.line_ratios, dtype=d.dtype, device=d.device)
     par = {k: v[..., None] for k, v in par.items()}
-    tth = torch.stack([physics.bragg_two_theta(d, lam) for lam in instrument.wavelengths_angstrom], -1)
+    lams = instrument.wavelengths_angstrom
+    if "kbeta" in par:
+        kbeta = par.pop("kbeta")
+        ratio = torch.cat([ratio.expand(*kbeta.shape[:-1], -1), kbeta], -1)
+        lams = (*lams, _kbeta_angstrom(instrument))
+    tth = torch.stack([physics.bragg_two_theta(d, lam) for lam in lams], -1)
     ok = valid[..., None] & torch.isfinite(tth)
     tth = torch.where(ok, tth, torch.full_like(tth, 90.0))
     pos = physics.peak_shift(
@@ -252,11 +264,28 @@ def _line_columns(
 _SCALAR_PARAMS = ("scale", "zero_shift_deg", "displacement_mm", "u", "v", "w", "x", "y")
 
 
+def _kbeta_angstrom(instrument: Instrument) -> float:
+    lam = instrument.kbeta_angstrom
+    if lam is None:
+        raise ValueError(f"params.kbeta needs an anode's Kβ1 line; the instrument's radiation is "
+                         f"{instrument.radiation}")
+    return lam
+
+
+def _scalars(params: PatternParams) -> tuple[str, ...]:
+    """The scalar fields that :func:`_line_columns` reads: ``kbeta`` only where a pattern has Kβ."""
+    with_kbeta = params.kbeta is not None and bool(torch.any(params.kbeta != 0))
+    return (*_SCALAR_PARAMS, "kbeta") if with_kbeta else _SCALAR_PARAMS
+
+
 def _check_params(batch: ReflectionBatch, params: PatternParams) -> None:
     b = len(batch)
     for f in fields(params):
-        if getattr(params, f.name).shape[0] != b:
-            raise ValueError(f"params.{f.name} has {getattr(params, f.name).shape[0]} rows, batch has {b}")
+        value = getattr(params, f.name)
+        if value is not None and value.shape[0] != b:
+            raise ValueError(f"params.{f.name} has {value.shape[0]} rows, batch has {b}")
+    if params.kbeta is not None and not bool(torch.all((params.kbeta >= 0) & (params.kbeta < 1))):
+        raise ValueError(f"params.kbeta must be a Kβ1/Kα1 ratio in [0, 1), got {params.kbeta.tolist()}")
 
 
 def peak_table(
@@ -266,7 +295,8 @@ def peak_table(
 
     Returns
     -------
-    dict of tensors of shape (B, N, L) (L = number of wavelength lines):
+    dict of tensors of shape (B, N, L) (L = number of wavelength lines, the Kβ1 line last
+    where ``params.kbeta`` has a non-zero ratio):
     ``two_theta`` (observed position, degrees), ``two_theta_bragg``, ``intensity``
     (integrated, 0 for padding and unreachable reflections), ``fwhm`` (degrees), ``eta``,
     ``valid`` (bool).
@@ -274,7 +304,7 @@ def peak_table(
     _check_params(batch, params)
     d = physics.d_spacing(batch.hkl, batch.cell)
     po = _preferred_orientation(batch, params) if bool(torch.any(params.po_ratio != 1.0)) else None
-    par = {k: getattr(params, k)[:, None] for k in _SCALAR_PARAMS}  # (B,) -> (B, 1) against (B, N)
+    par = {k: getattr(params, k)[:, None] for k in _scalars(params)}  # (B,) -> (B, 1) against (B, N)
     return _line_columns(d, batch.multiplicity, batch.f2, batch.mask, po, par, instrument)
 
 
@@ -506,7 +536,7 @@ def _render_rows(
     po = None
     if bool(torch.any(params.po_ratio != 1.0)):
         po = _preferred_orientation(batch, params)[mask]
-    par = {k: getattr(params, k)[rows] for k in _SCALAR_PARAMS}
+    par = {k: getattr(params, k)[rows] for k in _scalars(params)}
     valid = torch.ones_like(mask[mask])
     cols = _line_columns(d, batch.multiplicity[mask], batch.f2[mask], valid, po, par, instrument)
     n_lines = cols["two_theta"].shape[-1]
