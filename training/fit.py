@@ -17,6 +17,7 @@ import logging
 import math
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -142,7 +143,7 @@ class _Run:
     step: int = 0
     wall_before: float = 0.0  # training wall time of earlier calls (resumed runs)
     budgeted: bool = False  # the curriculum was scaled to a time budget (kept in the state)
-    probe_s_per_step: list[float] | None = None  # each phase's speed as timed when it was scaled
+    plan_s_per_step: list[float] | None = None  # each phase's speed as the budget's plan assumes it
 
     @property
     def distributed(self) -> bool:
@@ -248,6 +249,23 @@ def _synchronise(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def _time_phases(run: _Run, net: torch.nn.Module, instrument: Instrument, phases: tuple[Phase, ...],
+                 steps_each: int, deadline: float) -> list[float]:
+    """Seconds per step of each phase, timed on real training steps under its conditions
+    (at least one each; no more once ``time.perf_counter()`` passes ``deadline``)."""
+    seconds_per_step = []
+    for phase in phases:
+        _synchronise(run.device)
+        t0 = time.perf_counter()
+        timed = 0
+        while timed < max(1, steps_each) and (timed == 0 or time.perf_counter() < deadline):
+            _train_step(run, net, instrument, phase)
+            timed += 1
+        _synchronise(run.device)
+        seconds_per_step.append((time.perf_counter() - t0) / timed)
+    return seconds_per_step
+
+
 def _fit_to_budget(run: _Run, net: torch.nn.Module, instrument: Instrument, budget_s: float) -> None:
     """Scale a fresh run's curriculum so that it ends within ``budget_s`` seconds.
 
@@ -266,25 +284,15 @@ def _fit_to_budget(run: _Run, net: torch.nn.Module, instrument: Instrument, budg
         _train_step(run, net, instrument)
         if time.perf_counter() - started > 0.05 * budget_s:
             break
-    seconds_per_step = []
-    for phase in phases:
-        _synchronise(run.device)
-        t0 = time.perf_counter()
-        timed = 0
-        while timed < max(1, PROBE_STEPS // len(phases)) and (
-            timed == 0 or time.perf_counter() - started < 0.1 * budget_s
-        ):
-            _train_step(run, net, instrument, phase)
-            timed += 1
-        _synchronise(run.device)
-        seconds_per_step.append((time.perf_counter() - t0) / timed)
+    seconds_per_step = _time_phases(run, net, instrument, phases, PROBE_STEPS // len(phases),
+                                    started + 0.1 * budget_s)
     left = budget_s - (time.perf_counter() - started)
     planned = sum(p.steps * t for p, t in zip(phases, seconds_per_step, strict=True))  # s, at these lengths
     # the probe's steps are the curriculum's first ones: the rest fills the time left
     rest = max(1, int(run.config.total_steps * left * BUDGET_FILL / planned))
     run.config = scaled(run.config, run.step + rest)
     run.budgeted = True
-    run.probe_s_per_step = seconds_per_step
+    run.plan_s_per_step = seconds_per_step
     logger.info("time budget %.0f s (%s s/step): %d steps (%s)", budget_s,
                 "/".join(f"{t:.3f}" for t in seconds_per_step), run.config.total_steps,
                 _phase_steps(run.config))
@@ -295,22 +303,35 @@ def _phase_steps(config: FitConfig) -> str:
     return ", ".join(f"{p.name} {p.steps}" for p in config.phases)
 
 
-def _replan(run: _Run, phase_started: tuple[int, float], time_left_s: float) -> None:
+def _replan(run: _Run, phase_started: tuple[int, float], time_left_s: float,
+            time_phases: Callable[[tuple[Phase, ...]], list[float]]) -> None:
     """At the first step of a phase of a run scaled in this call: when the phase just ended
-    ran more than ``REPLAN_RATIO`` times slower or faster than it was timed (the machine's
-    load changed: another job started or ended), the phases still to come are rescaled to
-    the time left at the speeds timed, times that ratio."""
+    ran more than ``REPLAN_RATIO`` times slower or faster than the plan assumed, the phases
+    still to come are timed again (``time_phases``, on real steps under the machine's load
+    now) and rescaled to the time left at those speeds.
+
+    Timing them again, rather than scaling every speed by the ended phase's ratio, serves
+    both causes of a wrong plan: the machine's load changed (another job started or
+    ended), which slows every phase alike, and one phase's few timed steps at the start
+    were disturbed (the first phase's waited for the render workers to start; scaling
+    the others by that phase's 5.6× planned them six times too long)."""
     step0, t0 = phase_started
     if run.step - step0 < REPLAN_MIN_STEPS:
         return
     ended, _, _ = run.config.phase_at(step0)
-    ratio = (time.perf_counter() - t0) / (run.step - step0) / run.probe_s_per_step[ended]
+    ratio = (time.perf_counter() - t0) / (run.step - step0) / run.plan_s_per_step[ended]
     if max(ratio, 1 / ratio) <= REPLAN_RATIO:
         return
-    before = run.config.total_steps
-    run.config = replanned(run.config, run.step, [t * ratio for t in run.probe_s_per_step], time_left_s)
-    logger.info("phase %s ran at %.2f× its timed speed: %d steps planned, not %d (%s)",
-                run.config.phases[ended].name, 1 / ratio, run.config.total_steps, before,
+    first = ended + 1
+    start, before = run.step, run.config.total_steps
+    began = time.perf_counter()
+    run.plan_s_per_step = [*run.plan_s_per_step[:first], *time_phases(run.config.phases[first:])]
+    # the timing's steps are the next phase's first ones: replan from that phase's start
+    left = time_left_s - (time.perf_counter() - began)
+    run.config = replanned(run.config, start, run.plan_s_per_step, left)
+    logger.info("phase %s ran at %.2f× the speed planned; timed again (%s s/step): %d steps planned, "
+                "not %d (%s)", run.config.phases[ended].name, 1 / ratio,
+                "/".join(f"{t:.3f}" for t in run.plan_s_per_step[first:]), run.config.total_steps, before,
                 _phase_steps(run.config))
 
 
@@ -322,6 +343,7 @@ BUDGET_FILL = 0.9
 #: A phase that ran this many times slower or faster than timed has the phases after it rescaled.
 REPLAN_RATIO = 1.25
 REPLAN_MIN_STEPS = 20  # ... timed over at least this many steps
+REPLAN_PROBE_STEPS = 10  # steps timed of each phase still to come when the plan is made again
 
 
 def fit(
@@ -369,9 +391,11 @@ def fit(
     with (out / "train_log.jsonl").open("a") as log_file:
         bar = tqdm(total=stop, initial=run.step, disable=not progress or run.rank != 0, desc="fit")
         while run.step < stop:
-            # a scaled run (probe_s_per_step set) has a time budget in this call
-            if run.probe_s_per_step is not None and config.phase_at(run.step)[2] == 0:
-                _replan(run, phase_started, time_budget_s - (time.perf_counter() - started))
+            # a scaled run (plan_s_per_step set) has a time budget in this call
+            if run.plan_s_per_step is not None and config.phase_at(run.step)[2] == 0:
+                _replan(run, phase_started, time_budget_s - (time.perf_counter() - started),
+                        lambda phases: _time_phases(run, net, instrument, phases, REPLAN_PROBE_STEPS,
+                                                    math.inf))
                 config = run.config
                 stop = min(config.total_steps, limit)
                 bar.total = stop

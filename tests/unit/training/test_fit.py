@@ -162,19 +162,46 @@ def test_replanned_rescales_only_the_phases_to_come(tmp_path):
         replanned(cfg, 60, [0.1, 0.1, 0.2], 300.0)
 
 
-def test_a_phase_run_at_its_timed_speed_leaves_the_plan_and_a_slower_one_rescales_it(tmp_path, monkeypatch):
+def test_a_phase_run_at_its_planned_speed_leaves_the_plan_and_a_slower_one_times_the_rest_again(
+        tmp_path, monkeypatch):
     from types import SimpleNamespace
 
     import training.fit as fit_module
 
     base = _config(tmp_path, tmp_path)
     cfg = replace(base, phases=tuple(replace(p, steps=100) for p in base.phases))
-    run = SimpleNamespace(config=cfg, step=100, probe_s_per_step=[0.1, 0.1])
+    run = SimpleNamespace(config=cfg, step=100, plan_s_per_step=[0.1, 0.1])
+    timed = []
+
+    def time_phases(phases):
+        timed.append(len(phases))
+        return [0.2] * len(phases)  # the load that slowed the first phase slows the rest alike
+
     monkeypatch.setattr(fit_module.time, "perf_counter", lambda: 1000.0)
-    fit_module._replan(run, (0, 1000.0 - 100 * 0.11), time_left_s=100.0)  # 1.1× the timed 0.1 s
-    assert run.config is cfg
-    fit_module._replan(run, (0, 1000.0 - 100 * 0.2), time_left_s=100.0)  # twice as slow as timed
+    fit_module._replan(run, (0, 1000.0 - 100 * 0.11), 100.0, time_phases)  # 1.1× the planned 0.1 s
+    assert run.config is cfg and not timed
+    fit_module._replan(run, (0, 1000.0 - 100 * 0.2), 100.0, time_phases)  # twice as slow as planned
+    assert timed == [1]
     assert [p.steps for p in run.config.phases] == [100, round(BUDGET_FILL * 100.0 / 0.2)]
+    assert run.plan_s_per_step == [0.1, 0.2]
+
+
+def test_a_disturbed_timing_of_one_phase_does_not_stretch_the_others(tmp_path, monkeypatch):
+    """The first phase's few timed steps waited for the render workers to start (0.8 s a step
+    where it then ran at 0.14 s); the other phases were timed right. Scaling their speeds by
+    the first phase's 5.7× planned them nearly six times too long; timing them again keeps
+    them to the time left."""
+    from types import SimpleNamespace
+
+    import training.fit as fit_module
+
+    base = _config(tmp_path, tmp_path)
+    lengths = zip(base.phases, (800, 1400), strict=True)
+    cfg = replace(base, phases=tuple(replace(p, steps=n) for p, n in lengths))
+    run = SimpleNamespace(config=cfg, step=800, plan_s_per_step=[0.8, 0.2])
+    monkeypatch.setattr(fit_module.time, "perf_counter", lambda: 5000.0)
+    fit_module._replan(run, (0, 5000.0 - 800 * 0.14), 300.0, lambda phases: [0.2] * len(phases))
+    assert run.config.phases[1].steps == round(BUDGET_FILL * 300.0 / 0.2)  # 1350 steps, 270 s
 
 
 @pytest.mark.slow
