@@ -183,15 +183,24 @@ def _write_card_section(
     synthetic: dict[str, dict] | None = None,
     bank: str | None = None,
 ) -> Path:
-    """Put the measured table into the checkpoint's MODEL_CARD.md (replacing an older one)."""
+    """Put the measured table into the checkpoint's MODEL_CARD.md (replacing an older one).
+
+    The rest of the card is written again from the checkpoint's training record where it
+    has one (:func:`training.card.render_card`), so a card follows the renderer's fields.
+    """
     import datetime
 
-    from ratagent.model.checkpoint import DEFAULT_CHECKPOINT, MODEL_CARD_FILE
+    from ratagent.model.checkpoint import DEFAULT_CHECKPOINT, MODEL_CARD_FILE, load_checkpoint
+    from training.card import render_card
 
-    card = (Path(checkpoint) if checkpoint else DEFAULT_CHECKPOINT) / MODEL_CARD_FILE
+    folder = Path(checkpoint) if checkpoint else DEFAULT_CHECKPOINT
+    card = folder / MODEL_CARD_FILE
     text = card.read_text(encoding="utf-8") if card.is_file() else ""
     if CARD_BEGIN in text:
         text = text[: text.index(CARD_BEGIN)] + text[text.index(CARD_END) + len(CARD_END) :]
+    loaded = load_checkpoint(folder)
+    if loaded.training.get("fit"):
+        text = render_card(loaded.model_id, loaded.training, loaded.training.get("calibration"))
     section = "\n".join(
         [
             CARD_BEGIN,

@@ -20,8 +20,8 @@ _AUG_KEYS = (
     "background",
     "max_strain",
     "processed_probability",
-    "kbeta",
 )
+_OPTIONAL_AUG_KEYS = ("kbeta",)  # a column only where a phase draws it
 
 
 def _fmt(v: Any) -> str:
@@ -35,6 +35,8 @@ def render_card(model_id: str, training: dict[str, Any], calibration: dict[str, 
     fit = training.get("fit", {})
     summary = training.get("summary", {})
     model = fit.get("model", {})
+    augs = [p.get("augmentation", {}) for p in fit.get("phases", [])]
+    keys = _AUG_KEYS + tuple(k for k in _OPTIONAL_AUG_KEYS if any(max(a.get(k) or [0]) > 0 for a in augs))
     lines = [
         f"# ratagent ViT checkpoint `{model_id}`",
         "",
@@ -57,12 +59,12 @@ def render_card(model_id: str, training: dict[str, Any], calibration: dict[str, 
         f"- batch {fit.get('batch_size')}, seed {fit.get('seed')}, "
         f"AdamW (weight decay {fit.get('weight_decay')})",
         "",
-        "| phase | steps | peak lr | " + " | ".join(_AUG_KEYS) + " |",
-        "|---|---|---|" + "---|" * len(_AUG_KEYS),
+        "| phase | steps | peak lr | " + " | ".join(keys) + " |",
+        "|---|---|---|" + "---|" * len(keys),
     ]
     for p in fit.get("phases", []):
         aug = p.get("augmentation", {})
-        cells = " | ".join(_fmt(aug.get(k, "")) for k in _AUG_KEYS)
+        cells = " | ".join(_fmt(aug.get(k, "")) for k in keys)
         lines.append(f"| {p['name']} | {p['steps']} | {p['lr']:g} | {cells} |")
     total = summary.get("total_steps", sum(p.get("steps", 0) for p in fit.get("phases", [])))
     lines += [
@@ -75,6 +77,11 @@ def render_card(model_id: str, training: dict[str, Any], calibration: dict[str, 
     ]
     if "wall_s" in summary:
         lines.append(f"- wall time: {summary['wall_s'] / 60:.1f} min")
+    step, batch = summary.get("step"), fit.get("batch_size")
+    if isinstance(step, int) and isinstance(batch, int):
+        seen = step * batch * int(summary.get("world_size", 1))
+        rate = f", {seen / summary['wall_s']:.0f} samples/s" if summary.get("wall_s") else ""
+        lines.append(f"- patterns seen: {seen:,}".replace(",", " ") + rate)
     if training.get("notes"):
         lines += ["", "## Notes", "", str(training["notes"])]
     if calibration:

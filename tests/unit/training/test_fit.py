@@ -247,3 +247,16 @@ def test_the_model_card_names_the_peak_tokens():
     peaks = ViTConfig(peak_tokens=48).to_dict()
     assert "peak tokens" not in render_card("0" * 16, {"fit": {"model": plain}})
     assert ", 48 peak tokens" in render_card("0" * 16, {"fit": {"model": peaks}})
+
+
+def test_the_model_card_gives_patterns_seen_and_rate_and_a_kbeta_column_where_drawn():
+    from training.card import render_card
+
+    phase = {"name": "hard", "steps": 10, "lr": 1e-3, "augmentation": {"log10_counts": [2.0, 4.0]}}
+    with_kbeta = {**phase, "augmentation": {**phase["augmentation"], "kbeta": [0.0, 0.02]}}
+    summary = {"step": 30000, "wall_s": 5474.0, "world_size": 1}
+    card = render_card("0" * 16, {"fit": {"batch_size": 32, "phases": [phase]}, "summary": summary})
+    assert "- patterns seen: 960 000, 175 samples/s" in card
+    assert "kbeta" not in card
+    card = render_card("0" * 16, {"fit": {"batch_size": 32, "phases": [with_kbeta]}, "summary": summary})
+    assert "| processed_probability | kbeta |" in card and "| 0–0.02 |" in card
