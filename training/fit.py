@@ -313,8 +313,9 @@ def _replan(run: _Run, phase_started: tuple[int, float], time_left_s: float,
     Timing them again, rather than scaling every speed by the ended phase's ratio, serves
     both causes of a wrong plan: the machine's load changed (another job started or
     ended), which slows every phase alike, and one phase's few timed steps at the start
-    were disturbed (the first phase's waited for the render workers to start; scaling
-    the others by that phase's 5.6× planned them six times too long)."""
+    were disturbed (a job beside them ended as the first phase's were timed at 0.8 s a
+    step, which then ran at 0.14 s; scaling the others by that ratio planned them six
+    times too long)."""
     step0, t0 = phase_started
     if run.step - step0 < REPLAN_MIN_STEPS:
         return
@@ -340,7 +341,7 @@ PROBE_WARMUP, PROBE_STEPS = 5, 30
 #: Share of the time left that the scaled curriculum is planned to fill (rendering costs
 #: differ between phases; a run that would overrun stops at the budget and keeps its state).
 BUDGET_FILL = 0.9
-#: A phase that ran this many times slower or faster than timed has the phases after it rescaled.
+#: A phase that ran this many times slower or faster than planned has the phases after it timed again.
 REPLAN_RATIO = 1.25
 REPLAN_MIN_STEPS = 20  # ... timed over at least this many steps
 REPLAN_PROBE_STEPS = 10  # steps timed of each phase still to come when the plan is made again
@@ -393,12 +394,14 @@ def fit(
         while run.step < stop:
             # a scaled run (plan_s_per_step set) has a time budget in this call
             if run.plan_s_per_step is not None and config.phase_at(run.step)[2] == 0:
+                before = run.step
                 _replan(run, phase_started, time_budget_s - (time.perf_counter() - started),
                         lambda phases: _time_phases(run, net, instrument, phases, REPLAN_PROBE_STEPS,
                                                     math.inf))
                 config = run.config
                 stop = min(config.total_steps, limit)
                 bar.total = stop
+                bar.update(run.step - before)  # the steps that timed the phases to come
                 phase_started = (run.step, time.perf_counter())
             phase, loss, acc = _train_step(run, net, instrument)
             bar.update(1)

@@ -187,8 +187,8 @@ def test_a_phase_run_at_its_planned_speed_leaves_the_plan_and_a_slower_one_times
 
 
 def test_a_disturbed_timing_of_one_phase_does_not_stretch_the_others(tmp_path, monkeypatch):
-    """The first phase's few timed steps waited for the render workers to start (0.8 s a step
-    where it then ran at 0.14 s); the other phases were timed right. Scaling their speeds by
+    """The first phase's few timed steps shared the machine with a job that then ended (0.8 s
+    a step where it then ran at 0.14 s); the other phases were timed right. Scaling their speeds by
     the first phase's 5.7× planned them nearly six times too long; timing them again keeps
     them to the time left."""
     from types import SimpleNamespace
