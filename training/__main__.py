@@ -195,12 +195,13 @@ def _write_card_section(
 
     folder = Path(checkpoint) if checkpoint else DEFAULT_CHECKPOINT
     card = folder / MODEL_CARD_FILE
-    text = card.read_text(encoding="utf-8") if card.is_file() else ""
-    if CARD_BEGIN in text:
-        text = text[: text.index(CARD_BEGIN)] + text[text.index(CARD_END) + len(CARD_END) :]
     loaded = load_checkpoint(folder)
     if loaded.training.get("fit"):
         text = render_card(loaded.model_id, loaded.training, loaded.training.get("calibration"))
+    else:
+        text = card.read_text(encoding="utf-8") if card.is_file() else ""
+        if CARD_BEGIN in text:
+            text = text[: text.index(CARD_BEGIN)] + text[text.index(CARD_END) + len(CARD_END) :]
     section = "\n".join(
         [
             CARD_BEGIN,

@@ -84,6 +84,17 @@ def render_card(model_id: str, training: dict[str, Any], calibration: dict[str, 
         lines.append(f"- patterns seen: {seen:,}".replace(",", " ") + rate)
     if training.get("notes"):
         lines += ["", "## Notes", "", str(training["notes"])]
+    tuned = training.get("finetune")
+    if tuned:  # training.finetune keeps the parent's record above and adds its own
+        lines += [
+            "",
+            "## Fine-tuning",
+            "",
+            f"- from model `{tuned.get('from_model')}` (the run above) on {tuned.get('n_patterns')} "
+            f"measured patterns, {tuned.get('synthetic_per_batch', 0)} simulated ones in each batch",
+            f"- {tuned.get('steps')} steps × {tuned.get('batch_size')}, lr {_fmt(tuned.get('lr'))}, "
+            f"loss {_fmt(tuned.get('loss_first'))} → {_fmt(tuned.get('loss_last'))}",
+        ]
     if calibration:
         lines += [
             "",

@@ -260,3 +260,18 @@ def test_the_model_card_gives_patterns_seen_and_rate_and_a_kbeta_column_where_dr
     assert "kbeta" not in card
     card = render_card("0" * 16, {"fit": {"batch_size": 32, "phases": [with_kbeta]}, "summary": summary})
     assert "| processed_probability | kbeta |" in card and "| 0–0.02 |" in card
+
+
+def test_the_card_of_a_fine_tuned_checkpoint_says_what_tuned_it():
+    """training.finetune keeps its parent's fit record: calibrating it or `evaluate --card`
+    writes the card again with render_card, which must not pass the parent off as the model."""
+    from training.card import render_card
+
+    fit_record = {"batch_size": 32, "phases": []}
+    tuned = {"from_model": "a" * 16, "n_patterns": 120, "steps": 500, "batch_size": 32,
+             "synthetic_per_batch": 16, "lr": 5e-5, "loss_first": 3.5, "loss_last": 2.25}
+    card = render_card("b" * 16, {"fit": fit_record, "summary": {"step": 10}, "finetune": tuned})
+    assert "## Fine-tuning" in card
+    assert f"from model `{'a' * 16}` (the run above) on 120 measured patterns, 16 simulated" in card
+    assert "- 500 steps × 32, lr 5e-05, loss 3.5 → 2.25" in card
+    assert "Fine-tuning" not in render_card("b" * 16, {"fit": fit_record})
