@@ -19,7 +19,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -262,7 +262,7 @@ def simulate_batch(
     if bool(torch.any(frac > 0)):
         pick = rng.integers(0, len(impurities), size=b)
         imp = [impurities[i] for i in pick]
-        no_po = PatternParams(**{**params.__dict__, "po_ratio": torch.ones_like(params.po_ratio)})
+        no_po = replace(params, po_ratio=torch.ones_like(params.po_ratio))
         y_imp = render(collate(imp, device=device, dtype=dtype), instrument, no_po)
         y_main = y / y.sum(1, keepdim=True).clamp(min=1e-30)
         y_imp = y_imp / y_imp.sum(1, keepdim=True).clamp(min=1e-30)

@@ -70,8 +70,7 @@ def _rows(batch: ReflectionBatch, params: PatternParams, start: int, stop: int) 
     """Rows ``start:stop`` of a batch and of its parameters (views)."""
     sub = {f.name: getattr(batch, f.name) for f in fields(batch)}
     sub = {k: None if v is None else v[start:stop] for k, v in sub.items()}
-    cut = PatternParams(**{f.name: getattr(params, f.name)[start:stop] for f in fields(params)
-                           if getattr(params, f.name) is not None})
+    cut = PatternParams(**{k: v[start:stop] for k, v in params.tensors().items()})
     return ReflectionBatch(**sub), cut
 
 
@@ -90,8 +89,7 @@ def _pack(batch: ReflectionBatch, params: PatternParams) -> tuple[dict[str, np.n
         value = getattr(batch, f.name)
         if value is not None:
             arrays[f.name] = (value[:, :n] if f.name in _PER_REFLECTION else value).numpy()
-    arrays.update({_PARAMS + f.name: getattr(params, f.name).numpy() for f in fields(params)
-                   if getattr(params, f.name) is not None})
+    arrays.update({_PARAMS + k: v.numpy() for k, v in params.tensors().items()})
     layout, nbytes = [], 0
     for name, a in arrays.items():
         layout.append((name, a.dtype.str, a.shape, nbytes))

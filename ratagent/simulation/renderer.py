@@ -182,10 +182,13 @@ class PatternParams:
             axis,
         )
 
+    def tensors(self) -> dict[str, torch.Tensor]:
+        """The fields that are set, by name (an absent ``kbeta`` is left out)."""
+        return {f.name: v for f in fields(self) if (v := getattr(self, f.name)) is not None}
+
     def to(self, device: torch.device | str) -> PatternParams:
         """A copy on another device."""
-        values = {f.name: getattr(self, f.name) for f in fields(self)}
-        return PatternParams(**{k: None if v is None else v.to(device) for k, v in values.items()})
+        return PatternParams(**{k: v.to(device) for k, v in self.tensors().items()})
 
 
 def _preferred_orientation(batch: ReflectionBatch, params: PatternParams) -> torch.Tensor:
@@ -280,10 +283,9 @@ def _scalars(params: PatternParams) -> tuple[str, ...]:
 
 def _check_params(batch: ReflectionBatch, params: PatternParams) -> None:
     b = len(batch)
-    for f in fields(params):
-        value = getattr(params, f.name)
-        if value is not None and value.shape[0] != b:
-            raise ValueError(f"params.{f.name} has {value.shape[0]} rows, batch has {b}")
+    for name, value in params.tensors().items():
+        if value.shape[0] != b:
+            raise ValueError(f"params.{name} has {value.shape[0]} rows, batch has {b}")
     if params.kbeta is not None and not bool(torch.all((params.kbeta >= 0) & (params.kbeta < 1))):
         raise ValueError(f"params.kbeta must be a Kβ1/Kα1 ratio in [0, 1), got {params.kbeta.tolist()}")
 

@@ -3,6 +3,8 @@ that the peak search's Kβ filter finds it."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import gemmi
 import numpy as np
 import pytest
@@ -32,7 +34,7 @@ def periclase():
 
 
 def _with_kbeta(params: PatternParams, ratio: float) -> PatternParams:
-    return PatternParams(**{**params.__dict__, "kbeta": torch.full_like(params.scale, ratio)})
+    return replace(params, kbeta=torch.full_like(params.scale, ratio))
 
 
 def test_kbeta_is_one_more_line_where_bragg_puts_it_with_its_ratio(periclase):
@@ -63,7 +65,7 @@ def test_a_zero_ratio_renders_as_no_kbeta(periclase):
     batch = collate([periclase, periclase])
     params = PatternParams.from_instrument(inst, 2)
     assert torch.equal(render(batch, inst, _with_kbeta(params, 0.0)), render(batch, inst, params))
-    mixed = PatternParams(**{**params.__dict__, "kbeta": torch.tensor([0.0, 0.02])})
+    mixed = replace(params, kbeta=torch.tensor([0.0, 0.02]))
     y = render(batch, inst, mixed)
     torch.testing.assert_close(y[0], render(batch, inst, params)[0])  # summed in another order
     two_theta = torch.as_tensor(inst.two_theta)
