@@ -1,6 +1,7 @@
 """``python -m training <command>``: bank, fit, export, calibrate, evaluate, compare, finetune.
 
-* ``bank DIR --n N``: build an EG-balanced structure bank (sharded, parallel, resumable).
+* ``bank DIR --n N [--structures icsd]``: build an EG-balanced structure bank (sharded,
+  parallel, resumable).
 * ``fit CONFIG.toml [--max-steps S] [--time-budget S]``: train with the curriculum; resumes.
 * ``export RUN``: write a run's latest state as a checkpoint.
 * ``calibrate CHECKPOINT``: fit temperature and prior weight on the measured dev set.
@@ -35,6 +36,7 @@ def _bank(args: argparse.Namespace) -> int:
         shard_size=args.shard_size,
         seed=args.seed,
         d_min=args.d_min,
+        structures=args.structures,
         workers=args.workers,
     )
     report = check_absences(args.directory)
@@ -363,6 +365,8 @@ def _compare(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from ratagent.simulation.structures import COMPOSITIONS
+
     parser = argparse.ArgumentParser(prog="python -m training", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("bank", help="build a structure bank")
@@ -371,6 +375,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--shard-size", type=int, default=1000)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--d-min", type=float, default=1.0, help="smallest d-spacing stored, Å")
+    p.add_argument("--structures", default="pool", choices=COMPOSITIONS,
+                   help="element statistics of the random structures: the legacy pool, or the ICSD's "
+                        "(ratagent.simulation.structures.composition)")
     p.add_argument("--workers", type=int, default=2)
     p.set_defaults(func=_bank)
     p = sub.add_parser("fit", help="train with the curriculum (resumes)")

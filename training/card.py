@@ -30,6 +30,14 @@ def _fmt(v: Any) -> str:
     return f"{v:g}" if isinstance(v, float) else str(v)
 
 
+def _elements(summary: dict[str, Any]) -> str:
+    """The bank's element statistics, where they are not the legacy pool."""
+    structures = (summary.get("bank") or {}).get("structures", "pool")
+    if structures == "pool":
+        return ""
+    return f", elements as in the {structures.upper()} (`--structures {structures}`)"
+
+
 def render_card(model_id: str, training: dict[str, Any], calibration: dict[str, Any] | None = None) -> str:
     """Markdown model card from a checkpoint's ``training`` record (see :func:`training.fit.fit`)."""
     fit = training.get("fit", {})
@@ -54,8 +62,9 @@ def render_card(model_id: str, training: dict[str, Any], calibration: dict[str, 
         "## Data and curriculum",
         "",
         f"- structure bank `{fit.get('bank_dir')}`: {summary.get('n_records', '?')} random structures "
-        f"(EG-balanced, all 230 space groups) + {summary.get('n_impurities', '?')} held out as impurity "
-        "phases; patterns rendered on the fly (ratagent.simulation), Cu Kα1/Kα2, 2θ 5–90°, 0.01°",
+        f"(EG-balanced, all 230 space groups{_elements(summary)}) + {summary.get('n_impurities', '?')} "
+        "held out as impurity phases; patterns rendered on the fly (ratagent.simulation), "
+        "Cu Kα1/Kα2, 2θ 5–90°, 0.01°",
         f"- batch {fit.get('batch_size')}, seed {fit.get('seed')}, "
         f"AdamW (weight decay {fit.get('weight_decay')})",
         "",

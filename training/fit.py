@@ -31,7 +31,7 @@ from ratagent.instrument import Instrument
 from ratagent.model.calibration import Calibration
 from ratagent.model.checkpoint import save
 from ratagent.model.vit import ViT
-from ratagent.simulation import ReflectionList, iter_bank, simulate_batch
+from ratagent.simulation import ReflectionList, bank_settings, iter_bank, simulate_batch
 from training.card import render_card
 from training.config import FitConfig, Phase
 
@@ -144,6 +144,7 @@ class _Run:
     wall_before: float = 0.0  # training wall time of earlier calls (resumed runs)
     budgeted: bool = False  # the curriculum was scaled to a time budget (kept in the state)
     plan_s_per_step: list[float] | None = None  # each phase's speed as the budget's plan assumes it
+    bank: dict[str, Any] | None = None  # the settings the bank was drawn with (bank_settings)
 
     @property
     def distributed(self) -> bool:
@@ -169,7 +170,7 @@ def _start(config: FitConfig) -> _Run:
     optimiser = torch.optim.AdamW(model.parameters(), lr=1.0, weight_decay=config.weight_decay)
     rng = np.random.default_rng([config.seed, rank])
     run = _Run(config, device, rank, world, model, optimiser, None,  # type: ignore[arg-type]
-               rng, records, impurities)
+               rng, records, impurities, bank=bank_settings(config.bank_dir))
     # the schedule reads run.config at every step, so a curriculum scaled to a time budget applies
     run.scheduler = torch.optim.lr_scheduler.LambdaLR(optimiser, lambda step: _lr_factor(run.config, step))
     return run
@@ -180,6 +181,12 @@ def _resume(run: _Run, state_path: Path) -> None:
     if not state_path.is_file():
         return
     state = torch.load(state_path, map_location=run.device, weights_only=False)
+    # a bank rebuilt under the run with other settings: it would not resume exactly (a run
+    # continued on another bank names another bank_dir, as configs/cpu_v4.toml does)
+    same_dir = state.get("config", {}).get("bank_dir") == run.config.bank_dir
+    if same_dir and state.get("bank") not in (None, run.bank):
+        raise ValueError(f"{state_path}: the run began on {run.config.bank_dir} drawn with {state['bank']}; "
+                         f"it now holds a bank drawn with {run.bank}")
     run.model.load_state_dict(state["model"])
     run.optimiser.load_state_dict(state["optimiser"])
     run.scheduler.load_state_dict(state["scheduler"])
@@ -235,7 +242,7 @@ def _save(run: _Run, state_path: Path, wall_s: float) -> None:
             "model": run.model.state_dict(), "optimiser": run.optimiser.state_dict(),
             "scheduler": run.scheduler.state_dict(), "rng": rngs, "torch_rng": torch.get_rng_state(),
             "step": run.step, "config": run.config.to_dict(), "wall_s": wall_s,
-            "n_records": len(run.records), "n_impurities": len(run.impurities),
+            "n_records": len(run.records), "n_impurities": len(run.impurities), "bank": run.bank,
         } | ({"phase_steps": [p.steps for p in run.config.phases]} if run.budgeted else {}))
 
 
@@ -428,6 +435,7 @@ def fit(
         "world_size": run.world,
         "n_records": len(run.records),
         "n_impurities": len(run.impurities),
+        "bank": run.bank,
     }
     if run.rank == 0 and run.step >= config.total_steps:
         training = {"fit": config.to_dict(), "summary": summary}
@@ -457,7 +465,7 @@ def export(run_dir: str | Path, out: str | Path | None = None, note: str | None 
     model.load_state_dict(state["model"])
     total = sum(p["steps"] for p in config["phases"])
     summary = {"step": int(state["step"]), "total_steps": total, "exported_from": str(state_path)}
-    summary |= {k: state[k] for k in ("wall_s", "n_records", "n_impurities") if k in state}
+    summary |= {k: state[k] for k in ("wall_s", "n_records", "n_impurities", "bank") if k in state}
     if "n_records" not in summary and Path(config["bank_dir"]).is_dir():  # states written before 0.1
         imp, rec = split_impurities(
             load_records(config["bank_dir"], config["max_records"]), config["impurity_pool"]

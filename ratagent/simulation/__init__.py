@@ -3,11 +3,12 @@
 Importing this package is cheap: the names below load their module (and torch, for
 the renderer) on first use, so bank-writing worker processes never import torch.
 
-* Structures: :class:`Crystal`, :func:`random_crystal`, :func:`crystal_from_sites`.
+* Structures: :class:`Crystal`, :func:`random_crystal`, :func:`crystal_from_sites`, and the
+  element statistics they draw from, :func:`composition`.
 * Reflection lists: :class:`ReflectionList`, :func:`reflection_list`, :func:`from_cif`,
   :func:`from_gemmi`.
-* Bank: :func:`write_bank`, :func:`read_shard`, :func:`iter_bank`, :func:`check_absences`,
-  :func:`random_record`, :func:`sample_space_group`.
+* Bank: :func:`write_bank`, :func:`read_shard`, :func:`iter_bank`, :func:`bank_settings`,
+  :func:`check_absences`, :func:`random_record`, :func:`sample_space_group`.
 * Rendering: :func:`collate`, :func:`render`, :func:`peak_table`, :class:`PatternParams`;
   on several CPU cores :class:`RenderPool`;
   with noise and background :func:`simulate_batch` (:class:`AugmentationConfig`), and for
@@ -26,6 +27,7 @@ _WHERE = {
     "SimulatedBatch": "augment",
     "simulate_batch": "augment",
     "AbsenceReport": "bank",
+    "bank_settings": "bank",
     "check_absences": "bank",
     "iter_bank": "bank",
     "random_record": "bank",
@@ -44,6 +46,7 @@ _WHERE = {
     "render": "renderer",
     "RenderPool": "pool",
     "Crystal": "structures",
+    "composition": "structures",
     "crystal_from_sites": "structures",
     "random_crystal": "structures",
 }
@@ -58,8 +61,10 @@ __all__ = [
     "ReflectionList",
     "RenderPool",
     "SimulatedBatch",
+    "bank_settings",
     "check_absences",
     "collate",
+    "composition",
     "crystal_from_sites",
     "from_cif",
     "from_gemmi",
@@ -98,6 +103,7 @@ if TYPE_CHECKING:
     )
     from ratagent.simulation.bank import (
         AbsenceReport,
+        bank_settings,
         check_absences,
         iter_bank,
         random_record,
@@ -108,4 +114,4 @@ if TYPE_CHECKING:
     from ratagent.simulation.pattern import simulate_pattern
     from ratagent.simulation.reflections import ReflectionList, from_cif, from_gemmi, reflection_list
     from ratagent.simulation.renderer import PatternParams, ReflectionBatch, collate, peak_table, render
-    from ratagent.simulation.structures import Crystal, crystal_from_sites, random_crystal
+    from ratagent.simulation.structures import Crystal, composition, crystal_from_sites, random_crystal

@@ -4,7 +4,9 @@ Layout: ``<directory>/shard-00000.npz`` … Each shard holds ``shard_size`` reco
 concatenated, with ``offsets`` (S + 1,) into the per-reflection arrays:
 ``sg_number`` (S,), ``hall`` (S,), ``name`` (S,), ``cell`` (S, 6), ``hkl`` (T, 3) int16,
 ``multiplicity`` (T,) int16, ``d`` (T,) float32, ``f2`` (T,) float32, and scalars
-``d_min``, ``seed``, ``shard``, ``balance``.
+``d_min``, ``seed``, ``shard``, ``balance``, ``structures`` (the element statistics of
+:func:`~ratagent.simulation.structures.composition`; shards written before it existed
+hold none and were drawn as ``"pool"``).
 
 Shard i is drawn from ``SeedSequence(seed, spawn_key=(i,))``, so a shard's content
 depends only on (seed, i, settings): writing is resumable (finished shards, which
@@ -20,14 +22,16 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from ratagent.simulation.reflections import ReflectionList, reflection_list
-from ratagent.simulation.structures import random_crystal
+from ratagent.simulation.structures import COMPOSITIONS, composition, random_crystal
 
 __all__ = [
     "AbsenceReport",
+    "bank_settings",
     "check_absences",
     "iter_bank",
     "random_record",
@@ -64,10 +68,13 @@ def random_record(
     sg_number: int | None = None,
     d_min: float = 1.0,
     balance: str = "eg",
+    structures: str = "pool",
 ) -> ReflectionList:
-    """A random structure's :class:`ReflectionList` (space group drawn unless given)."""
+    """A random structure's :class:`ReflectionList` (space group drawn unless given), its
+    elements drawn from the statistics named by ``structures``
+    (:func:`~ratagent.simulation.structures.composition`)."""
     sg = sample_space_group(rng, balance) if sg_number is None else sg_number
-    return reflection_list(random_crystal(sg, rng), d_min, name="random")
+    return reflection_list(random_crystal(sg, rng, elements=composition(structures)), d_min, name="random")
 
 
 def shard_path(directory: str | Path, index: int) -> Path:
@@ -82,6 +89,7 @@ def write_shard(
     seed: int,
     d_min: float = 1.0,
     balance: str = "eg",
+    structures: str = "pool",
 ) -> Path:
     """Generate and write shard ``index`` (skipped if it exists); returns its path."""
     path = shard_path(directory, index)
@@ -89,7 +97,8 @@ def write_shard(
         return path
     path.parent.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(index,)))
-    records = [random_record(rng, d_min=d_min, balance=balance) for _ in range(shard_size)]
+    records = [random_record(rng, d_min=d_min, balance=balance, structures=structures)
+               for _ in range(shard_size)]
     n = np.array([len(r) for r in records])
     tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npz")
     np.savez(
@@ -107,6 +116,7 @@ def write_shard(
         seed=np.int64(seed),
         shard=np.int64(index),
         balance=np.array(balance),
+        structures=np.array(structures),
     )
     os.replace(tmp, path)
     return path
@@ -120,6 +130,7 @@ def write_bank(
     seed: int = 0,
     d_min: float = 1.0,
     balance: str = "eg",
+    structures: str = "pool",
     workers: int = 2,
     progress: bool = True,
 ) -> list[Path]:
@@ -132,6 +143,8 @@ def write_bank(
     seed : base seed; shard i uses ``SeedSequence(seed, spawn_key=(i,))``.
     d_min : d-spacing limit of the reflection lists, Å.
     balance : "eg" (extinction groups balanced) or "sg" (space groups uniform).
+    structures : element statistics of the random structures, one of
+        :data:`~ratagent.simulation.structures.COMPOSITIONS`.
     workers : processes; 1 runs in this process.
     progress : show a tqdm bar over shards.
 
@@ -145,14 +158,23 @@ def write_bank(
         raise ValueError(f"workers must be at least 1, got {workers}")
     if balance not in _BALANCES:
         raise ValueError(f"balance must be one of {_BALANCES}, got {balance!r}")
+    if structures not in COMPOSITIONS:
+        raise ValueError(f"structures must be one of {COMPOSITIONS}, got {structures!r}")
     from tqdm.auto import tqdm
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     n_shards = -(-n_structures // shard_size)
     todo = [i for i in range(n_shards) if not shard_path(directory, i).exists()]
+    wanted = {"seed": seed, "d_min": d_min, "balance": balance, "structures": structures}
+    for written in sorted(directory.glob("shard-*.npz")):  # a bank is resumed, or extended, as begun
+        found = bank_settings(written)
+        differ = {k: (found[k], v) for k, v in wanted.items() if found[k] != v}
+        if differ:
+            raise ValueError(f"{written} was written with other settings than asked for "
+                             f"(found, asked): {differ}; write the bank to another directory")
     logger.info("bank %s: %d of %d shards to write", directory, len(todo), n_shards)
-    args = [(directory, i, shard_size, seed, d_min, balance) for i in todo]
+    args = [(directory, i, shard_size, seed, d_min, balance, structures) for i in todo]
     with tqdm(
         total=n_shards,
         initial=n_shards - len(todo),
@@ -173,6 +195,25 @@ def write_bank(
 
 def _write_shard_star(args: tuple) -> Path:
     return write_shard(*args)
+
+
+def bank_settings(path: str | Path) -> dict[str, Any]:
+    """The settings a shard (``path``, a shard file) or a bank (a directory: its first
+    shard) was drawn with: seed, d_min, balance and structures (``"pool"`` for shards
+    written before the option existed)."""
+    path = Path(path)
+    if path.is_dir():
+        shards = sorted(path.glob("shard-*.npz"))
+        if not shards:
+            raise ValueError(f"{path}: no shard-*.npz files")
+        path = shards[0]
+    with np.load(path, allow_pickle=False) as z:
+        return {
+            "seed": int(z["seed"]),
+            "d_min": float(z["d_min"]),
+            "balance": str(z["balance"]),
+            "structures": str(z["structures"]) if "structures" in z.files else "pool",
+        }
 
 
 def read_shard(path: str | Path) -> list[ReflectionList]:

@@ -6,7 +6,10 @@ so a structure factor is a plain sum over atoms.
 Random structures (:func:`random_crystal`)
 ------------------------------------------
 1. Draw the cell shape within the crystal system (:func:`~.lattice.random_cell`).
-2. Draw 1–``max_sites`` sites of 2–4 element types. Each site is, with equal odds,
+2. Draw 1–``max_sites`` sites and the elements on them: 2–4 draws from
+   :data:`ELEMENT_POOL`, or, with a :class:`Composition`, the number of distinct elements
+   and the elements themselves from published statistics of real structures
+   (:func:`composition`). Each site is, with equal odds,
    a general position (uniform x), or a special position: x is projected onto the
    fixed set of one (sometimes two) random operations g = (R, t) whose intrinsic
    translation w = (1/n) Σₖ Rᵏ t is a lattice vector (rotation axes, mirrors,
@@ -21,17 +24,29 @@ Random structures (:func:`random_crystal`)
 
 from __future__ import annotations
 
+import csv
 import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from importlib.resources import files
+from typing import NoReturn
 
 import numpy as np
 
 from ratagent.crystallography.spacegroups import crystal_system
 from ratagent.simulation import lattice, symmetry
 
-__all__ = ["ELEMENT_POOL", "Crystal", "crystal_from_sites", "random_crystal"]
+__all__ = [
+    "COMPOSITIONS",
+    "ELEMENT_POOL",
+    "ICSD_ELEMENT_COUNTS",
+    "Composition",
+    "Crystal",
+    "composition",
+    "crystal_from_sites",
+    "random_crystal",
+]
 
 #: Elements random structures draw from: common rock-forming and light elements, so that
 #: the scattering powers span Li–Pb. Scattering factors come from gemmi's IT92 tables.
@@ -40,6 +55,86 @@ ELEMENT_POOL = (
     "Mn", "Fe", "Ni", "Cu", "Zn", "Sr", "Zr", "Ba", "La", "Pb", "C", "N", "Li",
 )  # fmt: skip
 _MAX_ATOMS = 256  # atoms per cell; keeps reflection lists and F sums bounded
+
+#: Entries of the ICSD by number of elements, from FIZ Karlsruhe's "ICSD Content" page (May
+#: 2014, 169 800 entries; http://www.fiz-karlsruhe.de/icsd_content.html): 1 854 structures of
+#: the elements, 33 112 binary, 63 927 ternary and 59 327 quaternary and quintenary compounds.
+#: The page gives the last two together; they are split evenly here. The 11 580 entries the
+#: page does not count in these four (6.8 %) are left out.
+ICSD_ELEMENT_COUNTS = ((1, 1854.0), (2, 33112.0), (3, 63927.0), (4, 59327.0 / 2), (5, 59327.0 / 2))
+
+
+@dataclass(frozen=True, eq=False)
+class Composition:
+    """Which elements a random structure holds: how many distinct ones, and which.
+
+    ``n_elements`` pairs each number k of distinct elements with its weight; ``elements``
+    and ``weights`` are the elements and their weights, drawn one after another without
+    replacement (so the frequent ones are in more structures than the rare ones, but
+    their shares of the elements drawn are flatter than their weights).
+    """
+
+    name: str
+    n_elements: tuple[tuple[int, float], ...]
+    elements: tuple[str, ...]
+    weights: tuple[float, ...]
+
+    def __post_init__(self) -> None:
+        def fail(problem: str) -> NoReturn:
+            raise ValueError(f"composition {self.name!r}: {problem}")
+
+        w = np.asarray(self.weights, float)
+        if not self.elements or len(w) != len(self.elements):
+            fail(f"{len(self.elements)} elements and {len(w)} weights")
+        if not (np.all(np.isfinite(w)) and np.all(w > 0)):
+            fail("element weights must be finite and positive")
+        counts = np.array([k for k, _ in self.n_elements], int)
+        p_count = np.array([p for _, p in self.n_elements], float)
+        if not len(counts) or np.any(counts < 1) or counts.max() > len(w):
+            fail(f"element counts must lie in 1–{len(w)}, got {counts.tolist()}")
+        if not (np.all(np.isfinite(p_count)) and np.all(p_count >= 0) and p_count.sum() > 0):
+            fail("count weights must be finite, at least 0 and not all 0")
+
+    def draw(self, rng: np.random.Generator, max_elements: int | None = None) -> list[str]:
+        """Distinct elements of one structure, in random order; with ``max_elements``, the
+        counts up to it keep their relative weights."""
+        pairs = [(k, w) for k, w in self.n_elements if max_elements is None or k <= max_elements]
+        p_count = np.array([w for _, w in pairs], float)
+        if not pairs or p_count.sum() <= 0:
+            raise ValueError(f"composition {self.name!r}: no element count up to {max_elements}")
+        k = int(pairs[int(rng.choice(len(pairs), p=p_count / p_count.sum()))][0])
+        w = np.asarray(self.weights, float)
+        picks = rng.choice(len(self.elements), size=k, replace=False, p=w / w.sum())
+        # rng.choice draws the heavy elements first: a site that cannot be placed must not
+        # always cost the rarest one
+        return [self.elements[int(i)] for i in rng.permutation(picks)]
+
+
+#: Names of the compositions :func:`composition` knows. ``"pool"`` is :data:`ELEMENT_POOL`
+#: as :func:`random_crystal` draws it without a composition.
+COMPOSITIONS = ("pool", "icsd")
+
+
+@functools.cache
+def composition(name: str) -> Composition | None:
+    """The named element statistics for :func:`random_crystal` (None for ``"pool"``).
+
+    ``"icsd"``: the number of distinct elements as in the ICSD
+    (:data:`ICSD_ELEMENT_COUNTS`), and the elements weighted by their occurrence in the
+    ICSD bond-valence statistics that pymatgen ships (``pymatgen/core/icsd_bv.yaml``, the
+    prior of its ``BVAnalyzer``), summed over oxidation states:
+    ``ratagent/simulation/data/icsd_element_occurrence.csv`` (75 elements, O 30 %, S 5 %,
+    F 5 %, …; provenance in ``data/PROVENANCE.md``).
+    """
+    if name == "pool":
+        return None
+    if name != "icsd":
+        raise ValueError(f"unknown composition {name!r}; known: {', '.join(COMPOSITIONS)}")
+    path = files("ratagent.simulation") / "data" / "icsd_element_occurrence.csv"
+    text = path.read_text(encoding="utf-8")
+    rows = list(csv.DictReader(line for line in text.splitlines() if not line.startswith("#")))
+    return Composition(name, ICSD_ELEMENT_COUNTS, tuple(r["element"] for r in rows),
+                       tuple(float(r["occurrences"]) for r in rows))
 
 
 @dataclass(frozen=True, eq=False)
@@ -256,6 +351,7 @@ def random_crystal(
     b_iso: tuple[float, float] = (0.3, 1.5),
     min_distance: float = 1.6,
     max_atoms: int = _MAX_ATOMS,
+    elements: Composition | None = None,
 ) -> Crystal:
     """A random crystal structure in space group ``sg_number`` (algorithm: module docstring).
 
@@ -274,6 +370,12 @@ def random_crystal(
         Closest allowed approach of two atoms, Å.
     max_atoms : int
         Most atoms in the unit cell.
+    elements : Composition, optional
+        Draw the distinct elements from these statistics (:func:`composition`), at most
+        ``max_sites`` of them. The number of sites is raised to the number of elements,
+        and the first sites placed take one element each; an element whose site cannot
+        be placed (too many atoms, or too close) is left out. Without it, 2–4 draws from
+        :data:`ELEMENT_POOL`, each site any of them.
     """
     hall = symmetry.hall_symbol(sg_number)
     if max_sites < 1:
@@ -283,10 +385,15 @@ def random_crystal(
     system = crystal_system(sg_number)
     shape = lattice.random_cell(system, 1.0, rng)
     v_atom = float(rng.uniform(*volume_per_atom))
-    n_types = int(rng.integers(2, 5))
-    palette = list(dict.fromkeys(rng.choice(ELEMENT_POOL, size=n_types)))
+    if elements is None:
+        n_types = int(rng.integers(2, 5))
+        palette = list(dict.fromkeys(rng.choice(ELEMENT_POOL, size=n_types)))
+    else:
+        palette = elements.draw(rng, max_sites)
     b_of = {el: float(rng.uniform(*b_iso)) for el in palette}
     n_wanted = int(rng.integers(1, max_sites + 1))
+    if elements is not None:
+        n_wanted = max(n_wanted, len(palette))
     shape_chol = np.linalg.cholesky(lattice.metric_tensor(shape))
 
     frac = np.zeros((0, 3))
@@ -304,8 +411,11 @@ def random_crystal(
             scaled = shape_chol * (v_atom * n_total) ** (1.0 / 3.0)
             if _min_distance(frac, pts, None, scaled) < min_distance:
                 continue
+            # with a composition, each element takes a site of its own first
+            missing = [e for e in palette if e not in els] if elements is not None else []
+            el = missing[0] if missing else str(rng.choice(palette))
             frac = np.concatenate([frac, pts])
-            els += [str(rng.choice(palette))] * len(pts)
+            els += [el] * len(pts)
             break
     if not els:  # nothing fitted: one atom at the most special site gemmi's ops give
         pts = symmetry.orbit(np.zeros(3), hall)

@@ -31,10 +31,22 @@ def _config(bank, out):
                      checkpoint_every=2, warmup_steps=1, impurity_pool=2, seed=7)
 
 
+def test_a_run_does_not_resume_on_a_bank_rebuilt_with_other_settings(tmp_path):
+    bank = tmp_path / "bank"
+    write_bank(bank, 8, shard_size=8, seed=3, d_min=1.2, workers=1, progress=False)
+    fit(_config(bank, tmp_path / "run"), max_steps=1, progress=False)
+    for shard in bank.glob("shard-*.npz"):
+        shard.unlink()
+    write_bank(bank, 8, shard_size=8, seed=4, d_min=1.2, workers=1, progress=False)
+    with pytest.raises(ValueError, match=r"state\.pt: the run began on .*'seed': 3.*now holds .*'seed': 4"):
+        fit(_config(bank, tmp_path / "run"), progress=False)
+
+
 @pytest.mark.slow
 def test_resume_equals_uninterrupted(bank, tmp_path):
     full = fit(_config(bank, tmp_path / "a"), progress=False)
     assert full["step"] == 6
+    assert full["bank"] == {"seed": 3, "d_min": 1.2, "balance": "eg", "structures": "pool"}
     fit(_config(bank, tmp_path / "b"), max_steps=3, progress=False)  # "killed" after step 3
     state = torch.load(tmp_path / "b" / STATE_FILE, weights_only=False)
     assert state["step"] == 3
@@ -260,6 +272,17 @@ def test_the_model_card_gives_patterns_seen_and_rate_and_a_kbeta_column_where_dr
     assert "kbeta" not in card
     card = render_card("0" * 16, {"fit": {"batch_size": 32, "phases": [with_kbeta]}, "summary": summary})
     assert "| processed_probability | kbeta |" in card and "| 0–0.02 |" in card
+
+
+def test_the_model_card_names_a_bank_of_icsd_element_statistics():
+    from training.card import render_card
+
+    def card(structures):
+        summary = {"step": 1, "bank": {"seed": 1, "d_min": 1.0, "balance": "eg", "structures": structures}}
+        return render_card("0" * 16, {"fit": {"bank_dir": "banks/x"}, "summary": summary})
+
+    assert "all 230 space groups, elements as in the ICSD (`--structures icsd`))" in card("icsd")
+    assert "all 230 space groups) +" in card("pool")
 
 
 def test_the_card_of_a_fine_tuned_checkpoint_says_what_tuned_it():
