@@ -365,8 +365,6 @@ def _compare(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from ratagent.simulation.structures import COMPOSITIONS
-
     parser = argparse.ArgumentParser(prog="python -m training", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("bank", help="build a structure bank")
@@ -375,9 +373,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--shard-size", type=int, default=1000)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--d-min", type=float, default=1.0, help="smallest d-spacing stored, Å")
-    p.add_argument("--structures", default="pool", choices=COMPOSITIONS,
-                   help="element statistics of the random structures: the legacy pool, or the ICSD's "
-                        "(ratagent.simulation.structures.composition)")
+    p.add_argument("--structures", default="pool",
+                   help="element statistics of the random structures: pool (the default) or icsd "
+                        "(ratagent.simulation.structures.COMPOSITIONS; write_bank checks the name)")
     p.add_argument("--workers", type=int, default=2)
     p.set_defaults(func=_bank)
     p = sub.add_parser("fit", help="train with the curriculum (resumes)")

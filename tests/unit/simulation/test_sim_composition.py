@@ -126,3 +126,11 @@ def test_shard_written_before_compositions_reads_as_pool(tmp_path):
         old = {k: z[k] for k in z.files if k != "structures"}
     np.savez(path, **old)
     assert bank_settings(tmp_path)["structures"] == "pool"
+
+
+def test_bank_command_names_an_unknown_composition(tmp_path, capsys):
+    from training.__main__ import main
+
+    assert main(["bank", str(tmp_path / "b"), "--n", "4", "--structures", "ccdc"]) == 2
+    assert "structures must be one of ('pool', 'icsd'), got 'ccdc'" in capsys.readouterr().err
+    assert not list((tmp_path / "b").glob("shard-*.npz"))
