@@ -30,12 +30,18 @@ def _fmt(v: Any) -> str:
     return f"{v:g}" if isinstance(v, float) else str(v)
 
 
-def _elements(summary: dict[str, Any]) -> str:
-    """The bank's element statistics, where they are not the legacy pool."""
-    structures = (summary.get("bank") or {}).get("structures", "pool")
+def _bank_draw(summary: dict[str, Any]) -> str:
+    """How the bank drew its structures: space-group balance and, where not the legacy pool,
+    element statistics (runs older than ``bank`` in the summary drew EG-balanced from the pool)."""
+    bank = summary.get("bank") or {}
+    if bank.get("balance") == "sg":
+        groups = "uniform over the 230 space groups"
+    else:
+        groups = "EG-balanced, all 230 space groups"
+    structures = bank.get("structures", "pool")
     if structures == "pool":
-        return ""
-    return f", elements as in the {structures.upper()} (`--structures {structures}`)"
+        return groups
+    return f"{groups}, elements as in the {structures.upper()} (`--structures {structures}`)"
 
 
 def render_card(model_id: str, training: dict[str, Any], calibration: dict[str, Any] | None = None) -> str:
@@ -62,7 +68,7 @@ def render_card(model_id: str, training: dict[str, Any], calibration: dict[str, 
         "## Data and curriculum",
         "",
         f"- structure bank `{fit.get('bank_dir')}`: {summary.get('n_records', '?')} random structures "
-        f"(EG-balanced, all 230 space groups{_elements(summary)}) + {summary.get('n_impurities', '?')} "
+        f"({_bank_draw(summary)}) + {summary.get('n_impurities', '?')} "
         "held out as impurity phases; patterns rendered on the fly (ratagent.simulation), "
         "Cu Kα1/Kα2, 2θ 5–90°, 0.01°",
         f"- batch {fit.get('batch_size')}, seed {fit.get('seed')}, "

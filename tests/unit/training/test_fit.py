@@ -274,15 +274,19 @@ def test_the_model_card_gives_patterns_seen_and_rate_and_a_kbeta_column_where_dr
     assert "| processed_probability | kbeta |" in card and "| 0–0.02 |" in card
 
 
-def test_the_model_card_names_a_bank_of_icsd_element_statistics():
+def test_the_model_card_names_how_the_bank_drew_its_structures():
     from training.card import render_card
 
-    def card(structures):
-        summary = {"step": 1, "bank": {"seed": 1, "d_min": 1.0, "balance": "eg", "structures": structures}}
+    def card(structures, balance="eg"):
+        summary = {"step": 1, "bank": {"seed": 1, "d_min": 1.0, "balance": balance, "structures": structures}}
         return render_card("0" * 16, {"fit": {"bank_dir": "banks/x"}, "summary": summary})
 
-    assert "all 230 space groups, elements as in the ICSD (`--structures icsd`))" in card("icsd")
-    assert "all 230 space groups) +" in card("pool")
+    icsd = "(EG-balanced, all 230 space groups, elements as in the ICSD (`--structures icsd`))"
+    assert icsd in card("icsd")
+    assert "(EG-balanced, all 230 space groups) +" in card("pool")
+    assert "(uniform over the 230 space groups) +" in card("pool", balance="sg")
+    # a run older than the bank record drew from an EG-balanced pool bank
+    assert "(EG-balanced, all 230 space groups) +" in render_card("0" * 16, {"fit": {}, "summary": {}})
 
 
 def test_the_card_of_a_fine_tuned_checkpoint_says_what_tuned_it():
