@@ -40,16 +40,17 @@ Algorithm (:meth:`Agent.assess`, docs/design.md "The loop, per frame")
    * with a cell: ``flag`` when the best fit has χ²_ν > ``max_chi2_reduced`` (no candidate
      fits: wrong phase, a second phase or a wrong cell); ``remeasure`` when a candidate is
      indistinguishable only because its separating reflections are below the noise and
-     the predicted time is within the cap; otherwise ``accept`` the leader together with
-     the set the data cannot tell apart.
+     the frame was counted for less than ``max_count_time_s`` (the next count: the
+     predicted time, capped there); otherwise ``accept`` the leader together with the set
+     the data cannot tell apart.
    * without a cell: the pattern is indexed first (:func:`ratagent.indexing.index` on
      :func:`ratagent.indexing.find_peaks`; ``index_when_no_cell``). The best cell, and
      the best cell of each higher-symmetry lattice system that also passes the
      indexing's convincing test, at most ``index_cells`` in all
      (:meth:`ratagent.indexing.IndexingResult.leading`), each get their own candidates
      (step 3) and Pawley ranking (step 4). The cell whose best fit has the lowest
-     criterion B = χ²/ĉ + k·p − 2w ln π wins (ĉ = max(1, the smallest χ²_ν of the cells'
-     leaders): all fits are of the same pattern), provided it beats the indexing's best
+     criterion B = χ²/ĉ + k·p − 2w ln π wins (ĉ = max(1, the smallest χ²_ν of any fit in
+     any cell): all fits are of the same pattern), provided it beats the indexing's best
      cell by ``min_delta_bic``; the decision above is taken on its ranking. The other
      cells' EGs follow the winner's candidates with their ΔB, and those within
      ``min_delta_bic`` of the winner's best join the indistinguishable set. About a
@@ -362,7 +363,8 @@ class Agent:
         cell : six floats, optional
             Approximate (a, b, c, α, β, γ) in Å and degrees; without it, posterior only.
         count_time : float or None
-            Count time of the frame in s (None: unknown; then no time can be suggested).
+            Count time of the frame in s (None: the pattern's ``meta["count_time_s"]`` or
+            ``["count_time"]``, else unknown; then no time can be suggested).
 
         Raises
         ------
@@ -377,6 +379,9 @@ class Agent:
             raise TypeError(f"pattern must be a ratagent.patterns.Pattern, got {type(pattern).__name__}")
         if count_time is not None and not (math.isfinite(count_time) and count_time > 0):
             raise ValueError(f"count_time must be a positive number of seconds, got {count_time!r}")
+        from ratagent.refinement import count_time_of
+
+        count_time = count_time_of(pattern, count_time)  # else the pattern's own, as rank reads it
         problem = signal_problem(pattern, min_peak_sigma=None)
         if problem is not None:
             return _with_elapsed(self._no_signal(problem, count_time), time.perf_counter() - t0)
@@ -463,12 +468,13 @@ class Agent:
                           model_id=getattr(self.classifier, "model_id", None), refined=False, peak_snr=0.0)
 
     def _widened(self, out: Assessment) -> Assessment:
-        """An accept reporting every EG within ``accept_set_delta_bic`` (:func:`~.trust.accepted_set`)."""
+        """An accept reporting every EG fitted in its cell within ``accept_set_delta_bic``
+        (:func:`~.trust.accepted_set`); other cells' EGs carry no Pawley weight."""
         from ratagent.trust import accepted_set
 
         cfg = self.config
-        wide = accepted_set(out.indistinguishable, [(c.eg, c.delta_bic) for c in out.candidates],
-                            cfg.accept_set_delta_bic)
+        in_cell = [(c.eg, c.delta_bic) for c in out.candidates if c.pawley_weight is not None]
+        wide = accepted_set(out.indistinguishable, in_cell, cfg.accept_set_delta_bic)
         if wide == out.indistinguishable:
             return out
         added = [eg for eg in wide if eg not in out.indistinguishable]
@@ -690,7 +696,7 @@ def _across_cells(runs, posterior: EGPosterior, min_delta_bic: float, penalty: f
     ``runs``: (cell, RankResult) per refined cell, the indexing's best first. All fits are
     of the same pattern, so their criteria compare across cells as within one
     (:mod:`ratagent.refinement.ranking`, step 3): B = χ²/ĉ + k·p − 2w ln π with ĉ = max(1,
-    the smallest χ²_ν of the leaders), ``penalty`` k and ``log_prior`` (w ln π per EG) as
+    the smallest χ²_ν of all fits in all cells), ``penalty`` k and ``log_prior`` (w ln π per EG) as
     the ranking used them. Another cell wins only when its best B is lower than
     the first cell's by at least ``min_delta_bic``. The winning cell's candidates come
     first, as that ranking orders them; then the other cells' EGs not already listed, by
@@ -701,7 +707,7 @@ def _across_cells(runs, posterior: EGPosterior, min_delta_bic: float, penalty: f
     """
     from ratagent.refinement import criterion
 
-    c_hat = max(1.0, min(rr.best.result.chi2_reduced for _, rr in runs))
+    c_hat = max(1.0, min(_min_chi2_reduced(rr) for _, rr in runs))
 
     prior = log_prior or {}
 
@@ -758,14 +764,20 @@ def _family_ranks(result) -> dict[str, dict[str, Any]]:
     return best
 
 
+def _min_chi2_reduced(rr) -> float:
+    """The smallest χ²_ν of the fits in one cell (its ranking's ĉ before the floor at 1)."""
+    return min(rc.result.chi2_reduced for rc in rr.candidates)
+
+
 def _fit_info(cell: Sequence[float], rr, penalty: float | None = None,
               log_prior: dict[int, float] | None = None) -> dict[str, Any]:
     """The best Pawley fit in one cell as plain values (``meta["cell_fits"]``), with the
     criterion's ``penalty`` and the EG's ``log_prior`` (:func:`ratagent.trust.cell_evidence`
-    recomputes it)."""
+    recomputes it) and the cell's smallest χ²_ν of any fit (ĉ across cells)."""
     res = rr.best.result
     return {"cell": [float(v) for v in cell], "eg": int(rr.best.eg), "chi2": float(res.chi2),
-            "chi2_reduced": float(res.chi2_reduced), "rwp": float(res.rwp), "rexp": float(res.rexp),
+            "chi2_reduced": float(res.chi2_reduced), "min_chi2_reduced": float(_min_chi2_reduced(rr)),
+            "rwp": float(res.rwp), "rexp": float(res.rexp),
             "n_params": int(res.n_params), "n_obs": int(res.n_obs), "n_candidates": len(rr.candidates),
             "penalty": penalty, "log_prior": (log_prior or {}).get(int(rr.best.eg), 0.0)}
 

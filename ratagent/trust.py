@@ -32,8 +32,9 @@ threshold of :class:`~ratagent.agent.AgentConfig` (:func:`doubts`):
 5. **Fit quality.** The best fit's χ²_ν at most ``max_accept_chi2_reduced``: a cell that
    leaves systematic misfit behind may be a sub- or supercell of the truth.
 6. **Rival indexings.** Among the indexing's five best cells, another lattice of lower
-   symmetry (not a lower description of this one: its metric says so) that indexes at
-   least as many lines with an M20 of at least ``rival_m20_fraction`` × this cell's: the
+   symmetry (not a lower description of this one: its metric says so) that passes the
+   indexing's convincing test and indexes at least as many lines with an M20 of at least
+   ``rival_m20_fraction`` × this cell's: the
    lines do not decide the lattice (a pseudo-cubic tetragonal mineral and its cubic
    look-alike index the same 17 lines), and the indexing's preference for symmetry is all
    that chose. Such a cell is often not refined at all; when it is, check 4 weighs its fit.
@@ -53,8 +54,8 @@ threshold of :class:`~ratagent.agent.AgentConfig` (:func:`doubts`):
    axes): an EG of that family, fitted on those axes, has reflections the lattice has
    not, and its extra freedom, not the data, made it lead.
 
-An accepted EG is reported with every candidate within ``accept_set_delta_bic`` of it
-(:func:`accepted_set`).
+An accepted EG is reported with every candidate fitted in the same cell within
+``accept_set_delta_bic`` of it (:func:`accepted_set`).
 
 Every function is pure over plain values (the ``meta`` that
 :class:`~ratagent.agent.Assessment` carries), so that ``python -m training evaluate
@@ -89,8 +90,6 @@ def family_of(crystal_system: str) -> str:
     return "hexagonal" if crystal_system == "trigonal" else crystal_system
 
 
-
-
 def _family_probability(nn_probs: Sequence[float], family: str) -> float:
     p = np.asarray(nn_probs, float)
     return float(sum(p[eg - 1] for eg in range(1, p.size + 1)
@@ -106,7 +105,8 @@ def _criterion(fit: dict[str, Any], c_hat: float) -> float:
 
 def _rival_lattice(other: dict[str, Any], n_indexed: int, family: str, tolerance_deg: float) -> bool:
     """Whether indexed cell ``other`` is another lattice of lower symmetry than a cell of
-    ``family`` indexing ``n_indexed`` lines that indexes as many: not a lower-symmetry
+    ``family`` indexing ``n_indexed`` lines that convinces the indexing (``passes``) and
+    indexes as many: not a lower-symmetry
     description of the same lattice (an orthohexagonal C cell of a hexagonal one), whose
     metric shows it."""
     own = family_of(other["crystal_system"])
@@ -144,7 +144,8 @@ def cell_evidence(
     if cell is None or win is None:
         return None
     family = family_of(cell["crystal_system"])
-    c_hat = max(1.0, min(f["chi2_reduced"] for f in fits))
+    # ĉ as the agent scored the cells: the smallest χ²_ν of any fit in any of them
+    c_hat = max(1.0, min(f.get("min_chi2_reduced", f["chi2_reduced"]) for f in fits))
     others = [_criterion(fit_of[tuple(c["cell"])], c_hat) for c in indexed
               if tuple(c["cell"]) in fit_of and tuple(c["cell"]) != tuple(used)
               and family_of(c["crystal_system"]) != family]
@@ -290,9 +291,12 @@ def accepted_set(indistinguishable: Sequence[int], ranking: Sequence[tuple[int, 
                  delta_bic: float) -> tuple[int, ...]:
     """The EGs an accept reports: the indistinguishable set and every candidate within ``delta_bic``.
 
-    ``ranking`` is (EG, ΔB) best first. On measured patterns texture and profile misfit
-    that no EG explains remain in χ² even after scaling by ĉ, so a ΔB of a few tens between
-    EGs in one cell is not proof of their absences; they are reported together.
+    ``ranking`` is (EG, ΔB) best first, of the EGs fitted in the accepted cell only. On
+    measured patterns texture and profile misfit that no EG explains remain in χ² even
+    after scaling by ĉ, so a ΔB of a few tens between EGs in one cell is not proof of their
+    absences; they are reported together. EGs fitted in another cell are not: the accept
+    has decided the cell (check 4), and an EG of another lattice family would contradict
+    it (check 9).
     """
     out = list(indistinguishable)
     out += [eg for eg, d in ranking if d is not None and d < delta_bic and eg not in out]

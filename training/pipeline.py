@@ -115,7 +115,7 @@ def assess_case(agent, pattern, eg_true: int, index: int, half: str) -> dict[str
         "indistinguishable": list(a.indistinguishable),
         "candidates": [
             {"eg": c.eg, "delta_bic": c.delta_bic, "rwp": c.rwp, "chi2_reduced": c.chi2_reduced,
-             "probability": c.probability}
+             "probability": c.probability, "pawley_weight": c.pawley_weight}
             for c in a.candidates
         ],
         "refined": bool(a.refined),
@@ -605,8 +605,9 @@ def _with_verdict(case: dict[str, Any], verdict: str, config: Any) -> dict[str, 
     if fitted is not None:  # the agent reordered an undecided ranking: the fits' order
         out["ranking"] = list(dict.fromkeys(fitted + case["ranking"]))[:10]
     if verdict == "accept" and case["refined"]:
-        ranking = [(c["eg"], c["delta_bic"]) for c in case["candidates"]]
-        out["indistinguishable"] = list(accepted_set(case["indistinguishable"], ranking,
+        # the EGs fitted in the accepted cell (Agent._widened)
+        in_cell = [(c["eg"], c["delta_bic"]) for c in case["candidates"] if c["pawley_weight"] is not None]
+        out["indistinguishable"] = list(accepted_set(case["indistinguishable"], in_cell,
                                                      config.accept_set_delta_bic))
     elif verdict == "flag" and case["refined"] and config.undecided_fitted is not None:
         out["ranking"] = undecided_order(out["ranking"], case["nn_probs"], config.undecided_fitted)[:10]

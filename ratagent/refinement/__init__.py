@@ -10,7 +10,15 @@ Importing is cheap: nothing is computed until a function is called.
 """
 
 from ratagent.refinement.pawley import PawleyConfig, PawleyResult, Profile, pawley_fit
-from ratagent.refinement.ranking import Evidence, RankedCandidate, RankResult, Separation, criterion, rank
+from ratagent.refinement.ranking import (
+    Evidence,
+    RankedCandidate,
+    RankResult,
+    Separation,
+    count_time_of,
+    criterion,
+    rank,
+)
 
 __all__ = [
     "Evidence",
@@ -20,6 +28,7 @@ __all__ = [
     "RankResult",
     "RankedCandidate",
     "Separation",
+    "count_time_of",
     "criterion",
     "pawley_fit",
     "rank",

@@ -12,8 +12,9 @@ Algorithm (:func:`rank`)
    at those parameters: background and intensities of its own allowed reflections
    (:func:`~.pawley.evaluate`), in its best setting (lowest BIC). The differences between
    candidates are then differences of allowed reflections only, not of optimiser luck.
-3. **Criterion.** With ĉ = max(1, χ²_ν of the best fit) (so that a misfit common to all
-   candidates, e.g. an imperfect profile on real data, does not inflate the evidence),
+3. **Criterion.** With ĉ = max(1, the smallest χ²_ν of the fits compared) (so that a
+   misfit common to all candidates, e.g. an imperfect profile on real data, does not
+   inflate the evidence),
    B = χ²/ĉ + k·p − 2 ln π(EG): p parameters, k = ln n by default (the BIC), and
    ln π an optional log prior of the EG (none by default); weights
    wᵢ ∝ exp(−(Bᵢ − B_min)/2), normalised. ``parameter_penalty`` and ``log_prior`` let
@@ -48,7 +49,7 @@ from typing import NamedTuple
 
 import gemmi
 import numpy as np
-from scipy.special import log_ndtr
+from scipy.special import erfcx, log_ndtr
 
 from ratagent.crystallography import extinction_group, systematically_absent
 from ratagent.crystallography.cell import check_cell
@@ -140,8 +141,9 @@ def criterion(chi2: float, n_params: int, n_obs: int, c_hat: float, penalty: flo
               log_prior: float = 0.0) -> float:
     """The ranking criterion B = χ²/ĉ + k·p − 2 ln π of one fit (module docstring, step 3).
 
-    ``c_hat`` ≥ 1 is the overdispersion the leading fit shows (the smallest χ²_ν of the
-    fits compared); every fit of one pattern is scored with the same ĉ. ``penalty`` is k
+    ``c_hat`` ≥ 1 is the overdispersion the data show: the smallest χ²_ν of the fits
+    compared (that of the most flexible fit, not necessarily the leader's); every fit
+    compared is scored with the same ĉ. ``penalty`` is k
     (None: ln n, the BIC) and ``log_prior`` ln π of the fitted EG (0: no prior).
     """
     k = math.log(n_obs) if penalty is None else penalty
@@ -161,7 +163,15 @@ def _check_candidates(candidates: Sequence[int]) -> list[int]:
     return out
 
 
-def _count_time(pattern: Pattern, count_time_s: float | None) -> float | None:
+def count_time_of(pattern: Pattern, count_time_s: float | None = None) -> float | None:
+    """``count_time_s``, else the pattern's own (``meta["count_time_s"]`` or ``["count_time"]``),
+    else None, in seconds.
+
+    Raises
+    ------
+    ValueError
+        The count time is not a positive finite number.
+    """
     t = count_time_s
     if t is None:
         t = next((pattern.meta[k] for k in _COUNT_TIME_KEYS if pattern.meta.get(k) is not None), None)
@@ -236,7 +246,7 @@ def rank(
     config = config or PawleyConfig()
     cell_arr = check_cell(cell)
     egs = _check_candidates(candidates)
-    t_now = _count_time(pattern, count_time_s)
+    t_now = count_time_of(pattern, count_time_s)
     with pawley.single_threaded_blas():
         instrument = pawley.instrument_for(pattern, instrument)
         results, skipped = _fit_all(pattern, cell_arr, egs, instrument, config)
@@ -359,12 +369,17 @@ def _wilson_log_evidence(y: np.ndarray, mu: np.ndarray, sigma: np.ndarray) -> np
     """ln p(y | allowed) − ln p(y | absent) for an intensity estimate y ± σ (module step 4).
 
     Allowed: I ~ Exp(μ) (Wilson, acentric), y = I + N(0, σ²), so
-    p(y) = (1/μ) exp(σ²/(2μ²) − y/μ) Φ((y − σ²/μ)/σ); absent: y ~ N(0, σ²).
+    p(y) = (1/μ) exp(σ²/(2μ²) − y/μ) Φ(z) with z = y/σ − σ/μ; absent: y ~ N(0, σ²). The
+    ratio is ln(σ√(2π)/μ) + z²/2 + ln Φ(z), and for z < 0 the last two terms are
+    ln(½ erfcx(−z/√2)): no large terms cancel, and as μ/σ → 0 (an expected intensity far
+    below the noise) the ratio tends to 0, so such a group adds no evidence either way.
     """
     mu = np.maximum(mu, 1e-12 * sigma)
-    log_allowed = -np.log(mu) + sigma**2 / (2 * mu**2) - y / mu + log_ndtr((y - sigma**2 / mu) / sigma)
-    log_absent = -(y**2) / (2 * sigma**2) - np.log(sigma * math.sqrt(2 * math.pi))
-    return log_allowed - log_absent
+    z = y / sigma - sigma / mu
+    low = z < 0
+    tail = np.where(low, np.log(0.5 * erfcx(-np.minimum(z, 0.0) / math.sqrt(2))),
+                    0.5 * z**2 + log_ndtr(np.maximum(z, 0.0)))
+    return np.log(sigma / mu) + 0.5 * math.log(2 * math.pi) + tail
 
 
 def _expected(res: PawleyResult, sep: np.ndarray, resolved: np.ndarray, instrument: Instrument):

@@ -356,3 +356,32 @@ def test_an_unconvincing_triclinic_cell_puts_eg_99_first(agent, rruff_dev):
     off = replace(agent.config, unconvincing_triclinic_first=False)
     plain = Agent(agent.classifier, off, instrument=Instrument()).assess(pattern, count_time=None)
     assert plain.best.eg != 99
+
+
+def test_an_accept_reports_only_egs_fitted_in_its_cell(agent):
+    """The accepted set widens with the cell's own candidates within accept_set_delta_bic,
+    never with another cell's EGs (no Pawley weight): an accept that passes check 4 at a
+    ΔB of 50–60 to a cell of another family must not report that cell's EGs beside its own."""
+    from ratagent.agent import Candidate
+
+    def cand(eg, delta, weight):
+        return Candidate(eg, "", 0.01, weight, delta)
+
+    out = Assessment(verdict="accept", indistinguishable=(225,), reasons=("fit",), count_time_s=None,
+                     suggested_count_time_s=None, model_id=None, refined=True,
+                     candidates=(cand(225, 0.0, 0.9), cand(221, 30.0, 0.1), cand(191, 55.0, None)))
+    wide = agent._widened(out)
+    assert wide.indistinguishable == (225, 221)
+    assert "EGs [221] fit within ΔB 60" in wide.reasons[-1]
+
+
+def test_the_count_time_of_a_frame_is_read_from_its_meta_when_not_given(agent):
+    """rank reads meta["count_time_s"] when no count time is given, and the agent's
+    decision reads the same one: a frame ranked with a count time is not decided as if
+    it had none (a weak frame flagged instead of remeasured; separating reflections
+    "below the noise even at the maximum count time" after 1 s)."""
+    weak = _peak_pattern(30, 20, np.random.default_rng(2))
+    assert agent.assess(weak, count_time=None).verdict == "flag"  # unknown: no time to predict
+    a = agent.assess(replace(weak, meta={"count_time_s": 1.0}), count_time=None)
+    assert a.count_time_s == 1.0 and a.verdict == "remeasure"
+    assert a.suggested_count_time_s == agent.assess(weak, count_time=1.0).suggested_count_time_s

@@ -140,3 +140,34 @@ def test_equal_fits_go_in_the_order_of_the_tie_break(rruff_dev):
     tied = rank(pattern, cell, cands, Instrument(), tie_break={89: 0.3, 88: 0.1})
     assert [c.eg for c in tied] == [89, 88]
     assert all(c.evidence.delta_bic == pytest.approx(0.0, abs=1e-6) for c in tied)
+
+
+def test_wilson_evidence_is_the_convolution_integral():
+    """ln p(y | allowed) − ln p(y | absent) against numerical integration of
+    p(y | allowed) = ∫ Exp(I; μ) N(y − I; σ) dI, for weak, typical and strong estimates."""
+    from scipy.integrate import quad
+    from scipy.stats import expon, norm
+
+    from ratagent.refinement.ranking import _wilson_log_evidence
+
+    for y, mu, sigma in [(1.7, 2.0, 0.8), (-1.0, 0.5, 1.0), (12.0, 3.0, 1.5), (0.2, 40.0, 2.0)]:
+        def integrand(i, y=y, mu=mu, sigma=sigma):
+            return expon.pdf(i, scale=mu) * norm.pdf(y - i, scale=sigma)
+
+        allowed = quad(integrand, 0, np.inf)[0]
+        expected = np.log(allowed) - norm.logpdf(y, scale=sigma)
+        got = _wilson_log_evidence(np.array([y]), np.array([mu]), np.array([sigma]))[0]
+        assert got == pytest.approx(expected, rel=1e-6, abs=1e-9)
+
+
+def test_wilson_evidence_of_an_expected_intensity_far_below_the_noise_is_none():
+    """A separating group whose Wilson estimate is 0 (the non-negative solve held every
+    group of its s² bin at 0) carries no evidence: the two terms of ±σ²/(2μ²) that cancel
+    in the closed form once summed to ±10⁸ in 2 ln K."""
+    from ratagent.refinement.ranking import _wilson_log_evidence
+
+    y = np.array([0.3, -1.0, 5.0, 0.0])
+    out = _wilson_log_evidence(y, np.zeros(4), np.ones(4))
+    assert np.all(np.isfinite(out)) and np.all(np.abs(out) < 1e-6)
+    # and it approaches 0 smoothly from a small μ
+    assert abs(_wilson_log_evidence(np.array([0.3]), np.array([1e-4]), np.array([1.0]))[0]) < 1e-3

@@ -73,7 +73,7 @@ def test_wilson_interval_matches_newcombe(k, n, lo, hi):
 def _case(eg, ranking, verdict, indist=(), refined=True, half="A"):
     return {"index": 0, "half": half, "eg": eg, "ranking": list(ranking), "verdict": verdict,
             "indistinguishable": list(indist), "refined": refined, "elapsed_s": 1.0, "meta": {},
-            "nn_probs": [1 / 99] * 99, "candidates": [{"eg": e, "delta_bic": 100.0 * i}
+            "nn_probs": [1 / 99] * 99, "candidates": [{"eg": e, "delta_bic": 100.0 * i, "pawley_weight": 1.0}
                                                      for i, e in enumerate(ranking)]}
 
 
@@ -358,3 +358,16 @@ def test_compare_command_reads_both_runs_folders(tmp_path, capsys):
     assert "top1 0 → 1 (+1)" in out and "flag EG 3 (right system) → flag EG 4 (right)" in out
     assert main(["compare", str(tmp_path / "base"), str(tmp_path / "nothing")]) == 2
     assert "nothing: no cases.jsonl" in capsys.readouterr().err
+
+
+def test_a_replayed_accept_reports_only_egs_fitted_in_its_cell():
+    """As Agent._widened: another cell's EGs (no Pawley weight) stay out of the accepted set."""
+    from ratagent.agent import AgentConfig
+    from training.pipeline import _with_verdict
+
+    case = _case(225, [225, 221, 191], "accept")
+    case["candidates"] = [{"eg": 225, "delta_bic": 0.0, "pawley_weight": 0.9},
+                          {"eg": 221, "delta_bic": 30.0, "pawley_weight": 0.1},
+                          {"eg": 191, "delta_bic": 55.0, "pawley_weight": None}]
+    out = _with_verdict(case, "accept", AgentConfig(accept_set_delta_bic=60.0))
+    assert out["indistinguishable"] == [225, 221]
