@@ -72,6 +72,7 @@ from typing import Any
 import numpy as np
 
 from ratagent.crystallography import N_EG, extinction_group
+from ratagent.crystallography.spacegroups import lattice_family as family_of  # trigonal → hexagonal
 from ratagent.indexing.reduction import metric_family
 from ratagent.refinement.ranking import criterion
 
@@ -83,11 +84,6 @@ _CELL_PARAMETERS = {"triclinic": 6, "monoclinic": 4, "orthorhombic": 3, "tetrago
                     "cubic": 1}
 _FAMILY_RANK = {"triclinic": 0, "monoclinic": 1, "orthorhombic": 2, "tetragonal": 3, "hexagonal": 3,
                 "cubic": 4}
-
-
-def family_of(crystal_system: str) -> str:
-    """The lattice family of a crystal system (trigonal → hexagonal)."""
-    return "hexagonal" if crystal_system == "trigonal" else crystal_system
 
 
 def _family_probability(nn_probs: Sequence[float], family: str) -> float:
