@@ -34,10 +34,10 @@ threshold of :class:`~ratagent.agent.AgentConfig` (:func:`doubts`):
 6. **Rival indexings.** Among the indexing's five best cells, another lattice of lower
    symmetry (not a lower description of this one: its metric says so) that passes the
    indexing's convincing test and indexes at least as many lines with an M20 of at least
-   ``rival_m20_fraction`` × this cell's: the
-   lines do not decide the lattice (a pseudo-cubic tetragonal mineral and its cubic
-   look-alike index the same 17 lines), and the indexing's preference for symmetry is all
-   that chose. Such a cell is often not refined at all; when it is, check 4 weighs its fit.
+   ``rival_m20_fraction`` × this cell's: the lines do not decide the lattice (a
+   pseudo-cubic tetragonal mineral and its cubic look-alike index the same 17 lines), and
+   the indexing's preference for symmetry is all that chose. Such a cell is often not
+   refined at all; when it is, check 4 weighs its fit.
 7. **The network's EG.** The rank of the leading EG in the network's posterior, at most
    ``max_network_rank``. Where the cell is right and the leading EG is wrong, it is
    most often one the network finds implausible (a pseudo-cubic tetragonal mineral
@@ -102,9 +102,8 @@ def _criterion(fit: dict[str, Any], c_hat: float) -> float:
 def _rival_lattice(other: dict[str, Any], n_indexed: int, family: str, tolerance_deg: float) -> bool:
     """Whether indexed cell ``other`` is another lattice of lower symmetry than a cell of
     ``family`` indexing ``n_indexed`` lines that convinces the indexing (``passes``) and
-    indexes as many: not a lower-symmetry
-    description of the same lattice (an orthohexagonal C cell of a hexagonal one), whose
-    metric shows it."""
+    indexes as many: not a lower-symmetry description of the same lattice (an
+    orthohexagonal C cell of a hexagonal one), whose metric shows it."""
     own = family_of(other["crystal_system"])
     return (_FAMILY_RANK[own] < _FAMILY_RANK[family] and other.get("passes", True)
             and other.get("n_indexed", 0) >= n_indexed

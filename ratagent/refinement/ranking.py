@@ -143,8 +143,8 @@ def criterion(chi2: float, n_params: int, n_obs: int, c_hat: float, penalty: flo
 
     ``c_hat`` ≥ 1 is the overdispersion the data show: the smallest χ²_ν of the fits
     compared (that of the most flexible fit, not necessarily the leader's); every fit
-    compared is scored with the same ĉ. ``penalty`` is k
-    (None: ln n, the BIC) and ``log_prior`` ln π of the fitted EG (0: no prior).
+    compared is scored with the same ĉ. ``penalty`` is k (None: ln n, the BIC) and
+    ``log_prior`` ln π of the fitted EG (0: no prior).
     """
     k = math.log(n_obs) if penalty is None else penalty
     return chi2 / c_hat + n_params * k - 2.0 * log_prior
