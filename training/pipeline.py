@@ -595,6 +595,21 @@ def _replay(case: dict[str, Any], config: Any, doubts_of) -> str:
     return "flag" if doubts_of() else "accept"
 
 
+def _in_cell(case: dict[str, Any]) -> list[tuple[int, float | None]]:
+    """(EG, ΔB) of the EGs fitted in the cell a refined case was decided in, as
+    Agent._widened takes them: those with a Pawley weight, or, in cases stored without
+    it, the first ``n_candidates`` of that cell's fit (``meta["cell_fits"]``) in the
+    order of the fits, which lists the winning cell's first."""
+    cands, meta = case["candidates"], case["meta"]
+    if all("pawley_weight" in c for c in cands):
+        return [(c["eg"], c["delta_bic"]) for c in cands if c["pawley_weight"] is not None]
+    fitted = meta.get("fitted_order") or [c["eg"] for c in cands]
+    n = next((f["n_candidates"] for f in meta.get("cell_fits") or [] if f["cell"] == meta.get("cell")),
+             len(fitted))
+    own = set(fitted[:n])
+    return [(c["eg"], c["delta_bic"]) for c in cands if c["eg"] in own]
+
+
 def _with_verdict(case: dict[str, Any], verdict: str, config: Any) -> dict[str, Any]:
     """The case with a replayed verdict and, for a refined accept, its reported set; for
     a flagged refined one, its ranking in :func:`ratagent.trust.undecided_order`."""
@@ -605,9 +620,7 @@ def _with_verdict(case: dict[str, Any], verdict: str, config: Any) -> dict[str, 
     if fitted is not None:  # the agent reordered an undecided ranking: the fits' order
         out["ranking"] = list(dict.fromkeys(fitted + case["ranking"]))[:10]
     if verdict == "accept" and case["refined"]:
-        # the EGs fitted in the accepted cell (Agent._widened)
-        in_cell = [(c["eg"], c["delta_bic"]) for c in case["candidates"] if c["pawley_weight"] is not None]
-        out["indistinguishable"] = list(accepted_set(case["indistinguishable"], in_cell,
+        out["indistinguishable"] = list(accepted_set(case["indistinguishable"], _in_cell(case),
                                                      config.accept_set_delta_bic))
     elif verdict == "flag" and case["refined"] and config.undecided_fitted is not None:
         out["ranking"] = undecided_order(out["ranking"], case["nn_probs"], config.undecided_fitted)[:10]

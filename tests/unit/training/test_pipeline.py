@@ -369,5 +369,12 @@ def test_a_replayed_accept_reports_only_egs_fitted_in_its_cell():
     case["candidates"] = [{"eg": 225, "delta_bic": 0.0, "pawley_weight": 0.9},
                           {"eg": 221, "delta_bic": 30.0, "pawley_weight": 0.1},
                           {"eg": 191, "delta_bic": 55.0, "pawley_weight": None}]
-    out = _with_verdict(case, "accept", AgentConfig(accept_set_delta_bic=60.0))
-    assert out["indistinguishable"] == [225, 221]
+    config = AgentConfig(accept_set_delta_bic=60.0)
+    assert _with_verdict(case, "accept", config)["indistinguishable"] == [225, 221]
+    # cases stored without Pawley weights: the winning cell's fits, from meta["cell_fits"]
+    for c in case["candidates"]:
+        del c["pawley_weight"]
+    case["meta"] = {"cell": [4.0] * 3 + [90.0] * 3, "fitted_order": [225, 221, 191],
+                    "cell_fits": [{"cell": [4.0] * 3 + [90.0] * 3, "n_candidates": 2},
+                                  {"cell": [3.0, 3.0, 5.0, 90.0, 90.0, 120.0], "n_candidates": 1}]}
+    assert _with_verdict(case, "accept", config)["indistinguishable"] == [225, 221]
