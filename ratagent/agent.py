@@ -377,11 +377,9 @@ class Agent:
         t0 = time.perf_counter()
         if not isinstance(pattern, Pattern):
             raise TypeError(f"pattern must be a ratagent.patterns.Pattern, got {type(pattern).__name__}")
-        if count_time is not None and not (math.isfinite(count_time) and count_time > 0):
-            raise ValueError(f"count_time must be a positive number of seconds, got {count_time!r}")
         from ratagent.refinement import count_time_of
 
-        count_time = count_time_of(pattern, count_time)  # else the pattern's own, as rank reads it
+        count_time = count_time_of(pattern, count_time)  # checked; else the pattern's own, as rank reads it
         problem = signal_problem(pattern, min_peak_sigma=None)
         if problem is not None:
             return _with_elapsed(self._no_signal(problem, count_time), time.perf_counter() - t0)

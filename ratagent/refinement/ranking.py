@@ -170,17 +170,24 @@ def count_time_of(pattern: Pattern, count_time_s: float | None = None) -> float 
     Raises
     ------
     ValueError
-        The count time is not a positive finite number.
+        The count time is not a positive finite number; the message names where it came
+        from (the argument, or the meta key and the pattern's ``meta["source"]`` file).
     """
-    t = count_time_s
+    name, t = "count_time", count_time_s
     if t is None:
-        t = next((pattern.meta[k] for k in _COUNT_TIME_KEYS if pattern.meta.get(k) is not None), None)
-    if t is None:
-        return None
-    t = float(t)
-    if not (math.isfinite(t) and t > 0):
-        raise ValueError(f"count time must be a positive number of seconds, got {t!r}")
-    return t
+        key = next((k for k in _COUNT_TIME_KEYS if pattern.meta.get(k) is not None), None)
+        if key is None:
+            return None
+        source = pattern.meta.get("source")
+        name = f"meta[{key!r}]" + (f" of {source}" if source else " of the pattern")
+        t = pattern.meta[key]
+    try:
+        value = float(t)
+    except (TypeError, ValueError):
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"{name} must be a positive number of seconds, got {t!r}")
+    return value
 
 
 def rank(

@@ -103,8 +103,14 @@ def test_a_failing_assessment_becomes_a_flag_with_the_error_text(agent):
 
 
 def test_bad_count_time_is_named(agent):
+    pattern = _peak_pattern(100, 10, np.random.default_rng(0))
     with pytest.raises(ValueError, match="count_time"):
-        agent.assess(_peak_pattern(100, 10, np.random.default_rng(0)), count_time=-1.0)
+        agent.assess(pattern, count_time=-1.0)
+    # one read from the pattern names its key and its file
+    bad = replace(pattern, meta={"source": "run7.xy", "count_time_s": "ten"})
+    with pytest.raises(ValueError, match=r"meta\['count_time_s'\] of run7.xy must be a positive number "
+                                         r"of seconds, got 'ten'"):
+        agent.assess(bad, count_time=None)
 
 
 def test_assessment_rejects_unknown_verdict():
