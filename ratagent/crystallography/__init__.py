@@ -15,6 +15,7 @@ from ratagent.crystallography.extinction import (
     eg_to_sgs,
     extinction_group,
     extinction_groups,
+    monoclinic_unique_axis,
     read_paper_prior,
     sg_to_eg,
 )
@@ -45,6 +46,7 @@ __all__ = [
     "encode",
     "extinction_group",
     "extinction_groups",
+    "monoclinic_unique_axis",
     "neighbours",
     "read_paper_prior",
     "sg_to_eg",

@@ -43,6 +43,7 @@ __all__ = [
     "eg_to_sgs",
     "extinction_group",
     "extinction_groups",
+    "monoclinic_unique_axis",
     "read_paper_prior",
     "sg_to_eg",
 ]
@@ -184,6 +185,13 @@ def eg_symbol(eg: int) -> str:
     return extinction_group(eg).symbol
 
 
+def monoclinic_unique_axis(sg: gemmi.SpaceGroup) -> str:
+    """The unique axis of a monoclinic setting from its H–M symbol ("P 1 21/c 1" → "b",
+    "B 1 1 2" → "c"; "b" where the symbol names no axis)."""
+    parts = sg.hm.split()[1:4]
+    return next(("abc"[i] for i, p in enumerate(parts) if p != "1"), "b")
+
+
 @cache
 def eg_settings(eg: int, hmax: int = 8) -> tuple[gemmi.SpaceGroup, ...]:
     """Settings in which **all** space groups of an EG forbid the same reflections.
@@ -191,13 +199,17 @@ def eg_settings(eg: int, hmax: int = 8) -> tuple[gemmi.SpaceGroup, ...]:
     For each space group of the EG, gemmi's settings are fingerprinted by their absence
     set over |h|,|k|,|l| ≤ ``hmax``; the fingerprints common to every member are the EG's
     settings (one representative setting each, taken from the lowest-numbered member,
-    standard setting first). Only settings with a lattice letter that the paper's symbol
-    or its "equiv:" list uses are considered (so the centred triclinic settings gemmi
-    also tabulates, such as ``C 1``, are not settings of EG 99 "P -"). Empty if the
-    members share no absence set in any such setting, which the tests check never happens.
+    standard setting first). A monoclinic EG keeps one per fingerprint and unique axis:
+    P 1 2 1, P 2 1 1 and P 1 1 2 forbid nothing, but each constrains another angle of the
+    cell, and a cell given with unique axis c (γ ≠ 90°) is fitted only in a setting with
+    that axis. Only settings with a lattice letter that the paper's symbol or its
+    "equiv:" list uses are considered (so the centred triclinic settings gemmi also
+    tabulates, such as ``C 1``, are not settings of EG 99 "P -"). Empty if the members
+    share no absence set in any such setting, which the tests check never happens.
     """
     group = extinction_group(eg)
     letters = {sym.strip()[0] for sym in (group.symbol, *group.equivalent_symbols)}
+    monoclinic = group.lattice_family == "monoclinic"
 
     def usable(sg: int) -> list[gemmi.SpaceGroup]:
         return [s for s in settings(sg) if s.centring_type() in letters]
@@ -206,11 +218,11 @@ def eg_settings(eg: int, hmax: int = 8) -> tuple[gemmi.SpaceGroup, ...]:
     for sg in group.space_groups:
         sigs = {absence_signature(s, hmax) for s in usable(sg)}
         common = sigs if common is None else common & sigs
-    chosen: dict[bytes, gemmi.SpaceGroup] = {}
+    chosen: dict[tuple[bytes, str], gemmi.SpaceGroup] = {}
     for s in usable(group.space_groups[0]):
         sig = absence_signature(s, hmax)
-        if sig in (common or ()) and sig not in chosen:
-            chosen[sig] = s
+        if sig in (common or ()):
+            chosen.setdefault((sig, monoclinic_unique_axis(s) if monoclinic else ""), s)
     return tuple(chosen.values())
 
 

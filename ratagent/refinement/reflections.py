@@ -32,7 +32,12 @@ from functools import cache
 import gemmi
 import numpy as np
 
-from ratagent.crystallography import eg_settings, extinction_group, systematically_absent
+from ratagent.crystallography import (
+    eg_settings,
+    extinction_group,
+    monoclinic_unique_axis,
+    systematically_absent,
+)
 from ratagent.crystallography.cell import check_cell, metric_tensor
 
 __all__ = [
@@ -167,16 +172,10 @@ class LatticeModel:
         return bool(dl <= LENGTH_TOLERANCE and da <= ANGLE_TOLERANCE_DEG)
 
 
-def _unique_axis(sg: gemmi.SpaceGroup) -> str:
-    """Unique axis of a monoclinic setting, from its H–M symbol ("P 1 21/c 1" → "b")."""
-    parts = sg.hm.split()[1:]
-    return next((_AXES[i] for i, p in enumerate(parts[:3]) if p != "1"), "b")
-
-
 def lattice_model(eg: int, setting: gemmi.SpaceGroup) -> LatticeModel:
     """The constrained lattice of an EG in one of its settings."""
     system = extinction_group(eg).lattice_family
-    return LatticeModel(system, _unique_axis(setting) if system == "monoclinic" else "")
+    return LatticeModel(system, monoclinic_unique_axis(setting) if system == "monoclinic" else "")
 
 
 def settings_for_cell(eg: int, cell: np.ndarray) -> tuple[gemmi.SpaceGroup, ...]:

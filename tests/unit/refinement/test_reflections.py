@@ -4,7 +4,8 @@ import gemmi
 import numpy as np
 import pytest
 
-from ratagent.crystallography import sg_to_eg
+from ratagent.crystallography import monoclinic_unique_axis, sg_to_eg, systematically_absent
+from ratagent.crystallography.spacegroups import settings as gemmi_settings
 from ratagent.refinement.reflections import (
     LatticeModel,
     allowed_reflections,
@@ -88,6 +89,27 @@ def test_settings_follow_the_cell():
     names = {s.hm for s in settings_for_cell(eg, check_cell(CELLS["monoclinic"]))}
     assert names == {"P 1 21/c 1", "P 1 21/n 1", "P 1 21/a 1"}
     assert settings_for_cell(sg_to_eg(225), check_cell(CELLS["monoclinic"])) == ()
+
+
+@pytest.mark.parametrize("axis", ["a", "b", "c"])
+@pytest.mark.parametrize("sg", [3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15])
+def test_every_monoclinic_eg_is_fitted_on_any_unique_axis(sg, axis):
+    """A cell with unique axis a or c (cells from the literature often have γ ≠ 90°) is
+    fitted in a setting of every monoclinic EG, and that setting forbids exactly the
+    reflections gemmi's setting of the space group with that unique axis forbids.
+
+    P 1 2 1, P 2 1 1 and P 1 1 2 forbid nothing, so one setting per absence set left EG
+    1 (P2, Pm, P2/m) with unique axis b alone, and EG 5 (C2, Cm, C2/m) without A 1 1 2.
+    """
+    angles = {"a": (104.0, 90.0, 90.0), "b": (90.0, 104.0, 90.0), "c": (90.0, 90.0, 104.0)}[axis]
+    cell = check_cell((5.1, 6.3, 7.4, *angles))
+    eg = sg_to_eg(sg)
+    fitted = settings_for_cell(eg, cell)
+    assert fitted, f"SG {sg}: EG {eg} has no setting for unique axis {axis}"
+    box = np.array([(h, k, l) for h in range(-4, 5) for k in range(-4, 5) for l in range(-4, 5)])
+    gemmi_absent = {systematically_absent(s, box).tobytes() for s in gemmi_settings(sg)
+                    if monoclinic_unique_axis(s) == axis}
+    assert {systematically_absent(s, box).tobytes() for s in fitted} <= gemmi_absent
 
 
 @pytest.mark.parametrize(
