@@ -51,6 +51,9 @@ def _cmd_classify(args: argparse.Namespace) -> int:
     from ratagent.model.inference import load
     from ratagent.model.report import classify_files
 
+    _check_plot_path(args.plot)
+    if args.cell is not None:
+        _check_cell_arg(args.cell)
     classifier = load(args.checkpoint)
     if args.refine or args.cell:
         return _refine_files(args, classifier)
@@ -64,10 +67,42 @@ def _cmd_classify(args: argparse.Namespace) -> int:
         classifier=classifier,
         columns=args.columns,
         errors=errors,
+        radiation=args.radiation,
     )
     if text and text != "[]":
         print(text)
     return _report_errors(errors)
+
+
+def _check_plot_path(path: str | None) -> None:
+    """``--plot``: a folder that exists and a format matplotlib writes, checked before any work."""
+    if path is None:
+        return
+    from pathlib import Path
+
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    target = Path(path)
+    formats = FigureCanvasBase.get_supported_filetypes()
+    suffix = target.suffix.lower().lstrip(".")
+    if suffix and suffix not in formats:
+        raise ValueError(f"--plot {path}: matplotlib writes no {suffix!r} files; "
+                         f"use one of {', '.join(sorted(formats))}")
+    if not target.parent.is_dir():
+        raise ValueError(f"--plot {path}: no folder {target.parent}")
+
+
+def _check_cell_arg(cell: Sequence[float]) -> None:
+    """``--cell``: six numbers a cell can have, checked before any work (angles in degrees)."""
+    from ratagent.crystallography.cell import check_cell
+
+    if all(0 < a < 3.15 for a in cell[3:]):
+        raise ValueError(f"--cell {' '.join(map(str, cell))}: the angles look like "
+                         "radians; give them in degrees")
+    try:
+        check_cell(cell)
+    except ValueError as exc:
+        raise ValueError(f"--cell: {exc}") from None
 
 
 def _report_errors(errors: list[str]) -> int:
@@ -94,30 +129,11 @@ def _wavelength(args: argparse.Namespace) -> float | None:
     return radiation_lines(args.radiation, args.wavelength)[0][0]
 
 
-def _instrument(args: argparse.Namespace, pattern):
-    """The radiation of one file: ``--radiation``, else the file header's anode, else one line.
-
-    Returns ``(Instrument, where it came from)``.
-    """
-    from ratagent.instrument import Instrument
-
-    if args.radiation is not None:
-        name, source = args.radiation, "--radiation"
-    elif pattern.meta.get("radiation"):
-        name, source = pattern.meta["radiation"], "the file header"
-    else:
-        name, source = "mono", "no --radiation given"
-    try:  # the pattern's wavelength is the mono line, or must be the anode's Kα1
-        inst = Instrument.for_radiation(name, pattern.wavelength)
-    except ValueError as exc:
-        where = pattern.meta.get("source", "pattern")
-        raise ValueError(f"{where}: {exc} (radiation from {source})") from None
-    return inst, source
-
-
 def _refine_files(args: argparse.Namespace, classifier) -> int:
     """The agent's path for each file: posterior, DAG walk, indexing if no cell, Pawley."""
     from ratagent.agent import Agent, format_cell
+    from ratagent.instrument import instrument_for
+    from ratagent.model.report import plot_classification, plot_target
     from ratagent.patterns import naming, read_pattern
 
     out, errors = [], []
@@ -125,8 +141,15 @@ def _refine_files(args: argparse.Namespace, classifier) -> int:
         try:
             with naming(path):
                 pattern = read_pattern(path, wavelength=_wavelength(args), columns=args.columns)
-                instrument, source = _instrument(args, pattern)
+                instrument, source = instrument_for(pattern, args.radiation)
                 a = Agent(classifier, instrument=instrument).assess(pattern, cell=args.cell, count_time=None)
+                plot = None
+                if args.plot is not None:
+                    best = a.best
+                    note = f"{a.verdict}" + (f": EG {best.eg} {best.symbol}" if best is not None else "")
+                    plot = str(plot_classification(pattern, classifier.predict(pattern),
+                                                   plot_target(args.plot, path, len(args.files)),
+                                                   top=max(args.top, 10), fit=a.fit, note=note))
         except (ValueError, TypeError, FileNotFoundError) as exc:
             errors.append(str(exc))
             continue
@@ -154,7 +177,7 @@ def _refine_files(args: argparse.Namespace, classifier) -> int:
                 "indistinguishable": list(a.indistinguishable),
                 "reasons": list(a.reasons),
                 "model_id": a.model_id,
-            }
+            } | ({"plot": plot} if plot is not None else {})
         )
     if args.json:
         print(json.dumps(out, indent=1))
@@ -173,6 +196,8 @@ def _refine_files(args: argparse.Namespace, classifier) -> int:
             print(f"  not separable by these data: EGs {r['indistinguishable']}")
         for reason in r["reasons"]:
             print(f"  - {reason}")
+        if "plot" in r:
+            print(f"  plot: {r['plot']}")
     return _report_errors(errors)
 
 
@@ -192,7 +217,7 @@ def build_parser(plugins: dict | None = None) -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_eg)
 
     p = sub.add_parser("classify", help="rank extinction groups for pattern files")
-    p.add_argument("files", nargs="+", help=".xy/.xye/.csv/.npy/.npz pattern files")
+    p.add_argument("files", nargs="+", help=".xy/.xye/.csv/.dat/.txt/.npy/.npz pattern files")
     p.add_argument(
         "--wavelength", type=float, default=None, help="λ in Å (required unless each file states it)"
     )
@@ -209,7 +234,9 @@ def build_parser(plugins: dict | None = None) -> argparse.ArgumentParser:
     )
     p.add_argument("--top", type=int, default=5, help="number of ranked EGs (default 5)")
     p.add_argument("--json", action="store_true", help="print JSON")
-    p.add_argument("--plot", default=None, help="write a plot of pattern and posterior (PNG/PDF/SVG)")
+    p.add_argument("--plot", default=None,
+                   help="write a plot of pattern and posterior, with --refine the best fit too "
+                   "(PNG/PDF/SVG; with several files one each, <stem>_<file stem>)")
     p.add_argument("--checkpoint", default=None, help="checkpoint directory (default: the shipped one)")
     p.add_argument(
         "--refine",

@@ -12,28 +12,29 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from ratagent.patterns import CU_KA1_ANGSTROM, QGrid
+from ratagent.patterns import ANODE_KA1_ANGSTROM, CU_KA1_ANGSTROM, Pattern, QGrid
 
-__all__ = ["CU_KA2_ANGSTROM", "CU_KA2_RATIO", "KBETA_ANGSTROM", "RADIATIONS", "Instrument", "radiation_lines",
-           "tch_mix"]
+__all__ = ["CU_KA2_ANGSTROM", "CU_KA2_RATIO", "KBETA_ANGSTROM", "RADIATIONS", "Instrument", "instrument_for",
+           "radiation_lines", "tch_mix"]
 
 #: Cu Kα2 wavelength in Å (Hölzer et al. 1997: 1.544 427 Å).
 CU_KA2_ANGSTROM = 1.5444
 #: Kα2/Kα1 intensity ratio for Cu (Hölzer et al. 1997 give 0.50–0.52; 0.5 is the usual value).
 CU_KA2_RATIO = 0.5
 
-#: Kα1 and Kα2 wavelengths (Å) of the usual X-ray tube anodes, with the Kα2/Kα1 ratio.
+#: Kα1 and Kα2 wavelengths (Å) of the usual X-ray tube anodes, with the Kα2/Kα1 ratio (Kα1:
+#: :data:`ratagent.patterns.ANODE_KA1_ANGSTROM`).
 #: Cr, Fe, Co, Cu: Hölzer, Fritsch, Deutsch, Härtwig & Förster, Phys. Rev. A 56, 4554
 #: (1997); Mo, Ag: International Tables for Crystallography Vol. C, Table 4.2.2.1
 #: (Deslattes et al.). Cu Kα1 is the 1.5406 Å that laboratory software writes (and the
 #: measured dev set states). The ratio is the 2p₃/₂ : 2p₁/₂ occupancy, 2 : 1.
 RADIATIONS: dict[str, tuple[float, float, float]] = {
-    "Cr": (2.289726, 2.293651, 0.5),
-    "Fe": (1.936041, 1.939973, 0.5),
-    "Co": (1.788996, 1.792835, 0.5),
+    "Cr": (ANODE_KA1_ANGSTROM["Cr"], 2.293651, 0.5),
+    "Fe": (ANODE_KA1_ANGSTROM["Fe"], 1.939973, 0.5),
+    "Co": (ANODE_KA1_ANGSTROM["Co"], 1.792835, 0.5),
     "Cu": (CU_KA1_ANGSTROM, CU_KA2_ANGSTROM, CU_KA2_RATIO),
-    "Mo": (0.709317, 0.713607, 0.5),
-    "Ag": (0.559407, 0.563798, 0.5),
+    "Mo": (ANODE_KA1_ANGSTROM["Mo"], 0.713607, 0.5),
+    "Ag": (ANODE_KA1_ANGSTROM["Ag"], 0.563798, 0.5),
 }
 
 
@@ -203,3 +204,33 @@ class Instrument:
             two_theta_max_deg=grid.two_theta_max_deg,
             step_deg=grid.step_deg,
         )
+
+
+def instrument_for(pattern: Pattern, radiation: str | None = None) -> tuple[Instrument, str]:
+    """The instrument of a pattern read from a file, and where its radiation came from.
+
+    ``radiation`` (an anode, or ``"mono"``: one line at the pattern's wavelength) when
+    given, else the anode its file header names (``meta["radiation"]``), else one line. A
+    tube's Kα1 must be the pattern's wavelength.
+
+    Returns ``(instrument, source)``, ``source`` one of ``"given"``, ``"file header"`` and
+    ``"none named: one line"``.
+
+    Raises
+    ------
+    ValueError
+        An unknown radiation, or a wavelength that is not its Kα1; the message names the
+        pattern's file and where the radiation came from.
+    """
+    if radiation is not None:
+        name, source = radiation, "given"
+    elif pattern.meta.get("radiation"):
+        name, source = pattern.meta["radiation"], "file header"
+    else:
+        name, source = "mono", "none named: one line"
+    try:
+        inst = Instrument.for_radiation(name, pattern.wavelength)
+    except ValueError as exc:
+        where = pattern.meta.get("source", "pattern")
+        raise ValueError(f"{where}: {exc} (radiation {source})") from None
+    return inst, source

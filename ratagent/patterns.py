@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 __all__ = [
+    "ANODE_KA1_ANGSTROM",
     "CU_KA1_ANGSTROM",
     "MIN_POINTS",
     "MODEL_GRID",
@@ -40,6 +41,12 @@ __all__ = [
 #: Cu Kα1 wavelength in Å (Hölzer et al., Phys. Rev. A 56, 4554 (1997): 1.540 593 Å;
 #: diffraction practice and the RRUFF/ICDD tables round it to 1.5406 Å).
 CU_KA1_ANGSTROM = 1.5406
+#: Kα1 wavelength (Å) of each X-ray tube anode a file header may name: the wavelength of
+#: a pattern whose header names its anode and states no wavelength.
+#: :data:`ratagent.instrument.RADIATIONS` adds the Kα2 lines and gives the sources.
+ANODE_KA1_ANGSTROM: dict[str, float] = {
+    "Cr": 2.289726, "Fe": 1.936041, "Co": 1.788996, "Cu": CU_KA1_ANGSTROM, "Mo": 0.709317, "Ag": 0.559407,
+}
 
 #: Fewest points a pattern may have. Below this there is no diffraction pattern to speak of.
 MIN_POINTS = 100
@@ -427,7 +434,8 @@ def read_pattern(
     A header line such as ``# wavelength: 0.7293`` states the wavelength (Å unless it says
     nm or pm), one such as ``# energy: 17 keV`` the photon energy (keV or eV; the unit is
     required); one such as ``# radiation: Cu`` or ``Cu Kα`` names the tube anode, kept as
-    ``meta["radiation"]`` (the caller decides what it implies). ``.npy`` holds an array of
+    ``meta["radiation"]`` (the caller decides what it implies), and without a stated
+    wavelength the pattern's is that anode's Kα1 (:data:`ANODE_KA1_ANGSTROM`). ``.npy`` holds an array of
     shape (2, n), (3, n), (n, 2) or (n, 3); ``.npz`` holds ``two_theta``, ``intensity``,
     optional ``sigma`` and optional ``wavelength``.
 
@@ -436,7 +444,8 @@ def read_pattern(
     path : str or Path
         File to read.
     wavelength : float, optional
-        λ in Å. Overrides a wavelength stated in the file. Required when the file states none.
+        λ in Å. Overrides a wavelength stated in the file. Required when the file states
+        neither a wavelength nor an anode.
     columns : sequence of int or str, optional
         The 2θ, I (and σ) columns of a text file: 0-based indices or header names.
 
@@ -459,10 +468,12 @@ def read_pattern(
         except (OSError, EOFError) as exc:  # a truncated or foreign binary file
             raise ValueError(f"{path}: cannot be read as {suffix} ({exc})") from None
     lam = wavelength if wavelength is not None else stated
+    if lam is None and radiation is not None:
+        lam = ANODE_KA1_ANGSTROM[radiation]
     if lam is None:
         raise ValueError(
-            f"{path}: the file states no wavelength and none was given; "
-            "pass wavelength= (Å), e.g. --wavelength 1.5406 for Cu Kα1"
+            f"{path}: the file states no wavelength and no anode, and none was given: give the "
+            "wavelength in Å (--wavelength on the command line) or the tube (--radiation Cu)"
         )
     sigma = cols[2] if len(cols) > 2 else None
     meta: dict[str, Any] = {"source": str(path)} | ({"radiation": radiation} if radiation else {})

@@ -13,13 +13,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from ratagent.model.calibration import EGPosterior
 from ratagent.patterns import Pattern, naming, read_pattern, signal_problem
 
 if TYPE_CHECKING:
     from ratagent.model.inference import Classifier
 
-__all__ = ["classify_files", "plot_classification", "summarise"]
+__all__ = ["classify_files", "plot_classification", "plot_target", "summarise"]
 
 logger = logging.getLogger(__name__)
 
@@ -68,6 +70,7 @@ def _format_text(summary: dict[str, Any]) -> str:
     coverage = summary["coverage"]
     head = (
         f"{summary['source'] or '<pattern>'}  (λ = {summary['wavelength_angstrom']:g} Å"
+        + (f", radiation {summary['radiation']}" if summary.get("radiation") else "")
         + (f", {coverage:.0%} of the model's Q range measured" if coverage is not None else "")
         + f"; model {summary['model_id']})"
     )
@@ -86,7 +89,8 @@ def _format_text(summary: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def plot_classification(pattern: Pattern, posterior: EGPosterior, path: str | Path, top: int = 10) -> Path:
+def plot_classification(pattern: Pattern, posterior: EGPosterior, path: str | Path, top: int = 10, *,
+                        fit: Any = None, note: str | None = None) -> Path:
     """Save a figure of the pattern (left) and the top EG probabilities (right).
 
     Parameters
@@ -97,6 +101,12 @@ def plot_classification(pattern: Pattern, posterior: EGPosterior, path: str | Pa
         Output image; the format follows the suffix (``.png``, ``.pdf``, ``.svg``).
     top : int
         Number of EGs in the bar chart.
+    fit : array, optional
+        A calculated profile on the pattern's points (the best Pawley fit of an
+        assessment, :attr:`ratagent.agent.Assessment.fit`), drawn over the pattern with
+        the difference below it.
+    note : str, optional
+        A line added to the pattern's title (e.g. the verdict).
 
     Returns
     -------
@@ -109,13 +119,23 @@ def plot_classification(pattern: Pattern, posterior: EGPosterior, path: str | Pa
     from ratagent.crystallography import extinction_group
 
     path = Path(path)
+    if not path.suffix:  # what matplotlib would write, named as it is
+        path = path.with_suffix(".png")
     fig = Figure(figsize=(11, 4), layout="constrained")
     FigureCanvasAgg(fig)
     ax_pat, ax_post = fig.subplots(1, 2, width_ratios=(3, 2))
-    ax_pat.plot(pattern.two_theta, pattern.intensity, lw=0.7, color="k")
+    ax_pat.plot(pattern.two_theta, pattern.intensity, lw=0.7, color="k", label="observed")
+    if fit is not None:
+        y = np.asarray(pattern.intensity, float)
+        diff = y - np.asarray(fit, float)
+        ax_pat.plot(pattern.two_theta, fit, lw=0.7, color="tab:red", label="best Pawley fit")
+        ax_pat.plot(pattern.two_theta, diff - diff.max() + min(0.0, float(y.min())), lw=0.6,
+                    color="tab:gray", label="observed − fit")
+        ax_pat.legend(fontsize=8, loc="upper right")
     ax_pat.set_xlabel(f"2θ (°) at λ = {pattern.wavelength:g} Å")
     ax_pat.set_ylabel("intensity")
-    ax_pat.set_title(Path(str(pattern.meta.get("source", "pattern"))).name)
+    name = Path(str(pattern.meta.get("source", "pattern"))).name
+    ax_pat.set_title(name if note is None else f"{name}\n{note}", fontsize=10)
     ranked = posterior.top(top)
     labels = [f"{eg}: {extinction_group(eg).symbol}" for eg, _ in ranked]
     ax_post.barh(range(len(ranked)), [p for _, p in ranked], color="tab:blue")
@@ -129,7 +149,10 @@ def plot_classification(pattern: Pattern, posterior: EGPosterior, path: str | Pa
     return path
 
 
-def _plot_target(plot_path: Path, source: Path, n_files: int) -> Path:
+def plot_target(plot_path: str | Path, source: str | Path, n_files: int) -> Path:
+    """Where the plot of ``source`` goes: ``plot_path`` for one file, else
+    ``<stem>_<file stem><suffix>`` beside it."""
+    plot_path, source = Path(plot_path), Path(source)
     if n_files == 1:
         return plot_path
     return plot_path.with_name(f"{plot_path.stem}_{source.stem}{plot_path.suffix or '.png'}")
@@ -151,6 +174,7 @@ def classify_files(
     classifier: Classifier | None = None,
     columns: Sequence[int | str] | None = None,
     errors: list[str] | None = None,
+    radiation: str | None = None,
 ) -> str:
     """Classify pattern files; return the report as text (a table, or JSON).
 
@@ -178,6 +202,9 @@ def classify_files(
         When given, a file that cannot be read or classified is skipped and its error
         (which names the file) appended here; the other files are still answered. By
         default the first such error is raised.
+    radiation : str, optional
+        The tube anode (``"Cu"``) or ``"mono"``; else each file's header anode, else one
+        line (:func:`ratagent.instrument.instrument_for`). The report states which.
 
     Raises
     ------
@@ -191,6 +218,8 @@ def classify_files(
         raise ValueError(f"top must be >= 1, got {top}")
     if not paths:
         raise ValueError("no pattern files given")
+    from ratagent.instrument import instrument_for
+
     if classifier is None:
         from ratagent.model.inference import load
 
@@ -203,11 +232,12 @@ def classify_files(
             if problem is not None:
                 summaries.append(_no_signal(pattern, problem))
                 continue
+            instrument, source = instrument_for(pattern, radiation)
             with naming(src):
                 post = classifier.predict(pattern)
-            summary = summarise(pattern, post, top)
+            summary = summarise(pattern, post, top) | {"radiation": f"{instrument.radiation} ({source})"}
             if plot_path is not None:
-                target = _plot_target(Path(plot_path), Path(src), len(paths))
+                target = plot_target(plot_path, src, len(paths))
                 summary["plot"] = str(plot_classification(pattern, post, target, top=max(top, 10)))
         except (ValueError, FileNotFoundError) as exc:
             if errors is None:

@@ -63,10 +63,17 @@ def test_classify_a_dev_pattern_written_as_xy(tmp_path, rruff_dev):
     assert len(summary["top"]) == 3
     assert sum(r["probability"] for r in summary["top"]) <= 1.0
     assert summary["wavelength_angstrom"] == 1.5406
+    assert summary["radiation"] == "mono 1.5406 Å (none named: one line)"
     assert (tmp_path / "p.png").stat().st_size > 1000
     # no wavelength anywhere: a clear error, not a Cu Kα default
     out = _run("classify", str(xy), "--checkpoint", str(ckpt))
     assert out.returncode == 2 and "states no wavelength" in out.stderr
+    # a header that names the anode: its Kα1/Kα2, and the output says so
+    headed = tmp_path / "dev0_cu.xy"
+    np.savetxt(headed, np.c_[rruff_dev["two_theta"], rruff_dev["intensity"][0]], header="radiation: Cu")
+    out = _run("classify", str(headed), "--checkpoint", str(ckpt))
+    assert out.returncode == 0, out.stderr
+    assert "λ = 1.5406 Å, radiation Cu Kα1/Kα2 (file header)" in out.stdout
 
 
 def test_classify_with_a_corrupt_checkpoint(tmp_path, rruff_dev):
@@ -134,9 +141,28 @@ def test_classify_refine_reports_the_verdict_the_live_loop_stores(tmp_path):
     out = _run("classify", str(xy), "--radiation", "Cu", "--refine", "--json", "--checkpoint", str(ckpt))
     assert out.returncode == 0, out.stderr
     (r,) = json.loads(out.stdout)
-    assert r["radiation"] == "Cu Kα1/Kα2 (--radiation)"
+    assert r["radiation"] == "Cu Kα1/Kα2 (given)"
     assert r["refined"] and r["candidates"][0]["eg"] in r["indistinguishable"]
     assert r["cell"][0] == pytest.approx(5.6402, rel=2e-3)
     assert r["cell_fits"] and r["reasons"][0].startswith("no cell given; indexed: cubic F")
-    text = _run("classify", str(xy), "--radiation", "Cu", "--refine", "--checkpoint", str(ckpt))
-    assert f": {r['verdict']} (" in text.stdout and "radiation Cu Kα1/Kα2 (--radiation)" in text.stdout
+    plot = tmp_path / "fit.png"
+    text = _run("classify", str(xy), "--radiation", "Cu", "--refine", "--checkpoint", str(ckpt),
+                "--plot", str(plot))
+    assert f": {r['verdict']} (" in text.stdout and "radiation Cu Kα1/Kα2 (given)" in text.stdout
+    assert f"plot: {plot}" in text.stdout and plot.stat().st_size > 1000  # pattern, best fit, difference
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--plot", "fit.txt"), "--plot fit.txt: matplotlib writes no 'txt' files"),
+        (("--plot", "no_such_folder/fit.png"), "--plot no_such_folder/fit.png: no folder no_such_folder"),
+        (("--cell", "4.99", "4.99", "17.06", "1.5708", "1.5708", "2.0944"), "the angles look like radians"),
+        (("--cell", "0", "4.99", "17.06", "90", "90", "120"), "cell lengths must be positive"),
+    ],
+)
+def test_classify_checks_plot_and_cell_before_any_work(tmp_path, args, message):
+    """A --plot the run could not write, or a --cell no crystal has, is named before the
+    pattern is read and the model loaded (the file here does not even exist)."""
+    out = _run("classify", str(tmp_path / "missing.xy"), "--wavelength", "1.5406", *args)
+    assert out.returncode == 2 and message in out.stderr and "missing.xy" not in out.stderr

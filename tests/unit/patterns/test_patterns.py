@@ -102,6 +102,11 @@ def test_reader_errors(tmp_path):
     np.savetxt(f, np.c_[TTH, TTH])
     with pytest.raises(ValueError, match=r"states no wavelength"):
         read_pattern(f)
+    # a header naming the tube anode gives its Kα1 (ratagent.instrument.RADIATIONS)
+    co = tmp_path / "co.xy"
+    np.savetxt(co, np.c_[TTH, TTH], header="Anode = Co")
+    assert read_pattern(co).wavelength == 1.788996 and read_pattern(co).meta["radiation"] == "Co"
+    assert read_pattern(co, wavelength=1.79).wavelength == 1.79
     with pytest.raises(ValueError, match=r"unsupported file type .\.raw."):
         read_pattern(tmp_path / "b.raw", wavelength=1.0)
     with pytest.raises(FileNotFoundError):
