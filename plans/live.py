@@ -65,6 +65,8 @@ class LiveAssessmentTable:
         elif name == "stop" and self._live is not None:
             self._live.stop()
             self._live = None
+            if not self.console.is_terminal:  # rich leaves a file's or a pipe's last line open
+                self.console.line()
 
     def row(self, d: dict[str, Any]) -> tuple[str, ...]:
         """The cells of one ``symmetry`` event's row."""

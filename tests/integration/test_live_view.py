@@ -94,3 +94,13 @@ def test_the_figure_draws_frame_fit_difference_and_posterior_headless(tmp_path):
     assert "difference" in lines and len(figure.ax_bars.patches) >= 1
     figure.figure.savefig(tmp_path / "live.png")
     assert (tmp_path / "live.png").stat().st_size > 10_000
+
+
+def test_the_table_ends_its_line_in_a_file_or_a_pipe():
+    """Written to a file or a pipe (``ratagent demo | tee``), the table's last border ends
+    its line, so what the caller prints next starts on a line of its own."""
+    out = io.StringIO()
+    table = LiveAssessmentTable(Console(file=out, width=100))
+    table("start", {})
+    table("stop", {})
+    assert out.getvalue().endswith("┘\n")
