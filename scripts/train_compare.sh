@@ -23,7 +23,15 @@ THREADS=${THREADS:-4}
 PREFIX=${PREFIX:-gpu}
 SEED=${SEED:-20261204}
 configs=("$@")
-out_dir() { python -c "from training.config import FitConfig; print(FitConfig.from_toml('configs/${PREFIX}_$1.toml').out_dir)"; }
+field() { python -c "from training.config import FitConfig; print(FitConfig.from_toml('configs/${PREFIX}_$1.toml').$2)"; }
+out_dir() { field "$1" out_dir; }
+for c in "${configs[@]}"; do  # the bank built here must be the one each config trains on
+    bank=$(field "$c" bank_dir)
+    if [[ "$bank" != "$BANK" ]]; then
+        echo "configs/${PREFIX}_$c.toml trains on bank_dir = \"$bank\", not BANK=$BANK" >&2
+        exit 2
+    fi
+done
 mkdir -p "$DEST"
 summary="$DEST/summary.txt"
 { date -u; nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>/dev/null || echo "no GPU"; nproc; } > "$summary"
