@@ -244,6 +244,7 @@ class Candidate:
     delta_bic: float | None = None  # B − B_min of the Pawley ranking
     rwp: float | None = None  # weighted-profile R factor of its Pawley fit
     chi2_reduced: float | None = None  # χ²_ν of its Pawley fit
+    setting: str | None = None  # the setting of that fit (gemmi's xhm), in the axes of its cell: "P 1 c 1"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -722,7 +723,8 @@ def _across_cells(runs, posterior: EGPosterior, min_delta_bic: float, penalty: f
     b_min = best_b[win]
     ranked = [
         Candidate(rc.eg, extinction_group(rc.eg).symbol, posterior.prob(rc.eg),
-                  rc.evidence.weight, rc.evidence.delta_bic, rc.result.rwp, rc.result.chi2_reduced)
+                  rc.evidence.weight, rc.evidence.delta_bic, rc.result.rwp, rc.result.chi2_reduced,
+                  rc.result.setting)
         for rc in rr.candidates
     ]
     seen = {c.eg for c in ranked}
@@ -732,7 +734,7 @@ def _across_cells(runs, posterior: EGPosterior, min_delta_bic: float, penalty: f
         if rc.eg not in seen:
             seen.add(rc.eg)
             ranked.append(Candidate(rc.eg, extinction_group(rc.eg).symbol, posterior.prob(rc.eg), None,
-                                    b - b_min, rc.result.rwp, rc.result.chi2_reduced))
+                                    b - b_min, rc.result.rwp, rc.result.chi2_reduced, rc.result.setting))
     reasons = []
     for i, (c, r) in enumerate(runs):
         if i != win:

@@ -167,6 +167,7 @@ def _refine_files(args: argparse.Namespace, classifier) -> int:
                     {
                         "eg": c.eg,
                         "symbol": c.symbol,
+                        "setting": c.setting,
                         "posterior": c.probability,
                         "pawley_weight": c.pawley_weight,
                         "delta_bic": c.delta_bic,
@@ -189,9 +190,9 @@ def _refine_files(args: argparse.Namespace, classifier) -> int:
         for c in r["candidates"]:
             w = "—" if c["pawley_weight"] is None else f"{c['pawley_weight']:.3f}"
             rwp = "—" if c["rwp"] is None else f"{c['rwp']:.3f}"
-            print(
-                f"  EG {c['eg']:>3}  {c['symbol']:<24} posterior {c['posterior']:.3f}  Pawley {w}  Rwp {rwp}"
-            )
+            fitted = "" if c["setting"] is None else f"fitted as {c['setting']}"
+            print(f"  EG {c['eg']:>3}  {c['symbol']:<22} {fitted:<24} posterior {c['posterior']:.3f}  "
+                  f"Pawley {w}  Rwp {rwp}")
         if len(r["indistinguishable"]) > 1:
             print(f"  not separable by these data: EGs {r['indistinguishable']}")
         for reason in r["reasons"]:

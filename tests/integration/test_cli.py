@@ -143,6 +143,7 @@ def test_classify_refine_reports_the_verdict_the_live_loop_stores(tmp_path):
     (r,) = json.loads(out.stdout)
     assert r["radiation"] == "Cu Kα1/Kα2 (given)"
     assert r["refined"] and r["candidates"][0]["eg"] in r["indistinguishable"]
+    assert r["candidates"][0]["setting"].startswith("F ")  # the setting fitted, in the cell's axes
     assert r["cell"][0] == pytest.approx(5.6402, rel=2e-3)
     assert r["cell_fits"] and r["reasons"][0].startswith("no cell given; indexed: cubic F")
     plot = tmp_path / "fit.png"
