@@ -299,6 +299,9 @@ def _read_text_columns(path: Path, delimiter: str | None) -> tuple[np.ndarray, l
                     continue
                 raise ValueError(f"{path}:{lineno}: cannot parse numbers from {line!r}") from None
     if not rows:
+        if delimiter is None and any(re.fullmatch(r"[-+.\deE]+(\s*,\s*[-+.\deE]+)+", h) for h in header):
+            raise ValueError(f"{path}: no numeric data found: its values are separated by commas; "
+                             "name the file .csv")
         raise ValueError(f"{path}: no numeric data found")
     ncol = {len(r) for r in rows}
     if len(ncol) != 1:

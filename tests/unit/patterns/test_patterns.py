@@ -102,6 +102,10 @@ def test_reader_errors(tmp_path):
     np.savetxt(f, np.c_[TTH, TTH])
     with pytest.raises(ValueError, match=r"states no wavelength"):
         read_pattern(f)
+    comma = tmp_path / "comma.xy"
+    np.savetxt(comma, np.c_[TTH, TTH], delimiter=",")
+    with pytest.raises(ValueError, match=r"separated by commas; name the file \.csv"):
+        read_pattern(comma, wavelength=1.5406)
     # a header naming the tube anode gives its Kα1 (ratagent.instrument.RADIATIONS)
     co = tmp_path / "co.xy"
     np.savetxt(co, np.c_[TTH, TTH], header="Anode = Co")
