@@ -187,12 +187,16 @@ def _refine_files(args: argparse.Namespace, classifier) -> int:
         cell = "none" if r["cell"] is None else format_cell(r["cell"])
         print(f"{r['source']}: {r['verdict']} (model {r['model_id']}; cell {cell}; "
               f"radiation {r['radiation']})")
+        print(f"  {'EG':>6}  {'symbol':<22} {'fitted as':<16} {'posterior':>9} {'weight':>7} {'ΔB':>8} "
+              f"{'Rwp':>6}")
         for c in r["candidates"]:
             w = "—" if c["pawley_weight"] is None else f"{c['pawley_weight']:.3f}"
+            db = "—" if c["delta_bic"] is None else f"{c['delta_bic']:.1f}"
             rwp = "—" if c["rwp"] is None else f"{c['rwp']:.3f}"
-            fitted = "" if c["setting"] is None else f"fitted as {c['setting']}"
-            print(f"  EG {c['eg']:>3}  {c['symbol']:<22} {fitted:<24} posterior {c['posterior']:.3f}  "
-                  f"Pawley {w}  Rwp {rwp}")
+            print(f"  {c['eg']:>6}  {c['symbol']:<22} {c['setting'] or '—':<16} {c['posterior']:>9.3f} "
+                  f"{w:>7} {db:>8} {rwp:>6}")
+        print("  (posterior: the network's; weight: exp(−ΔB/2) over the EGs fitted in the cell; ΔB: the "
+              "Pawley criterion above the best fit's; Rwp a fraction; cells in Å and °)")
         if len(r["indistinguishable"]) > 1:
             print(f"  not separable by these data: EGs {r['indistinguishable']}")
         for reason in r["reasons"]:
