@@ -171,3 +171,15 @@ def test_wilson_evidence_of_an_expected_intensity_far_below_the_noise_is_none():
     assert np.all(np.isfinite(out)) and np.all(np.abs(out) < 1e-6)
     # and it approaches 0 smoothly from a small μ
     assert abs(_wilson_log_evidence(np.array([0.3]), np.array([1e-4]), np.array([1.0]))[0]) < 1e-3
+
+
+def test_a_cell_given_with_unique_axis_c_fits_p2m_as_p112(instrument):
+    """P2/m (EG 1 "P - 1 1": no absences) described with unique axis c, as older papers
+    give monoclinic cells: EG 1 is fitted in P 1 1 2 and is not excluded from the ranking,
+    as it was when EG 1 had the unique-b setting alone."""
+    case = make_case(10, counts=1e5, seed=3)
+    a, b, c, _, beta, _ = case.start_cell
+    res = rank(case.pattern, (c, a, b, 90.0, 90.0, beta), [1, 2], instrument, count_time_s=10.0)
+    fits = {rc.eg: rc.result for rc in res.candidates}
+    assert fits[1].setting == "P 1 1 2" and fits[2].setting == "P 1 1 21" and not res.skipped
+    assert 1 in res.indistinguishable
