@@ -132,7 +132,7 @@ def _wavelength(args: argparse.Namespace) -> float | None:
 def _refine_files(args: argparse.Namespace, classifier) -> int:
     """The agent's path for each file: posterior, DAG walk, indexing if no cell, Pawley."""
     from ratagent.agent import Agent, format_cell
-    from ratagent.instrument import instrument_for
+    from ratagent.instrument import stated_instrument
     from ratagent.model.report import plot_classification, plot_target
     from ratagent.patterns import naming, read_pattern
 
@@ -141,18 +141,21 @@ def _refine_files(args: argparse.Namespace, classifier) -> int:
         try:
             with naming(path):
                 pattern = read_pattern(path, wavelength=_wavelength(args), columns=args.columns)
-                instrument, source = instrument_for(pattern, args.radiation)
+                instrument, source, pattern = stated_instrument(pattern, args.radiation)
                 a = Agent(classifier, instrument=instrument).assess(pattern, cell=args.cell, count_time=None)
-                plot = None
-                if args.plot is not None:
-                    best = a.best
-                    note = f"{a.verdict}" + (f": EG {best.eg} {best.symbol}" if best is not None else "")
-                    plot = str(plot_classification(pattern, classifier.predict(pattern),
-                                                   plot_target(args.plot, path, len(args.files)),
-                                                   top=max(args.top, 10), fit=a.fit, note=note))
         except (ValueError, TypeError, FileNotFoundError) as exc:
             errors.append(str(exc))
             continue
+        plot = None
+        if args.plot is not None:
+            best = a.best
+            note = f"{a.verdict}" + (f": EG {best.eg} {best.symbol}" if best is not None else "")
+            try:  # the assessment stands whatever becomes of its plot
+                plot = str(plot_classification(pattern, classifier.predict(pattern),
+                                               plot_target(args.plot, path, len(args.files)),
+                                               top=max(args.top, 10), fit=a.fit, note=note))
+            except (OSError, RuntimeError) as exc:
+                errors.append(f"{path}: --plot: {exc}")
         out.append(
             {
                 "source": str(path),
@@ -193,9 +196,14 @@ def _refine_files(args: argparse.Namespace, classifier) -> int:
             w = "—" if c["pawley_weight"] is None else f"{c['pawley_weight']:.3f}"
             db = "—" if c["delta_bic"] is None else f"{c['delta_bic']:.1f}"
             rwp = "—" if c["rwp"] is None else f"{c['rwp']:.3f}"
-            print(f"  {c['eg']:>6}  {c['symbol']:<22} {c['setting'] or '—':<16} {c['posterior']:>9.3f} "
+            # an EG fitted only in another indexed cell has no weight in this one (nor its axes)
+            setting = c["setting"]
+            if c["pawley_weight"] is None and setting is not None:
+                setting = "other cell"
+            print(f"  {c['eg']:>6}  {c['symbol']:<22} {setting or '—':<16} {c['posterior']:>9.3f} "
                   f"{w:>7} {db:>8} {rwp:>6}")
-        print("  (posterior: the network's; weight: exp(−ΔB/2) over the EGs fitted in the cell; ΔB: the "
+        print("  (posterior: the network's; fitted as: the setting of the EG's fit in this cell, named by "
+              "its first space group; weight: exp(−ΔB/2) over the EGs fitted in the cell; ΔB: the "
               "Pawley criterion above the best fit's; Rwp a fraction; cells in Å and °)")
         if len(r["indistinguishable"]) > 1:
             print(f"  not separable by these data: EGs {r['indistinguishable']}")
@@ -224,7 +232,8 @@ def build_parser(plugins: dict | None = None) -> argparse.ArgumentParser:
     p = sub.add_parser("classify", help="rank extinction groups for pattern files")
     p.add_argument("files", nargs="+", help=".xy/.xye/.csv/.dat/.txt/.npy/.npz pattern files")
     p.add_argument(
-        "--wavelength", type=float, default=None, help="λ in Å (required unless each file states it)"
+        "--wavelength", type=float, default=None,
+        help="λ in Å (required unless --radiation names a tube or each file states λ or its anode)"
     )
     p.add_argument(
         "--radiation", default=None, metavar="ANODE",

@@ -14,8 +14,8 @@ import numpy as np
 
 from ratagent.patterns import ANODE_KA1_ANGSTROM, CU_KA1_ANGSTROM, Pattern, QGrid
 
-__all__ = ["CU_KA2_ANGSTROM", "CU_KA2_RATIO", "KBETA_ANGSTROM", "RADIATIONS", "Instrument", "instrument_for",
-           "radiation_lines", "tch_mix"]
+__all__ = ["CU_KA2_ANGSTROM", "CU_KA2_RATIO", "KBETA_ANGSTROM", "RADIATIONS", "Instrument", "radiation_lines",
+           "stated_instrument", "tch_mix"]
 
 #: Cu Kα2 wavelength in Å (Hölzer et al. 1997: 1.544 427 Å).
 CU_KA2_ANGSTROM = 1.5444
@@ -206,31 +206,43 @@ class Instrument:
         )
 
 
-def instrument_for(pattern: Pattern, radiation: str | None = None) -> tuple[Instrument, str]:
-    """The instrument of a pattern read from a file, and where its radiation came from.
+def stated_instrument(pattern: Pattern, radiation: str | None = None) -> tuple[Instrument, str, Pattern]:
+    """The instrument of a pattern read from a file, where its radiation came from, and the
+    pattern at that radiation's wavelength.
 
     ``radiation`` (an anode, or ``"mono"``: one line at the pattern's wavelength) when
-    given, else the anode its file header names (``meta["radiation"]``), else one line. A
-    tube's Kα1 must be the pattern's wavelength.
+    given, else the anode its file header names (``meta["radiation"]``; ``"mono"`` where
+    the header says Kα1 alone), else one line. A tube's Kα1 must be within 0.5 % of the
+    pattern's wavelength (:func:`radiation_lines`), and the pattern returned has that
+    Kα1 as its wavelength (a file may state the Kα mean, 1.5418 Å for Cu, while its peaks
+    are fitted as the doublet from Kα1). A header's anode whose Kα1 is not the wavelength
+    (one given in its place) is left aside: one line at that wavelength.
 
-    Returns ``(instrument, source)``, ``source`` one of ``"given"``, ``"file header"`` and
-    ``"none named: one line"``.
+    Returns ``(instrument, source, pattern)``, ``source`` one of ``"given"``, ``"file
+    header"``, ``"one line: the file header's Cu does not match λ"`` and ``"none named:
+    one line"``.
 
     Raises
     ------
     ValueError
-        An unknown radiation, or a wavelength that is not its Kα1; the message names the
-        pattern's file and where the radiation came from.
+        An unknown radiation, or a given anode whose Kα1 is not the wavelength; the message
+        names the pattern's file.
     """
+    header = pattern.meta.get("radiation")
     if radiation is not None:
         name, source = radiation, "given"
-    elif pattern.meta.get("radiation"):
-        name, source = pattern.meta["radiation"], "file header"
+    elif header:
+        name, source = header, "file header"
     else:
         name, source = "mono", "none named: one line"
     try:
         inst = Instrument.for_radiation(name, pattern.wavelength)
     except ValueError as exc:
-        where = pattern.meta.get("source", "pattern")
-        raise ValueError(f"{where}: {exc} (radiation {source})") from None
-    return inst, source
+        if radiation is not None or not header:
+            where = pattern.meta.get("source", "pattern")
+            raise ValueError(f"{where}: {exc} (radiation {source})") from None
+        inst = Instrument.for_radiation("mono", pattern.wavelength)
+        source = f"one line: the file header's {header} does not match λ"
+    if inst.wavelength != pattern.wavelength:
+        pattern = replace(pattern, wavelength=inst.wavelength)
+    return inst, source, pattern

@@ -262,21 +262,25 @@ def _wavelength_from_header(lines: list[str], path: Path) -> float | None:
     return HC_KEV_ANGSTROM / energy_kev
 
 
-# "# radiation: Cu", "Anode = Co", "# target: Mo Ka", "CuKa1/Ka2"
-_RADIATION_RE = re.compile(
-    r"(?:radiation|anode|tube|target)\s*[:=]?\s*(Cr|Fe|Co|Cu|Mo|Ag)\b"
-    r"|\b(Cr|Fe|Co|Cu|Mo|Ag)[\s_-]?K(?:a|α|alpha)",
-    re.IGNORECASE,
-)
+# "# radiation: Cu", "Anode = Co", "# target: Mo Ka"; else a bare "CuKa1/Ka2"
+_ANODE_KEYWORD_RE = re.compile(r"(?:radiation|anode|tube|target)\s*[:=]?\s*(Cr|Fe|Co|Cu|Mo|Ag)\b",
+                               re.IGNORECASE)
+_ANODE_LINE_RE = re.compile(r"\b(Cr|Fe|Co|Cu|Mo|Ag)[\s_-]?K(?:a|α|alpha)", re.IGNORECASE)
+# "Kα1" alone (a Kα1 monochromator), not "Kα1/Kα2", "Ka1+2" or "Ka12"
+_KALPHA1_ONLY_RE = re.compile(r"K(?:a|α|alpha)[\s_-]?1(?!\s*[/,+&]?\s*(?:K(?:a|α|alpha))?[\s_-]?2)",
+                              re.IGNORECASE)
 
 
 def _radiation_from_header(lines: list[str]) -> str | None:
-    """The X-ray tube anode a header names (``"Cu"``), else None."""
-    found = _header_match(_RADIATION_RE, lines)
+    """The radiation a header names: the X-ray tube anode (``"Cu"``), or ``"mono"`` where
+    it names the Kα1 line alone (``"Cu Kα1"``, as behind a Kα1 monochromator), else None.
+    A line with a keyword (``radiation: Cu``) wins over one that names a line (``Fe Kα``)."""
+    found = _header_match(_ANODE_KEYWORD_RE, lines) or _header_match(_ANODE_LINE_RE, lines)
     if found is None:
         return None
-    m = found[1]
-    return (m.group(1) or m.group(2)).capitalize()
+    line, m = found
+    anode = m.group(1).capitalize()
+    return f"mono {anode}" if _KALPHA1_ONLY_RE.search(line) else anode
 
 
 def _read_text_columns(path: Path, delimiter: str | None) -> tuple[np.ndarray, list[str]]:
@@ -437,8 +441,9 @@ def read_pattern(
     A header line such as ``# wavelength: 0.7293`` states the wavelength (Å unless it says
     nm or pm), one such as ``# energy: 17 keV`` the photon energy (keV or eV; the unit is
     required); one such as ``# radiation: Cu`` or ``Cu Kα`` names the tube anode, kept as
-    ``meta["radiation"]`` (the caller decides what it implies), and without a stated
-    wavelength the pattern's is that anode's Kα1 (:data:`ANODE_KA1_ANGSTROM`). ``.npy`` holds an array of
+    ``meta["radiation"]`` (``"mono"`` where it names Kα1 alone, ``Cu Kα1``; the caller
+    decides what it implies), and without a stated wavelength the pattern's is that
+    anode's Kα1 (:data:`ANODE_KA1_ANGSTROM`). ``.npy`` holds an array of
     shape (2, n), (3, n), (n, 2) or (n, 3); ``.npz`` holds ``two_theta``, ``intensity``,
     optional ``sigma`` and optional ``wavelength``.
 
@@ -472,12 +477,14 @@ def read_pattern(
             raise ValueError(f"{path}: cannot be read as {suffix} ({exc})") from None
     lam = wavelength if wavelength is not None else stated
     if lam is None and radiation is not None:
-        lam = ANODE_KA1_ANGSTROM[radiation]
+        lam = ANODE_KA1_ANGSTROM[radiation.split()[-1]]
     if lam is None:
         raise ValueError(
             f"{path}: the file states no wavelength and no anode, and none was given: give the "
-            "wavelength in Å (--wavelength on the command line) or the tube (--radiation Cu)"
+            "wavelength in Å or the X-ray tube's anode"
         )
+    if radiation is not None and radiation.startswith("mono"):  # Kα1 alone: one line
+        radiation = "mono"
     sigma = cols[2] if len(cols) > 2 else None
     meta: dict[str, Any] = {"source": str(path)} | ({"radiation": radiation} if radiation else {})
     if sigma is not None:

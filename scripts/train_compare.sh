@@ -27,7 +27,7 @@ field() { python -c "from training.config import FitConfig; print(FitConfig.from
 out_dir() { field "$1" out_dir; }
 for c in "${configs[@]}"; do  # the bank built here must be the one each config trains on
     bank=$(field "$c" bank_dir)
-    if [[ "$bank" != "$BANK" ]]; then
+    if [[ "$(realpath -m "$bank")" != "$(realpath -m "$BANK")" ]]; then
         echo "configs/${PREFIX}_$c.toml trains on bank_dir = \"$bank\", not BANK=$BANK" >&2
         exit 2
     fi

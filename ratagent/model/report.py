@@ -204,7 +204,7 @@ def classify_files(
         default the first such error is raised.
     radiation : str, optional
         The tube anode (``"Cu"``) or ``"mono"``; else each file's header anode, else one
-        line (:func:`ratagent.instrument.instrument_for`). The report states which.
+        line (:func:`ratagent.instrument.stated_instrument`). The report states which.
 
     Raises
     ------
@@ -218,8 +218,10 @@ def classify_files(
         raise ValueError(f"top must be >= 1, got {top}")
     if not paths:
         raise ValueError("no pattern files given")
-    from ratagent.instrument import instrument_for
+    from ratagent.instrument import radiation_lines, stated_instrument
 
+    if wavelength is None and radiation is not None and radiation.lower() != "mono":
+        wavelength = radiation_lines(radiation)[0][0]  # the tube's Kα1
     if classifier is None:
         from ratagent.model.inference import load
 
@@ -228,14 +230,15 @@ def classify_files(
     for src in paths:
         try:
             pattern = read_pattern(src, wavelength=wavelength, columns=columns)
+            instrument, source, pattern = stated_instrument(pattern, radiation)
+            stated = {"radiation": f"{instrument.radiation} ({source})"}
             problem = signal_problem(pattern)
             if problem is not None:
-                summaries.append(_no_signal(pattern, problem))
+                summaries.append(_no_signal(pattern, problem) | stated)
                 continue
-            instrument, source = instrument_for(pattern, radiation)
             with naming(src):
                 post = classifier.predict(pattern)
-            summary = summarise(pattern, post, top) | {"radiation": f"{instrument.radiation} ({source})"}
+            summary = summarise(pattern, post, top) | stated
             if plot_path is not None:
                 target = plot_target(plot_path, src, len(paths))
                 summary["plot"] = str(plot_classification(pattern, post, target, top=max(top, 10)))

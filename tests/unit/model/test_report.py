@@ -53,6 +53,9 @@ def test_text_report_and_wavelength_override(tmp_path, classifier):
     assert "λ = 1.5406 Å" in text and "model tinyreport" in text
     assert "DAG neighbours of EG" in text
     assert len([ln for ln in text.splitlines() if ln.strip()[:1].isdigit()]) == 4
+    # a tube named by the caller gives its Kα1, and the report says which radiation it assumed
+    text = classify_files([f], radiation="Mo", classifier=classifier)
+    assert "λ = 0.709317 Å, radiation Mo Kα1/Kα2 (given)" in text
 
 
 def test_plots_one_per_file(tmp_path, classifier):

@@ -2,7 +2,7 @@
 
 import pytest
 
-from ratagent.instrument import RADIATIONS, Instrument, radiation_lines
+from ratagent.instrument import RADIATIONS, Instrument, radiation_lines, stated_instrument
 from ratagent.patterns import read_pattern
 
 # Kα1, Kα2 in Å: Hölzer et al., Phys. Rev. A 56, 4554 (1997) (Cr, Fe, Co, Cu) and
@@ -63,6 +63,10 @@ def test_every_table_entry_is_a_known_anode():
         ("# CuKa1/Ka2, 40 kV 40 mA", "Cu"),
         ("# target: Ag Kalpha", "Ag"),
         ("# sample: quartz", None),
+        ("# Cu Ka1 (Ge(111) monochromator)", "mono"),  # Kα1 alone: one line
+        ("# radiation: Cu Kalpha1", "mono"),
+        ("# Cu Ka1+2", "Cu"),
+        ("# Fe Ka fluorescence suppressed; radiation: Cu", "Cu"),  # the keyword wins
     ],
 )
 def test_the_anode_is_read_from_a_header(tmp_path, line, anode):
@@ -70,3 +74,29 @@ def test_the_anode_is_read_from_a_header(tmp_path, line, anode):
     rows = "".join(f"{10 + 0.01 * i:.2f} {i % 7 + 1}\n" for i in range(200))
     path.write_text(f"{line}\n# wavelength: 1.5406\n{rows}")
     assert read_pattern(path).meta.get("radiation") == anode
+
+
+def _headed(tmp_path, header: str):
+    path = tmp_path / "p.xy"
+    rows = "".join(f"{10 + 0.01 * i:.2f} {i % 7 + 1}\n" for i in range(200))
+    path.write_text(f"{header}\n{rows}")
+    return path
+
+
+def test_the_stated_instrument_follows_the_header_and_what_was_given(tmp_path):
+    """Given beats the header; a header's anode gives λ = Kα1 and the doublet; a header
+    wavelength that is the Kα mean (1.5418 Å) is fitted from Kα1; a header anode that
+    the wavelength given in its place contradicts is left aside, not an error."""
+    cu = read_pattern(_headed(tmp_path, "# radiation: Cu"))
+    inst, source, pattern = stated_instrument(cu)
+    assert (inst.radiation, source, pattern.wavelength) == ("Cu Kα1/Kα2", "file header", 1.5406)
+    mean = read_pattern(_headed(tmp_path, "# radiation: Cu\n# wavelength: 1.5418"))
+    inst, _, pattern = stated_instrument(mean)
+    assert mean.wavelength == 1.5418 and pattern.wavelength == inst.wavelength == 1.5406
+    inst, source, pattern = stated_instrument(read_pattern(_headed(tmp_path, "# radiation: Cu"), wavelength=1.0))
+    assert inst.radiation == "mono 1 Å" and source == "one line: the file header's Cu does not match λ"
+    assert stated_instrument(cu, "mono")[:2] == (Instrument.for_radiation("mono", 1.5406), "given")
+    with pytest.raises(ValueError, match=r"p\.xy: wavelength 1\.5406 Å is not Mo Kα1.*\(radiation given\)"):
+        stated_instrument(cu, "Mo")
+    inst, source, _ = stated_instrument(read_pattern(_headed(tmp_path, "# Cu Ka1 monochromated")))
+    assert inst.radiation == "mono 1.5406 Å" and source == "file header"
