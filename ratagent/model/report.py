@@ -190,7 +190,8 @@ def classify_files(
     top : int
         Number of ranked EGs to report.
     as_json : bool
-        Return a JSON list (one object per file, see :func:`summarise`) instead of a table.
+        Return a JSON list (one object per file: :func:`summarise` with ``radiation``, the
+        radiation assumed and where it came from) instead of a table.
     plot_path : str or Path, optional
         Write a plot of pattern and posterior here; with several files, one plot each,
         named ``<stem>_<file stem><suffix>``.
