@@ -146,6 +146,8 @@ class LiveAssessmentFigure:
         """Redraw for one ``symmetry`` event's data."""
         import numpy as np
 
+        from ratagent.model.report import draw_fit
+
         seq = int(d["assessment_frame_seq_num"])
         ax, bars = self.ax_frame, self.ax_bars
         ax.clear()
@@ -155,13 +157,8 @@ class LiveAssessmentFigure:
             y = np.asarray(frame, float)
             x = self._two_theta if self._two_theta is not None and self._two_theta.size == y.size \
                 else np.arange(y.size)
-            ax.plot(x, y, lw=0.8, color="0.2", label="frame")
-            if seq in self._fits:
-                eg, yc = self._fits[seq]
-                yc = np.asarray(yc, float)
-                ax.plot(x, yc, lw=0.8, color="tab:red", label=f"Pawley fit, EG {eg}")
-                offset = y.min() - 0.1 * (y.max() - y.min())
-                ax.plot(x, y - yc + offset, lw=0.6, color="tab:blue", label="difference")
+            eg, yc = self._fits.get(seq, (None, None))
+            draw_fit(ax, x, y, yc, data_label="frame", fit_label=f"Pawley fit, EG {eg}")
             ax.set_xlabel("2θ / °" if x is self._two_theta else "channel")
             ax.set_ylabel("counts")
             ax.legend(loc="upper right", fontsize=8)

@@ -21,7 +21,7 @@ from ratagent.patterns import Pattern, naming, read_pattern, signal_problem
 if TYPE_CHECKING:
     from ratagent.model.inference import Classifier
 
-__all__ = ["classify_files", "plot_classification", "plot_target", "summarise"]
+__all__ = ["classify_files", "draw_fit", "plot_classification", "plot_target", "summarise"]
 
 logger = logging.getLogger(__name__)
 
@@ -89,6 +89,23 @@ def _format_text(summary: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def draw_fit(ax: Any, x: Any, observed: Any, fit: Any = None, *, data_label: str = "observed",
+             fit_label: str = "Pawley fit") -> None:
+    """Draw a pattern on the matplotlib axes ``ax``; with a calculated profile ``fit``, that
+    profile over it and the difference (observed − fit) below it, its top just under the
+    pattern's lowest point, with a legend. The figures of ``ratagent classify --refine``
+    and of the live loop (:class:`plans.LiveAssessmentFigure`) draw fits this way."""
+    y = np.asarray(observed, float)
+    ax.plot(x, y, lw=0.7, color="0.2", label=data_label)
+    if fit is None:
+        return
+    yc = np.asarray(fit, float)
+    diff = y - yc
+    ax.plot(x, yc, lw=0.7, color="tab:red", label=fit_label)
+    ax.plot(x, diff - diff.max() + y.min() - 0.05 * np.ptp(y), lw=0.6, color="tab:blue", label="difference")
+    ax.legend(loc="upper right", fontsize=8)
+
+
 def plot_classification(pattern: Pattern, posterior: EGPosterior, path: str | Path, top: int = 10, *,
                         fit: Any = None, note: str | None = None) -> Path:
     """Save a figure of the pattern (left) and the top EG probabilities (right).
@@ -124,14 +141,7 @@ def plot_classification(pattern: Pattern, posterior: EGPosterior, path: str | Pa
     fig = Figure(figsize=(11, 4), layout="constrained")
     FigureCanvasAgg(fig)
     ax_pat, ax_post = fig.subplots(1, 2, width_ratios=(3, 2))
-    ax_pat.plot(pattern.two_theta, pattern.intensity, lw=0.7, color="k", label="observed")
-    if fit is not None:
-        y = np.asarray(pattern.intensity, float)
-        diff = y - np.asarray(fit, float)
-        ax_pat.plot(pattern.two_theta, fit, lw=0.7, color="tab:red", label="best Pawley fit")
-        ax_pat.plot(pattern.two_theta, diff - diff.max() + min(0.0, float(y.min())), lw=0.6,
-                    color="tab:gray", label="observed − fit")
-        ax_pat.legend(fontsize=8, loc="upper right")
+    draw_fit(ax_pat, pattern.two_theta, pattern.intensity, fit, fit_label="best Pawley fit")
     ax_pat.set_xlabel(f"2θ (°) at λ = {pattern.wavelength:g} Å")
     ax_pat.set_ylabel("intensity")
     name = Path(str(pattern.meta.get("source", "pattern"))).name

@@ -93,7 +93,8 @@ def test_the_stated_instrument_follows_the_header_and_what_was_given(tmp_path):
     mean = read_pattern(_headed(tmp_path, "# radiation: Cu\n# wavelength: 1.5418"))
     inst, _, pattern = stated_instrument(mean)
     assert mean.wavelength == 1.5418 and pattern.wavelength == inst.wavelength == 1.5406
-    inst, source, pattern = stated_instrument(read_pattern(_headed(tmp_path, "# radiation: Cu"), wavelength=1.0))
+    given = read_pattern(_headed(tmp_path, "# radiation: Cu"), wavelength=1.0)
+    inst, source, pattern = stated_instrument(given)
     assert inst.radiation == "mono 1 Å" and source == "one line: the file header's Cu does not match λ"
     assert stated_instrument(cu, "mono")[:2] == (Instrument.for_radiation("mono", 1.5406), "given")
     with pytest.raises(ValueError, match=r"p\.xy: wavelength 1\.5406 Å is not Mo Kα1.*\(radiation given\)"):
