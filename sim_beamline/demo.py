@@ -53,7 +53,10 @@ def run_demo(directory: str | Path, n_samples: int = 4, *, checkpoint: str | Pat
 
     if not 1 <= n_samples <= len(DEMO_SAMPLES):
         raise ValueError(f"n_samples must be 1–{len(DEMO_SAMPLES)}, got {n_samples}")
-    console = console or Console()
+    if console is None:
+        console = Console()
+        if not console.is_terminal:  # a file or a pipe has no screen to fit: 9 columns fold at 80
+            console.width = max(console.width, 160)
     directory = Path(directory).resolve()
     untrained = False
     if checkpoint is None:
