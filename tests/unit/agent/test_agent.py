@@ -276,9 +276,12 @@ def _run(chi2_by_eg: dict[int, float], n_params: int = 20, n_obs: int = 4000):
     """A stand-in RankResult: candidates with the given χ² (best first), as rank() orders them."""
     from types import SimpleNamespace as NS
 
+    from ratagent.crystallography import extinction_group
+
     cands = [
         NS(eg=eg, evidence=NS(weight=None, delta_bic=chi2 - min(chi2_by_eg.values())),
-           result=NS(chi2=chi2, n_params=n_params, n_obs=n_obs, chi2_reduced=chi2 / n_obs, rwp=0.1))
+           result=NS(chi2=chi2, n_params=n_params, n_obs=n_obs, chi2_reduced=chi2 / n_obs, rwp=0.1,
+                     setting=extinction_group(eg).symbol))
         for eg, chi2 in sorted(chi2_by_eg.items(), key=lambda t: t[1])
     ]
     return NS(candidates=tuple(cands), best=cands[0])
