@@ -271,16 +271,17 @@ _KALPHA1_ONLY_RE = re.compile(r"K(?:a|α|alpha)[\s_-]?1(?!\s*[/,+&]?\s*(?:K(?:a|
                               re.IGNORECASE)
 
 
-def _radiation_from_header(lines: list[str]) -> str | None:
-    """The radiation a header names: the X-ray tube anode (``"Cu"``), or ``"mono"`` where
-    it names the Kα1 line alone (``"Cu Kα1"``, as behind a Kα1 monochromator), else None.
-    A line with a keyword (``radiation: Cu``) wins over one that names a line (``Fe Kα``)."""
+def _radiation_from_header(lines: list[str]) -> tuple[str, str] | None:
+    """``(radiation, anode)`` a header names: the X-ray tube anode (``"Cu"``) as both, or
+    ``"mono"`` where it names the Kα1 line alone (``"Cu Kα1"``, as behind a Kα1
+    monochromator); else None. A line with a keyword (``radiation: Cu``) wins over one that
+    names a line (``Fe Kα``)."""
     found = _header_match(_ANODE_KEYWORD_RE, lines) or _header_match(_ANODE_LINE_RE, lines)
     if found is None:
         return None
     line, m = found
     anode = m.group(1).capitalize()
-    return f"mono {anode}" if _KALPHA1_ONLY_RE.search(line) else anode
+    return ("mono" if _KALPHA1_ONLY_RE.search(line) else anode), anode
 
 
 def _read_text_columns(path: Path, delimiter: str | None) -> tuple[np.ndarray, list[str]]:
@@ -379,11 +380,12 @@ def _choose_columns(
 
 
 def _load_columns(path: Path, suffix: str, columns: Sequence[int | str] | None
-                  ) -> tuple[list[np.ndarray], float | None, str | None]:
+                  ) -> tuple[list[np.ndarray], float | None, tuple[str, str] | None]:
     """The 2θ, I (and σ) columns of a pattern file, the wavelength it states (Å) and the
-    radiation its header names (None where it states none)."""
+    (radiation, anode) its header names (:func:`_radiation_from_header`; None where it
+    states none)."""
     stated: float | None = None
-    radiation: str | None = None
+    radiation: tuple[str, str] | None = None
     if suffix == ".npz":
         with np.load(path, allow_pickle=False) as z:
             missing = {"two_theta", "intensity"} - set(z.files)
@@ -472,19 +474,18 @@ def read_pattern(
         raise FileNotFoundError(f"{path}: no such file")
     with naming(path):  # e.g. numpy refusing a pickled object array
         try:
-            cols, stated, radiation = _load_columns(path, suffix, columns)
+            cols, stated, named = _load_columns(path, suffix, columns)
         except (OSError, EOFError) as exc:  # a truncated or foreign binary file
             raise ValueError(f"{path}: cannot be read as {suffix} ({exc})") from None
+    radiation, anode = named or (None, None)
     lam = wavelength if wavelength is not None else stated
-    if lam is None and radiation is not None:
-        lam = ANODE_KA1_ANGSTROM[radiation.split()[-1]]
+    if lam is None and anode is not None:
+        lam = ANODE_KA1_ANGSTROM[anode]
     if lam is None:
         raise ValueError(
             f"{path}: the file states no wavelength and no anode, and none was given: give the "
             "wavelength in Å or the X-ray tube's anode"
         )
-    if radiation is not None and radiation.startswith("mono"):  # Kα1 alone: one line
-        radiation = "mono"
     sigma = cols[2] if len(cols) > 2 else None
     meta: dict[str, Any] = {"source": str(path)} | ({"radiation": radiation} if radiation else {})
     if sigma is not None:
