@@ -122,11 +122,9 @@ def _columns(text: str) -> list[int | str]:
 
 def _wavelength(args: argparse.Namespace) -> float | None:
     """``--wavelength``, else the Kα1 of ``--radiation`` (checked against each other)."""
-    from ratagent.instrument import radiation_lines
+    from ratagent.instrument import reading_wavelength
 
-    if args.radiation is None or args.radiation.lower() == "mono":
-        return args.wavelength
-    return radiation_lines(args.radiation, args.wavelength)[0][0]
+    return reading_wavelength(args.radiation, args.wavelength)
 
 
 def _refine_files(args: argparse.Namespace, classifier) -> int:

@@ -15,7 +15,7 @@ import numpy as np
 from ratagent.patterns import ANODE_KA1_ANGSTROM, CU_KA1_ANGSTROM, Pattern, QGrid
 
 __all__ = ["CU_KA2_ANGSTROM", "CU_KA2_RATIO", "KBETA_ANGSTROM", "RADIATIONS", "Instrument", "radiation_lines",
-           "stated_instrument", "tch_mix"]
+           "reading_wavelength", "stated_instrument", "tch_mix"]
 
 #: Cu Kα2 wavelength in Å (Hölzer et al. 1997: 1.544 427 Å).
 CU_KA2_ANGSTROM = 1.5444
@@ -63,7 +63,7 @@ def radiation_lines(
     """
     key = str(radiation).strip()
     lam = wavelength_angstrom
-    if key.lower() in ("mono", "monochromatic", "synchrotron"):
+    if _is_one_line(key):
         if lam is None or not (math.isfinite(lam) and lam > 0):
             raise ValueError(f"radiation {radiation!r} needs a positive wavelength, got {lam!r}")
         return (float(lam),), (1.0,)
@@ -77,6 +77,25 @@ def radiation_lines(
         raise ValueError(f"wavelength {wavelength_angstrom} Å is not {element} Kα1 ({ka1} Å); "
                          "for another wavelength use radiation 'mono'")
     return (ka1, ka2), (1.0, ratio)
+
+
+def _is_one_line(radiation: str) -> bool:
+    return radiation.strip().lower() in ("mono", "monochromatic", "synchrotron")
+
+
+def reading_wavelength(radiation: str | None, wavelength_angstrom: float | None) -> float | None:
+    """The wavelength to read a pattern file at: ``wavelength_angstrom``, else the Kα1 of an
+    anode ``radiation``; None when neither gives one (the file's header must).
+
+    Raises
+    ------
+    ValueError
+        An unknown radiation, or an anode whose Kα1 is not ``wavelength_angstrom``
+        (:func:`radiation_lines`).
+    """
+    if radiation is None or _is_one_line(radiation):
+        return wavelength_angstrom
+    return radiation_lines(radiation, wavelength_angstrom)[0][0]
 
 
 def tch_mix(gamma_g, gamma_l):

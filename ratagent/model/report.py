@@ -221,7 +221,8 @@ def classify_files(
     ------
     ValueError
         A file without a wavelength when none is given, an unreadable file, too little Q
-        overlap, or ``top`` < 1.
+        overlap, ``top`` < 1, an unknown ``radiation`` or an anode whose Kα1 is not
+        ``wavelength``.
     FileNotFoundError
         A missing file, or no shipped checkpoint when ``classifier`` is None.
     """
@@ -229,10 +230,9 @@ def classify_files(
         raise ValueError(f"top must be >= 1, got {top}")
     if not paths:
         raise ValueError("no pattern files given")
-    from ratagent.instrument import radiation_lines, stated_instrument
+    from ratagent.instrument import reading_wavelength, stated_instrument
 
-    if wavelength is None and radiation is not None and radiation.lower() != "mono":
-        wavelength = radiation_lines(radiation)[0][0]  # the tube's Kα1
+    wavelength = reading_wavelength(radiation, wavelength)
     if classifier is None:
         from ratagent.model.inference import load
 

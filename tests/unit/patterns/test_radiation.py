@@ -2,7 +2,7 @@
 
 import pytest
 
-from ratagent.instrument import RADIATIONS, Instrument, radiation_lines, stated_instrument
+from ratagent.instrument import RADIATIONS, Instrument, radiation_lines, reading_wavelength, stated_instrument
 from ratagent.patterns import read_pattern
 
 # Kα1, Kα2 in Å: Hölzer et al., Phys. Rev. A 56, 4554 (1997) (Cr, Fe, Co, Cu) and
@@ -49,6 +49,27 @@ def test_mono_is_one_line_at_the_given_wavelength():
 def test_bad_radiation_is_named(args, words):
     with pytest.raises(ValueError, match=words):
         radiation_lines(*args)
+
+
+@pytest.mark.parametrize(
+    "radiation, wavelength, read_at",
+    [
+        (None, None, None),  # the file's header must say
+        (None, 0.7293, 0.7293),
+        ("mono", 0.7293, 0.7293),
+        ("Synchrotron", 0.4592, 0.4592),
+        ("Mo", None, 0.70930),
+        ("Cu", 1.5406, 1.5406),
+    ],
+)
+def test_a_file_is_read_at_the_given_wavelength_else_the_anodes_ka1(radiation, wavelength, read_at):
+    got = reading_wavelength(radiation, wavelength)
+    assert got == (None if read_at is None else pytest.approx(read_at, abs=5e-5))
+
+
+def test_a_wavelength_that_is_not_the_anodes_ka1_is_refused():
+    with pytest.raises(ValueError, match="is not Co Kα1"):
+        reading_wavelength("Co", 1.5406)
 
 
 def test_every_table_entry_is_a_known_anode():
