@@ -5,7 +5,7 @@ see :mod:`ratagent.indexing.peaks` and :mod:`ratagent.indexing.indexing` for the
 and their references.
 """
 
-from ratagent.indexing.indexing import SEARCH_ORDER, CandidateCell, IndexingResult, index
+from ratagent.indexing.indexing import SEARCH_ORDER, CandidateCell, IndexingResult, index, line_tolerance
 from ratagent.indexing.peaks import PeakList, find_peaks
 from ratagent.indexing.reduction import niggli_cell, same_lattice
 from ratagent.indexing.synthetic import lines_from_cell, perturb_lines
@@ -17,6 +17,7 @@ __all__ = [
     "PeakList",
     "find_peaks",
     "index",
+    "line_tolerance",
     "lines_from_cell",
     "niggli_cell",
     "perturb_lines",

@@ -80,3 +80,30 @@ def test_pseudo_cubic_chalcopyrite_is_never_accepted_with_a_wrong_eg(seed):
         Pattern(inst.two_theta, det.frame(1.0), inst.wavelengths_angstrom[0]), count_time=1.0)
     truth = sg_to_eg(mineral_crystal("chalcopyrite").sg_number)
     assert a.verdict != "accept" or truth in (a.candidates[0].eg, *a.indistinguishable), a.summary()
+
+
+def test_a_synchrotron_pattern_of_diopside_is_indexed_in_its_c2c_cell():
+    """Regression (`benchmarks/beamline_minerals.py --instrument synchrotron`): diopside,
+    C2/c, a = 9.746, b = 8.899, c = 5.251 Å, β = 105.63° (the library's published cell), at
+    0.7293 Å with lines 0.017° wide. In the laboratory window of 0.03° a monoclinic P
+    cell (6.63, 8.90, 6.31 Å, β = 103°) indexing 18 of the first 20 lines led, the C2/c
+    cell was not among the five best, and the default agent accepted EG 2 on 5 of 5
+    seeds. In a window as wide as the lines the C2/c cell indexes all 20 and leads."""
+    from ratagent.indexing import find_peaks, index, line_tolerance, same_lattice
+    from ratagent.patterns import Pattern
+
+    beam = Instrument.synchrotron(0.7293, two_theta_min_deg=2.0, two_theta_max_deg=50.0, step_deg=0.005,
+                                  u_deg2=0.0008, v_deg2=-0.0002, w_deg2=0.0002, x_deg=0.005, y_deg=0.003)
+    det = PowderDetector(name="det", instrument=beam, rng=np.random.default_rng(1000))
+    det.sample = mineral_sample("diopside")
+    peaks = find_peaks(Pattern(beam.two_theta, det.frame(1.0), 0.7293))
+    assert 0.012 < line_tolerance(peaks) < 0.02
+    published = det.sample.cell
+
+    def found(result, k):
+        return any(same_lattice(c.cell, published, 1e-3, c.centring, "C") for c in result.candidates[:k])
+
+    result = index(peaks)
+    assert result.convincing and found(result, 1), str(result)
+    assert result.candidates[0].n_indexed == 20
+    assert not found(index(peaks, tolerance_deg=0.03), 5)  # the window it was found wanting in

@@ -7,13 +7,22 @@ aragonite (de Villiers 1971), gypsum (Boeyens & Ichharam 2002, C2/c setting), ky
 (Ni, Hughes & Mariano 1995, P2₁/n setting).
 """
 
+import dataclasses
 import time
 
 import gemmi
 import numpy as np
 import pytest
 
-from ratagent.indexing import PeakList, find_peaks, index, lines_from_cell, perturb_lines, same_lattice
+from ratagent.indexing import (
+    PeakList,
+    find_peaks,
+    index,
+    line_tolerance,
+    lines_from_cell,
+    perturb_lines,
+    same_lattice,
+)
 from ratagent.indexing.merit import de_wolff_m, smith_snyder_f
 from ratagent.indexing.reduction import (
     cell_from_form,
@@ -462,6 +471,20 @@ def test_a_strong_impurity_line_on_a_primitive_reflection_does_not_hide_the_cent
     result = index(peaks, systems=("orthorhombic",))
     assert result.convincing, str(result)
     assert _found(result, cell, "C m c 21", k=1) == [True], str(result)
+
+
+def test_the_line_window_is_the_lab_one_unless_the_lines_are_narrower():
+    tth = np.linspace(20, 60, 12)
+    peaks = PeakList.from_positions(tth, CU_KA1_ANGSTROM, np.linspace(1, 0.1, 12))
+    assert line_tolerance(peaks) == 0.03  # no widths known
+    assert line_tolerance(tth) == 0.03
+    lab = dataclasses.replace(peaks, fwhm=np.full(12, 0.08))
+    assert line_tolerance(lab) == 0.03
+    # the ten strongest lines' median width; the two weakest (broad, 0.5°) do not count
+    sharp = dataclasses.replace(peaks, fwhm=np.r_[np.full(10, 0.012), 0.5, 0.5])
+    assert line_tolerance(sharp) == pytest.approx(0.012)
+    given = index(sharp, tolerance_deg=0.012, screen_tolerance_deg=0.024)
+    assert [tuple(c.cell) for c in index(sharp).candidates] == [tuple(c.cell) for c in given.candidates]
 
 
 def _indexed_first(peaks: PeakList, cell, sg: str):
