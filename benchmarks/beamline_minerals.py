@@ -9,8 +9,17 @@ reported set) and coverage (share accepted), with Wilson 95 % intervals. The tru
 exact here; the seeds drive the counting noise only.
 
     python benchmarks/beamline_minerals.py --seeds 5 [--minerals quartz,halite] [--out DIR]
+    python benchmarks/beamline_minerals.py --instrument synchrotron [--wavelength 0.7293]
+
+``--instrument lab`` (default) is the simulated detector as shipped: a Cu tube, Kα1/Kα2,
+2θ 5–90° in 0.01° steps. ``synchrotron`` is one line (default 0.7293 Å, 17 keV), 2θ
+2–50° in 0.005° steps and peaks about a third as wide (:data:`SYNCHROTRON_PROFILE`), as
+a powder beamline with a strip detector records them; the agent is then told one line
+(``radiation="mono"``), as the plan tells it for such a detector.
 
 Each (seed, mineral) result is appended to ``DIR/cases.jsonl``; a rerun resumes. The
+instrument a folder's cases were measured with is written beside them
+(``instrument.json``), and a folder is resumed only with the same one. The
 final assessment of each sample is stored with what the trust step weighs, and the
 figures are those of the trust step replayed under today's ``AgentConfig``
 (``training.pipeline.replayed``, as ``python -m training evaluate --pipeline`` does): an
@@ -20,8 +29,28 @@ accept and a flag both end a sample, so only that last decision can change.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from pathlib import Path
+
+#: The peak shape of ``--instrument synchrotron`` (GSAS conventions, degrees² and degrees of
+#: 2θ; :class:`ratagent.instrument.Instrument`): Gaussian FWHM 0.014° at 2θ = 5° and 0.017°
+#: at 50°, Lorentzian 0.005–0.007°; the lab default's are 0.044° and 0.021–0.027° there.
+SYNCHROTRON_PROFILE = {"u_deg2": 0.0008, "v_deg2": -0.0002, "w_deg2": 0.0002, "x_deg": 0.005,
+                       "y_deg": 0.003}
+
+
+def instrument_for(name: str, wavelength: float | None):
+    """The detector's :class:`~ratagent.instrument.Instrument` for ``--instrument``."""
+    from ratagent.instrument import Instrument
+
+    if name == "lab":
+        if wavelength is not None:
+            raise ValueError("--wavelength is for --instrument synchrotron; the lab tube is Cu Kα1/Kα2")
+        return Instrument()
+    lam = 0.7293 if wavelength is None else wavelength
+    return Instrument.synchrotron(lam, two_theta_min_deg=2.0, two_theta_max_deg=50.0, step_deg=0.005,
+                                  **SYNCHROTRON_PROFILE)
 
 
 def _recording_agent(detector):
@@ -51,7 +80,7 @@ def _recording_agent(detector):
     return agent
 
 
-def _run_seed(seed: int, names: list[str], time_scale: float) -> list[dict]:
+def _run_seed(seed: int, names: list[str], time_scale: float, instrument) -> list[dict]:
     import numpy as np
     from bluesky import RunEngine
 
@@ -63,7 +92,8 @@ def _run_seed(seed: int, names: list[str], time_scale: float) -> list[dict]:
     blind = [type(s)(s.name, s.record, None, s.scattering_power, s.background, s.impurity,
                      s.impurity_fraction, s.meta) for s in samples]
     changer = SampleChanger(name="changer", samples=blind)
-    det = PowderDetector(name="det", changer=changer, time_scale=time_scale, rng=np.random.default_rng(seed))
+    det = PowderDetector(name="det", changer=changer, instrument=instrument, time_scale=time_scale,
+                         rng=np.random.default_rng(seed))
     events: list[dict] = []
 
     def collect(name, doc):
@@ -100,18 +130,35 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--first-seed", type=int, default=1000)
     parser.add_argument("--minerals", default=None, help="comma-separated (default: the whole library)")
     parser.add_argument("--time-scale", type=float, default=0.0, help="real seconds per count second")
-    parser.add_argument("--out", default="outputs/beamline_minerals")
+    parser.add_argument("--instrument", choices=("lab", "synchrotron"), default="lab")
+    parser.add_argument("--wavelength", type=float, default=None,
+                        help="Å, for --instrument synchrotron (default 0.7293)")
+    parser.add_argument("--out", default=None,
+                        help="default: outputs/beamline_minerals, or outputs/beamline_minerals_synchrotron")
     args = parser.parse_args(argv)
+    try:
+        instrument = instrument_for(args.instrument, args.wavelength)
+    except ValueError as exc:
+        parser.error(str(exc))
+    if args.out is None:
+        args.out = "outputs/beamline_minerals" + ("" if args.instrument == "lab" else "_synchrotron")
     names = list(MINERALS) if args.minerals is None else [n.strip() for n in args.minerals.split(",")]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     path = out / "cases.jsonl"
+    stated = json.loads(json.dumps(dataclasses.asdict(instrument)))  # tuples as lists, as read back
+    record = out / "instrument.json"
+    if record.is_file() and json.loads(record.read_text()) != stated:
+        parser.error(f"{out} holds cases of another instrument ({record}); give another --out")
+    if path.is_file() and not record.is_file() and args.instrument != "lab":
+        parser.error(f"{out} holds cases of an unrecorded instrument; give another --out")
+    record.write_text(json.dumps(stated, indent=1) + "\n")
     cases = [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else []
     for seed in range(args.first_seed, args.first_seed + args.seeds):
         todo = [n for n in names if not any(c["seed"] == seed and c["mineral"] == n for c in cases)]
         if not todo:
             continue
-        new = _run_seed(seed, todo, args.time_scale)
+        new = _run_seed(seed, todo, args.time_scale, instrument)
         with path.open("a") as f:
             f.writelines(json.dumps(c) + "\n" for c in new)
         cases += new
