@@ -10,12 +10,15 @@ exact here; the seeds drive the counting noise only.
 
     python benchmarks/beamline_minerals.py --seeds 5 [--minerals quartz,halite] [--out DIR]
     python benchmarks/beamline_minerals.py --instrument synchrotron [--wavelength 0.7293]
+    python benchmarks/beamline_minerals.py --anode Mo
 
 ``--instrument lab`` (default) is the simulated detector as shipped: a Cu tube, Kα1/Kα2,
-2θ 5–90° in 0.01° steps. ``synchrotron`` is one line (default 0.7293 Å, 17 keV), 2θ
-2–50° in 0.005° steps and peaks about a third as wide (:data:`SYNCHROTRON_PROFILE`), as
-a powder beamline with a strip detector records them; the agent is then told one line
-(``radiation="mono"``), as the plan tells it for such a detector.
+2θ 5–90° in 0.01° steps; ``--anode`` takes another tube, over the d-spacings the Cu
+tube's 5–90° cover (Mo: 2θ 2.3–38.0°; at most 150°). ``synchrotron`` is one line
+(default 0.7293 Å, 17 keV), 2θ 2–50° in 0.005° steps and peaks about a third as wide
+(:data:`SYNCHROTRON_PROFILE`), as a powder beamline with a strip detector records them;
+the agent is then told one line (``radiation="mono"``), as the plan tells it for such a
+detector.
 
 Each (seed, mineral) result is appended to ``DIR/cases.jsonl``; a rerun resumes. The
 instrument a folder's cases were measured with is written beside them
@@ -40,14 +43,26 @@ SYNCHROTRON_PROFILE = {"u_deg2": 0.0008, "v_deg2": -0.0002, "w_deg2": 0.0002, "x
                        "y_deg": 0.003}
 
 
-def instrument_for(name: str, wavelength: float | None):
+def instrument_for(name: str, wavelength: float | None, anode: str = "Cu"):
     """The detector's :class:`~ratagent.instrument.Instrument` for ``--instrument``."""
+    import math
+
     from ratagent.instrument import Instrument
+    from ratagent.patterns import CU_KA1_ANGSTROM
 
     if name == "lab":
         if wavelength is not None:
-            raise ValueError("--wavelength is for --instrument synchrotron; the lab tube is Cu Kα1/Kα2")
-        return Instrument()
+            raise ValueError("--wavelength is for --instrument synchrotron; a lab tube has its own (--anode)")
+        lab = Instrument.for_radiation(anode)
+        if lab.wavelengths_angstrom == Instrument().wavelengths_angstrom:
+            return lab
+        lam = lab.wavelengths_angstrom[0]
+        d_max, d_min = (CU_KA1_ANGSTROM / (2 * math.sin(math.radians(t / 2))) for t in (5.0, 90.0))
+        lo, hi = (math.degrees(2 * math.asin(min(1.0, lam / (2 * d)))) for d in (d_max, d_min))
+        return Instrument.for_radiation(anode, two_theta_min_deg=round(lo, 2),
+                                        two_theta_max_deg=min(150.0, round(hi, 2)))
+    if anode != "Cu":
+        raise ValueError("--anode is for --instrument lab; a synchrotron has one line (--wavelength)")
     lam = 0.7293 if wavelength is None else wavelength
     return Instrument.synchrotron(lam, two_theta_min_deg=2.0, two_theta_max_deg=50.0, step_deg=0.005,
                                   **SYNCHROTRON_PROFILE)
@@ -133,15 +148,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--instrument", choices=("lab", "synchrotron"), default="lab")
     parser.add_argument("--wavelength", type=float, default=None,
                         help="Å, for --instrument synchrotron (default 0.7293)")
+    parser.add_argument("--anode", default="Cu", help="the lab tube (Cr, Fe, Co, Cu, Mo, Ag; default Cu)")
     parser.add_argument("--out", default=None,
                         help="default: outputs/beamline_minerals, or outputs/beamline_minerals_synchrotron")
     args = parser.parse_args(argv)
     try:
-        instrument = instrument_for(args.instrument, args.wavelength)
+        instrument = instrument_for(args.instrument, args.wavelength, args.anode)
     except ValueError as exc:
         parser.error(str(exc))
     if args.out is None:
-        args.out = "outputs/beamline_minerals" + ("" if args.instrument == "lab" else "_synchrotron")
+        args.out = "outputs/beamline_minerals" + ("" if args.instrument == "lab" else "_synchrotron") + (
+            "" if args.anode == "Cu" else f"_{args.anode}")
     names = list(MINERALS) if args.minerals is None else [n.strip() for n in args.minerals.split(",")]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -150,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     record = out / "instrument.json"
     if record.is_file() and json.loads(record.read_text()) != stated:
         parser.error(f"{out} holds cases of another instrument ({record}); give another --out")
-    if path.is_file() and not record.is_file() and args.instrument != "lab":
+    if path.is_file() and not record.is_file() and instrument != instrument_for("lab", None):
         parser.error(f"{out} holds cases of an unrecorded instrument; give another --out")
     record.write_text(json.dumps(stated, indent=1) + "\n")
     cases = [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else []
