@@ -18,11 +18,14 @@ tube's 5–90° cover (Mo: 2θ 2.3–38.0°; at most 150°). ``synchrotron`` is 
 (default 0.7293 Å, 17 keV), 2θ 2–50° in 0.005° steps and peaks about a third as wide
 (:data:`SYNCHROTRON_PROFILE`), as a powder beamline with a strip detector records them;
 the agent is then told one line (``radiation="mono"``), as the plan tells it for such a
-detector.
+detector. Each sample's reflections are listed down to the shortest d-spacing the
+instrument reaches (:func:`shortest_d`). ``--impurity quartz`` mixes a second phase into
+every other sample (``--impurity-fraction``, default 5 % of the integrated intensity):
+an accept is right when it is the main phase's EG.
 
 Each (seed, mineral) result is appended to ``DIR/cases.jsonl``; a rerun resumes. The
-instrument a folder's cases were measured with is written beside them
-(``instrument.json``), and a folder is resumed only with the same one. The
+instrument (and impurity) a folder's cases were measured with is written beside them
+(``instrument.json``), and a folder is resumed only with the same. The
 final assessment of each sample is stored with what the trust step weighs, and the
 figures are those of the trust step replayed under today's ``AgentConfig``
 (``training.pipeline.replayed``, as ``python -m training evaluate --pipeline`` does): an
@@ -95,7 +98,17 @@ def _recording_agent(detector):
     return agent
 
 
-def _run_seed(seed: int, names: list[str], time_scale: float, instrument) -> list[dict]:
+def shortest_d(instrument) -> float:
+    """The d-spacing (Å) the samples' reflections are listed to: the library's 1 Å, or 2 % below
+    the shortest the instrument reaches (a synchrotron at 0.7293 Å and 50°: 0.863 Å)."""
+    import math
+
+    lam = min(instrument.wavelengths_angstrom)
+    return min(1.0, 0.98 * lam / (2 * math.sin(math.radians(instrument.two_theta_max_deg / 2))))
+
+
+def _run_seed(seed: int, names: list[str], time_scale: float, instrument, impurity: tuple[str, float] | None
+              ) -> list[dict]:
     import numpy as np
     from bluesky import RunEngine
 
@@ -103,7 +116,10 @@ def _run_seed(seed: int, names: list[str], time_scale: float, instrument) -> lis
     from ratagent.crystallography import sg_to_eg
     from sim_beamline import PowderDetector, SampleChanger, mineral_sample
 
-    samples = [mineral_sample(n) for n in names]
+    d_min = shortest_d(instrument)
+    samples = [mineral_sample(n, d_min=d_min) if impurity is None or impurity[0] == n
+               else mineral_sample(n, d_min=d_min, impurity=impurity[0], impurity_fraction=impurity[1])
+               for n in names]
     blind = [type(s)(s.name, s.record, None, s.scattering_power, s.background, s.impurity,
                      s.impurity_fraction, s.meta) for s in samples]
     changer = SampleChanger(name="changer", samples=blind)
@@ -149,6 +165,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--wavelength", type=float, default=None,
                         help="Å, for --instrument synchrotron (default 0.7293)")
     parser.add_argument("--anode", default="Cu", help="the lab tube (Cr, Fe, Co, Cu, Mo, Ag; default Cu)")
+    parser.add_argument("--impurity", default=None, metavar="MINERAL",
+                        help="a second phase in every other sample (a library mineral, e.g. quartz)")
+    parser.add_argument("--impurity-fraction", type=float, default=0.05,
+                        help="its share of the integrated intensity (default 0.05)")
     parser.add_argument("--out", default=None,
                         help="default: outputs/beamline_minerals, or outputs/beamline_minerals_synchrotron")
     args = parser.parse_args(argv)
@@ -156,17 +176,27 @@ def main(argv: list[str] | None = None) -> int:
         instrument = instrument_for(args.instrument, args.wavelength, args.anode)
     except ValueError as exc:
         parser.error(str(exc))
+    impurity = None
+    if args.impurity is not None:
+        if args.impurity not in MINERALS:
+            parser.error(f"--impurity {args.impurity!r} is not a library mineral: {', '.join(MINERALS)}")
+        if not 0 < args.impurity_fraction < 1:
+            parser.error(f"--impurity-fraction must be in (0, 1), got {args.impurity_fraction}")
+        impurity = (args.impurity, args.impurity_fraction)
     if args.out is None:
         args.out = "outputs/beamline_minerals" + ("" if args.instrument == "lab" else "_synchrotron") + (
-            "" if args.anode == "Cu" else f"_{args.anode}")
+            "" if args.anode == "Cu" else f"_{args.anode}") + (
+            "" if impurity is None else f"_{impurity[0]}{impurity[1]:g}")
     names = list(MINERALS) if args.minerals is None else [n.strip() for n in args.minerals.split(",")]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     path = out / "cases.jsonl"
     stated = json.loads(json.dumps(dataclasses.asdict(instrument)))  # tuples as lists, as read back
+    if impurity is not None:
+        stated["impurity"] = list(impurity)
     record = out / "instrument.json"
     if record.is_file() and json.loads(record.read_text()) != stated:
-        parser.error(f"{out} holds cases of another instrument ({record}); give another --out")
+        parser.error(f"{out} holds cases of another instrument or impurity ({record}); give another --out")
     if path.is_file() and not record.is_file() and instrument != instrument_for("lab", None):
         parser.error(f"{out} holds cases of an unrecorded instrument; give another --out")
     record.write_text(json.dumps(stated, indent=1) + "\n")
@@ -175,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
         todo = [n for n in names if not any(c["seed"] == seed and c["mineral"] == n for c in cases)]
         if not todo:
             continue
-        new = _run_seed(seed, todo, args.time_scale, instrument)
+        new = _run_seed(seed, todo, args.time_scale, instrument, impurity)
         with path.open("a") as f:
             f.writelines(json.dumps(c) + "\n" for c in new)
         cases += new

@@ -50,7 +50,12 @@ class Sample:
 
 def mineral_sample(name: str, *, d_min: float = 1.0, impurity: str | None = None,
                    impurity_fraction: float = 0.0, **kwargs: Any) -> Sample:
-    """A :class:`Sample` of a library mineral (its published cell is the known cell)."""
+    """A :class:`Sample` of a library mineral (its published cell is the known cell).
+
+    ``d_min`` (Å) is the shortest d-spacing whose reflections are simulated: 1 Å covers a
+    Cu tube to 2θ = 100°; a detector that reaches further (a synchrotron at 0.73 Å to
+    50° reaches 0.86 Å) needs a smaller one, or its high-angle lines are missing.
+    """
     m = mineral(name)
     imp = None if impurity is None else mineral_record(impurity, d_min)
     return Sample(m.name, mineral_record(m.name, d_min), m.cell, impurity=imp,
