@@ -197,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
     record = out / "instrument.json"
     if record.is_file() and json.loads(record.read_text()) != stated:
         parser.error(f"{out} holds cases of another instrument or impurity ({record}); give another --out")
-    if path.is_file() and not record.is_file() and instrument != instrument_for("lab", None):
+    if path.is_file() and not record.is_file() and (instrument != instrument_for("lab", None) or impurity):
         parser.error(f"{out} holds cases of an unrecorded instrument; give another --out")
     record.write_text(json.dumps(stated, indent=1) + "\n")
     cases = [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else []
