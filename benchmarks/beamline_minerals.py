@@ -48,10 +48,10 @@ SYNCHROTRON_PROFILE = {"u_deg2": 0.0008, "v_deg2": -0.0002, "w_deg2": 0.0002, "x
 
 def instrument_for(name: str, wavelength: float | None, anode: str = "Cu"):
     """The detector's :class:`~ratagent.instrument.Instrument` for ``--instrument``."""
-    import math
+    import numpy as np
 
     from ratagent.instrument import Instrument
-    from ratagent.patterns import CU_KA1_ANGSTROM
+    from ratagent.patterns import CU_KA1_ANGSTROM, q_from_two_theta, two_theta_from_q
 
     if name == "lab":
         if wavelength is not None:
@@ -59,11 +59,11 @@ def instrument_for(name: str, wavelength: float | None, anode: str = "Cu"):
         lab = Instrument.for_radiation(anode)
         if lab.wavelengths_angstrom == Instrument().wavelengths_angstrom:
             return lab
-        lam = lab.wavelengths_angstrom[0]
-        d_max, d_min = (CU_KA1_ANGSTROM / (2 * math.sin(math.radians(t / 2))) for t in (5.0, 90.0))
-        lo, hi = (math.degrees(2 * math.asin(min(1.0, lam / (2 * d)))) for d in (d_max, d_min))
-        return Instrument.for_radiation(anode, two_theta_min_deg=round(lo, 2),
-                                        two_theta_max_deg=min(150.0, round(hi, 2)))
+        # the Q range of Cu Kα1 over 5–90°, at this tube's Kα1 (beyond its reach: 180°)
+        reach = q_from_two_theta(np.array([5.0, 90.0]), CU_KA1_ANGSTROM)
+        lo, hi = np.nan_to_num(two_theta_from_q(reach, lab.wavelengths_angstrom[0]), nan=180.0)
+        return Instrument.for_radiation(anode, two_theta_min_deg=round(float(lo), 2),
+                                        two_theta_max_deg=min(150.0, round(float(hi), 2)))
     if anode != "Cu":
         raise ValueError("--anode is for --instrument lab; a synchrotron has one line (--wavelength)")
     lam = 0.7293 if wavelength is None else wavelength
@@ -101,10 +101,10 @@ def _recording_agent(detector):
 def shortest_d(instrument) -> float:
     """The d-spacing (Å) the samples' reflections are listed to: the library's 1 Å, or 2 % below
     the shortest the instrument reaches (a synchrotron at 0.7293 Å and 50°: 0.863 Å)."""
-    import math
+    from ratagent.patterns import d_spacing
 
-    lam = min(instrument.wavelengths_angstrom)
-    return min(1.0, 0.98 * lam / (2 * math.sin(math.radians(instrument.two_theta_max_deg / 2))))
+    shortest = d_spacing(instrument.two_theta_max_deg, min(instrument.wavelengths_angstrom))
+    return min(1.0, 0.98 * float(shortest))
 
 
 def _run_seed(seed: int, names: list[str], time_scale: float, instrument, impurity: tuple[str, float] | None
